@@ -1,0 +1,65 @@
+"""cnnlab: a convolutional neural network, from scratch in NumPy, that learns to read digits.
+
+The engine (layers, losses, optimizers, ``Sequential``, ``fit``) needs only NumPy. Data
+loaders live in ``cnnlab.data``, image preprocessing in ``cnnlab.preprocess``, the command line
+in ``cnnlab.cli``.
+"""
+
+from cnnlab.errors import CnnlabError
+from cnnlab.layers import (
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from cnnlab.losses import CrossEntropyLoss, MSELoss
+from cnnlab.model import Sequential
+from cnnlab.optim import SGD, Adam, CosineLR, OneCycleLR, StepLR, Warmup
+from cnnlab.presets import PRESETS, build
+from cnnlab.rng import manual_seed
+from cnnlab.train import Callback, TrainState, evaluate, fit, to_input
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PRESETS",
+    "SGD",
+    "Adam",
+    "AvgPool2D",
+    "BatchNorm1D",
+    "BatchNorm2D",
+    "Callback",
+    "CnnlabError",
+    "Conv2D",
+    "CosineLR",
+    "CrossEntropyLoss",
+    "Dense",
+    "Dropout",
+    "Flatten",
+    "Layer",
+    "MSELoss",
+    "MaxPool2D",
+    "OneCycleLR",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "StepLR",
+    "Tanh",
+    "TrainState",
+    "Warmup",
+    "build",
+    "evaluate",
+    "fit",
+    "manual_seed",
+    "to_input",
+]

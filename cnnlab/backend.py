@@ -1,0 +1,66 @@
+"""The array-module seam: every layer reaches NumPy (or CuPy) through here.
+
+The engine is written against the NumPy API. CuPy implements the same API on NVIDIA GPUs, so the
+same layers run there once their parameters live on the device. CuPy is imported only when a
+"cuda" device is asked for: the NumPy path never imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+
+DEVICES = ("cpu", "cuda")
+
+
+def array_module(device: str) -> ModuleType:
+    """Return the array module for ``device``: NumPy for "cpu", CuPy for "cuda"."""
+    if device == "cpu":
+        return np
+    if device == "cuda":
+        try:
+            return importlib.import_module("cupy")
+        except ImportError:
+            raise CnnlabError(
+                "device 'cuda' needs CuPy: install it with `pip install cupy-cuda12x` "
+                "on a machine with an NVIDIA GPU, or use --device cpu"
+            ) from None
+    raise CnnlabError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+
+
+def xp_of(array: Any) -> ModuleType:
+    """The array module an array belongs to, found without importing CuPy for NumPy arrays."""
+    if isinstance(array, np.ndarray | np.generic):
+        return np
+    if type(array).__module__.split(".")[0] == "cupy":
+        return importlib.import_module("cupy")
+    return np
+
+
+def device_of(array: Any) -> str:
+    """ "cpu" for a NumPy array, "cuda" for a CuPy array."""
+    return "cpu" if xp_of(array) is np else "cuda"
+
+
+def to_device(array: Any, device: str) -> Any:
+    """Copy ``array`` to ``device`` (no copy when it already lives there)."""
+    if device_of(array) == device:
+        return array
+    if device == "cpu":
+        return array.get()
+    return array_module(device).asarray(array)
+
+
+def to_numpy(array: Any) -> np.ndarray:
+    """A NumPy view or copy of ``array``, wherever it lives."""
+    return to_device(array, "cpu")
+
+
+def sliding_window_view(xp: ModuleType, x: Any, window_shape: tuple[int, int], axis: tuple) -> Any:
+    """``sliding_window_view`` from whichever array module ``x`` belongs to."""
+    return xp.lib.stride_tricks.sliding_window_view(x, window_shape, axis=axis)

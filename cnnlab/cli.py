@@ -1,0 +1,54 @@
+"""The ``cnnlab`` command line.
+
+Each sub-command lives in its own module under ``cnnlab/commands/`` and exposes
+``register(subparsers)``, which adds its parser and sets ``func`` to the function that runs it.
+A ``CnnlabError`` becomes one line on stderr and exit status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import cnnlab.commands
+from cnnlab import __version__
+from cnnlab.errors import CnnlabError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every command module's sub-parser."""
+    parser = argparse.ArgumentParser(
+        prog="cnnlab",
+        description="Train, inspect and serve a convolutional network for handwritten digits.",
+    )
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(cnnlab.commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"cnnlab.commands.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CnnlabError as err:
+        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

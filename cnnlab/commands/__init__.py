@@ -1,0 +1,1 @@
+"""One module per ``cnnlab`` sub-command; each defines ``register(subparsers)``."""
