@@ -19,6 +19,7 @@ from cnnlab.backend import array_module, to_device, to_numpy, xp_of
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write
 from cnnlab.layers import LAYER_TYPES, Layer, Softmax, _check_dtype
+from cnnlab.rng import resolve_rng
 
 FORMAT = "cnnlab-model"
 FORMAT_VERSION = 1
@@ -315,7 +316,29 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         raise CnnlabError(f"{path}: damaged or truncated model file ({err})") from None
 
 
-def _build_layers(config: dict[str, Any], path: Path) -> list[Layer]:
+def model_from_config(
+    config: dict[str, Any], source: str = "config", rng: np.random.Generator | int | None = None
+) -> Sequential:
+    """A new model with fresh random weights from an architecture dict (as ``config()`` gives).
+
+    Only ``layers`` is required; ``dtype`` defaults to float32 and ``input_shape`` to none.
+    """
+    if not isinstance(config, dict):
+        raise CnnlabError(f"{source}: an architecture must be a JSON object with a 'layers' list")
+    config = {"dtype": "float32", **config}
+    if config["dtype"] not in ("float32", "float64"):
+        raise CnnlabError(f"{source}: unsupported dtype {config['dtype']!r}")
+    layers = _build_layers(config, source, resolve_rng(rng))
+    input_shape = config.get("input_shape")
+    try:
+        return Sequential(layers, input_shape=tuple(input_shape) if input_shape else None)
+    except (CnnlabError, TypeError) as err:
+        raise CnnlabError(f"{source}: the layers do not fit together: {err}") from None
+
+
+def _build_layers(
+    config: dict[str, Any], path: Path | str, rng: np.random.Generator | int = 0
+) -> list[Layer]:
     """Construct the layers a config describes, refusing unknown types and arguments."""
     specs = config.get("layers")
     if not isinstance(specs, list) or not specs:
@@ -332,7 +355,7 @@ def _build_layers(config: dict[str, Any], path: Path) -> list[Layer]:
             if not isinstance(value, int | float | str | bool | list):
                 raise CnnlabError(f"{path}: layer {i} argument {key}={value!r} is not allowed")
         try:
-            extra = {"rng": 0} if spec["type"] in ("Conv2D", "Dense", "Dropout") else {}
+            extra = {"rng": rng} if spec["type"] in ("Conv2D", "Dense", "Dropout") else {}
             layers.append(LAYER_TYPES[spec["type"]](**kwargs, **extra, dtype=config["dtype"]))
         except TypeError as err:
             raise CnnlabError(

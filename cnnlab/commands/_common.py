@@ -41,7 +41,9 @@ def model_path(path: str | Path) -> Path:
     if path.is_dir():
         candidate = path / MODEL_FILE
         if not candidate.exists():
-            raise CnnlabError(f"{path}: this folder has no {MODEL_FILE}; is it a cnnlab run folder?")
+            raise CnnlabError(
+                f"{path}: this folder has no {MODEL_FILE}; is it a cnnlab run folder?"
+            )
         return candidate
     return path
 
