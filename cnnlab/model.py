@@ -352,7 +352,7 @@ def _build_layers(
             )
         kwargs = {k: v for k, v in spec.items() if k != "type"}
         for key, value in kwargs.items():
-            if not isinstance(value, int | float | str | bool | list):
+            if value is not None and not isinstance(value, int | float | str | bool | list):
                 raise CnnlabError(f"{path}: layer {i} argument {key}={value!r} is not allowed")
         try:
             extra = {"rng": rng} if spec["type"] in ("Conv2D", "Dense", "Dropout") else {}
