@@ -1,0 +1,163 @@
+"""What the web lab computes for one picture: prediction, preprocessing steps and activation
+maps, with the small PNG encoding that carries images to the page.
+
+Everything here takes plain NumPy arrays and a ``Sequential``; nothing knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+
+from cnnlab.explain.maps import conv_layer_indices, layer_outputs
+from cnnlab.layers import Conv2D, Dense, ReLU, Sigmoid, Tanh
+from cnnlab.model import Sequential
+
+# Pictures whose header claims more pixels than this are refused before decoding.
+MAX_PIXELS = 16_000_000
+# The preprocessing stages the page shows, with their captions.
+STEP_TITLES = {
+    "raw": "raw",
+    "cropped": "cropped",
+    "fitted": "20×20",
+    "centred": "centred 28×28",
+}
+THUMB_SIDE = 160  # a step image is shrunk to at most this many pixels a side for the page
+
+# A dark-to-bright colour ramp for maps (navy → teal → amber → pale yellow), 256 entries.
+_RAMP_STOPS = np.array(
+    [[15, 23, 42], [30, 64, 120], [20, 150, 150], [240, 170, 50], [255, 250, 210]], np.float64
+)
+
+
+def _ramp() -> np.ndarray:
+    """The 256 × 3 uint8 palette interpolated between ``_RAMP_STOPS``."""
+    where = np.linspace(0, len(_RAMP_STOPS) - 1, 256)
+    cols = [np.interp(where, np.arange(len(_RAMP_STOPS)), _RAMP_STOPS[:, c]) for c in range(3)]
+    return np.stack(cols, axis=1).round().astype(np.uint8)  # (256, 3)
+
+
+PALETTE = _ramp()
+
+
+def png_base64(image: np.ndarray, lo: float = 0.0, hi: float = 1.0, colour: bool = False) -> str:
+    """Encode a 2-D array as a base64 PNG, mapping [lo, hi] to 0..255.
+
+    Grey by default; ``colour`` uses the lab's palette (a paletted PNG, still one byte a pixel).
+    Images larger than ``THUMB_SIDE`` are shrunk for display.
+    """
+    from PIL import Image
+
+    scale = max(hi - lo, 1e-12)
+    levels = np.clip((np.asarray(image, np.float64) - lo) / scale, 0, 1)
+    img = Image.fromarray((levels * 255).round().astype(np.uint8), "L")
+    if max(img.size) > THUMB_SIDE:
+        factor = THUMB_SIDE / max(img.size)
+        img = img.resize(
+            (max(1, round(img.width * factor)), max(1, round(img.height * factor))),
+            Image.Resampling.BOX,
+        )
+    if colour:
+        img = img.convert("P")
+        img.putpalette(PALETTE.ravel().tolist())
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=False, compress_level=6)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def pixel_limit_message(data: bytes) -> str | None:
+    """Why an encoded picture is too big to decode (from its header alone), or None."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                width, height = img.size  # read from the header; nothing is decoded
+        except Image.DecompressionBombError:  # Pillow's own, higher, limit already says no
+            return (
+                f"the image claims far more pixels than the limit of {MAX_PIXELS}; "
+                "scale it down before sending it"
+            )
+        except (OSError, ValueError, SyntaxError, EOFError):
+            return None  # not a readable picture: decoding will say so
+    if width * height <= MAX_PIXELS:
+        return None
+    return (
+        f"the image is {width}×{height} = {width * height} pixels, more than the limit of "
+        f"{MAX_PIXELS}; scale it down before sending it"
+    )
+
+
+def step_images(steps: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """The preprocessing stages shown on the page, each as size and base64 PNG."""
+    out = []
+    for name, title in STEP_TITLES.items():
+        if name in steps:
+            image = steps[name]
+            out.append(
+                {
+                    "name": name,
+                    "title": title,
+                    "width": int(image.shape[1]),
+                    "height": int(image.shape[0]),
+                    "png": png_base64(image),
+                }
+            )
+    return out
+
+
+def probabilities(model: Sequential, image: np.ndarray) -> np.ndarray:
+    """Class probabilities ``(K,)`` for one (28, 28) float32 image in [0, 1]."""
+    x = image.astype(model.dtype, copy=False)[None, None]  # (1, 1, 28, 28)
+    return np.asarray(model.predict_proba(x))[0]
+
+
+def _activation_after(model: Sequential, index: int) -> Any:
+    """The activation layer that follows the conv layer at ``index`` (pooling may sit between),
+    or None when a conv or dense layer comes first."""
+    for layer in model.layers[index + 1 :]:
+        if isinstance(layer, ReLU | Sigmoid | Tanh):
+            return layer
+        if isinstance(layer, Conv2D | Dense):
+            return None
+    return None
+
+
+def activation_maps(model: Sequential, image: np.ndarray) -> list[dict[str, Any]]:
+    """The activation maps of every conv layer for one (28, 28) image.
+
+    Each conv output is passed through the activation that follows it in the model (max
+    pooling commutes with a monotone activation, so this is the map before pooling, as in the
+    article). Each entry: layer index, title, map size and one colour PNG per map, all maps of a
+    layer on one shared scale so their strengths compare.
+    """
+    x = image.astype(model.dtype, copy=False)[None, None]  # (1, 1, 28, 28)
+    outputs = layer_outputs(model, x)
+    layers = []
+    for i in conv_layer_indices(model):
+        act = _activation_after(model, i)
+        maps = outputs[i]  # (1, C_out, H, W)
+        if act is not None:
+            maps = type(act)(dtype=model.dtype).forward(maps)
+        maps = np.asarray(maps[0])  # (C_out, H, W)
+        lo, hi = float(maps.min()), float(maps.max())
+        if act is not None and isinstance(act, ReLU):
+            lo = 0.0
+        after = f"after {type(act).__name__}" if act is not None else "before activation"
+        layers.append(
+            {
+                "layer": i,
+                "title": f"conv layer {len(layers) + 1}: {maps.shape[0]} maps, "
+                f"{maps.shape[1]}×{maps.shape[2]}, {after}",
+                "width": int(maps.shape[2]),
+                "height": int(maps.shape[1]),
+                "range": [round(lo, 4), round(hi, 4)],
+                "maps": [png_base64(m, lo, hi, colour=True) for m in maps],
+            }
+        )
+    return layers
