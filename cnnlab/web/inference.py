@@ -65,7 +65,7 @@ def png_base64(image: np.ndarray, lo: float = 0.0, hi: float = 1.0, colour: bool
         img = img.convert("P")
         img.putpalette(PALETTE.ravel().tolist())
     buffer = io.BytesIO()
-    img.save(buffer, format="PNG", optimize=False, compress_level=6)
+    img.save(buffer, format="PNG", compress_level=1)  # fast: these images are tiny
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -647,7 +647,7 @@
     const step = Math.max(1, Math.ceil(xMax / 10));
     g.textAlign = "center";
     g.textBaseline = "top";
-    for (let e = 0; e <= xMax; e += step) g.fillText(String(e), px(e), top + h + 6);
+    for (let e = step; e <= xMax; e += step) g.fillText(String(e), px(e), top + h + 6);
     g.textAlign = "right";
     g.fillText("epoch", left - 6, top + h + 6);
     for (const s of series) {

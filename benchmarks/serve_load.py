@@ -1,0 +1,139 @@
+"""Load test for the web lab: concurrent ``POST /api/predict`` against a real ``cnnlab serve``.
+
+Starts the server in a subprocess on a free port (with ``--model``, or a LeNet-5 trained here
+for a few seconds on the bundled sample), then fires a fixed number of requests from several
+threads, each with its own keep-alive connection, and reports throughput, p50/p99 latency and
+errors as a Markdown table. Two payloads: a 28×28 JSON array (the model alone) and a PNG of
+a digit (decoding and preprocessing included).
+
+    python benchmarks/serve_load.py --requests 2000 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from web_helpers import digit_png, sample_digits, trained_model_file
+
+
+def start_server(model: Path) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.cli", "serve", "--port", "0", "--model", str(model)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"http://[\w.:]+/", line)
+    if not match:
+        proc.kill()
+        raise SystemExit(f"the server did not start: {line}{proc.stdout.read()}")
+    return proc, match.group(0)
+
+
+def fire(
+    url: str, bodies: list[tuple[bytes, str]], total: int, threads: int
+) -> tuple[np.ndarray, int, float]:
+    """Send ``total`` requests from ``threads`` threads; returns latencies (s), errors, wall."""
+    parts = urlsplit(url)
+    latencies: list[float] = []
+    errors = [0]
+    counter = iter(range(total))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        mine: list[float] = []
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                break
+            body, kind = bodies[i % len(bodies)]
+            start = time.perf_counter()
+            try:
+                conn.request("POST", "/api/predict", body=body, headers={"Content-Type": kind})
+                response = conn.getresponse()
+                payload = response.read()
+                ok = response.status == 200 and "label" in json.loads(payload)
+            except (OSError, http.client.HTTPException, ValueError):
+                ok = False
+                conn.close()
+                conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+            mine.append(time.perf_counter() - start)
+            if not ok:
+                with lock:
+                    errors[0] += 1
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    started = time.perf_counter()
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return np.array(latencies), errors[0], time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model file or run folder (default: train a quick one)")
+    parser.add_argument("--requests", type=int, default=2000, help="requests per payload kind")
+    parser.add_argument("--concurrency", type=int, default=8, help="client threads")
+    args = parser.parse_args()
+
+    model = Path(args.model) if args.model else trained_model_file(Path(tempfile.gettempdir()))
+    images, _ = sample_digits("test")
+    payloads = {
+        "28×28 JSON array": [
+            (json.dumps({"pixels": (im / 255).round(3).tolist()}).encode(), "application/json")
+            for im in images[:50]
+        ],
+        "PNG image (preprocessed)": [(digit_png(im, scale=4), "image/png") for im in images[:50]],
+    }
+    proc, url = start_server(model)
+    rows = []
+    try:
+        for name, bodies in payloads.items():
+            fire(url, bodies, 50, 2)  # warm up
+            latencies, errors, wall = fire(url, bodies, args.requests, args.concurrency)
+            rows.append(
+                (
+                    name,
+                    args.requests,
+                    args.concurrency,
+                    args.requests / wall,
+                    1000 * float(np.percentile(latencies, 50)),
+                    1000 * float(np.percentile(latencies, 99)),
+                    errors,
+                )
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    print(f"model: {model.name}; server: {url}")
+    print("| payload | requests | concurrency | predictions/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, n, c, rate, p50, p99, errors in rows:
+        print(f"| {name} | {n} | {c} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {errors} |")
+    return 1 if any(row[-1] for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
