@@ -1,0 +1,59 @@
+"""Seeing inside a CNN: activation maps, filters, occlusion, saliency, gradient flow, and the
+article's ideas as small experiments.
+
+Modules: ``article`` (the 6×6 image, 4×4 filter and curve detector), ``maps`` (activation
+maps, filters, occlusion, saliency, top patches), ``prediction`` (all of it for one image),
+``experiments`` (learning rates, activations, losses, features), ``step`` (one training
+iteration), ``gradcheck``, ``perceptron`` (sonar), ``monitor`` (``GradientMonitor``),
+``figures`` (matplotlib) and ``report`` (self-contained HTML). Importing this package needs
+NumPy only.
+"""
+
+from cnnlab.explain.article import (
+    ARTICLE_FILTER,
+    ARTICLE_IMAGE,
+    ARTICLE_MAP,
+    CURVE_FILTER,
+    CURVE_IMAGE,
+    NO_CURVE_IMAGE,
+    activation_map,
+    convolution_steps,
+    curve_detector,
+)
+from cnnlab.explain.gradcheck import gradient_check
+from cnnlab.explain.inputs import InputImage, load_input
+from cnnlab.explain.maps import (
+    activation_maps,
+    first_layer_filters,
+    occlusion,
+    receptive_field,
+    saliency,
+    top_patches,
+)
+from cnnlab.explain.monitor import GradientMonitor
+from cnnlab.explain.prediction import explain_prediction
+from cnnlab.explain.step import training_step
+
+__all__ = [
+    "ARTICLE_FILTER",
+    "ARTICLE_IMAGE",
+    "ARTICLE_MAP",
+    "CURVE_FILTER",
+    "CURVE_IMAGE",
+    "NO_CURVE_IMAGE",
+    "GradientMonitor",
+    "InputImage",
+    "activation_map",
+    "activation_maps",
+    "convolution_steps",
+    "curve_detector",
+    "explain_prediction",
+    "first_layer_filters",
+    "gradient_check",
+    "load_input",
+    "occlusion",
+    "receptive_field",
+    "saliency",
+    "top_patches",
+    "training_step",
+]

@@ -1,0 +1,382 @@
+"""The article's ideas as small, seeded experiments that run in seconds on a laptop.
+
+Each function returns plain numbers (dataclasses of floats and arrays); ``cnnlab.explain.figures``
+draws them and ``cnnlab experiment NAME`` prints them. All use the bundled ``mnist-sample``
+digits unless told otherwise, the same initial weights for every variant, and the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.errors import CnnlabError
+from cnnlab.explain.maps import LayerMaps, activation_maps, first_layer_filters
+from cnnlab.explain.monitor import GradientMonitor
+from cnnlab.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Softmax
+from cnnlab.losses import CrossEntropyLoss, MSELoss
+from cnnlab.model import Sequential
+from cnnlab.optim import SGD
+from cnnlab.presets import ACTIVATIONS
+from cnnlab.rng import resolve_rng
+from cnnlab.train import Callback, DivergedError, TrainState, evaluate, fit, to_input
+
+DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0, 3.0)
+
+
+def digits(
+    samples: int,
+    split: str = "train",
+    dataset: str = "mnist-sample",
+    data_dir: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``samples`` digits of a split: inputs ``(N, 1, 28, 28)`` float32, labels int64."""
+    from cnnlab.data import load
+
+    images, labels = load(dataset, split, data_dir=data_dir)
+    if samples < 1:
+        raise CnnlabError(f"samples must be >= 1, got {samples}")
+    return to_input(images[:samples]), labels[:samples].astype(np.int64)
+
+
+def small_cnn(activation: str = "relu", seed: int = 0, softmax: bool = False) -> Sequential:
+    """A quick CNN for experiments: conv 6@5×5 → pool → act → conv 12@5×5 → pool → act → dense 10.
+
+    The output layer starts with small weights (Glorot scaled by 0.1), so the untrained network
+    guesses close to uniformly (loss ≈ ln 10). ``softmax=True`` ends it with a ``Softmax`` layer
+    (outputs are probabilities, for MSE).
+    """
+    if activation not in ACTIVATIONS:
+        raise CnnlabError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
+    act = ACTIVATIONS[activation]
+    rng = resolve_rng(seed)
+    init = "he" if activation == "relu" else "glorot"
+    layers: list[Layer] = [
+        Conv2D(1, 6, 5, init=init, rng=rng), MaxPool2D(2), act(),
+        Conv2D(6, 12, 5, init=init, rng=rng), MaxPool2D(2), act(),
+        Flatten(), Dense(12 * 4 * 4, 10, init="glorot", rng=rng),
+    ]  # fmt: skip
+    layers[-1].params["W"] *= np.float32(0.1)
+    if softmax:
+        layers.append(Softmax())
+    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "experiment-cnn"})
+
+
+class _LossRecorder(Callback):
+    """Records every batch loss and, every ``probe_every`` steps, the loss on held-out digits.
+
+    Stops the run once a batch loss exceeds ``factor`` times the first one (divergence).
+    """
+
+    def __init__(
+        self, model: Sequential, probe: tuple[np.ndarray, np.ndarray], every: int, factor: float
+    ) -> None:
+        self.model, self.probe, self.every, self.factor = model, probe, every, factor
+        self.losses: list[float] = []
+        self.probe_steps: list[int] = [0]
+        self.probe_losses: list[float] = [self._probe_loss()]
+        self.diverged_at: int | None = None
+        self.diverged_loss = math.nan
+
+    def _probe_loss(self) -> float:
+        self.model.eval()
+        try:
+            return CrossEntropyLoss().forward(self.model.forward(self.probe[0]), self.probe[1])
+        except CnnlabError:  # the outputs overflowed to inf: as bad as it gets
+            return math.inf
+        finally:
+            self.model.train()
+
+    def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        loss = float(logs["loss"])
+        if self.losses and not loss <= self.factor * self.losses[0]:
+            self.diverged_at, self.diverged_loss = state.step, loss
+            state.stop = True
+            return
+        self.losses.append(loss)
+        if state.step % self.every == 0:
+            self.probe_steps.append(state.step)
+            self.probe_losses.append(self._probe_loss())
+
+
+@dataclass
+class LearningRateRun:
+    """One learning rate of the sweep."""
+
+    lr: float
+    losses: list[float]  # batch losses, up to (not including) divergence
+    probe_steps: list[int]  # steps at which the held-out loss was measured (0 = before training)
+    probe_losses: list[float]  # the held-out loss at those steps
+    verdict: str  # "diverged", "slow", "overshoots" or "good"
+    diverged_at: int | None  # the step whose loss blew up, if any
+    diverged_loss: float  # the loss at that step (inf or nan when it overflowed; nan if none)
+    start: float  # held-out loss before training
+    end: float  # held-out loss at the end (nan when diverged)
+    best: bool = False  # lowest final loss of the sweep
+
+
+def judge(losses: Sequence[float], probe_losses: Sequence[float], diverged: bool) -> str:
+    """Verdict from the batch losses and the held-out loss curve.
+
+    ``diverged`` when the loss became NaN/inf or rose past the sweep's divergence limit;
+    ``overshoots`` when a batch loss jumped above twice the first one (a step went far past the
+    valley) or the held-out loss ends more than 20 % above its lowest point; ``slow`` when the
+    held-out loss fell by less than 15 %; else ``good``.
+    """
+    if diverged:
+        return "diverged"
+    start, end, lowest = probe_losses[0], probe_losses[-1], min(probe_losses)
+    if max(losses) > 2 * losses[0] or end > 1.2 * lowest:
+        return "overshoots"
+    if end > 0.85 * start:
+        return "slow"
+    return "good"
+
+
+def learning_rate_sweep(
+    learning_rates: Sequence[float] = DEFAULT_LEARNING_RATES,
+    samples: int = 1000,
+    epochs: int = 1,
+    batch_size: int = 32,
+    probe_samples: int = 200,
+    probe_every: int = 3,
+    seed: int = 0,
+    diverge_factor: float = 20.0,
+    dataset: str = "mnist-sample",
+    data_dir: str | Path | None = None,
+) -> list[LearningRateRun]:
+    """Plain SGD (no momentum) at each η on the same CNN, weights and batches.
+
+    The loss on ``probe_samples`` held-out test digits is measured every ``probe_every`` steps.
+    A run counts as diverged when a batch loss turns NaN/inf or exceeds ``diverge_factor`` times
+    the first batch's loss; it is stopped there and its curves end at the last sane loss.
+    """
+    x, y = digits(samples, "train", dataset, data_dir)
+    probe = digits(probe_samples, "test", dataset, data_dir)
+    runs = []
+    for lr in learning_rates:
+        model = small_cnn(seed=seed)
+        recorder = _LossRecorder(model, probe, probe_every, diverge_factor)
+        try:
+            fit(
+                model,
+                CrossEntropyLoss(),
+                SGD(model.parameters(), lr),
+                x,
+                y,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=seed,
+                callbacks=[recorder],
+            )
+            diverged_at = recorder.diverged_at
+        except DivergedError:
+            diverged_at = len(recorder.losses) + 1
+        verdict = judge(recorder.losses, recorder.probe_losses, diverged_at is not None)
+        end = recorder.probe_losses[-1] if verdict != "diverged" else math.nan
+        runs.append(
+            LearningRateRun(
+                lr=float(lr),
+                losses=recorder.losses,
+                probe_steps=recorder.probe_steps,
+                probe_losses=recorder.probe_losses,
+                verdict=verdict,
+                diverged_at=diverged_at,
+                diverged_loss=recorder.diverged_loss if diverged_at else math.nan,
+                start=recorder.probe_losses[0],
+                end=end,
+            )
+        )
+    finite = [r for r in runs if r.verdict != "diverged"]
+    if finite:
+        min(finite, key=lambda r: r.end).best = True
+    return runs
+
+
+def deep_mlp(activation: str, depth: int = 8, width: int = 64, seed: int = 0) -> Sequential:
+    """A plain deep network: ``depth`` hidden dense layers of ``width`` units, then 10 outputs.
+
+    ReLU gets He initialisation, sigmoid and tanh Glorot: each activation its customary start.
+    """
+    if depth < 1 or width < 1:
+        raise CnnlabError(f"depth and width must be >= 1, got {depth}, {width}")
+    act = ACTIVATIONS[activation]
+    rng = resolve_rng(seed)
+    init = "he" if activation == "relu" else "glorot"
+    layers: list[Layer] = [Flatten()]
+    inputs = 28 * 28
+    for _ in range(depth):
+        layers += [Dense(inputs, width, init=init, rng=rng), act()]
+        inputs = width
+    layers.append(Dense(width, 10, init="glorot", rng=rng))
+    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": f"deep-{activation}"})
+
+
+@dataclass
+class ActivationRun:
+    """Gradient norms of one deep network over its first epoch."""
+
+    activation: str
+    layer_names: list[str]  # the dense layers, input side first
+    grad_norms: list[float]  # mean ‖dL/dW‖ per dense layer over the first epoch
+    first_layer_per_batch: list[float]  # ‖dL/dW‖ of the first layer at every batch
+    last_layer_per_batch: list[float]
+    saturated_fraction: float | None  # mean over the activation layers (sigmoid/tanh)
+    dead_fraction: float | None  # mean over the ReLU layers
+    train_accuracy: float
+
+
+def activation_gradients(
+    activations: Sequence[str] = ("sigmoid", "tanh", "relu"),
+    depth: int = 8,
+    width: int = 64,
+    samples: int = 1000,
+    batch_size: int = 32,
+    lr: float = 0.05,
+    seed: int = 0,
+    dataset: str = "mnist-sample",
+    data_dir: str | Path | None = None,
+) -> list[ActivationRun]:
+    """Train one epoch of a deep plain network per activation and record each layer's gradient."""
+    x, y = digits(samples, "train", dataset, data_dir)
+    runs = []
+    for activation in activations:
+        model = deep_mlp(activation, depth, width, seed)
+        monitor = GradientMonitor(model)
+        state = fit(
+            model,
+            CrossEntropyLoss(),
+            SGD(model.parameters(), lr),
+            x,
+            y,
+            epochs=1,
+            batch_size=batch_size,
+            seed=seed,
+            callbacks=[monitor],
+        )
+        monitor.close()
+        entries = monitor.records[0]["layers"]
+        dense = [e for e in entries if e["type"] == "Dense"]
+        names = [e["name"] for e in dense]
+        saturated = [e["saturated_fraction"] for e in entries if "saturated_fraction" in e]
+        dead = [e["dead_fraction"] for e in entries if "dead_fraction" in e]
+        runs.append(
+            ActivationRun(
+                activation=activation,
+                layer_names=names,
+                grad_norms=[e["grad_norm"] for e in dense],
+                first_layer_per_batch=[b[names[0]] for b in monitor.batch_grad_norms],
+                last_layer_per_batch=[b[names[-1]] for b in monitor.batch_grad_norms],
+                saturated_fraction=float(np.mean(saturated)) if saturated else None,
+                dead_fraction=float(np.mean(dead)) if dead else None,
+                train_accuracy=state.history[0]["train_accuracy"],
+            )
+        )
+    return runs
+
+
+@dataclass
+class LossRun:
+    """Accuracy per epoch of the CNN trained with one loss."""
+
+    loss: str  # "mse" or "cross-entropy"
+    test_accuracy: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+
+
+def compare_losses(
+    epochs: int = 3,
+    samples: int = 1000,
+    test_samples: int = 1000,
+    batch_size: int = 32,
+    lr: float = 0.1,
+    seed: int = 0,
+    dataset: str = "mnist-sample",
+    data_dir: str | Path | None = None,
+) -> list[LossRun]:
+    """The article's MSE (on softmax probabilities) against cross-entropy (on logits).
+
+    Same CNN, same initial weights, same batches, same plain SGD; test accuracy after each epoch.
+    """
+    x, y = digits(samples, "train", dataset, data_dir)
+    xt, yt = digits(test_samples, "test", dataset, data_dir)
+    runs = []
+    for name, loss_fn, softmax in (
+        ("mse", MSELoss(), True),
+        ("cross-entropy", CrossEntropyLoss(), False),
+    ):
+        model = small_cnn(seed=seed, softmax=softmax)
+        state = fit(
+            model,
+            loss_fn,
+            SGD(model.parameters(), lr),
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            validation=(xt, yt),
+            seed=seed,
+        )
+        runs.append(
+            LossRun(
+                name,
+                [h["test_accuracy"] for h in state.history],
+                [h["train_loss"] for h in state.history],
+            )
+        )
+    return runs
+
+
+@dataclass
+class Features:
+    """What a trained CNN's conv layers see in one digit."""
+
+    image: np.ndarray  # (28, 28)
+    label: int
+    filters: np.ndarray  # (C1, kH, kW) first conv layer
+    layers: list[LayerMaps]  # every conv layer's maps for the digit
+    test_accuracy: float | None  # of the model trained here (None for a given model)
+
+
+def features(
+    model: Sequential | None = None,
+    index: int = 0,
+    samples: int = 2000,
+    epochs: int = 1,
+    seed: int = 0,
+    dataset: str = "mnist-sample",
+    data_dir: str | Path | None = None,
+) -> Features:
+    """First-layer filters and every conv layer's maps on test digit ``index``.
+
+    Without ``model``, trains ``small_cnn`` briefly (SGD with momentum) on ``samples`` digits.
+    """
+    accuracy = None
+    xt, yt = digits(max(index + 1, 500), "test", dataset, data_dir)
+    if model is None:
+        x, y = digits(samples, "train", dataset, data_dir)
+        model = small_cnn(seed=seed)
+        fit(
+            model,
+            CrossEntropyLoss(),
+            SGD(model.parameters(), 0.05, momentum=0.9),
+            x,
+            y,
+            epochs=epochs,
+            batch_size=32,
+            seed=seed,
+        )
+        accuracy = evaluate(model, xt, yt)
+    x_one = xt[index : index + 1].astype(model.dtype)
+    return Features(
+        image=xt[index, 0],
+        label=int(yt[index]),
+        filters=first_layer_filters(model),
+        layers=activation_maps(model, x_one),
+        test_accuracy=accuracy,
+    )
