@@ -193,6 +193,7 @@ class Conv2D(Layer):
         self._add_param("b", np.zeros(self.out_channels, dtype=self.dtype))
         self._cols: Any = None
         self._padded_shape: tuple[int, ...] = ()
+        self._buffers: dict[str, Any] = {}
 
     def config(self) -> dict[str, Any]:
         kh, kw = self.kernel_size
@@ -221,71 +222,138 @@ class Conv2D(Layer):
         self._check_input(x, f"(N, {self.in_channels}, H, W)", 4, {1: self.in_channels})
         _, h_out, w_out = self.output_shape(x.shape[1:])
         xp = xp_of(x)
-        p = self.padding
-        if p:
-            x = xp.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
         n = x.shape[0]
-        cols = im2col(x, self.kernel_size, self.stride)  # (N, H_out, W_out, C_in, kH, kW)
-        cols = cols.reshape(n * h_out * w_out, -1)  # (N·H_out·W_out, C_in·kH·kW)
         weights = self.params["W"].reshape(self.out_channels, -1)  # (C_out, C_in·kH·kW)
-        out = cols @ weights.T  # (N·H_out·W_out, C_out)
-        out += self.params["b"]
-        self._cols, self._padded_shape = cols, x.shape
-        # A free transposed view: the next layer reads any strides, so no copy is made here.
-        return out.reshape(n, h_out, w_out, self.out_channels).transpose(0, 3, 1, 2)
+        out = xp.empty((n, self.out_channels, h_out * w_out), dtype=x.dtype)
+        # Training keeps the whole batch's patches for backward; inference needs them only
+        # briefly, so it goes through the batch in chunks and reuses one small buffer.
+        chunk = max(n, 1) if self.training else max(1, EVAL_CHUNK_FLOATS // self._cols_size(x))
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            padded = self._padded(x[start:stop])
+            cols = im2col(padded, self.kernel_size, self.stride, self._buffer)
+            # One matrix product per sample, written straight into NCHW order.
+            xp.matmul(
+                weights, cols.reshape(stop - start, weights.shape[1], -1), out=out[start:stop]
+            )
+            if self.training:
+                self._cols, self._padded_shape = cols, padded.shape
+        out += self.params["b"][:, None]
+        return out.reshape(n, self.out_channels, h_out, w_out)
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy ``(N, C_out, H_out, W_out)`` → dL/dx ``(N, C_in, H, W)``; fills dW and db."""
-        _, c_out, h_out, w_out = grad_out.shape
-        g = grad_out.transpose(0, 2, 3, 1).reshape(-1, c_out)  # (N·H_out·W_out, C_out)
-        self.grads["W"][...] = (g.T @ self._cols).reshape(self.params["W"].shape)
-        self.grads["b"][...] = g.sum(axis=0)
+        n, c_out, h_out, w_out = grad_out.shape
+        xp = xp_of(grad_out)
+        g = grad_out.reshape(n, c_out, h_out * w_out)  # (N, C_out, H_out·W_out)
+        cols = self._cols.reshape(n, -1, h_out * w_out)  # (N, C_in·kH·kW, H_out·W_out)
+        per_sample = self._buffer("dW", (n, c_out, cols.shape[1]), g.dtype)
+        xp.matmul(g, cols.transpose(0, 2, 1), out=per_sample)  # (N, C_out, C_in·kH·kW)
+        self.grads["W"][...] = per_sample.sum(axis=0).reshape(self.params["W"].shape)
+        self.grads["b"][...] = g.sum(axis=(0, 2))
         if not self.has_input_grad:
             return None
-        weights = self.params["W"].reshape(c_out, -1)  # (C_out, C_in·kH·kW)
-        grad_cols = g @ weights  # (N·H_out·W_out, C_in·kH·kW)
-        dx = col2im(grad_cols, self._padded_shape, self.kernel_size, self.stride, (h_out, w_out))
+        dx = conv_input_grad(
+            g, self.params["W"], self._padded_shape, self.stride, (h_out, w_out), self._buffer
+        )
         p = self.padding
         return dx[:, :, p : dx.shape[2] - p, p : dx.shape[3] - p] if p else dx
 
+    def _cols_size(self, x: Any) -> int:
+        """The number of patch entries one sample of ``x`` unfolds into."""
+        kh, kw = self.kernel_size
+        _, h_out, w_out = self.output_shape(x.shape[1:])
+        return self.in_channels * kh * kw * h_out * w_out
 
-def im2col(x: Any, kernel_size: tuple[int, int], stride: int) -> Any:
-    """Every kernel-sized patch of ``x``: ``(N, C, H, W)`` → ``(N, H_out, W_out, C, kH, kW)``.
+    def _padded(self, x: Any) -> Any:
+        """``x`` with ``padding`` zeros around H and W, in a buffer whose border stays zero."""
+        p = self.padding
+        if not p:
+            return x
+        n, c, h, w = x.shape
+        padded = self._buffer("padded", (n, c, h + 2 * p, w + 2 * p), x.dtype, zero=True)
+        padded[:, :, p : p + h, p : p + w] = x
+        return padded
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any, zero: bool = False) -> Any:
+        """A scratch array of ``shape``, kept between calls so big batches are not reallocated.
+
+        Fresh pages cost a page fault each; reusing the same buffers every step avoids that.
+        Only internal scratch lives here, never an array that is returned. A buffer keeps the
+        largest batch seen and hands out its first ``shape[0]`` rows (still contiguous).
+        """
+        xp = xp_of(self.params["W"])
+        held = self._buffers.get(name)
+        if (
+            held is None
+            or held.shape[1:] != shape[1:]
+            or held.shape[0] < shape[0]
+            or held.dtype != dtype
+            or xp_of(held) is not xp
+        ):
+            held = (xp.zeros if zero else xp.empty)(shape, dtype=dtype)
+            self._buffers[name] = held
+        return held[: shape[0]]
+
+
+# Inference converts at most this many patch entries at a time (16 MiB of float32).
+EVAL_CHUNK_FLOATS = 1 << 22
+
+
+def im2col(x: Any, kernel_size: tuple[int, int], stride: int, buffer: Any = None) -> Any:
+    """Every kernel-sized patch of ``x``: ``(N, C, H, W)`` → ``(N, C, kH, kW, H_out, W_out)``.
 
     ``sliding_window_view`` gives the patches as a view with no copy; the one contiguous copy
-    happens when the view is laid out so each patch is a row for the matrix product.
+    lays them out so that ``cols.reshape(N, C·kH·kW, H_out·W_out)`` is, per sample, the matrix
+    whose product with the ``(C_out, C·kH·kW)`` weights is the output in NCHW order. Its
+    innermost axis runs along a row of ``x``, so the copy reads contiguous runs.
+    ``buffer(name, shape, dtype)``, if given, supplies the array to copy into.
     """
     xp = xp_of(x)
     windows = sliding_window_view(xp, x, kernel_size, axis=(2, 3))  # (N, C, H-kH+1, W-kW+1, kH, kW)
     windows = windows[:, :, ::stride, ::stride]  # (N, C, H_out, W_out, kH, kW)
-    return xp.ascontiguousarray(windows.transpose(0, 2, 3, 1, 4, 5))
+    patches = windows.transpose(0, 1, 4, 5, 2, 3)  # (N, C, kH, kW, H_out, W_out), a view
+    if buffer is None:
+        return xp.ascontiguousarray(patches)
+    cols = buffer("cols", patches.shape, x.dtype)
+    cols[...] = patches
+    return cols
 
 
-def col2im(
-    grad_cols: Any,
+def conv_input_grad(
+    g: Any,
+    weights: Any,
     input_shape: tuple[int, ...],
-    kernel_size: tuple[int, int],
     stride: int,
     out_hw: tuple[int, int],
+    buffer: Any = None,
 ) -> Any:
-    """The adjoint of ``im2col``: add each patch's gradient back onto the pixels it came from.
+    """dL/dx of a convolution: ``g`` ``(N, C_out, H_out·W_out)`` → ``(N, C_in, H, W)``.
 
-    ``grad_cols`` is ``(N·H_out·W_out, C·kH·kW)``; returns ``(N, C, H, W)``. Instead of a scatter
-    over pixels it loops over the kH·kW kernel taps: tap (i, j) touched the pixels of a strided
-    slice of the input, so its gradients are added to that slice in one vectorised step.
+    Kernel tap (i, j) multiplied every input pixel of one strided slice of ``x`` by
+    ``W[:, :, i, j]``, so its share of the gradient is ``W[:, :, i, j]ᵀ @ g``, added back onto
+    that same slice. Doing this tap by tap (kH·kW small products) keeps each product in the
+    cache while it is added, instead of writing all C_in·kH·kW patch gradients to memory and
+    scattering them afterwards (col2im), which takes twice as long.
     """
-    xp = xp_of(grad_cols)
-    n, c, h, w = input_shape
-    kh, kw = kernel_size
+    xp = xp_of(g)
+    n, c = input_shape[:2]
+    kh, kw = weights.shape[2:]
     h_out, w_out = out_hw
-    taps = grad_cols.reshape(n, h_out, w_out, c, kh, kw)
-    dx = xp.zeros((n, h, w, c), dtype=grad_cols.dtype)  # NHWC so each tap adds aligned blocks
+    taps = xp.ascontiguousarray(weights.transpose(2, 3, 1, 0))  # (kH, kW, C_in, C_out)
+    share = (
+        buffer("tap", (n, c, h_out * w_out), g.dtype)
+        if buffer is not None
+        else xp.empty((n, c, h_out * w_out), dtype=g.dtype)
+    )
+    dx = xp.zeros(input_shape, dtype=g.dtype)
     for i in range(kh):
         for j in range(kw):
-            dx[:, i : i + stride * h_out : stride, j : j + stride * w_out : stride, :] += taps[
-                :, :, :, :, i, j
-            ]
-    return dx.transpose(0, 3, 1, 2)  # (N, C, H, W), a view
+            xp.matmul(taps[i, j], g, out=share)  # (N, C_in, H_out·W_out)
+            dx[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride] += (
+                share.reshape(n, c, h_out, w_out)
+            )
+    return dx
 
 
 class _Pool2D(Layer):
@@ -343,6 +411,9 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: Any) -> Any:
         h_out, w_out = self._start(x)
+        if self.kernel_size == (2, 2) and self.stride == 2:
+            out, self._winner = maxpool_2x2(x, h_out, w_out)
+            return out
         xp = xp_of(x)
         taps = self._taps(h_out, w_out)
         out = x[:, :, taps[0][1][0], taps[0][1][1]].copy()
@@ -357,12 +428,59 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy ``(N, C, H', W')`` → dL/dx ``(N, C, H, W)``."""
+        if isinstance(self._winner, tuple):
+            return maxpool_2x2_backward(grad_out, self._winner, self._input_shape)
         xp = xp_of(grad_out)
         dx = xp.zeros(self._input_shape, dtype=grad_out.dtype)
         h_out, w_out = grad_out.shape[2:]
         for index, (rows, cols) in self._taps(h_out, w_out):
             dx[:, :, rows, cols] += xp.where(self._winner == index, grad_out, 0)
         return dx
+
+
+def maxpool_2x2(x: Any, h_out: int, w_out: int) -> tuple[Any, tuple[Any, Any, Any]]:
+    """2×2 max pooling with stride 2, the common case, as a two-round tournament.
+
+    ``x`` is ``(N, C, H, W)``; returns the ``(N, C, H_out, W_out)`` maxima and three boolean
+    maps saying who won: the right column in the top row, in the bottom row, and the bottom row.
+    Round one compares the two columns of every row in one pass over the image; round two
+    compares the winners of each pair of rows. Only a strict win counts, so a tie goes to the
+    first value in reading order, as in PyTorch and the general scan of ``MaxPool2D``. Four
+    elementwise passes replace the general path's masked copies, which take 3× as long.
+    """
+    xp = xp_of(x)
+    x = x[:, :, : 2 * h_out, : 2 * w_out]  # an odd last row or column is never pooled
+    left, right = x[:, :, :, 0::2], x[:, :, :, 1::2]
+    right_wins = right > left  # (N, C, 2·H_out, W_out)
+    row_max = xp.maximum(left, right)
+    top, bottom = row_max[:, :, 0::2], row_max[:, :, 1::2]
+    bottom_wins = bottom > top  # (N, C, H_out, W_out)
+    top_right = xp.ascontiguousarray(right_wins[:, :, 0::2])  # contiguous: backward is faster
+    bottom_right = xp.ascontiguousarray(right_wins[:, :, 1::2])
+    return xp.maximum(top, bottom), (top_right, bottom_right, bottom_wins)
+
+
+def maxpool_2x2_backward(
+    grad_out: Any, winners: tuple[Any, Any, Any], input_shape: tuple[int, ...]
+) -> Any:
+    """Route each gradient of ``(N, C, H_out, W_out)`` to its window's winner: ``(N, C, H, W)``.
+
+    Each of the four window positions is a strided slice of the input that receives
+    ``grad_out`` where it won and 0 elsewhere. Windows do not overlap, so the four slices fill
+    the input (only an odd last row or column is left out, and it stays 0).
+    """
+    xp = xp_of(grad_out)
+    top_right, bottom_right, bottom_row = winners
+    h, w = input_shape[2:]
+    h_out, w_out = grad_out.shape[2:]
+    full = h == 2 * h_out and w == 2 * w_out
+    dx = (xp.empty if full else xp.zeros)(input_shape, dtype=grad_out.dtype)
+    top_row = ~bottom_row
+    for i, row_won, right in ((0, top_row, top_right), (1, bottom_row, bottom_right)):
+        for j, won in ((0, row_won & ~right), (1, row_won & right)):
+            # grad · mask is grad where the tap won, else ±0.
+            xp.multiply(grad_out, won, out=dx[:, :, i : 2 * h_out : 2, j : 2 * w_out : 2])
+    return dx
 
 
 class AvgPool2D(_Pool2D):
