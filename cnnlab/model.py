@@ -8,6 +8,7 @@ A model file is a NumPy ``.npz`` archive read with ``allow_pickle=False``: one e
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -26,6 +27,8 @@ FORMAT_VERSION = 1
 CONFIG_KEY = "cnnlab"
 # A model file larger than this is refused before anything is read into memory.
 MAX_FILE_BYTES = 1 << 31
+# An architecture built from a JSON config may hold at most this many weights (1 GiB float32).
+MAX_WEIGHTS = 1 << 28
 
 
 class Sequential:
@@ -277,6 +280,31 @@ class Sequential:
         return model
 
 
+def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` entry, after checking its header promises no more than the entry holds.
+
+    ``np.load`` would allocate whatever shape a header declares before reading any data; here
+    a header is refused unless its array fits in the entry's (already size-checked) bytes.
+    """
+    with archive.open(member) as stream:
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"unsupported .npy version {version}")
+        if dtype.hasobject:
+            raise CnnlabError("pickle")
+        if dtype.kind not in "fU" or len(shape) > 8:
+            raise ValueError(f"unexpected array type {dtype} {shape}")
+        if math.prod(shape) * dtype.itemsize > member.file_size:
+            raise ValueError(f"header of {member.filename} promises more data than it holds")
+        raw = stream.read(math.prod(shape) * dtype.itemsize)
+    array = np.frombuffer(raw, dtype=dtype, count=math.prod(shape))
+    return array.reshape(shape, order="F" if fortran else "C").copy()
+
+
 def _read_archive(path: Path) -> dict[str, np.ndarray]:
     """Every array of an ``.npz`` file, after checking it is a sane, pickle-free archive."""
     if not path.exists():
@@ -297,22 +325,21 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
-        if sum(m.file_size for m in members) > MAX_FILE_BYTES:
-            raise CnnlabError(f"{path}: refused: its arrays would take more than 2 GiB")
-        for member in members:
-            if not member.filename.endswith(".npy"):
-                raise CnnlabError(f"{path}: refused: unexpected entry {member.filename!r}")
-        with np.load(path, allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
-    except CnnlabError:
-        raise
-    except ValueError as err:
-        if "pickle" in str(err).lower():
+            if sum(m.file_size for m in members) > MAX_FILE_BYTES:
+                raise CnnlabError(f"{path}: refused: its arrays would take more than 2 GiB")
+            for member in members:
+                if not member.filename.endswith(".npy") or member.flag_bits & 1:
+                    raise CnnlabError(f"{path}: refused: unexpected entry {member.filename!r}")
+                if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                    raise CnnlabError(f"{path}: refused: unsupported compression in the archive")
+            return {m.filename[: -len(".npy")]: _read_member(archive, m) for m in members}
+    except CnnlabError as err:
+        if str(err) == "pickle":
             raise CnnlabError(
                 f"{path}: refused: it contains pickled Python objects, which cnnlab never loads"
             ) from None
-        raise CnnlabError(f"{path}: damaged model file ({err})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise
+    except Exception as err:  # the file is untrusted: any failure to parse it is "damaged"
         raise CnnlabError(f"{path}: damaged or truncated model file ({err})") from None
 
 
@@ -328,41 +355,91 @@ def model_from_config(
     config = {"dtype": "float32", **config}
     if config["dtype"] not in ("float32", "float64"):
         raise CnnlabError(f"{source}: unsupported dtype {config['dtype']!r}")
-    layers = _build_layers(config, source, resolve_rng(rng))
-    input_shape = config.get("input_shape")
+    input_shape = _input_shape(config, source)
+    layers = _build_layers(config, source, MAX_WEIGHTS, resolve_rng(rng))
     try:
-        return Sequential(layers, input_shape=tuple(input_shape) if input_shape else None)
-    except (CnnlabError, TypeError) as err:
+        return Sequential(layers, input_shape=input_shape)
+    except CnnlabError as err:
         raise CnnlabError(f"{source}: the layers do not fit together: {err}") from None
 
 
+def _input_shape(config: dict[str, Any], source: Path | str) -> tuple[int, ...] | None:
+    """The config's ``input_shape``: absent, or 1 to 4 positive sizes of at most 100,000."""
+    shape = config.get("input_shape")
+    if shape is None:
+        return None
+    valid = isinstance(shape, list) and 1 <= len(shape) <= 4
+    if not valid or not all(isinstance(d, int) and 1 <= d <= 100_000 for d in shape):
+        raise CnnlabError(f"{source}: input_shape must be a list of positive sizes, got {shape!r}")
+    return tuple(shape)
+
+
+def _declared_weights(spec: dict[str, Any]) -> int:
+    """How many numbers the layer a spec describes would allocate, judged from its arguments.
+
+    Checked before the layer is built, so a hostile architecture cannot make cnnlab allocate
+    more than the file (or a sane cap) holds. Invalid arguments count as 1: the layer's own
+    validation refuses them before allocating anything.
+    """
+
+    def size(key: str, square: bool = False) -> int:
+        value = spec.get(key)
+        values = value if isinstance(value, list) else [value] * (2 if square else 1)
+        ok = values and all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+        return max(math.prod(values), 1) if ok else 1
+
+    kind = spec["type"]
+    if kind == "Conv2D":
+        out = size("out_channels")
+        return out * size("in_channels") * size("kernel_size", square=True) + out
+    if kind == "Dense":
+        return size("out_features") * (size("in_features") + 1)
+    if kind.startswith("BatchNorm"):
+        return 4 * size("num_features")
+    return 0
+
+
 def _build_layers(
-    config: dict[str, Any], path: Path | str, rng: np.random.Generator | int = 0
+    config: dict[str, Any],
+    path: Path | str,
+    max_weights: int,
+    rng: np.random.Generator | int = 0,
 ) -> list[Layer]:
-    """Construct the layers a config describes, refusing unknown types and arguments."""
+    """Construct the layers a config describes, refusing unknown types and arguments.
+
+    Refuses before allocating anything when the layers would hold more than ``max_weights``
+    numbers.
+    """
     specs = config.get("layers")
     if not isinstance(specs, list) or not specs:
         raise CnnlabError(f"{path}: the architecture lists no layers")
-    layers = []
     for i, spec in enumerate(specs):
-        if not isinstance(spec, dict) or spec.get("type") not in LAYER_TYPES:
-            kind = spec.get("type") if isinstance(spec, dict) else spec
+        kind = spec.get("type") if isinstance(spec, dict) else spec
+        if not isinstance(kind, str) or kind not in LAYER_TYPES:
             raise CnnlabError(
                 f"{path}: layer {i} has unknown type {kind!r}; known: {', '.join(LAYER_TYPES)}"
             )
-        kwargs = {k: v for k, v in spec.items() if k != "type"}
-        for key, value in kwargs.items():
+        for key, value in spec.items():
             if value is not None and not isinstance(value, int | float | str | bool | list):
                 raise CnnlabError(f"{path}: layer {i} argument {key}={value!r} is not allowed")
+    declared = sum(_declared_weights(spec) for spec in specs)
+    if declared > max_weights:
+        raise CnnlabError(
+            f"{path}: refused: the architecture declares {declared:,} weights, more than the "
+            f"{max_weights:,} it can hold"
+        )
+    layers = []
+    for i, spec in enumerate(specs):
+        kwargs = {k: v for k, v in spec.items() if k != "type"}
         try:
             extra = {"rng": rng} if spec["type"] in ("Conv2D", "Dense", "Dropout") else {}
             layers.append(LAYER_TYPES[spec["type"]](**kwargs, **extra, dtype=config["dtype"]))
-        except TypeError as err:
+        except CnnlabError as err:
+            raise CnnlabError(f"{path}: layer {i}: {err}") from None
+        except (TypeError, ValueError, OverflowError, MemoryError) as err:
             raise CnnlabError(
                 f"{path}: layer {i} ({spec['type']}) has a bad argument: {err}"
             ) from None
-        except CnnlabError as err:
-            raise CnnlabError(f"{path}: layer {i}: {err}") from None
     return layers
 
 
@@ -374,7 +451,7 @@ def load_with_extras(path: str | os.PathLike) -> tuple[Sequential, dict[str, np.
         raise CnnlabError(f"{path}: not a cnnlab model file (no architecture entry)")
     try:
         config = json.loads(str(arrays.pop(CONFIG_KEY)))
-    except json.JSONDecodeError as err:
+    except (ValueError, RecursionError) as err:
         raise CnnlabError(f"{path}: the architecture entry is not valid JSON ({err})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CnnlabError(f"{path}: not a cnnlab model file (format is not {FORMAT!r})")
@@ -385,7 +462,13 @@ def load_with_extras(path: str | os.PathLike) -> tuple[Sequential, dict[str, np.
         )
     if config.get("dtype") not in ("float32", "float64"):
         raise CnnlabError(f"{path}: unsupported dtype {config.get('dtype')!r}")
-    layers = _build_layers(config, path)
+    input_shape = _input_shape(config, path)
+    meta = config.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CnnlabError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    # A sound file stores every weight its architecture declares; the slack lets the precise
+    # "missing" and "shape" messages below speak for small mismatches.
+    layers = _build_layers(config, path, 2 * sum(a.size for a in arrays.values()) + (1 << 20))
     for i, layer in enumerate(layers):
         for store, prefix in (
             (layer.params, f"layers.{i}."),
@@ -405,12 +488,8 @@ def load_with_extras(path: str | os.PathLike) -> tuple[Sequential, dict[str, np.
     stray = [name for name in arrays if name.startswith("layers.")]
     if stray:
         raise CnnlabError(f"{path}: weights {stray[0]!r} belong to no layer of the architecture")
-    input_shape = config.get("input_shape")
-    meta = config.get("meta") or {}
     try:
-        model = Sequential(
-            layers, input_shape=tuple(input_shape) if input_shape else None, meta=meta
-        )
-    except (CnnlabError, TypeError) as err:
+        model = Sequential(layers, input_shape=input_shape, meta=meta)
+    except CnnlabError as err:
         raise CnnlabError(f"{path}: the layers do not fit together: {err}") from None
     return model, arrays

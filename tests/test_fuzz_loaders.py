@@ -5,9 +5,8 @@ bit-flipped, spliced, header-overwritten and random inputs derived from real fil
 hand-made hostile model archives. Any exception other than ``CnnlabError`` is a failure.
 ``benchmarks/fuzz_loaders.py`` runs the same idea at 10,000 cases per loader.
 
-Tests marked ``xfail(strict=True)`` pin bugs in ``cnnlab/model.py`` that are reported to its
-owner; each says what goes wrong. When the loader is fixed they pass, strict mode turns that
-into a failure, and the marker must be removed.
+A test marked ``xfail(strict=True)`` pins a known loader bug; once the bug is fixed it passes,
+strict mode turns that into a failure, and the marker must go.
 """
 
 from __future__ import annotations
@@ -204,7 +203,6 @@ def test_strange_layer_arguments(folder: Path, layer: int, key: str, value: obje
     load_model(folder, model_file(config))
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 3: input_shape/meta values escape")
 @settings(KNOWN_BUG, max_examples=60)
 @given(key=st.sampled_from(["format", "version", "dtype", "input_shape", "layers", "meta"]),
        value=JSON_SMALL)  # fmt: skip
@@ -286,29 +284,24 @@ def zip_field(data: bytes, offset: int, value: int) -> bytes:
     return bytes(out)
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 1: NotImplementedError escapes")
 def test_unsupported_compression_method_is_refused(folder: Path) -> None:
     assert not load_model(folder, zip_field(SEED, 8, 1))  # method 1 = "shrunk"
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 1: RuntimeError escapes")
 def test_encrypted_member_is_refused(folder: Path) -> None:
     assert not load_model(folder, zip_field(SEED, 6, 1))  # flag bit 0 = encrypted
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 1: NotImplementedError escapes")
 def test_unsupported_zip_version_is_refused(folder: Path) -> None:
     assert not load_model(folder, zip_field(SEED, 4, 0xFF))  # "needs zip version 25.5"
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 1: tokenize.TokenError escapes")
 def test_npy_header_with_unbalanced_parenthesis_is_refused(folder: Path) -> None:
     members = model_members()
     members["layers.0.W.npy"] = members["layers.0.W.npy"].replace(b"(2, 1, 3, 3)", b"(2, 1, 3, 3 ")
     assert not load_model(folder, archive(members))
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 2: MemoryError (allocation bomb)")
 @pytest.mark.parametrize("shape", [b"(1099511627776,)", b"(100000000,)"])
 def test_npy_header_promising_a_huge_array_is_refused_cheaply(folder: Path, shape: bytes) -> None:
     members = model_members()
@@ -317,7 +310,6 @@ def test_npy_header_promising_a_huge_array_is_refused_cheaply(folder: Path, shap
     assert peak_bytes(cnnlab.Sequential.load, path) < 1 << 20
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 2: layers allocate before the check")
 @pytest.mark.parametrize(
     "spec",
     [
@@ -335,19 +327,16 @@ def test_architecture_promising_huge_layers_is_refused_cheaply(folder: Path, spe
     assert peak_bytes(cnnlab.Sequential.load, path) < 1 << 24
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 3: RecursionError escapes")
 def test_deeply_nested_json_is_refused(folder: Path) -> None:
     assert not load_model(folder, model_file(raw="[" * 100_000))
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 3: TypeError (unhashable) escapes")
 def test_unhashable_layer_type_is_refused(folder: Path) -> None:
     config = seed_model().config()
     config["layers"][0]["type"] = ["Conv2D"]
     assert not load_model(folder, model_file(config))
 
 
-@pytest.mark.xfail(strict=True, reason="model.py bug 3: ValueError/OverflowError escape")
 @pytest.mark.parametrize(
     ("key", "value"), [("input_shape", "abc"), ("input_shape", [1, 1e400, 28]), ("meta", "ab")]
 )
