@@ -123,15 +123,19 @@ class LearningRateRun:
 def judge(losses: Sequence[float], probe_losses: Sequence[float], diverged: bool) -> str:
     """Verdict from the batch losses and the held-out loss curve.
 
-    ``diverged`` when the loss became NaN/inf or rose past the sweep's divergence limit;
-    ``overshoots`` when a batch loss jumped above twice the first one (a step went far past the
-    valley) or the held-out loss ends more than 20 % above its lowest point; ``slow`` when the
-    held-out loss fell by less than 15 %; else ``good``.
+    ``diverged`` when the loss became NaN/inf or rose past the sweep's divergence limit, or
+    when a batch loss jumped above twice the first one and the held-out loss never came back
+    below where it started (the network blew up and did not recover); ``overshoots`` when such
+    a jump happened but it recovered, or the held-out loss ends more than 20 % above its lowest
+    point; ``slow`` when the held-out loss fell by less than 15 %; else ``good``.
     """
     if diverged:
         return "diverged"
     start, end, lowest = probe_losses[0], probe_losses[-1], min(probe_losses)
-    if max(losses) > 2 * losses[0] or end > 1.2 * lowest:
+    jumped = max(losses) > 2 * losses[0]
+    if jumped and end >= 0.98 * start:
+        return "diverged"
+    if jumped or end > 1.2 * lowest:
         return "overshoots"
     if end > 0.85 * start:
         return "slow"
@@ -146,7 +150,7 @@ def learning_rate_sweep(
     probe_samples: int = 200,
     probe_every: int = 3,
     seed: int = 0,
-    diverge_factor: float = 20.0,
+    diverge_factor: float = 10.0,
     dataset: str = "mnist-sample",
     data_dir: str | Path | None = None,
 ) -> list[LearningRateRun]:
