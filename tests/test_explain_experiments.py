@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnlab.explain.experiments import (
+    LearningRateRun,
     activation_gradients,
     compare_losses,
     deep_mlp,
@@ -15,6 +16,7 @@ from cnnlab.explain.experiments import (
     judge,
     learning_rate_sweep,
 )
+from cnnlab.explain.figures import plot_learning_rates
 
 
 def test_learning_rate_sweep_labels_slow_and_diverged() -> None:
@@ -82,3 +84,16 @@ def test_features_trains_and_shows_every_conv_layer() -> None:
     assert [lm.maps.shape for lm in feat.layers] == [(6, 24, 24), (12, 8, 8)]
     assert feat.test_accuracy is not None and feat.test_accuracy > 0.2
     assert np.isfinite(feat.image).all() and feat.image.shape == (28, 28)
+
+
+def test_learning_rate_figure_marks_every_kind_of_divergence(tmp_path) -> None:
+    runs = [
+        LearningRateRun(1e-3, [2.3, 2.29], [0, 2], [2.3, 2.28], "slow", None, math.nan, 2.3, 2.28),
+        LearningRateRun(3.0, [2.3], [0], [2.3], "diverged", 2, 80.0, 2.3, math.nan),
+        LearningRateRun(
+            0.5, [2.3, 9.0, 2.3], [0, 3], [2.3, 2.31], "diverged", 2, 9.0, 2.3, math.nan
+        ),
+        LearningRateRun(9.0, [2.3], [0], [2.3], "diverged", 2, math.inf, 2.3, math.nan),
+    ]
+    path = plot_learning_rates(runs, tmp_path / "lr.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"

@@ -152,7 +152,14 @@ def _learning_rate(args: argparse.Namespace, out: Path) -> list[Path]:
     rows = []
     for r in runs:
         end = "—" if math.isnan(r.end) else f"{r.end:.3f}"
-        note = f"at step {r.diverged_at}" if r.diverged_at else ("best" if r.best else "")
+        if r.diverged_at and len(r.losses) < r.diverged_at:
+            jump = r.diverged_loss / r.losses[0]
+            size = f"loss ×{jump:.0f}" if math.isfinite(jump) else "loss overflowed"
+            note = f"stopped at step {r.diverged_at}: {size}"
+        elif r.diverged_at:
+            note = f"jumped at step {r.diverged_at}, never recovered"
+        else:
+            note = "best" if r.best else ""
         rows.append([f"{r.lr:g}", f"{r.start:.3f}", end, r.verdict, note])
     print(table(["η", "loss before", "loss after", "verdict", "note"], rows))
     return [figures.plot_learning_rates(runs, out / "learning_rates.png")]

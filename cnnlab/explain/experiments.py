@@ -26,7 +26,7 @@ from cnnlab.presets import ACTIVATIONS
 from cnnlab.rng import resolve_rng
 from cnnlab.train import Callback, DivergedError, TrainState, evaluate, fit, to_input
 
-DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 0.1, 0.5, 1.0, 3.0)
+DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 0.1, 0.2, 0.5, 3.0)
 
 
 def digits(
@@ -113,7 +113,7 @@ class LearningRateRun:
     probe_steps: list[int]  # steps at which the held-out loss was measured (0 = before training)
     probe_losses: list[float]  # the held-out loss at those steps
     verdict: str  # "diverged", "slow", "overshoots" or "good"
-    diverged_at: int | None  # the step whose loss blew up, if any
+    diverged_at: int | None  # the step whose loss blew up (the largest jump), if it diverged
     diverged_loss: float  # the loss at that step (inf or nan when it overflowed; nan if none)
     start: float  # held-out loss before training
     end: float  # held-out loss at the end (nan when diverged)
@@ -182,6 +182,10 @@ def learning_rate_sweep(
         except DivergedError:
             diverged_at = len(recorder.losses) + 1
         verdict = judge(recorder.losses, recorder.probe_losses, diverged_at is not None)
+        diverged_loss = recorder.diverged_loss
+        if verdict == "diverged" and diverged_at is None:  # blew up, ran on, never recovered
+            diverged_at = int(np.argmax(recorder.losses)) + 1
+            diverged_loss = max(recorder.losses)
         end = recorder.probe_losses[-1] if verdict != "diverged" else math.nan
         runs.append(
             LearningRateRun(
@@ -191,7 +195,7 @@ def learning_rate_sweep(
                 probe_losses=recorder.probe_losses,
                 verdict=verdict,
                 diverged_at=diverged_at,
-                diverged_loss=recorder.diverged_loss if diverged_at else math.nan,
+                diverged_loss=diverged_loss if diverged_at else math.nan,
                 start=recorder.probe_losses[0],
                 end=end,
             )

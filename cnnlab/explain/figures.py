@@ -415,7 +415,7 @@ def plot_learning_rates(runs: list[LearningRateRun], path: str | Path) -> Path:
     left.set_yscale("log")
     left.set_xlabel("training step (one batch each)")
     left.set_ylabel("training batch loss (log scale)")
-    left.set_title("Batch loss while training (× = stopped: diverged)", fontsize=11)
+    left.set_title("Batch loss while training (× marks where a run diverged)", fontsize=11)
     left.legend(fontsize=8, loc="upper right")
     right.set_ylim(0, None)
     right.set_xlabel("training step")
