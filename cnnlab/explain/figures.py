@@ -644,5 +644,7 @@ def plot_gradient_flow(records: list[dict[str, Any]], path: str | Path) -> Path:
                 transform=ax.transAxes,
                 color="gray",
             )
+            ax.set_xticks([])
+            ax.set_yticks([])
     fig.suptitle("Gradient flow per layer while training", fontsize=12)
     return _save(fig, path)
