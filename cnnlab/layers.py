@@ -207,6 +207,10 @@ class Conv2D(Layer):
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 3 or input_shape[0] != self.in_channels:
+            raise CnnlabError(
+                f"{self!r}: expects input ({self.in_channels}, H, W), got {tuple(input_shape)}"
+            )
         _, h, w = input_shape
         kh, kw = self.kernel_size
         p, s = self.padding, self.stride
@@ -236,14 +240,22 @@ class Conv2D(Layer):
             xp.matmul(
                 weights, cols.reshape(stop - start, weights.shape[1], -1), out=out[start:stop]
             )
-            if self.training:
-                self._cols, self._padded_shape = cols, padded.shape
+            # Kept for backward whenever the batch went through in one piece (always while
+            # training; in evaluation for batches small enough, e.g. a saliency map).
+            self._cols, self._padded_shape = (
+                (cols, padded.shape) if stop - start == n else (None, ())
+            )
         out += self.params["b"][:, None]
         return out.reshape(n, self.out_channels, h_out, w_out)
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy ``(N, C_out, H_out, W_out)`` → dL/dx ``(N, C_in, H, W)``; fills dW and db."""
         n, c_out, h_out, w_out = grad_out.shape
+        if self._cols is None or self._padded_shape[0] != n:
+            raise CnnlabError(
+                f"{self!r}: backward needs the forward pass of the same batch first (an "
+                "evaluation-mode forward of a large batch keeps nothing for backward)"
+            )
         xp = xp_of(grad_out)
         g = grad_out.reshape(n, c_out, h_out * w_out)  # (N, C_out, H_out·W_out)
         cols = self._cols.reshape(n, -1, h_out * w_out)  # (N, C_in·kH·kW, H_out·W_out)
@@ -721,6 +733,12 @@ class _BatchNorm(Layer):
     def config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != len(self.axes) or input_shape[0] != self.num_features:
+            expected = self.expected.format(self.num_features).replace("N, ", "")
+            raise CnnlabError(f"{self!r}: expects input {expected}, got {tuple(input_shape)}")
+        return tuple(input_shape)
+
     def _broadcast(self, v: Any) -> Any:
         """A per-feature vector shaped to broadcast against the input."""
         shape = [1] * (len(self.axes) + 1)
@@ -728,7 +746,8 @@ class _BatchNorm(Layer):
         return v.reshape(shape)
 
     def forward(self, x: Any) -> Any:
-        self._check_input(x, self.expected, len(self.axes) + 1, {1: self.num_features})
+        expected = self.expected.format(self.num_features)
+        self._check_input(x, expected, len(self.axes) + 1, {1: self.num_features})
         xp = xp_of(x)
         if self.training:
             mean = x.mean(axis=self.axes)
@@ -762,14 +781,14 @@ class BatchNorm2D(_BatchNorm):
     """Batch normalisation per channel of ``(N, C, H, W)``; output has the same shape."""
 
     axes = (0, 2, 3)
-    expected = "(N, num_features, H, W)"
+    expected = "(N, {}, H, W)"
 
 
 class BatchNorm1D(_BatchNorm):
     """Batch normalisation per feature of ``(N, F)``; output has the same shape."""
 
     axes = (0,)
-    expected = "(N, num_features)"
+    expected = "(N, {})"
 
 
 LAYER_TYPES: dict[str, type[Layer]] = {

@@ -101,7 +101,7 @@ class Sequential:
         if self.input_shape and tuple(x.shape[1:]) != self.input_shape:
             expected = "(N, " + ", ".join(map(str, self.input_shape)) + ")"
             hint = ""
-            if x.ndim == len(self.input_shape) and tuple(x.shape) == self.input_shape[1:]:
+            if x.ndim == len(self.input_shape) and tuple(x.shape[1:]) == self.input_shape[1:]:
                 hint = "; add the channel axis with x[:, None]"
             raise CnnlabError(
                 f"Sequential: expected input of shape {expected}, got {x.shape}{hint}"

@@ -186,7 +186,8 @@ class CosineLR:
 class OneCycleLR:
     """One cycle: warm up from ``max_lr/div`` to ``max_lr``, then anneal to a tiny rate.
 
-    Both phases follow a cosine, as in PyTorch's ``OneCycleLR``.
+    Both phases follow a cosine and peak at the same step as PyTorch's ``OneCycleLR``
+    (step ``pct_start·total − 1``), so the two give the same rate at every step.
     """
 
     def __init__(
@@ -205,7 +206,7 @@ class OneCycleLR:
         if not 0 < pct_start < 1:
             raise CnnlabError(f"OneCycleLR: pct_start must be in (0, 1), got {pct_start!r}")
         self.total_steps = total_steps
-        self.warmup = max(1, int(pct_start * total_steps))
+        self.peak = float(pct_start * total_steps) - 1
         self.initial = self.max_lr / div
         self.final = self.initial / final_div
 
@@ -214,10 +215,10 @@ class OneCycleLR:
         return end + 0.5 * (start - end) * (1 + math.cos(math.pi * min(max(t, 0.0), 1.0)))
 
     def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return self._cos(self.initial, self.max_lr, step / self.warmup)
-        rest = max(self.total_steps - 1 - self.warmup, 1)
-        return self._cos(self.max_lr, self.final, (step - self.warmup) / rest)
+        if step <= self.peak:
+            return self._cos(self.initial, self.max_lr, step / self.peak if self.peak > 0 else 1)
+        rest = self.total_steps - 1 - self.peak
+        return self._cos(self.max_lr, self.final, (step - self.peak) / rest)
 
 
 class Warmup:

@@ -115,6 +115,7 @@ def fit(
     if not isinstance(epochs, int) or epochs < 1:
         raise CnnlabError(f"fit: epochs must be an integer >= 1, got {epochs!r}")
     state = state or TrainState()
+    state.stop = False  # a state that stopped a run resumes it
     xp = xp_of(x)
     n_batches = math.ceil(n / batch_size)
     started = time.perf_counter() - state.elapsed_s

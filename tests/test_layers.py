@@ -490,15 +490,6 @@ def test_float32_forward_matches_float64() -> None:
 # -- evaluation mode and returned arrays ------------------------------------------------------
 
 
-EVAL_BACKWARD_BUG = (
-    "engine bug (since 5cb5d7a): Conv2D.forward caches its patches only in training mode, so "
-    "backward after an eval-mode forward crashes (AttributeError: 'NoneType' object has no "
-    "attribute 'reshape'; ValueError when an earlier training batch had another size) instead "
-    "of working or raising a clear CnnlabError"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=EVAL_BACKWARD_BUG)
 @pytest.mark.parametrize("case", CONV_CASES[:3], ids=str)
 def test_conv_backward_after_eval_forward_is_right_or_refused(case, rng) -> None:
     # Input gradients of a model in evaluation mode are what saliency maps need: backward must
