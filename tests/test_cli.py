@@ -64,6 +64,18 @@ def test_train_is_reproducible_with_a_seed(run_dir: Path, tmp_path: Path) -> Non
     assert all(np.array_equal(first[k], second[k]) for k in first)
 
 
+def test_train_monitor_records_gradient_flow(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--monitor", "--out", str(out)]) == 0
+    records = json.loads((out / "gradient_flow.json").read_text())
+    assert [r["epoch"] for r in records] == [1]
+    layers = {layer["name"]: layer for layer in records[0]["layers"]}
+    assert layers["0.Conv2D"]["grad_norm"] > 0 and 0 < layers["0.Conv2D"]["update_ratio"] < 1
+    relu = [layer for name, layer in layers.items() if name.endswith("ReLU")]
+    assert relu and all(0 <= layer["dead_fraction"] <= 1 for layer in relu)
+    assert (out / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_evaluate_json_matches_the_model(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", str(run_dir), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
