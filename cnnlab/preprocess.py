@@ -122,7 +122,7 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
             raise CnnlabError(
                 f"{name} is not an image Pillow can read; save it as PNG or JPEG"
             ) from None
-        except OSError as err:
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
             raise CnnlabError(
                 f"cannot read {name}: {_one_line(err)}; save it again as PNG or JPEG"
             ) from None

@@ -475,7 +475,6 @@ def test_truncated_image(
     clean(load_image, data[: int(len(data) * fraction)])
 
 
-@pytest.mark.xfail(strict=True, reason="preprocess.py bug: ValueError from Image.open escapes")
 @settings(KNOWN_BUG)
 @given(seed=st.integers(0, 4), bits=st.lists(st.integers(0, 8 * 200), min_size=1, max_size=8))
 def test_bit_flipped_image(
@@ -504,7 +503,6 @@ def test_png_header_claiming_extreme_sizes(load_image: Callable, size: tuple[int
     clean(load_image, png_claiming(*size))
 
 
-@pytest.mark.xfail(strict=True, reason="preprocess.py bug: ValueError from Image.open escapes")
 def test_png_with_truncated_header_chunk_is_refused(load_image: Callable) -> None:
     data = bytearray(png_claiming(30, 36))
     data[11] = 12  # the IHDR chunk now says it is 12 bytes long instead of 13
