@@ -33,6 +33,9 @@ class Recipe:
         return asdict(self)
 
 
+# Measured on full MNIST, one BLAS thread, seed 0 (benchmarks/README.md has the details):
+# default reached 99.33% test accuracy after 8 epochs (3 min on a loaded 2-core machine);
+# fast reached 99.11% after 2 epochs. Augmentation costs about 7 ms per batch of 64.
 RECIPES = {
     "default": Recipe(
         model="default",
@@ -41,15 +44,15 @@ RECIPES = {
         batch_size=64,
         schedule="onecycle",
         weight_decay=0.0,
-        augment=False,
-        epochs_small=8,
-        epochs_large=8,
+        augment=True,
+        epochs_small=10,
+        epochs_large=10,
     ),
     "fast": Recipe(
         model="default",
         optimizer="adam",
         lr=3e-3,
-        batch_size=128,
+        batch_size=64,
         schedule="onecycle",
         weight_decay=0.0,
         augment=False,
