@@ -61,6 +61,8 @@ def to_numpy(array: Any) -> np.ndarray:
     return to_device(array, "cpu")
 
 
-def sliding_window_view(xp: ModuleType, x: Any, window_shape: tuple[int, int], axis: tuple) -> Any:
-    """``sliding_window_view`` from whichever array module ``x`` belongs to."""
-    return xp.lib.stride_tricks.sliding_window_view(x, window_shape, axis=axis)
+def as_strided(xp: ModuleType, x: Any, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any:
+    """A read-only strided view of ``x`` (strides in bytes) from whichever module ``x`` uses."""
+    if xp is np:
+        return np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(x, shape, strides)
