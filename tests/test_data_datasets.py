@@ -282,3 +282,17 @@ def test_data_code_imports_only_stdlib_numpy_and_its_own_helpers() -> None:
                 ok = top in sys.stdlib_module_names or top == "numpy"
                 ok = ok or module in allowed or module.startswith("cnnlab.data")
                 assert ok, f"{path.name} imports {module}"
+
+
+@needs_shared
+def test_available_says_whether_a_download_would_be_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    monkeypatch.setattr(datasets, "SYSTEM_DIRS", ())
+    assert cnnlab.data.available("mnist-sample") and cnnlab.data.available("sonar")
+    assert not cnnlab.data.available("mnist")
+    assert cnnlab.data.available("mnist", SHARED / "data" / "mnist")
+    assert cnnlab.data.available("fashion-mnist", SHARED / "data")
+    assert not cnnlab.data.available("mnist", tmp_path)

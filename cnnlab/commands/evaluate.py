@@ -17,8 +17,6 @@ from cnnlab.model import Sequential
 from cnnlab.rng import manual_seed
 from cnnlab.train import to_input
 
-IMAGE_DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -29,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
-    p.add_argument("--dataset", default="mnist-sample", choices=IMAGE_DATASETS)
+    p.add_argument("--dataset", default="mnist-sample", choices=data.IMAGE_DATASETS)
     p.add_argument("--data-dir", help="folder holding the data set's IDX files")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

@@ -38,7 +38,6 @@ from cnnlab.recipes import RECIPES, get_recipe
 from cnnlab.rng import manual_seed
 from cnnlab.train import Callback, DivergedError, TrainState, fit, to_input
 
-IMAGE_DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
 CHECKPOINT_FILE = "checkpoint.npz"
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}
 
@@ -59,7 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=Formatter,
     )
-    p.add_argument("--dataset", default="mnist-sample", choices=IMAGE_DATASETS)
+    p.add_argument("--dataset", default="mnist-sample", choices=data.IMAGE_DATASETS)
     p.add_argument("--data-dir", help="folder holding the data set's IDX files")
     p.add_argument("--recipe", default="default", choices=sorted(RECIPES))
     p.add_argument(

@@ -5,13 +5,24 @@
 and NumPy; it does not import the network engine.
 """
 
-from cnnlab.data.datasets import DATASETS, DatasetInfo, class_names, load, names, read_sonar_csv
+from cnnlab.data.datasets import (
+    DATASETS,
+    IMAGE_DATASETS,
+    DatasetInfo,
+    available,
+    class_names,
+    load,
+    names,
+    read_sonar_csv,
+)
 from cnnlab.data.download import cache_dir, fetch
 from cnnlab.data.idx import read_idx, write_idx
 
 __all__ = [
     "DATASETS",
+    "IMAGE_DATASETS",
     "DatasetInfo",
+    "available",
     "cache_dir",
     "class_names",
     "fetch",

@@ -87,6 +87,9 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
     }
 )
 
+# The data sets of 28×28 grey images with 10 classes, which the CNN commands train on.
+IMAGE_DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
+
 # The two IDX files (images, labels) of each split, without the .gz suffix.
 SPLIT_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -185,6 +188,17 @@ def _find_folder(name: str, split: str, data_dir: str | os.PathLike | None) -> P
     folders.append(cache_dir(name))
     folders += [system / name for system in SYSTEM_DIRS]
     return next((folder for folder in folders if _holds(folder, split)), None)
+
+
+def available(name: str, data_dir: str | os.PathLike | None = None) -> bool:
+    """Whether every split of ``name`` can be loaded without a download."""
+    info = _info(name)
+    if info.bundled:
+        return True
+    try:
+        return all(_find_folder(name, split, data_dir) is not None for split in info.splits)
+    except CnnlabError:
+        return False
 
 
 def _check_pair(

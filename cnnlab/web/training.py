@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab import data
 from cnnlab.errors import CnnlabError
 from cnnlab.fileio import atomic_write_text
 from cnnlab.layers import Conv2D, Softmax
@@ -28,7 +29,6 @@ from cnnlab.optim import OPTIMIZERS
 from cnnlab.presets import build
 from cnnlab.train import Callback, TrainState, evaluate, fit, to_input
 
-IMAGE_DATASETS = ("mnist-sample", "mnist", "fashion-mnist")
 PROGRESS_POINTS = 40  # progress events per epoch, at most
 FILTER_INTERVAL_S = 0.5  # the first-layer filters are sent at most this often
 MAX_EVENTS = 5000  # a job never keeps more events than this (they are small)
@@ -57,21 +57,7 @@ class JobConfig:
 def available_datasets(data_dir: str | None) -> list[str]:
     """The image data sets that can be trained on without a download: the bundled sample and
     MNIST / Fashion-MNIST when their files are found locally."""
-    from cnnlab.data import datasets
-
-    found = []
-    for name in IMAGE_DATASETS:
-        if datasets.DATASETS[name].bundled:
-            found.append(name)
-            continue
-        try:
-            train = datasets._find_folder(name, "train", data_dir)
-            test = datasets._find_folder(name, "test", data_dir)
-        except CnnlabError:
-            continue
-        if train is not None and test is not None:
-            found.append(name)
-    return found
+    return [name for name in data.IMAGE_DATASETS if data.available(name, data_dir)]
 
 
 def first_layer_filters(model: Sequential) -> list[list[list[float]]]:
@@ -217,7 +203,6 @@ class TrainingManager:
         self._finish("stopped" if result["stopped"] else "finished", "done", **result)
 
     def _load(self, config: JobConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        from cnnlab import data
 
         images, labels = data.load(config.dataset, "train", self.data_dir, progress=False)
         test_images, test_labels = data.load(config.dataset, "test", self.data_dir, progress=False)
