@@ -101,7 +101,7 @@ def test_saliency_is_the_gradient_of_the_class_score(seven) -> None:
 
 def test_receptive_fields_of_the_presets() -> None:
     assert receptive_field(cnnlab.build("lenet5"), 3) == (14, 2, -2)
-    assert receptive_field(cnnlab.build("default"), 3) == (14, 2, -6)
+    assert receptive_field(cnnlab.build("default"), 3) == (14, 2, 0)
     assert receptive_field(cnnlab.build("lenet5"), 0) == (5, 1, -2)
 
 

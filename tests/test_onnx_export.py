@@ -124,7 +124,7 @@ def test_graph_structure_and_names(trained: dict) -> None:
     assert ops == ["Conv", "MaxPool", "Relu"] * 2 + ["Flatten", "Gemm", "Relu", "Gemm", "Identity"]
     conv = proto.graph.node[0]
     attrs = {a.name: list(a.ints) for a in conv.attribute}
-    assert attrs == {"kernel_shape": [5, 5], "pads": [2, 2, 2, 2], "strides": [1, 1]}
+    assert attrs == {"kernel_shape": [5, 5], "pads": [0, 0, 0, 0], "strides": [1, 1]}
     gemm = proto.graph.node[7]
     assert {a.name: a.i for a in gemm.attribute} == {"transB": 1}
 
