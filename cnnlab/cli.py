@@ -12,6 +12,8 @@ import importlib
 import pkgutil
 import sys
 
+import numpy as np
+
 import cnnlab.commands
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError
@@ -39,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        # Overflow and NaN are checked explicitly (a diverging run is reported as one line), so
+        # NumPy's own warnings would only add noise to that message.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return int(args.func(args) or 0)
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
