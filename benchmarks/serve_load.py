@@ -46,7 +46,7 @@ def start_server(model: Path) -> tuple[subprocess.Popen, str]:
 
 
 def fire(
-    url: str, bodies: list[tuple[bytes, str]], total: int, threads: int
+    url: str, path: str, bodies: list[tuple[bytes, str]], total: int, threads: int
 ) -> tuple[np.ndarray, int, float]:
     """Send ``total`` requests from ``threads`` threads; returns latencies (s), errors, wall."""
     parts = urlsplit(url)
@@ -66,7 +66,7 @@ def fire(
             body, kind = bodies[i % len(bodies)]
             start = time.perf_counter()
             try:
-                conn.request("POST", "/api/predict", body=body, headers={"Content-Type": kind})
+                conn.request("POST", path, body=body, headers={"Content-Type": kind})
                 response = conn.getresponse()
                 payload = response.read()
                 ok = response.status == 200 and "label" in json.loads(payload)
@@ -100,19 +100,26 @@ def main() -> int:
 
     model = Path(args.model) if args.model else trained_model_file(Path(tempfile.gettempdir()))
     images, _ = sample_digits("test")
+    arrays = [
+        (json.dumps({"pixels": (im / 255).round(3).tolist()}).encode(), "application/json")
+        for im in images[:50]
+    ]
+    # The bare prediction (label and probabilities), what the page draws (with the input image),
+    # and a photo-like PNG that goes through the whole preprocessing pipeline.
     payloads = {
-        "28×28 JSON array": [
-            (json.dumps({"pixels": (im / 255).round(3).tolist()}).encode(), "application/json")
-            for im in images[:50]
-        ],
-        "PNG image (preprocessed)": [(digit_png(im, scale=4), "image/png") for im in images[:50]],
+        "28×28 JSON array, label + probabilities": ("/api/predict?steps=false", arrays),
+        "28×28 JSON array, with step images": ("/api/predict", arrays),
+        "PNG image (preprocessed)": (
+            "/api/predict",
+            [(digit_png(im, scale=4), "image/png") for im in images[:50]],
+        ),
     }
     proc, url = start_server(model)
     rows = []
     try:
-        for name, bodies in payloads.items():
-            fire(url, bodies, 50, 2)  # warm up
-            latencies, errors, wall = fire(url, bodies, args.requests, args.concurrency)
+        for name, (path, bodies) in payloads.items():
+            fire(url, path, bodies, 50, 2)  # warm up
+            latencies, errors, wall = fire(url, path, bodies, args.requests, args.concurrency)
             rows.append(
                 (
                     name,
