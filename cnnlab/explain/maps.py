@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, Dropout, MaxPool2D, Softmax
+from cnnlab.layers import AvgPool2D, Conv2D, MaxPool2D, Softmax
 from cnnlab.model import Sequential
 
 
@@ -31,13 +31,11 @@ def _check_one(model: Sequential, x: np.ndarray) -> np.ndarray:
 
 @contextlib.contextmanager
 def inference_with_gradients(model: Sequential) -> Iterator[Sequential]:
-    """Dropout off and batch norm on its running statistics, as in evaluation, while every
-    other layer stays in training mode so it keeps what its backward pass needs."""
+    """Evaluation mode (dropout off, batch norm on its running statistics) for a forward pass
+    whose backward pass is wanted too: on a batch this small every layer keeps what backward
+    needs in evaluation mode as well."""
     modes = [layer.training for layer in model.layers]
-    model.train()
-    for layer in model.layers:
-        if isinstance(layer, Dropout | BatchNorm1D | BatchNorm2D):
-            layer.training = False
+    model.eval()
     try:
         yield model
     finally:
