@@ -24,7 +24,6 @@ import signal
 import sys
 import tempfile
 import time
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,10 @@ import numpy as np
 
 import cnnlab
 from cnnlab.errors import CnnlabError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from hostile_files import archive, npy, seed_model
 
 EXTREMES = [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF, 10**8 + 1]
 LOADERS = ("model", "idx", "image")
@@ -116,42 +119,14 @@ MUTATIONS: list[Callable[[bytes, np.random.Generator], bytes]] = [
 # -- seed files and crafted cases --------------------------------------------------------------
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=True)
-    return buffer.getvalue()
-
-
-def zip_bytes(members: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, payload in members.items():
-            archive.writestr(name, payload)
-    return buffer.getvalue()
-
-
-def seed_model() -> cnnlab.Sequential:
-    """A small model with every kind of stored array: conv, dense and batch-norm buffers."""
-    layers = [
-        cnnlab.Conv2D(1, 2, 3, rng=0),
-        cnnlab.MaxPool2D(2),
-        cnnlab.ReLU(),
-        cnnlab.Flatten(),
-        cnnlab.Dense(2 * 13 * 13, 8, rng=1),
-        cnnlab.BatchNorm1D(8),
-        cnnlab.Dense(8, 10, rng=2),
-    ]
-    return cnnlab.Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "fuzz"})
-
-
 def model_archive(config: object = None, arrays: dict | None = None, raw: object = None) -> bytes:
     """A model archive from a config (or a raw 'cnnlab' entry) and weight arrays."""
     model = seed_model()
     arrays = model.state_arrays() if arrays is None else arrays
-    members = {f"{name}.npy": npy_bytes(value) for name, value in arrays.items()}
+    members = {f"{name}.npy": npy(value) for name, value in arrays.items()}
     entry = raw if raw is not None else json.dumps(config or model.config())
-    members["cnnlab.npy"] = npy_bytes(np.array(entry))
-    return zip_bytes(members)
+    members["cnnlab.npy"] = npy(np.array(entry))
+    return archive(members)
 
 
 JSON_ODDITIES: list[object] = [
@@ -179,13 +154,13 @@ def crafted_model(rng: np.random.Generator) -> bytes:
     if kind == 0:  # a pickled object array
         arrays["layers.0.W"] = np.array([object(), {"x": 1}], dtype=object)
     elif kind == 1:  # an .npy header promising a huge array
-        payload = npy_bytes(arrays["layers.0.W"]).replace(
+        payload = npy(arrays["layers.0.W"]).replace(
             b"(2, 1, 3, 3)", f"({int(rng.choice([10**9, 10**12, 2**40]))},)".encode()
         )
-        members = {f"{k}.npy": npy_bytes(v) for k, v in arrays.items()}
+        members = {f"{k}.npy": npy(v) for k, v in arrays.items()}
         members["layers.0.W.npy"] = payload
-        members["cnnlab.npy"] = npy_bytes(np.array(json.dumps(config)))
-        return zip_bytes(members)
+        members["cnnlab.npy"] = npy(np.array(json.dumps(config)))
+        return archive(members)
     elif kind == 2:  # wrong dtype or shape of a weight
         name = str(rng.choice(sorted(arrays)))
         arrays[name] = (
@@ -206,10 +181,10 @@ def crafted_model(rng: np.random.Generator) -> bytes:
         raw = str(rng.choice(["{", "[" * 100_000, '{"format": NaN}', "\x00"]))
         return model_archive(raw=raw, arrays=arrays)
     elif kind == 7:  # an entry that is not an .npy file
-        members = {f"{k}.npy": npy_bytes(v) for k, v in arrays.items()}
-        members["cnnlab.npy"] = npy_bytes(np.array(json.dumps(config)))
+        members = {f"{k}.npy": npy(v) for k, v in arrays.items()}
+        members["cnnlab.npy"] = npy(np.array(json.dumps(config)))
         members[str(rng.choice(["evil.pkl", "../x.npy.txt", "notes"]))] = b"\x80\x04K\x01."
-        return zip_bytes(members)
+        return archive(members)
     else:  # missing or stray weights
         if rng.random() < 0.5:
             del arrays[str(rng.choice(sorted(arrays)))]

@@ -12,7 +12,6 @@ strict mode turns that into a failure, and the marker must go.
 from __future__ import annotations
 
 import io
-import json
 import struct
 import tracemalloc
 import zipfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_files import archive, model_file, model_members, seed_model
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
@@ -36,8 +36,8 @@ FUZZ = settings(
     max_examples=30,
     suppress_health_check=[HealthCheck.too_slow],
 )
-# Known failures are not shrunk: shrinking a failure the xfail expects only costs time.
-KNOWN_BUG = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
+# No shrinking: these cases are slow to build, and a failure is reported as found.
+NO_SHRINK = settings(FUZZ, phases=[Phase.explicit, Phase.generate])
 
 
 def clean(load: Callable[[object], object], source: object) -> bool:
@@ -84,49 +84,6 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # -- the model loader --------------------------------------------------------------------------
-
-
-def seed_model() -> cnnlab.Sequential:
-    layers = [
-        cnnlab.Conv2D(1, 2, 3, rng=0),
-        cnnlab.MaxPool2D(2),
-        cnnlab.ReLU(),
-        cnnlab.Flatten(),
-        cnnlab.Dense(2 * 13 * 13, 8, rng=1),
-        cnnlab.BatchNorm1D(8),
-        cnnlab.Dense(8, 10, rng=2),
-    ]
-    return cnnlab.Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "fuzz"})
-
-
-def npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=True)
-    return buffer.getvalue()
-
-
-def archive(members: dict[str, bytes]) -> bytes:
-    """A zip with fixed timestamps, so the same members give the same bytes every run."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, payload in members.items():
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), payload)
-    return buffer.getvalue()
-
-
-def model_members(config: object = None, raw: str | None = None, **arrays: np.ndarray) -> dict:
-    """The members of a model file: the seed model's weights (overridden by ``arrays``, with
-    dots written as ``__``) and its architecture (or ``config``, or a ``raw`` string)."""
-    model = seed_model()
-    weights = model.state_arrays() | {k.replace("__", "."): v for k, v in arrays.items()}
-    members = {f"{name}.npy": npy(value) for name, value in weights.items()}
-    entry = raw if raw is not None else json.dumps(config if config is not None else model.config())
-    members["cnnlab.npy"] = npy(np.array(entry))
-    return members
-
-
-def model_file(config: object = None, raw: str | None = None, **arrays: np.ndarray) -> bytes:
-    return archive(model_members(config, raw, **arrays))
 
 
 SEED = model_file()
@@ -203,7 +160,7 @@ def test_strange_layer_arguments(folder: Path, layer: int, key: str, value: obje
     load_model(folder, model_file(config))
 
 
-@settings(KNOWN_BUG, max_examples=60)
+@settings(NO_SHRINK, max_examples=60)
 @given(key=st.sampled_from(["format", "version", "dtype", "input_shape", "layers", "meta"]),
        value=JSON_SMALL)  # fmt: skip
 def test_strange_top_level_fields(folder: Path, key: str, value: object) -> None:
@@ -475,7 +432,7 @@ def test_truncated_image(
     clean(load_image, data[: int(len(data) * fraction)])
 
 
-@settings(KNOWN_BUG)
+@settings(NO_SHRINK)
 @given(seed=st.integers(0, 4), bits=st.lists(st.integers(0, 8 * 200), min_size=1, max_size=8))
 def test_bit_flipped_image(
     load_image: Callable, images: list[bytes], seed: int, bits: list[int]
