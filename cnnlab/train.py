@@ -39,10 +39,9 @@ def to_input(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 3:
         raise CnnlabError(f"to_input: expected images of shape (N, H, W), got {images.shape}")
-    scale = 255.0 if images.dtype == np.uint8 else 1.0
     out = images.astype(dtype)[:, None]  # (N, 1, H, W)
-    if scale != 1.0:
-        out /= dtype(scale) if isinstance(dtype, type) else np.dtype(dtype).type(scale)
+    if images.dtype == np.uint8:
+        out /= np.dtype(dtype).type(255)
     return out
 
 

@@ -176,8 +176,6 @@ class ConsoleProgress(Callback):
     def __init__(self, epochs: int, n_train: int, quiet: bool) -> None:
         self.epochs, self.n_train, self.quiet = epochs, n_train, quiet
         self.bar: ProgressBar | None = None
-        self.loss_sum = 0.0
-        self.seen = 0
 
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if self.bar is None:
@@ -185,10 +183,8 @@ class ConsoleProgress(Callback):
                 self.n_train, f"epoch {state.epoch + 1}/{self.epochs}", unit="img",
                 enabled=not self.quiet,
             )  # fmt: skip
-            self.loss_sum, self.seen = 0.0, 0
-        self.loss_sum += logs["loss"] * logs["batch_size"]
-        self.seen += logs["batch_size"]
-        self.bar.update(logs["batch_size"], loss=self.loss_sum / self.seen)
+        # The state's running sums cover the whole epoch, also after a resume mid-epoch.
+        self.bar.update(logs["batch_size"], loss=state.loss_sum / state.seen)
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if self.bar is not None:
