@@ -216,16 +216,19 @@ class Sequential:
         was_training = self.training
         self.eval()
         try:
-            outputs = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            if 0 < len(x) <= batch_size:
+                out = self.forward(x)
+            else:
+                parts = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+                out = xp_of(x).concatenate(parts) if parts else None
         finally:
             if was_training:
                 self.train()
         xp = xp_of(x)
-        if not outputs:
+        if out is None:
             return xp.zeros(
                 (0, self.output_shape()[-1] if self.input_shape else 0), dtype=self.dtype
             )
-        out = xp.concatenate(outputs)
         if isinstance(self.layers[-1], Softmax):
             return out
         e = xp.exp(out - out.max(axis=1, keepdims=True))

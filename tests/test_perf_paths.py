@@ -135,6 +135,17 @@ def test_im2col_layout_is_channel_tap_then_position(rng) -> None:
             np.testing.assert_array_equal(cols[:, :, i, j], x[:, :, i : i + 5, j : j + 3])
 
 
+def test_strided_patch_view_is_read_only_and_the_same_for_any_memory_layout(rng) -> None:
+    """backend.as_strided builds on the buffer of a contiguous array, else falls back."""
+    x = rng.standard_normal((2, 3, 6, 5))
+    for source in (x, np.asfortranarray(x), x.transpose(0, 1, 3, 2).copy().transpose(0, 1, 3, 2)):
+        s = source.strides
+        view = backend.as_strided(np, source, (2, 3, 5, 4), (s[0], s[1], s[2], s[3]))
+        np.testing.assert_array_equal(view, x[:, :, :5, :4])
+        assert not view.flags.writeable
+        np.testing.assert_array_equal(layers.im2col(source, (2, 3), 1), layers.im2col(x, (2, 3), 1))
+
+
 def test_conv_reused_buffers_never_alias_outputs(rng) -> None:
     """A second batch, smaller then larger, leaves the first batch's output and gradient intact."""
     layer = cl.Conv2D(2, 3, 3, padding=1, dtype=F64, rng=0)
