@@ -156,6 +156,8 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
             {"epoch": epoch + 1, "test_accuracy": accuracy,
              "elapsed_s": time.perf_counter() - fit_started}
         )  # fmt: skip
+        # The same line as `cnnlab train` prints; the driver times the run by these lines.
+        print(f"epoch {epoch + 1}/{epochs}  test acc {100 * accuracy:.2f}%", flush=True)
     Path(out, "metrics.json").write_text(json.dumps(history))
     return {"setup_s": fit_started - started}
 
@@ -229,35 +231,40 @@ def measure_epochs(opts: argparse.Namespace) -> dict:
     return results
 
 
-def _time_to_99(history: list[dict], wall: float) -> float | None:
-    """Wall time from process start to the first evaluation at or above 99.0%.
+def _time_to_99(history: list[dict], epoch_ends: list[float]) -> float | None:
+    """Seconds from process start to the end of the first evaluation at or above 99.0%.
 
-    The run's own clock starts when training starts; what the process did after that
-    evaluation (later epochs, saving, plots) is taken off its total wall time.
+    ``epoch_ends[i]`` is when the process printed its line for the evaluation
+    ``history[i]``, measured from the moment the process was started; what it did after that
+    evaluation (later epochs, saving, plots) does not count.
     """
-    first = next((h for h in history if h["test_accuracy"] >= 0.99), None)
-    if first is None:
-        return None
-    return wall - (history[-1]["elapsed_s"] - first["elapsed_s"])
+    first = next((i for i, h in enumerate(history) if h["test_accuracy"] >= 0.99), None)
+    return None if first is None else epoch_ends[first]
 
 
-def _timed_process(command: list[str], threads: int) -> tuple[float, int]:
-    """Run ``command``; return its wall time and its peak resident memory in MiB."""
+def _timed_process(command: list[str], threads: int) -> tuple[float, int, list[float]]:
+    """Run ``command``; return its wall time, its peak resident memory in MiB, and when it
+    printed each ``epoch …`` line (seconds since it was started)."""
     probe = (
-        "import resource, subprocess, sys\n"
-        "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-        "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "import json, resource, subprocess, sys, time\n"
+        "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)\n"
+        "ends = [time.time() for line in p.stdout if line.startswith('epoch ')]\n"
+        "code = p.wait()\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+        "print(json.dumps({'code': code, 'peak_kib': peak, 'ends': ends}))\n"
     )
-    started = time.perf_counter()
+    started_at, started = time.time(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", probe, *command],
         capture_output=True, text=True, env=_env(threads), cwd=ROOT,
     )  # fmt: skip
     wall = time.perf_counter() - started
-    code, peak_kib = map(int, done.stdout.split())
-    if code != 0:
-        raise SystemExit(f"{' '.join(command)} failed with exit status {code}:\n{done.stderr}")
-    return wall, peak_kib // 1024
+    report = json.loads(done.stdout)
+    if report["code"] != 0:
+        raise SystemExit(
+            f"{' '.join(command)} failed with exit status {report['code']}:\n{done.stderr}"
+        )
+    return wall, report["peak_kib"] // 1024, [t - started_at for t in report["ends"]]
 
 
 def measure_time_to_99(opts: argparse.Namespace) -> dict:
@@ -275,10 +282,10 @@ def measure_time_to_99(opts: argparse.Namespace) -> dict:
                         sys.executable, __file__, "--worker", "torch-recipe", "fast",
                         opts.data_dir, out, "--threads", str(opts.threads),
                     ]  # fmt: skip
-                wall, peak_mib = _timed_process(command, opts.threads)
+                wall, peak_mib, epoch_ends = _timed_process(command, opts.threads)
                 history = json.loads(Path(out, "metrics.json").read_text())
             final = history[-1]["test_accuracy"]
-            to_99 = _time_to_99(history, wall)
+            to_99 = _time_to_99(history, epoch_ends)
             runs[engine].append(
                 {"wall_s": wall, "to_99_s": to_99, "final_accuracy": final, "peak_mib": peak_mib}
             )
