@@ -39,10 +39,9 @@ def to_input(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 3:
         raise CnnlabError(f"to_input: expected images of shape (N, H, W), got {images.shape}")
-    out = images.astype(dtype)[:, None]  # (N, 1, H, W)
-    if images.dtype == np.uint8:
-        out /= np.dtype(dtype).type(255)
-    return out
+    if images.dtype == np.uint8:  # one pass: the division itself writes the new dtype
+        return np.divide(images, np.dtype(dtype).type(255), dtype=dtype)[:, None]  # (N, 1, H, W)
+    return images.astype(dtype)[:, None]  # (N, 1, H, W)
 
 
 @dataclass
