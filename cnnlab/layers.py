@@ -480,15 +480,16 @@ class MaxPool2D(_Pool2D):
         return dx
 
 
-def maxpool_2x2(x: Any, h_out: int, w_out: int) -> tuple[Any, tuple[Any, Any, Any]]:
+def maxpool_2x2(x: Any, h_out: int, w_out: int) -> tuple[Any, tuple[Any, Any]]:
     """2×2 max pooling with stride 2, the common case, as a two-round tournament.
 
-    ``x`` is ``(N, C, H, W)``; returns the ``(N, C, H_out, W_out)`` maxima and three boolean
-    maps saying who won: the right column in the top row, in the bottom row, and the bottom row.
-    Round one compares the two columns of every row in one pass over the image; round two
-    compares the winners of each pair of rows. Only a strict win counts, so a tie goes to the
-    first value in reading order, as in PyTorch and the general scan of ``MaxPool2D``. Four
-    elementwise passes replace the general path's masked copies, which take 3× as long.
+    ``x`` is ``(N, C, H, W)``; returns the ``(N, C, H_out, W_out)`` maxima and two boolean maps
+    saying who won: ``right_wins`` ``(N, C, 2·H_out, W_out)``, the right column of each row of
+    a window, and ``bottom_wins`` ``(N, C, H_out, W_out)``, the bottom row. Round one compares
+    the two columns of every row in one pass over the image; round two compares the winners of
+    each pair of rows. Only a strict win counts, so a tie goes to the first value in reading
+    order, as in PyTorch and the general scan of ``MaxPool2D``. Four elementwise passes replace
+    the general path's masked copies, which take 3× as long.
     """
     xp = xp_of(x)
     x = x[:, :, : 2 * h_out, : 2 * w_out]  # an odd last row or column is never pooled
@@ -497,31 +498,31 @@ def maxpool_2x2(x: Any, h_out: int, w_out: int) -> tuple[Any, tuple[Any, Any, An
     row_max = xp.maximum(left, right)
     top, bottom = row_max[:, :, 0::2], row_max[:, :, 1::2]
     bottom_wins = bottom > top  # (N, C, H_out, W_out)
-    top_right = xp.ascontiguousarray(right_wins[:, :, 0::2])  # contiguous: backward is faster
-    bottom_right = xp.ascontiguousarray(right_wins[:, :, 1::2])
-    return xp.maximum(top, bottom), (top_right, bottom_right, bottom_wins)
+    return xp.maximum(top, bottom), (right_wins, bottom_wins)
 
 
 def maxpool_2x2_backward(
-    grad_out: Any, winners: tuple[Any, Any, Any], input_shape: tuple[int, ...]
+    grad_out: Any, winners: tuple[Any, Any], input_shape: tuple[int, ...]
 ) -> Any:
     """Route each gradient of ``(N, C, H_out, W_out)`` to its window's winner: ``(N, C, H, W)``.
 
-    Each of the four window positions is a strided slice of the input that receives
-    ``grad_out`` where it won and 0 elsewhere. Windows do not overlap, so the four slices fill
-    the input (only an odd last row or column is left out, and it stays 0).
+    The tournament played backwards: round two sends each gradient to the winning row of its
+    window (0 to the other), round one sends that to the winning column. Windows do not
+    overlap, so the writes fill the input (only an odd last row or column is left out, and it
+    stays 0).
     """
     xp = xp_of(grad_out)
-    top_right, bottom_right, bottom_row = winners
-    h, w = input_shape[2:]
+    right_wins, bottom_wins = winners
+    n, c, h, w = input_shape
     h_out, w_out = grad_out.shape[2:]
+    # grad · mask is grad where that row (column) won, else ±0.
+    rows = xp.empty((n, c, 2 * h_out, w_out), dtype=grad_out.dtype)
+    xp.multiply(grad_out, ~bottom_wins, out=rows[:, :, 0::2])
+    xp.multiply(grad_out, bottom_wins, out=rows[:, :, 1::2])
     full = h == 2 * h_out and w == 2 * w_out
     dx = (xp.empty if full else xp.zeros)(input_shape, dtype=grad_out.dtype)
-    top_row = ~bottom_row
-    for i, row_won, right in ((0, top_row, top_right), (1, bottom_row, bottom_right)):
-        for j, won in ((0, row_won & ~right), (1, row_won & right)):
-            # grad · mask is grad where the tap won, else ±0.
-            xp.multiply(grad_out, won, out=dx[:, :, i : 2 * h_out : 2, j : 2 * w_out : 2])
+    xp.multiply(rows, ~right_wins, out=dx[:, :, : 2 * h_out, 0 : 2 * w_out : 2])
+    xp.multiply(rows, right_wins, out=dx[:, :, : 2 * h_out, 1 : 2 * w_out : 2])
     return dx
 
 
