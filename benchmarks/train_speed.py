@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Benchmark the checkout this file sits in, whichever cnnlab happens to be installed.
 sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
-PRESETS = ("simple", "lenet5", "default")
+PRESETS = ("simple", "lenet5", "default", "fast")
 BATCH = 128
 LR = 1e-3
 
@@ -98,7 +98,7 @@ def worker_epoch(engine: str, preset: str, data_dir: str, threads: int, max_step
 
 
 def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str) -> dict:
-    """PyTorch following a cnnlab recipe: same network, optimizer, schedule, batches, epochs."""
+    """PyTorch following a cnnlab recipe: same network, optimizer, loss, schedule, batches."""
     import numpy as np
     import torch
 
@@ -113,7 +113,9 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
     epochs = recipe.epochs(len(x))
     net = to_torch(cl.build(recipe.model, seed=0))
     if recipe.optimizer == "adam":
-        optimizer = torch.optim.Adam(net.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.Adam(
+            net.parameters(), recipe.lr, betas=recipe.betas, weight_decay=recipe.weight_decay
+        )
     else:
         optimizer = torch.optim.SGD(
             net.parameters(), recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay
@@ -126,7 +128,7 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
         )
     elif recipe.schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
     xt, yt, xvt = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xv)
     history = []
     fit_started = time.perf_counter()

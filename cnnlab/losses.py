@@ -53,9 +53,19 @@ def one_hot(labels: Any, num_classes: int, dtype: Any = np.float32) -> Any:
 class CrossEntropyLoss:
     """Softmax and negative log-likelihood fused, on raw scores (logits).
 
-    ``L = −(1/N) Σ_n log softmax(z_n)[y_n]``. Fusing them is numerically stable (log-sum-exp with
-    the max subtracted) and gives the simple gradient ``(softmax(z) − onehot(y)) / N``.
+    ``L = −(1/N) Σ_n Σ_k t_nk log softmax(z_n)_k`` with the target ``t_n`` the one-hot vector of
+    ``y_n``; with ``label_smoothing`` ε it is ``(1 − ε)·onehot + ε/K`` (PyTorch's definition),
+    which stops the network from driving its scores to extremes. Fusing softmax and the log is
+    numerically stable (log-sum-exp with the max subtracted) and gives the simple gradient
+    ``(softmax(z) − t) / N``.
     """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        if not isinstance(label_smoothing, int | float) or not 0.0 <= label_smoothing < 1.0:
+            raise CnnlabError(
+                f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing!r}"
+            )
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, logits: Any, labels: Any) -> float:
         """``logits (N, K)``, ``labels (N,)`` integers → the mean loss."""
@@ -65,19 +75,27 @@ class CrossEntropyLoss:
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         rows = xp.arange(labels.shape[0])
         self._probs, self._labels = xp.exp(log_probs), labels
-        return float(-log_probs[rows, labels].mean())
+        nll = float(-log_probs[rows, labels].mean())
+        eps = self.label_smoothing
+        if not eps:
+            return nll
+        return (1 - eps) * nll + eps * float(-log_probs.mean(axis=1).mean())
 
     def backward(self) -> Any:
         """dL/dlogits ``(N, K)``."""
         xp = xp_of(self._probs)
         grad = self._probs.copy()
-        n = grad.shape[0]
-        grad[xp.arange(n), self._labels] -= 1
+        n, k = grad.shape
+        eps = self.label_smoothing
+        if eps:
+            grad -= grad.dtype.type(eps / k)
+        grad[xp.arange(n), self._labels] -= grad.dtype.type(1 - eps)
         grad /= n
         return grad
 
     def __repr__(self) -> str:
-        return "CrossEntropyLoss()"
+        eps = self.label_smoothing
+        return f"CrossEntropyLoss(label_smoothing={eps:g})" if eps else "CrossEntropyLoss()"
 
 
 class MSELoss:

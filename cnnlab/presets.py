@@ -12,7 +12,18 @@ from typing import Any
 import numpy as np
 
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import Conv2D, Dense, Dropout, Flatten, Layer, MaxPool2D, ReLU, Sigmoid, Tanh
+from cnnlab.layers import (
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Tanh,
+)
 from cnnlab.model import Sequential
 from cnnlab.rng import resolve_rng
 
@@ -84,7 +95,30 @@ def default(
     return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "default"})
 
 
-PRESETS = {"default": default, "lenet5": lenet5, "simple": simple}
+def fast(
+    activation: str = "relu", seed: int | np.random.Generator | None = 0, dtype: Any = np.float32
+) -> Sequential:
+    """The shortest way to 99% on MNIST: batch normalisation and a cheap second convolution.
+
+    conv 12@5×5 → pool → batchnorm → conv 32@3×3 → pool → batchnorm → dense 128 → dense 10
+    (28 → 24 → 12 → 10 → 5). Batch normalisation keeps every layer's input centred and scaled
+    while the weights move fast, so one epoch at a high learning rate is enough (``--recipe
+    fast``: 99.1–99.2% on MNIST). Normalising after the pooling touches 4× fewer values.
+    """
+    act, kw, rng = _parts(activation, seed, dtype)
+    layers = [
+        Conv2D(1, 12, 5, **kw), MaxPool2D(2, dtype=dtype), BatchNorm2D(12, dtype=dtype),
+        act(dtype=dtype),
+        Conv2D(12, 32, 3, **kw), MaxPool2D(2, dtype=dtype), BatchNorm2D(32, dtype=dtype),
+        act(dtype=dtype),
+        Flatten(dtype=dtype),
+        Dense(32 * 5 * 5, 128, **kw), act(dtype=dtype),
+        Dense(128, 10, init="glorot", rng=rng, dtype=dtype),
+    ]  # fmt: skip
+    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "fast"})
+
+
+PRESETS = {"default": default, "fast": fast, "lenet5": lenet5, "simple": simple}
 
 
 def build(
@@ -93,7 +127,7 @@ def build(
     seed: int | np.random.Generator | None = 0,
     dtype: Any = np.float32,
 ) -> Sequential:
-    """Build the preset ``name`` ("default", "lenet5" or "simple")."""
+    """Build the preset ``name`` ("default", "fast", "lenet5" or "simple")."""
     if name not in PRESETS:
         raise CnnlabError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name](activation=activation, seed=seed, dtype=dtype)

@@ -25,6 +25,8 @@ class Recipe:
     augment: bool
     epochs_small: int  # for data sets of at most 20,000 training images (mnist-sample)
     epochs_large: int  # for full MNIST and Fashion-MNIST
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's moment decay rates
+    label_smoothing: float = 0.0  # of the cross-entropy loss
 
     def epochs(self, n_train: int) -> int:
         return self.epochs_small if n_train <= 20_000 else self.epochs_large
@@ -34,9 +36,13 @@ class Recipe:
 
 
 # Measured with one BLAS thread, seed 0 (benchmarks/README.md has the details):
-# default: 99.39% on MNIST and 91.0% on Fashion-MNIST after 10 epochs (12 for margin);
-# fast: 99.12% on MNIST after 2 epochs. Augmentation is off: it costs about 7 ms per batch of
-# 64 (half a training step) and lowered Fashion-MNIST to 89.4%.
+# default: 99.39% on MNIST and 91.0% on Fashion-MNIST after 10 epochs (12 for margin).
+# Augmentation is off: it costs about 7 ms per batch of 64 (half a training step) and lowered
+# Fashion-MNIST to 89.4%.
+# fast: one epoch of the batch-normalised ``fast`` preset, 99.11–99.23% on MNIST over seeds
+# 0–3. Without label smoothing and with Adam's usual β₂ = 0.999 the same epoch gives
+# 98.85–99.05%; β₂ = 0.99 lets Adam's step sizes follow the fast-changing gradients of a
+# one-epoch run.
 RECIPES = {
     "default": Recipe(
         model="default",
@@ -50,15 +56,17 @@ RECIPES = {
         epochs_large=12,
     ),
     "fast": Recipe(
-        model="default",
+        model="fast",
         optimizer="adam",
-        lr=3e-3,
+        lr=5e-3,
         batch_size=64,
         schedule="onecycle",
         weight_decay=0.0,
         augment=False,
-        epochs_small=3,
-        epochs_large=2,
+        epochs_small=4,
+        epochs_large=1,
+        betas=(0.9, 0.99),
+        label_smoothing=0.1,
     ),
 }
 

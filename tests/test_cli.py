@@ -64,6 +64,21 @@ def test_train_is_reproducible_with_a_seed(run_dir: Path, tmp_path: Path) -> Non
     assert all(np.array_equal(first[k], second[k]) for k in first)
 
 
+def test_fast_recipe_settings_reach_the_run(tmp_path: Path) -> None:
+    """--recipe fast: the batch-normalised preset, Adam β₂ 0.99, label smoothing 0.1."""
+    args = ["train", "--recipe", "fast", "--subset", "128", "--epochs", "1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "fast")]) == 0
+    config = json.loads((tmp_path / "fast" / "config.json").read_text())
+    assert config["model"] == "fast" and config["optimizer"] == "adam"
+    assert config["betas"] == [0.9, 0.99] and config["label_smoothing"] == 0.1
+    assert any(layer["type"] == "BatchNorm2D" for layer in config["architecture"]["layers"])
+    # a command-line value wins over the recipe's; another optimizer gets its usual settings
+    more = ["--label-smoothing", "0", "--optimizer", "sgd"]
+    assert main([*args, *more, "--out", str(tmp_path / "plain")]) == 0
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["label_smoothing"] == 0.0 and config["betas"] == [0.9, 0.999]
+
+
 def test_train_monitor_records_gradient_flow(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["train", *TINY, "--monitor", "--out", str(out)]) == 0
@@ -150,6 +165,8 @@ def other_model(path: Path) -> None:
         ("unwritable-out", "cannot write"),
         ("run-exists", "already holds a run"),
         ("bad-lr", "must be a finite number > 0"),
+        ("smoothing-with-mse", "--label-smoothing applies to the cross-entropy loss"),
+        ("smoothing-out-of-range", "--label-smoothing must be in [0, 1), got 1.5"),
     ],
 )
 def test_bad_input_gives_one_line_error(
@@ -168,6 +185,24 @@ def test_bad_input_gives_one_line_error(
         "unwritable-out": ["train", *TINY, "--out", str(digit / "run")],
         "run-exists": ["train", *TINY, "--out", str(run_dir)],
         "bad-lr": ["train", "--lr", "-1"],
+        "smoothing-with-mse": [
+            "train",
+            *TINY,
+            "--loss",
+            "mse",
+            "--label-smoothing",
+            "0.1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        "smoothing-out-of-range": [
+            "train",
+            *TINY,
+            "--label-smoothing",
+            "1.5",
+            "--out",
+            str(tmp_path / "r"),
+        ],
     }[case]
     np.savez(tmp_path / "foreign.npz", weights=np.ones(3))
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))

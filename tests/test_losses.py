@@ -48,6 +48,24 @@ def test_cross_entropy_known_logits() -> None:
     )
 
 
+def test_cross_entropy_label_smoothing_by_hand() -> None:
+    """ε = 0.3 over K = 3 classes: the target for label 2 is [0.1, 0.1, 0.8]."""
+    logits = np.array([[0.0, math.log(2), math.log(3)]])
+    loss_fn = cl.CrossEntropyLoss(label_smoothing=0.3)
+    target = np.array([0.1, 0.1, 0.8])
+    p = np.array([1, 2, 3]) / 6
+    loss = loss_fn.forward(logits, np.array([2]))
+    assert loss == pytest.approx(-(target * np.log(p)).sum(), rel=1e-14)
+    np.testing.assert_allclose(loss_fn.backward(), [p - target], rtol=1e-14)
+    assert repr(loss_fn) == "CrossEntropyLoss(label_smoothing=0.3)"
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.1", None])
+def test_cross_entropy_refuses_bad_label_smoothing(bad) -> None:
+    with pytest.raises(CnnlabError, match=r"CrossEntropyLoss: label_smoothing must be in \[0, 1\)"):
+        cl.CrossEntropyLoss(label_smoothing=bad)
+
+
 def test_cross_entropy_is_stable_for_huge_logits() -> None:
     loss_fn = cl.CrossEntropyLoss()
     with np.errstate(over="raise", invalid="raise", divide="raise"):
@@ -68,11 +86,13 @@ def test_one_hot() -> None:
     np.testing.assert_array_equal(one_hot(np.array([8]), 10)[0], np.eye(10)[8])
 
 
-@pytest.mark.parametrize("loss_cls", [cl.CrossEntropyLoss, cl.MSELoss])
-def test_gradcheck_loss(loss_cls, rng) -> None:
+@pytest.mark.parametrize(
+    "make", [cl.CrossEntropyLoss, lambda: cl.CrossEntropyLoss(label_smoothing=0.2), cl.MSELoss]
+)
+def test_gradcheck_loss(make, rng) -> None:
     outputs = rng.standard_normal((5, 4)) * 2
     labels = rng.integers(0, 4, 5)
-    loss_fn = loss_cls()
+    loss_fn = make()
     loss_fn.forward(outputs, labels)
     grad = np.array(loss_fn.backward())
     numeric = numerical_grad(lambda: loss_fn.forward(outputs, labels), outputs)

@@ -235,7 +235,7 @@ def test_summary_needs_input_shape() -> None:
     assert "(2,)" in model.summary((1, 2, 2))
 
 
-@pytest.mark.parametrize("preset", ["lenet5", "simple", "default"])
+@pytest.mark.parametrize("preset", ["lenet5", "simple", "default", "fast"])
 def test_predict_proba_rows_sum_to_one_and_restore_mode(preset) -> None:
     model = cl.build(preset)
     x, _ = contract_batch(7)
@@ -318,7 +318,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left nothing behind
 
 
-@pytest.mark.parametrize("preset", ["lenet5", "simple", "default"])
+@pytest.mark.parametrize("preset", ["lenet5", "simple", "default", "fast"])
 def test_preset_save_load_round_trip(tmp_path: Path, preset) -> None:
     # Pools with the default stride save stride=None; the loader must accept it (fixed in aed2e17).
     model = cl.build(preset, seed=2)

@@ -56,12 +56,12 @@ def briefly_trained(model: cnnlab.Sequential, steps: int = 8) -> cnnlab.Sequenti
     return model.eval()
 
 
-NAMES = ["default", "lenet5", "simple", "batchnorm"]
+NAMES = ["default", "lenet5", "simple", "fast", "batchnorm"]
 
 
 @pytest.fixture(scope="module")
 def trained() -> dict[str, cnnlab.Sequential]:
-    models = {name: cnnlab.build(name, seed=5) for name in NAMES[:3]}
+    models = {name: cnnlab.build(name, seed=5) for name in NAMES[:4]}
     models["batchnorm"] = bn_model()
     return {name: briefly_trained(model) for name, model in models.items()}
 

@@ -174,13 +174,14 @@ def test_batchnorm_parity(cls, tcls, shape, momentum, rng) -> None:
         close(ours.buffers["running_var"], theirs.running_var, f"{mode} running_var")
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.5])
 @pytest.mark.parametrize("n,k", [(1, 2), (5, 10), (17, 3)])
-def test_cross_entropy_parity(n, k, rng) -> None:
+def test_cross_entropy_parity(n, k, smoothing, rng) -> None:
     logits, labels = rng.standard_normal((n, k)) * 3, rng.integers(0, k, n)
-    fn = cl.CrossEntropyLoss()
+    fn = cl.CrossEntropyLoss(label_smoothing=smoothing)
     loss = fn.forward(logits, labels)
     lt = t(logits, grad=True)
-    ref = F.cross_entropy(lt, torch.tensor(labels))
+    ref = F.cross_entropy(lt, torch.tensor(labels), label_smoothing=smoothing)
     ref.backward()
     close(loss, ref, "loss")
     close(fn.backward(), lt.grad, "dlogits")

@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"  {name}: {r.model} preset, {r.optimizer} lr {r.lr:g} ({r.schedule}), batch "
         f"{r.batch_size}, {r.epochs_small} epochs on mnist-sample / {r.epochs_large} on full sets"
         + (", augmented" if r.augment else "")
+        + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
         for name, r in RECIPES.items()
     )
     p = sub.add_parser(
@@ -62,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="folder holding the data set's IDX files")
     p.add_argument("--recipe", default="default", choices=sorted(RECIPES))
     p.add_argument(
-        "--model", help="a preset (default, lenet5, simple) or an architecture .json file "
+        "--model", help="a preset (default, fast, lenet5, simple) or an architecture .json file "
         "[recipe's]"
     )  # fmt: skip
     p.add_argument("--epochs", type=positive_int, help="epochs [recipe's]")
@@ -70,6 +71,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="[recipe's]")
     p.add_argument("--lr", type=positive_float, help="peak learning rate [recipe's]")
     p.add_argument("--loss", default="cross-entropy", choices=sorted(LOSSES))
+    p.add_argument(
+        "--label-smoothing", type=float, metavar="EPS", help="cross-entropy against "
+        "(1 − EPS)·one-hot + EPS/10, in [0, 1) [recipe's]"
+    )  # fmt: skip
     p.add_argument("--activation", default="relu", choices=sorted(presets.ACTIVATIONS))
     p.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, help="random shifts, rotations and "
@@ -94,6 +99,15 @@ def resolve_settings(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
     optimizer = args.optimizer or recipe.optimizer
     # A recipe's learning rate belongs to its optimizer; another optimizer gets its own default.
     lr = args.lr or (recipe.lr if optimizer == recipe.optimizer else DEFAULT_LR[optimizer])
+    smoothing = args.label_smoothing
+    if smoothing is not None and args.loss != "cross-entropy":
+        raise CnnlabError(
+            "--label-smoothing applies to the cross-entropy loss; drop it or the --loss"
+        )
+    if smoothing is not None and not 0.0 <= smoothing < 1.0:
+        raise CnnlabError(f"--label-smoothing must be in [0, 1), got {smoothing:g}")
+    if smoothing is None:
+        smoothing = recipe.label_smoothing if args.loss == "cross-entropy" else 0.0
     return {
         "recipe": args.recipe,
         "dataset": args.dataset,
@@ -106,6 +120,8 @@ def resolve_settings(args: argparse.Namespace, n_train: int) -> dict[str, Any]:
         "schedule": recipe.schedule,
         "weight_decay": recipe.weight_decay,
         "loss": args.loss,
+        "label_smoothing": smoothing,
+        "betas": list(recipe.betas if optimizer == recipe.optimizer else (0.9, 0.999)),
         "activation": args.activation,
         "augment": recipe.augment if args.augment is None else args.augment,
         "subset": args.subset,
@@ -147,7 +163,15 @@ def make_optimizer(model: Sequential, settings: dict[str, Any]) -> Optimizer:
     kwargs = {"weight_decay": settings["weight_decay"]}
     if settings["optimizer"] == "sgd":
         kwargs["momentum"] = 0.9
+    else:  # runs from before recipes had betas used Adam's usual ones
+        kwargs["betas"] = tuple(settings.get("betas", (0.9, 0.999)))
     return cls(model.parameters(), lr=settings["lr"], **kwargs)
+
+
+def make_loss(settings: dict[str, Any]) -> Any:
+    if settings["loss"] == "cross-entropy":
+        return LOSSES["cross-entropy"](label_smoothing=settings.get("label_smoothing", 0.0))
+    return LOSSES[settings["loss"]]()
 
 
 def make_schedule(settings: dict[str, Any], steps_per_epoch: int) -> Any:
@@ -318,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         state = fit(
             model,
-            LOSSES[settings["loss"]](),
+            make_loss(settings),
             optimizer,
             x,
             y,

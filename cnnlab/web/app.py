@@ -213,7 +213,7 @@ class TrainRequest(BaseModel):
     """The Train panel's choices."""
 
     dataset: str = "mnist-sample"
-    preset: Literal["default", "lenet5", "simple"] = "default"
+    preset: Literal["default", "fast", "lenet5", "simple"] = "default"
     activation: Literal["relu", "sigmoid", "tanh"] = "relu"
     epochs: int = Field(1, ge=1, le=50)
     learning_rate: float = Field(0.001, gt=0, le=10)
