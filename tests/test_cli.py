@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -256,3 +257,19 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
     resumed = cl.Sequential.load(tmp_path / "cut" / "model.npz").state_arrays()
     for key, value in straight.items():
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def test_blas_runs_on_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    from cnnlab.cli import blas_threads
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with blas_threads(None):
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+    # a thread count set in the environment is the user's choice
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert isinstance(blas_threads(None), contextlib.nullcontext)
+    assert main(["--threads", "0", "info", "x.npz"]) == 2
