@@ -492,7 +492,10 @@ def maxpool_2x2(x: Any, h_out: int, w_out: int) -> tuple[Any, tuple[Any, Any]]:
     the general path's masked copies, which take 3× as long.
     """
     xp = xp_of(x)
-    x = x[:, :, : 2 * h_out, : 2 * w_out]  # an odd last row or column is never pooled
+    # An odd last row or column is never pooled. Cropping it leaves rows with a gap between
+    # them, and NumPy then loops over every short row; one copy makes the passes below run
+    # over the whole array at once (pool2 of `simple`, 11×11 maps: 2× faster).
+    x = xp.ascontiguousarray(x[:, :, : 2 * h_out, : 2 * w_out])
     left, right = x[:, :, :, 0::2], x[:, :, :, 1::2]
     right_wins = right > left  # (N, C, 2·H_out, W_out)
     row_max = xp.maximum(left, right)
@@ -519,10 +522,13 @@ def maxpool_2x2_backward(
     rows = xp.empty((n, c, 2 * h_out, w_out), dtype=grad_out.dtype)
     xp.multiply(grad_out, ~bottom_wins, out=rows[:, :, 0::2])
     xp.multiply(grad_out, bottom_wins, out=rows[:, :, 1::2])
-    full = h == 2 * h_out and w == 2 * w_out
-    dx = (xp.empty if full else xp.zeros)(input_shape, dtype=grad_out.dtype)
-    xp.multiply(rows, ~right_wins, out=dx[:, :, : 2 * h_out, 0 : 2 * w_out : 2])
-    xp.multiply(rows, right_wins, out=dx[:, :, : 2 * h_out, 1 : 2 * w_out : 2])
+    pooled = xp.empty((n, c, 2 * h_out, 2 * w_out), dtype=grad_out.dtype)
+    xp.multiply(rows, ~right_wins, out=pooled[:, :, :, 0::2])
+    xp.multiply(rows, right_wins, out=pooled[:, :, :, 1::2])
+    if (h, w) == pooled.shape[2:]:
+        return pooled
+    dx = xp.zeros(input_shape, dtype=grad_out.dtype)  # the unpooled odd row/column gets 0
+    dx[:, :, : 2 * h_out, : 2 * w_out] = pooled
     return dx
 
 
