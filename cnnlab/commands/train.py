@@ -47,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"  {name}: {r.model} preset, {r.optimizer} lr {r.lr:g} ({r.schedule}), batch "
         f"{r.batch_size}, {r.epochs_small} epochs on mnist-sample / {r.epochs_large} on full sets"
         + (", augmented" if r.augment else "")
+        + (f", betas {r.betas[0]:g}/{r.betas[1]:g}" if r.betas != (0.9, 0.999) else "")
         + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
         for name, r in RECIPES.items()
     )
