@@ -339,6 +339,11 @@ def im2col(x: Any, kernel_size: tuple[int, int], stride: int, buffer: Any = None
     return cols
 
 
+def _scratch(buffer: Any, xp: Any) -> Any:
+    """``buffer`` (a layer's reused scratch arrays) if given, else a maker of fresh arrays."""
+    return buffer or (lambda _name, shape, dtype: xp.empty(shape, dtype=dtype))
+
+
 def conv_weight_grad(g: Any, cols: Any, buffer: Any = None) -> Any:
     """dL/dW of a convolution: ``Σ_n g_n @ cols_nᵀ`` → ``(C_out, C_in·kH·kW)``.
 
@@ -351,7 +356,7 @@ def conv_weight_grad(g: Any, cols: Any, buffer: Any = None) -> Any:
     xp = xp_of(g)
     n, c_out, p = g.shape
     k = cols.shape[1]
-    make = buffer or (lambda _name, shape, dtype: xp.empty(shape, dtype=dtype))
+    make = _scratch(buffer, xp)
     if p <= 256:
         g_t = xp.ascontiguousarray(g.transpose(0, 2, 1))  # (N, P, C_out)
         per_sample = make("dW", (n, k, c_out), g.dtype)
@@ -384,7 +389,7 @@ def conv_input_grad(
     n, c, h, w = input_shape
     c_out, _, kh, kw = weights.shape
     h_out, w_out = out_hw
-    make = buffer or (lambda _name, shape, dtype: xp.empty(shape, dtype=dtype))
+    make = _scratch(buffer, xp)
     g_t = make("g_t", (c_out, h_out * w_out * n), g.dtype)
     g_t.reshape(c_out, h_out * w_out, n)[...] = g.transpose(1, 2, 0)  # (C_out, P, N)
     taps = xp.ascontiguousarray(weights.transpose(2, 3, 1, 0))  # (kH, kW, C_in, C_out)
@@ -477,8 +482,13 @@ class MaxPool2D(_Pool2D):
         dx = xp.zeros(self._input_shape, dtype=grad_out.dtype)
         h_out, w_out = grad_out.shape[2:]
         for index, (rows, cols) in self._taps(h_out, w_out):
-            dx[:, :, rows, cols] += xp.where(self._winner == index, grad_out, 0)
+            dx[:, :, rows, cols] += grad_out * (self._winner == index)  # grad where it won
         return dx
+
+    def winner_maps(self) -> tuple[Any, ...]:
+        """Who won each window in the last forward pass: the 2×2 tournament's two boolean maps,
+        or, for other windows, one map of the winning tap's index."""
+        return self._winner if isinstance(self._winner, tuple) else (self._winner,)
 
 
 def maxpool_2x2(x: Any, h_out: int, w_out: int) -> tuple[Any, tuple[Any, Any]]:

@@ -229,18 +229,24 @@ def test_optimizer_parity(name, kwargs, rng) -> None:
         close(p, tp, f"param {i}", rtol=1e-12)
 
 
-def test_one_cycle_lr_endpoints_match_torch() -> None:
-    total, max_lr = 100, 0.5
+def torch_one_cycle_rates(max_lr: float, total: int, pct: float) -> list[float]:
+    """The learning rate torch's OneCycleLR (cosine, no momentum cycling) sets at each step."""
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=max_lr, total_steps=total, pct_start=0.3, anneal_strategy="cos",
+        opt, max_lr=max_lr, total_steps=total, pct_start=pct, anneal_strategy="cos",
         cycle_momentum=False, div_factor=25.0, final_div_factor=1e4,
     )  # fmt: skip
-    ref = []
+    rates = []
     for _ in range(total):
-        ref.append(opt.param_groups[0]["lr"])
+        rates.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
+    return rates
+
+
+def test_one_cycle_lr_endpoints_match_torch() -> None:
+    total, max_lr = 100, 0.5
+    ref = torch_one_cycle_rates(max_lr, total, 0.3)
     ours = cl.OneCycleLR(max_lr, total_steps=total, pct_start=0.3, div=25.0, final_div=1e4)
     assert ours(0) == pytest.approx(ref[0], rel=1e-12)
     assert ours(total - 1) == pytest.approx(ref[-1], rel=1e-12)
@@ -251,16 +257,7 @@ def test_one_cycle_lr_endpoints_match_torch() -> None:
 @pytest.mark.parametrize("total,pct", [(100, 0.3), (50, 0.25), (37, 0.4)])
 def test_one_cycle_lr_matches_torch_at_every_step(total, pct) -> None:
     max_lr = 0.5
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=max_lr)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=max_lr, total_steps=total, pct_start=pct, anneal_strategy="cos",
-        cycle_momentum=False,
-    )  # fmt: skip
-    ref = []
-    for _ in range(total):
-        ref.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    ref = torch_one_cycle_rates(max_lr, total, pct)
     ours = cl.OneCycleLR(max_lr, total_steps=total, pct_start=pct)
     np.testing.assert_allclose([ours(i) for i in range(total)], ref, rtol=1e-9)
 

@@ -69,9 +69,7 @@ def kink_pattern(model: Sequential) -> list[np.ndarray]:
         if isinstance(layer, ReLU):
             pattern.append(np.asarray(layer._out) > 0)
         elif isinstance(layer, MaxPool2D):
-            winner = layer._winner  # one index map, or the 2×2 tournament's maps
-            maps = winner if isinstance(winner, tuple) else (winner,)
-            pattern.extend(np.asarray(m).copy() for m in maps)
+            pattern.extend(np.asarray(m).copy() for m in layer.winner_maps())
     return pattern
 
 
