@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import cnnlab
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
@@ -273,7 +273,7 @@ def loader_setup(name: str) -> tuple[Callable[[Path], object], list[bytes], Call
         from cnnlab.data import read_idx
 
         return read_idx, seed_idx_files(), crafted_idx
-    from cnnlab.preprocess import load_image
+    from cnnlab.data.preprocess import load_image
 
     return load_image, seed_images(), crafted_image
 
@@ -321,7 +321,7 @@ def available(name: str) -> bool:
         if name == "idx":
             from cnnlab.data import read_idx  # noqa: F401
         elif name == "image":
-            from cnnlab.preprocess import load_image  # noqa: F401
+            from cnnlab.data.preprocess import load_image  # noqa: F401
     except ImportError:
         return False
     return True

@@ -32,7 +32,7 @@ from web_helpers import digit_png, sample_digits, trained_model_file
 
 def start_server(model: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab.cli", "serve", "--port", "0", "--model", str(model)],
+        [sys.executable, "-m", "cnnlab", "serve", "--port", "0", "--model", str(model)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

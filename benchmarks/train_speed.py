@@ -7,7 +7,7 @@ Every measurement runs in a fresh process with the same thread count for both en
 (OPENBLAS/OMP/MKL_NUM_THREADS and torch.set_num_threads), and the two engines' runs alternate
 (cnnlab, PyTorch, cnnlab, PyTorch, …) so that a change in the machine's load hits both. The
 figures are medians; the ratio is cnnlab / PyTorch. PyTorch trains the identical network
-(``cnnlab.interop.to_torch``: same layers, same initial weights) on the same batches.
+(``cnnlab.export.pytorch.to_torch``: same layers, same initial weights) on the same batches.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _load_mnist(data_dir: str):
     import numpy as np
 
     from cnnlab import data
-    from cnnlab.train import to_input
+    from cnnlab.engine.train import to_input
 
     images, labels = data.load("mnist", "train", data_dir)
     test_images, test_labels = data.load("mnist", "test", data_dir)
@@ -77,7 +77,7 @@ def worker_epoch(engine: str, preset: str, data_dir: str, threads: int, max_step
     else:
         import torch
 
-        from cnnlab.interop import to_torch
+        from cnnlab.export.pytorch import to_torch
 
         torch.set_num_threads(threads)
         net = to_torch(model)
@@ -103,8 +103,8 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
     import torch
 
     import cnnlab as cl
-    from cnnlab.interop import to_torch
-    from cnnlab.recipes import get_recipe
+    from cnnlab.export.pytorch import to_torch
+    from cnnlab.runs.recipes import get_recipe
 
     started = time.perf_counter()
     torch.set_num_threads(threads)
@@ -139,7 +139,7 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
             index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             batch = xt[index]
             if recipe.augment:
-                from cnnlab.augment import random_affine
+                from cnnlab.data.augment import random_affine
 
                 rng = np.random.default_rng([0, epoch, step])
                 batch = torch.from_numpy(random_affine(batch.numpy(), rng))
@@ -276,7 +276,7 @@ def measure_time_to_99(opts: argparse.Namespace) -> dict:
             with tempfile.TemporaryDirectory() as out:
                 if engine == "cnnlab":
                     command = [
-                        sys.executable, "-m", "cnnlab.cli", "train", "--dataset", "mnist",
+                        sys.executable, "-m", "cnnlab", "train", "--dataset", "mnist",
                         "--data-dir", opts.data_dir, "--recipe", "fast", "--out", out, "--quiet",
                     ]  # fmt: skip
                 else:

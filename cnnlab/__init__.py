@@ -1,12 +1,12 @@
 """cnnlab: a convolutional neural network, from scratch in NumPy, that learns to read digits.
 
 The engine (layers, losses, optimizers, ``Sequential``, ``fit``) needs only NumPy. Data
-loaders live in ``cnnlab.data``, image preprocessing in ``cnnlab.preprocess``, the command line
+loaders live in ``cnnlab.data``, image preprocessing in ``cnnlab.data.preprocess``, the command line
 in ``cnnlab.cli``.
 """
 
-from cnnlab.errors import CnnlabError
-from cnnlab.layers import (
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import (
     AvgPool2D,
     BatchNorm1D,
     BatchNorm2D,
@@ -21,12 +21,12 @@ from cnnlab.layers import (
     Softmax,
     Tanh,
 )
-from cnnlab.losses import CrossEntropyLoss, MSELoss
-from cnnlab.model import Sequential
-from cnnlab.optim import SGD, Adam, CosineLR, OneCycleLR, StepLR, Warmup
-from cnnlab.presets import PRESETS, build
-from cnnlab.rng import manual_seed
-from cnnlab.train import Callback, TrainState, evaluate, fit, to_input
+from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import SGD, Adam, CosineLR, OneCycleLR, StepLR, Warmup
+from cnnlab.engine.rng import manual_seed
+from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
+from cnnlab.runs.zoo import PRESETS, build
 
 __version__ = "0.1.0"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from cnnlab.data.download import SHA256
 from cnnlab.data.idx import read_idx, write_idx
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_bytes
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SIZES = {"train": 10_000, "t10k": 2_000}

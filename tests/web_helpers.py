@@ -72,11 +72,11 @@ def digit_png(image: np.ndarray, scale: int = 8, invert: bool = False) -> bytes:
 
 
 class Server:
-    """``python -m cnnlab.cli serve --port 0 ...`` in a subprocess; ``url`` once it listens."""
+    """``python -m cnnlab serve --port 0 ...`` in a subprocess; ``url`` once it listens."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cnnlab.cli", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "cnnlab", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

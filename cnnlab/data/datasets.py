@@ -21,7 +21,7 @@ import numpy as np
 
 from cnnlab.data.download import DEFAULT_TIMEOUT, SHA256, cache_dir, fetch, local_file
 from cnnlab.data.idx import read_idx
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write
-from cnnlab.progress import ProgressBar
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.progress import ProgressBar
 
 # SHA-256 of each file's decompressed content, as published with the data sets.
 SHA256: dict[str, dict[str, str]] = {

@@ -19,8 +19,8 @@ from typing import BinaryIO, NoReturn
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write
 
 # Type code -> big-endian NumPy dtype, as in the IDX specification.
 IDX_DTYPES: dict[int, np.dtype] = {

@@ -9,6 +9,7 @@ iteration), ``gradcheck``, ``perceptron`` (sonar), ``monitor`` (``GradientMonito
 NumPy only.
 """
 
+from cnnlab.engine.gradcheck import gradient_check
 from cnnlab.explain.article import (
     ARTICLE_FILTER,
     ARTICLE_IMAGE,
@@ -20,7 +21,6 @@ from cnnlab.explain.article import (
     convolution_steps,
     curve_detector,
 )
-from cnnlab.explain.gradcheck import gradient_check
 from cnnlab.explain.inputs import InputImage, load_input
 from cnnlab.explain.maps import (
     activation_maps,

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cnnlab.layers import Conv2D
+from cnnlab.engine.layers import Conv2D
 
 ARTICLE_IMAGE = np.array(
     [

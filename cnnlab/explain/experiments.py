@@ -15,16 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Softmax
+from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import SGD
+from cnnlab.engine.rng import resolve_rng
+from cnnlab.engine.train import Callback, DivergedError, TrainState, evaluate, fit, to_input
 from cnnlab.explain.maps import LayerMaps, activation_maps, first_layer_filters
 from cnnlab.explain.monitor import GradientMonitor
-from cnnlab.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Softmax
-from cnnlab.losses import CrossEntropyLoss, MSELoss
-from cnnlab.model import Sequential
-from cnnlab.optim import SGD
-from cnnlab.presets import ACTIVATIONS
-from cnnlab.rng import resolve_rng
-from cnnlab.train import Callback, DivergedError, TrainState, evaluate, fit, to_input
+from cnnlab.runs.zoo import ACTIVATIONS
 
 DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 0.1, 0.2, 0.5, 3.0)
 

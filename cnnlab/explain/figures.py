@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.fileio import atomic_write_bytes
+from cnnlab.engine.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
+    from cnnlab.engine.gradcheck import GradCheck
     from cnnlab.explain.article import ConvStep
     from cnnlab.explain.experiments import (
         ActivationRun,
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
         LearningRateRun,
         LossRun,
     )
-    from cnnlab.explain.gradcheck import GradCheck
     from cnnlab.explain.maps import LayerMaps, Occlusion, TopPatches
     from cnnlab.explain.perceptron import SonarComparison
     from cnnlab.explain.step import StepResult

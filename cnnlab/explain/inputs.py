@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError
 
 _SPEC = re.compile(r"^(?P<name>[a-z0-9-]+):(?P<split>train|test):(?P<index>\d+)$")
 
@@ -58,10 +58,10 @@ def load_input(spec: str, data_dir: str | Path | None = None) -> InputImage:
             "like mnist-sample:test:17"
         )
     try:
-        from cnnlab.preprocess import preprocess_file
+        from cnnlab.data.preprocess import preprocess_file
     except ImportError:
         raise CnnlabError(
-            "reading image files needs cnnlab.preprocess, which this installation lacks; "
+            "reading image files needs cnnlab.data.preprocess, which this installation lacks; "
             "use a data set digit like mnist-sample:test:17"
         ) from None
     result = preprocess_file(path)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
-from cnnlab.layers import AvgPool2D, Conv2D, MaxPool2D, Softmax
-from cnnlab.model import Sequential
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import AvgPool2D, Conv2D, MaxPool2D, Softmax
+from cnnlab.engine.model import Sequential
 
 
 def conv_layer_indices(model: Sequential) -> list[int]:

@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.backend import to_numpy
-from cnnlab.layers import Layer, ReLU, Sigmoid, Tanh
-from cnnlab.model import Sequential
-from cnnlab.train import Callback, TrainState
+from cnnlab.engine.backend import to_numpy
+from cnnlab.engine.layers import Layer, ReLU, Sigmoid, Tanh
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.train import Callback, TrainState
 
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99] or |tanh| above this counts as saturated
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
-from cnnlab.layers import Dense, ReLU
-from cnnlab.losses import CrossEntropyLoss
-from cnnlab.model import Sequential
-from cnnlab.optim import SGD
-from cnnlab.train import fit
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import Dense, ReLU
+from cnnlab.engine.losses import CrossEntropyLoss
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import SGD
+from cnnlab.engine.train import fit
 
 Classifier = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.engine.model import Sequential
 from cnnlab.explain import figures
 from cnnlab.explain.inputs import InputImage
 from cnnlab.explain.maps import (
@@ -21,7 +22,6 @@ from cnnlab.explain.maps import (
     top_patches,
 )
 from cnnlab.explain.report import Section, write_report
-from cnnlab.model import Sequential
 
 
 @dataclass

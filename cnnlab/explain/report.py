@@ -10,7 +10,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cnnlab.fileio import atomic_write_bytes
+from cnnlab.engine.fileio import atomic_write_bytes
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222;

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cnnlab.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import Softmax
+from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import SGD
 from cnnlab.explain.maps import inference_with_gradients, predict_one
-from cnnlab.layers import Softmax
-from cnnlab.losses import CrossEntropyLoss, MSELoss
-from cnnlab.model import Sequential
-from cnnlab.optim import SGD
 
 
 @dataclass

@@ -27,12 +27,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cnnlab.commands._common import model_path as resolve_model_path
-from cnnlab.errors import CnnlabError
+from cnnlab.cli._common import model_path as resolve_model_path
+from cnnlab.data.preprocess import NoInkError, load_image, preprocess_digit
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.model import CONFIG_KEY, Sequential
 from cnnlab.explain import maps
-from cnnlab.model import CONFIG_KEY, Sequential
-from cnnlab.preprocess import NoInkError, load_image, preprocess_digit
-from cnnlab.presets import PRESETS
+from cnnlab.runs.zoo import PRESETS
 from cnnlab.web import inference
 from cnnlab.web.training import JobConfig, TrainingBusyError, TrainingManager, available_datasets
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.engine.layers import Conv2D, Dense, ReLU, Sigmoid, Tanh
+from cnnlab.engine.model import Sequential
 from cnnlab.explain.maps import conv_layer_indices, layer_outputs
-from cnnlab.layers import Conv2D, Dense, ReLU, Sigmoid, Tanh
-from cnnlab.model import Sequential
 
 # Pictures whose header claims more pixels than this are refused before decoding.
 MAX_PIXELS = 16_000_000

@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 
 from cnnlab import data
-from cnnlab.errors import CnnlabError
-from cnnlab.fileio import atomic_write_text
-from cnnlab.layers import Conv2D, Softmax
-from cnnlab.losses import LOSSES
-from cnnlab.model import Sequential
-from cnnlab.optim import OPTIMIZERS
-from cnnlab.presets import build
-from cnnlab.train import Callback, TrainState, evaluate, fit, to_input
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write_text
+from cnnlab.engine.layers import Conv2D, Softmax
+from cnnlab.engine.losses import LOSSES
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import OPTIMIZERS
+from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
+from cnnlab.runs.zoo import build
 
 PROGRESS_POINTS = 40  # progress events per epoch, at most
 FILTER_INTERVAL_S = 0.5  # the first-layer filters are sent at most this often

@@ -1,0 +1,97 @@
+"""``cnnlab evaluate``: accuracy, per-class precision and recall, and the confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab import data
+from cnnlab.cli._common import Formatter, load_model, model_path
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.metrics import confusion_matrix, precision_recall
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.rng import manual_seed
+from cnnlab.engine.train import to_input
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a model on a data set split",
+        description="Accuracy, per-class precision and recall, and the confusion matrix "
+        "(printed, and drawn to a PNG).",
+        formatter_class=Formatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    p.add_argument("--dataset", default="mnist-sample", choices=data.IMAGE_DATASETS)
+    p.add_argument("--data-dir", help="folder holding the data set's IDX files")
+    p.add_argument("--split", default="test", choices=("train", "test"))
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--png", help="where to draw the confusion matrix [beside the model]")
+    p.add_argument("--seed", type=int, default=0, help="seed (evaluation itself is deterministic)")
+    p.set_defaults(func=run)
+
+
+def check_fits(model: Sequential, dataset: str) -> None:
+    """Refuse a model whose input or output does not match the data set's images and classes."""
+    if model.input_shape not in (None, (1, 28, 28)):
+        raise CnnlabError(
+            f"the model takes input {model.input_shape}, but {dataset} images are (1, 28, 28)"
+        )
+    outputs = model.output_shape((1, 28, 28))[-1]
+    classes = len(data.class_names(dataset))
+    if outputs != classes:
+        raise CnnlabError(f"the model has {outputs} outputs, but {dataset} has {classes} classes")
+
+
+def run(args: argparse.Namespace) -> int:
+    manual_seed(args.seed)
+    path = model_path(args.model)
+    model = load_model(path)
+    check_fits(model, args.dataset)
+    images, labels = data.load(args.dataset, args.split, args.data_dir)
+    names = list(data.class_names(args.dataset))
+    predictions = model.predict(to_input(images))
+    matrix = confusion_matrix(labels, predictions, len(names))
+    precision, recall = precision_recall(matrix)
+    accuracy = float(np.trace(matrix) / matrix.sum())
+    png = Path(args.png) if args.png else path.parent / f"confusion-{args.dataset}-{args.split}.png"
+    from cnnlab.figures import plots
+
+    try:
+        plots.plot_confusion(matrix, names, png)
+    except CnnlabError as err:
+        print(f"warning: no figure written: {err}", file=sys.stderr)
+        png = None
+    if args.json:
+        report = {
+            "dataset": args.dataset,
+            "split": args.split,
+            "images": int(matrix.sum()),
+            "accuracy": accuracy,
+            "per_class": [
+                {"class": name, "precision": float(p), "recall": float(r), "support": int(s)}
+                for name, p, r, s in zip(names, precision, recall, matrix.sum(axis=1), strict=True)
+            ],
+            "confusion_matrix": matrix.tolist(),
+            "png": str(png) if png else None,
+        }
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.dataset} {args.split}: accuracy {100 * accuracy:.2f}% on {matrix.sum():,} images")
+    width = max(5, *(len(n) for n in names))
+    print(f"\n{'class'.ljust(width)}  precision  recall  support")
+    for name, p, r, s in zip(names, precision, recall, matrix.sum(axis=1), strict=True):
+        print(f"{name.ljust(width)}  {100 * p:8.2f}%  {100 * r:5.2f}%  {s:7d}")
+    print("\nconfusion matrix (rows: true class, columns: predicted)")
+    cell = max(len(str(matrix.max())), 3)
+    print(" " * (width + 1) + " ".join(str(i).rjust(cell) for i in range(len(names))))
+    for i, name in enumerate(names):
+        print(name.ljust(width) + " " + " ".join(str(v).rjust(cell) for v in matrix[i]))
+    if png:
+        print(f"\nconfusion matrix drawn to {png}")
+    return 0

@@ -1,0 +1,93 @@
+"""``cnnlab explain MODEL IMAGE``: what the network saw in one image, as numbers and pictures."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.cli._common import Formatter, load_model, positive_int
+
+DESCRIPTION = """\
+Explain one prediction. IMAGE is an image file (preprocessed as `cnnlab predict` does) or a
+digit of a data set written DATASET:SPLIT:INDEX, e.g. mnist-sample:test:17 (no download).
+
+Prints the top-3 prediction, the occlusion and saliency summaries and the strongest filters,
+and writes to --out: preprocessing.png, prediction.png, activation_maps_layer<i>.png (every conv
+layer), filters_layer1.png, occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the
+9 patches of --patch-dataset that excite each filter of the second conv layer most) and
+report.html, one self-contained page with every figure.
+
+example:
+  cnnlab explain runs/20250101-120000 mnist-sample:test:17 --out runs/explain/seven
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "explain",
+        help="show activation maps, filters, occlusion and saliency for one image",
+        description=DESCRIPTION,
+        formatter_class=Formatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    p.add_argument("image", metavar="IMAGE", help="an image file, or DATASET:SPLIT:INDEX")
+    p.add_argument("--out", help="folder for the figures (default: runs/explain/<IMAGE>)")
+    p.add_argument(
+        "--patches",
+        type=positive_int,
+        default=2000,
+        help="how many test images to search for each filter's top patches",
+    )
+    p.add_argument("--patch-dataset", default="mnist-sample", help="where the patches come from")
+    p.add_argument("--data-dir", help="folder holding downloaded data sets")
+    p.add_argument("--occlusion-patch", type=positive_int, default=6, help="grey square side")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlab.explain.experiments import digits
+    from cnnlab.explain.inputs import load_input
+    from cnnlab.explain.prediction import explain_prediction
+    from cnnlab.explain.text import table, vector
+
+    model = load_model(args.model)
+    item = load_input(args.image, args.data_dir)
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
+    out = Path(args.out) if args.out else Path("runs") / "explain" / slug
+    patch_images, _ = digits(args.patches, "test", args.patch_dataset, args.data_dir)
+    names = [str(n) for n in model.meta.get("class_names") or range(10)]
+    result = explain_prediction(
+        model, item, patch_images, names, out_dir=out, occlusion_patch=args.occlusion_patch
+    )
+
+    truth = f" (true class {names[item.label]})" if item.label is not None else ""
+    print(f"image: {item.source}{truth}")
+    print("preprocessing: " + (" -> ".join(item.steps) or "none") + " -> network input 28×28")
+    print("\nprediction vector: " + vector(result.probabilities))
+    top = [[r + 1, names[i], f"{p:.4f}"] for r, (i, p) in enumerate(result.top_k(3))]
+    print(table(["rank", "class", "probability"], top))
+    occ = result.occlusion
+    low = np.unravel_index(int(occ.grid.argmin()), occ.grid.shape)
+    print(
+        f"\nocclusion ({occ.patch}×{occ.patch} grey patch, fill {occ.fill:.3f}): "
+        f"P({names[occ.target]}) = {occ.base_probability:.4f} unoccluded, lowest "
+        f"{occ.grid.min():.4f} with the patch's corner at row {occ.rows[low[0]]}, "
+        f"column {occ.cols[low[1]]}"
+    )
+    peak = np.unravel_index(int(result.saliency.argmax()), result.saliency.shape)
+    print(
+        f"saliency: largest |d score/d pixel| = {result.saliency.max():.4g} "
+        f"at row {peak[0]}, column {peak[1]}"
+    )
+    rows = []
+    for layer in result.layers:
+        strongest = layer.maps.reshape(len(layer.maps), -1).max(axis=1)  # (C,)
+        best = int(strongest.argmax())
+        size = f"{layer.maps.shape[1]}×{layer.maps.shape[2]}"
+        rows.append([layer.name, layer.maps.shape[0], size, best, f"{strongest[best]:.3f}"])
+    print("\n" + table(["conv layer", "maps", "size", "strongest filter", "its peak"], rows))
+    print(f"\nwrote {len(result.files)} files to {out}/; open {result.files['report']}")
+    return 0

@@ -1,0 +1,100 @@
+"""``cnnlab export``: write a trained model as ONNX or TorchScript for use outside cnnlab."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import warnings
+from pathlib import Path
+
+from cnnlab.cli._common import Formatter, load_model, model_path
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write_bytes
+from cnnlab.engine.model import Sequential
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+
+DESCRIPTION = """\
+Export a model for use outside cnnlab.
+
+  onnx         an ONNX graph (opset 17), checked with onnx.checker; input "input"
+               (N, 1, 28, 28) float32 in [0, 1], output "logits" (N, 10), or
+               "probabilities" with --probabilities. Needs: pip install "cnnlab[onnx]"
+  torchscript  a TorchScript module (torch.jit.trace of cnnlab.export.pytorch.to_torch), for
+               torch.jit.load in Python or C++. Needs: pip install "cnnlab[torch]"
+
+MODEL is a model file or a run folder holding model.npz. The file is written atomically:
+a failed export leaves no partial file behind.
+
+example:
+  cnnlab export runs/20250101-120000 --format onnx -o digits.onnx
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a model as ONNX or TorchScript",
+        description=DESCRIPTION,
+        formatter_class=Formatter,
+    )
+    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    p.add_argument(
+        "--format",
+        dest="fmt",
+        choices=sorted(FORMATS),
+        default="onnx",
+        help="what to write",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        default=None,
+        help="where to write (default: beside the model file, e.g. model.onnx)",
+    )
+    p.add_argument(
+        "--probabilities",
+        action="store_true",
+        help="end the graph in a softmax, so it outputs class probabilities",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    source = model_path(args.model)
+    model = load_model(args.model)
+    output = Path(args.output) if args.output else source.with_suffix(FORMATS[args.fmt])
+    if output.resolve() == source.resolve():
+        raise CnnlabError(f"{output}: refusing to overwrite the model file; choose another -o")
+    if args.fmt == "onnx":
+        from cnnlab.export.onnx import export_onnx
+
+        export_onnx(model, output, probabilities=args.probabilities)
+    else:
+        export_torchscript(model, output, probabilities=args.probabilities)
+    size_kib = output.stat().st_size / 1024
+    print(f"wrote {output} ({args.fmt}, {size_kib:,.1f} KiB) from {source}")
+    return 0
+
+
+def export_torchscript(model: Sequential, path: Path, probabilities: bool = False) -> None:
+    """Trace ``to_torch(model)`` in evaluation mode and save it to ``path`` atomically."""
+    from cnnlab.engine.layers import Softmax
+    from cnnlab.export.pytorch import to_torch
+
+    if not model.input_shape:
+        raise CnnlabError("export: the model has no input_shape; rebuild it with one")
+    module = to_torch(model).eval()  # raises with the install hint when torch is missing
+    import torch
+
+    if probabilities and not isinstance(model.layers[-1], Softmax):
+        module.append(torch.nn.Softmax(dim=1))
+    example = torch.zeros((2, *model.input_shape), dtype=getattr(torch, str(model.dtype)))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # PyTorch marks TorchScript deprecated in favour of torch.export; it still loads fine.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(module, example)
+        torch.jit.save(traced, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,83 @@
+"""``cnnlab serve``: start the web lab on a local address and print its URL."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+
+from cnnlab.cli._common import Formatter
+from cnnlab.engine.errors import CnnlabError
+
+DESCRIPTION = """\
+Start the web lab: draw a digit and watch the network read it, train a network live, and
+step through a convolution. The page works offline; it is served from this machine only
+unless --host says otherwise. Without --model the newest run in --runs-dir is used, and
+without any run the page offers to train one. Stop with Ctrl-C.
+
+examples:
+  cnnlab serve
+  cnnlab serve --model runs/20250101-120000 --port 8080
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="start the web lab (draw, train, convolution)",
+        description=DESCRIPTION,
+        formatter_class=Formatter,
+    )
+    p.add_argument("--model", metavar="MODEL", help="model file or run folder to start with")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    p.add_argument("--runs-dir", default="runs", help="where run folders are listed and written")
+    p.add_argument(
+        "--data-dir", default=None, help="folder holding MNIST / Fashion-MNIST files for training"
+    )
+    p.set_defaults(func=run)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Open the listening socket here, so a busy port is a clear one-line error."""
+    if not 0 <= port <= 65535:
+        raise CnnlabError(f"--port must be 0 to 65535, got {port}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise CnnlabError(
+            f"cannot listen on {host}:{port} ({err.strerror or err}); "
+            "choose another --port or --host"
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from cnnlab.web.app import create_app
+    except ImportError as err:
+        raise CnnlabError(
+            f"the web lab needs {err.name}, which is not installed; run: pip install 'cnnlab[lab]'"
+        ) from None
+    app = create_app(args.model, runs_dir=args.runs_dir, data_dir=args.data_dir)
+    sock = _bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"cnnlab lab: http://{shown}:{port}/", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: listening on {args.host}: other machines can reach the lab",
+            file=sys.stderr,
+            flush=True,
+        )
+    config = uvicorn.Config(app, log_level="warning", access_log=False, workers=1)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0

@@ -1,1 +1,0 @@
-"""One module per ``cnnlab`` sub-command; each defines ``register(subparsers)``."""

@@ -1,0 +1,570 @@
+"""Turn a person's own digit picture into an MNIST-like 28×28 input.
+
+MNIST digits are bright ink on a black field, scaled to fit a 20×20 box (aspect ratio kept) and
+placed in 28×28 so that their centre of mass sits on pixel (14, 14) — row and column indices with
+pixel centres at integers, which is what the MNIST training set measures (mean 13.996, 14.007).
+A drawing or a photo is none of that, so ``preprocess_digit`` reproduces those steps:
+
+1. detect: on a copy at most 256 px a side, fit a smooth (quadratic) background robustly, decide
+   the polarity from which side of it the ink lies, and find the digit as the biggest connected
+   ink blob plus the sizeable blobs near it (specks and far-away marks are ignored);
+2. render: cut the digit out of the full-resolution image, subtract the background, scale the
+   ink contrast to [0, 1] with a noise-aware threshold, and drop the pixels of discarded blobs;
+3. normalise: scale the ink so its longer side is 80 px, thicken strokes thinner than MNIST's
+   (a big thin-printed digit would fade when shrunk) and thin strokes much fatter;
+4. fit and centre: average 4×4 blocks (the 20×20 box) placed so the centre of mass lands on
+   (14, 14) with sub-pixel accuracy, and scale the brightest pixel to 1.
+
+Pillow is needed only to read files, and is imported when that happens.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from cnnlab.engine.errors import CnnlabError
+
+MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
+MIN_SIDE = 5  # pixels; nothing smaller can hold a recognisable digit
+
+_DETECT_SIDE = 256  # longest side of the copy used to find the digit
+_RENDER_SIDE = 160  # the digit is cut out at no more than this many pixels a side
+_NORM_SIDE = 80  # the ink's longer side during stroke normalisation (4 × the 20 px box)
+_COM_TARGET = 14.0  # MNIST's centre of mass, row and column, pixel centres at integers
+_MIN_CONTRAST = 0.06  # weakest ink, as a fraction of full scale, that counts as ink
+_MIN_SNR = 6.0  # ink must stand this many noise deviations above the background
+# Stroke width over the 20 px box side, measured like ``_stroke_width`` on the MNIST training
+# set at 80 px (5th, 25th, 50th, 75th, 95th percentiles: 0.066, 0.083, 0.097, 0.114, 0.153);
+# strokes outside the middle half [low, high] are brought to its nearer edge.
+_STROKE_BAND = (0.083, 0.114)
+
+
+class NoInkError(CnnlabError):
+    """The image holds no ink that could be a digit (blank, uniform or pure noise)."""
+
+
+@dataclass
+class Preprocessed:
+    """The result of ``preprocess_digit``.
+
+    ``image`` is the (28, 28) float32 network input in [0, 1], ink bright on dark like MNIST.
+    ``steps`` maps each stage to a 2-D float32 array in [0, 1] for display: "raw" (the input's
+    grey levels, at most 512 px a side), "grey" (background removed, polarity fixed so ink is
+    bright, at the detection size), "cropped" (the digit cut out), "fitted" (in its 20×20 box)
+    and "centred" (the final 28×28). ``inverted`` says the input had dark ink on a light ground.
+    ``bbox`` is the digit's (left, top, right, bottom) in input pixels, right and bottom
+    exclusive.
+    """
+
+    image: np.ndarray
+    steps: dict[str, np.ndarray] = field(default_factory=dict)
+    inverted: bool = False
+    bbox: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+
+# ----------------------------------------------------------------------------- reading files
+
+
+def _pil():
+    """Import Pillow, or explain how to get it."""
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CnnlabError(
+            "reading images needs Pillow, which is not installed; run: pip install pillow"
+        ) from None
+    return Image
+
+
+def _describe(source: str | os.PathLike | bytes) -> str:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return f"the image data ({len(source)} bytes)"
+    return str(source)
+
+
+def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read a PNG, JPEG, BMP, GIF, TIFF, WebP… file (a path or its bytes) as grey levels.
+
+    Returns float32 (H, W) in [0, 1]. Colour becomes luminance; transparent pixels are laid on
+    white when the visible strokes are dark and on black when they are light; EXIF orientation
+    is applied; 16-bit and palette images are accepted. An image with more than ``max_pixels``
+    pixels is refused from its header, before it is decoded. Every failure is a one-line
+    ``CnnlabError``.
+    """
+    Image = _pil()
+    name = _describe(source)
+    if isinstance(source, bytes | bytearray | memoryview):
+        stream = io.BytesIO(bytes(source))
+    else:
+        try:
+            stream = open(source, "rb")  # noqa: SIM115 - closed below, after decoding
+        except OSError as err:
+            raise CnnlabError(
+                f"cannot open {name}: {err.strerror or err}; check the path"
+            ) from None
+    with stream, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(stream)
+        except Image.DecompressionBombError as err:
+            claimed = re.search(r"\((\d+) pixels\)", str(err))
+            raise CnnlabError(
+                f"{name} claims {claimed[1] if claimed else 'far too many'} pixels, more than the "
+                f"limit of {max_pixels}; scale it down before using it"
+            ) from None
+        except Image.UnidentifiedImageError:
+            raise CnnlabError(
+                f"{name} is not an image Pillow can read; save it as PNG or JPEG"
+            ) from None
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise CnnlabError(
+                f"cannot read {name}: {_one_line(err)}; save it again as PNG or JPEG"
+            ) from None
+        width, height = img.size  # from the header only: nothing is decoded yet
+        if width * height > max_pixels:
+            raise CnnlabError(
+                f"{name} is {width}×{height} = {width * height} pixels, more than the limit of "
+                f"{max_pixels}; scale it down before using it"
+            )
+        try:
+            img.load()
+            return _to_grey(_upright(img))
+        except (OSError, ValueError, SyntaxError, EOFError) as err:
+            raise CnnlabError(
+                f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG or JPEG"
+            ) from None
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _upright(img):
+    """Apply the EXIF orientation tag, as a camera photo is meant to be seen."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(img) or img
+
+
+def _to_grey(img) -> np.ndarray:
+    """A decoded Pillow image as float32 (H, W) grey levels in [0, 1]."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return (np.asarray(img, np.float32) / 65535).astype(np.float32)
+    if img.mode == "I":
+        levels = np.asarray(img, np.float64)
+        return np.clip(levels / (65535 if levels.max() > 255 else 255), 0, 1).astype(np.float32)
+    if img.mode == "F":
+        return np.clip(np.nan_to_num(np.asarray(img, np.float32)), 0, 1)
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    rgba = np.asarray(img.convert("RGBA" if has_alpha else "RGB"), np.float32) / 255
+    return _composite(rgba)
+
+
+def _composite(pixels: np.ndarray) -> np.ndarray:
+    """(H, W, 3) or (H, W, 4) floats in [0, 1] → (H, W) luminance, alpha laid on a backdrop.
+
+    The backdrop is the opposite of the visible strokes: white under dark ink, black under light.
+    """
+    grey = pixels[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    if pixels.shape[-1] == 3:
+        return grey.astype(np.float32)
+    alpha = pixels[..., 3]
+    if alpha.min() >= 1:
+        return grey.astype(np.float32)
+    visible_level = float((grey * alpha).sum() / max(float(alpha.sum()), 1e-6))
+    backdrop = 1.0 if visible_level < 0.5 else 0.0
+    return (grey * alpha + backdrop * (1 - alpha)).astype(np.float32)
+
+
+def _as_grey_array(image: np.ndarray) -> np.ndarray:
+    """Any accepted array (2-D grey, or (H, W, 3/4) colour; uint8, uint16, bool or float)
+    as float32 (H, W) in [0, 1]."""
+    arr = np.asarray(image)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise CnnlabError(
+            f"a digit image must be (H, W) grey or (H, W, 3/4) colour, got shape {arr.shape}; "
+            "pass one picture"
+        )
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.float32)
+    elif np.issubdtype(arr.dtype, np.integer):
+        # 16-bit pictures use 0..65535; any other integer picture is taken as 0..255.
+        sixteen = arr.dtype == np.uint16 or (arr.size > 0 and arr.max() > 255)
+        arr = arr.astype(np.float32) / (65535 if sixteen else 255)
+    elif np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise CnnlabError("the digit image contains NaN or infinite values; clean it first")
+        if arr.size and arr.max() > 1:  # a float picture on the 0..255 scale
+            arr = arr / (255 if arr.max() <= 255 else arr.max())
+    else:
+        raise CnnlabError(f"a digit image must hold numbers, got dtype {arr.dtype}")
+    arr = np.clip(arr, 0, 1)
+    grey = _composite(arr) if arr.ndim == 3 else arr
+    h, w = grey.shape
+    if min(h, w) < MIN_SIDE:
+        raise CnnlabError(
+            f"the image is only {w}×{h} pixels; a digit needs at least {MIN_SIDE}×{MIN_SIDE}, "
+            "use a bigger picture"
+        )
+    return grey
+
+
+# ----------------------------------------------------------------------------- array helpers
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], box=None, resample: str = "BOX"):
+    """Resample float32 (H, W) to ``size`` = (width, height) through Pillow's float mode."""
+    Image = _pil()
+    img = Image.fromarray(np.ascontiguousarray(image, np.float32), "F")
+    out = img.resize(size, getattr(Image.Resampling, resample), box=box)
+    return np.asarray(out, np.float32)
+
+
+def _shrink(image: np.ndarray, longest: int) -> tuple[np.ndarray, float]:
+    """Average-downscale so the longer side is at most ``longest``; returns it and the factor."""
+    h, w = image.shape
+    factor = max(h, w) / longest
+    if factor <= 1:
+        return image, 1.0
+    size = (max(1, round(w / factor)), max(1, round(h / factor)))
+    return _resize(image, size), factor
+
+
+def _shifted(image: np.ndarray, dy: int, dx: int, fill: float) -> np.ndarray:
+    """``image`` moved by (dy, dx) pixels, uncovered pixels set to ``fill``."""
+    out = np.full_like(image, fill)
+    h, w = image.shape
+    out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = image[
+        max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+    ]
+    return out
+
+
+def _disc_offsets(radius: int) -> list[tuple[int, int]]:
+    r = np.arange(-radius, radius + 1)
+    yy, xx = np.meshgrid(r, r, indexing="ij")
+    inside = yy**2 + xx**2 <= radius**2 + radius  # a rounder disc than the strict inequality
+    return list(zip(yy[inside].tolist(), xx[inside].tolist(), strict=True))
+
+
+def _morph(image: np.ndarray, radius: int, grow: bool) -> np.ndarray:
+    """Grey dilation (``grow``) or erosion of (H, W) ``image`` by a disc of ``radius`` pixels."""
+    pick = np.maximum if grow else np.minimum
+    out = image.copy()
+    for dy, dx in _disc_offsets(radius):  # a loop over kernel taps, not pixels
+        out = pick(out, _shifted(image, dy, dx, 0.0))
+    return out
+
+
+def _blur3(image: np.ndarray) -> np.ndarray:
+    """A [1, 2, 1] ⊗ [1, 2, 1] / 16 smoothing of (H, W), edges repeated."""
+    p = np.pad(image, 1, mode="edge")
+    rows = p[:-2] + 2 * p[1:-1] + p[2:]
+    return ((rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 16).astype(np.float32)
+
+
+def _label(mask: np.ndarray) -> np.ndarray:
+    """8-connected blob labels of the True pixels of an (H, W) mask, in ``np.nonzero`` order.
+
+    Every ink pixel starts as its own label, then repeatedly takes the smallest label among
+    its neighbours, with pointer jumping (a label names a pixel of the same blob, so that
+    pixel's label is as good) until nothing changes. Returns (M,) int labels.
+    """
+    h, w = mask.shape
+    ys, xs = np.nonzero(mask)
+    index = np.full(h * w, -1)
+    index[ys * w + xs] = np.arange(len(ys))
+    neighbours = []
+    for dy, dx in ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1)):
+        ny, nx = ys + dy, xs + dx
+        inside = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
+        other = np.where(inside, index[np.clip(ny, 0, h - 1) * w + np.clip(nx, 0, w - 1)], -1)
+        neighbours.append(np.where(other >= 0, other, np.arange(len(ys))))
+    labels = np.arange(len(ys))
+    while True:
+        lowest = labels
+        for other in neighbours:  # eight taps
+            lowest = np.minimum(lowest, labels[other])
+        while True:  # pointer jumping
+            jumped = lowest[lowest]
+            if np.array_equal(jumped, lowest):
+                break
+            lowest = jumped
+        if np.array_equal(lowest, labels):
+            return labels
+        labels = lowest
+
+
+def _select_digit(ink: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Of the blobs of ``mask`` (H, W), keep the digit: the heaviest blob (by ``ink`` mass) and
+    any blob of at least 2 % of the kept mass within 35 % of the digit's size of it. Returns
+    the kept mask (H, W)."""
+    ys, xs = np.nonzero(mask)
+    _, inverse = np.unique(_label(mask), return_inverse=True)
+    count = int(inverse.max()) + 1
+    mass = np.bincount(inverse, weights=ink[ys, xs], minlength=count)
+    y0, x0 = np.full(count, ys.max()), np.full(count, xs.max())
+    y1, x1 = np.zeros(count, ys.dtype), np.zeros(count, xs.dtype)
+    np.minimum.at(y0, inverse, ys)
+    np.minimum.at(x0, inverse, xs)
+    np.maximum.at(y1, inverse, ys)
+    np.maximum.at(x1, inverse, xs)
+
+    keep = np.zeros(count, bool)
+    keep[np.argmax(mass)] = True
+    for _ in range(6):  # grow the digit a few times; each pass looks at every blob at once
+        by0, bx0, by1, bx1 = y0[keep].min(), x0[keep].min(), y1[keep].max(), x1[keep].max()
+        reach = 0.35 * max(by1 - by0 + 1, bx1 - bx0 + 1)
+        gap_y = np.maximum(0, np.maximum(y0 - by1, by0 - y1))
+        gap_x = np.maximum(0, np.maximum(x0 - bx1, bx0 - x1))
+        near = np.maximum(gap_y, gap_x) <= reach
+        grown = keep | (near & (mass >= 0.02 * mass[keep].sum()))
+        if np.array_equal(grown, keep):
+            break
+        keep = grown
+    kept = np.zeros(mask.shape, bool)
+    kept[ys, xs] = keep[inverse]
+    return kept
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the True pixels, bottom and right exclusive."""
+    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+
+class _Background:
+    """A robust quadratic fit of the paper's brightness over the image, in [-1, 1] coordinates."""
+
+    def __init__(self, small: np.ndarray) -> None:
+        # Fit on at most 64 × 64 samples of the (h, w) copy. Start from the commonest grey level
+        # (the paper, even when ink covers much of the picture), then refit on the samples close
+        # to the fit, so that the ink never pulls the surface.
+        h, w = small.shape
+        step = max(1, max(h, w) // 64)
+        ys, xs = np.mgrid[0:h:step, 0:w:step]
+        values = small[ys, xs].ravel().astype(np.float64)
+        design = self._design((ys.ravel() + 0.5) / h, (xs.ravel() + 0.5) / w)
+        counts, edges = np.histogram(values, 32)
+        peak = np.argmax(counts)
+        mode = np.median(values[(values >= edges[peak]) & (values <= edges[peak + 1])])
+        low, high = np.percentile(values, [1, 99])
+        use = np.abs(values - mode) <= 0.25 * (high - low) + 1e-3
+        for _ in range(4):
+            gram = design[use].T @ design[use] + 1e-9 * np.eye(6)
+            coef = np.linalg.solve(gram, design[use].T @ values[use])
+            resid = values - design @ coef
+            spread = 1.4826 * np.median(np.abs(resid[use]))
+            use = np.abs(resid) <= 3 * spread + 0.01
+        self.coef = coef
+
+    @staticmethod
+    def _design(fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        y, x = 2 * fy - 1, 2 * fx - 1
+        return np.stack([np.ones_like(y), x, y, x * x, x * y, y * y], axis=-1)
+
+    def level(self, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+        """Background at fractional positions ``fy`` (H, 1) and ``fx`` (1, W) → (H, W)."""
+        fy, fx = np.broadcast_arrays(fy, fx)
+        return (self._design(fy, fx) @ self.coef).astype(np.float32)
+
+
+def _noise(residual: np.ndarray) -> float:
+    """Robust standard deviation of background pixels (median absolute deviation)."""
+    return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
+
+
+def _detect(grey: np.ndarray):
+    """Find the digit on a ≤256 px copy of (H, W) ``grey``.
+
+    Returns (background, sign, ink, kept): ``sign`` is +1 for bright ink and -1 for dark ink,
+    ``ink`` the copy's (h, w) ``sign * (copy - background)`` clipped at 0, and ``kept`` the (h, w)
+    mask of the digit's blobs.
+    """
+    small, _ = _shrink(grey, _DETECT_SIDE)
+    h, w = small.shape
+    background = _Background(small)
+    # Decide on a lightly smoothed copy: noise drops by more than half, strokes hardly fade.
+    residual = _blur3(small - background.level(_centres(h)[:, None], _centres(w)[None, :]))
+    sigma = _noise(residual)
+    # Polarity: ink is on the side of the background with the heavier tail.
+    tail = max(4 * sigma, 0.5 * _MIN_CONTRAST)
+    bright = residual[residual > tail].sum()
+    dark = -residual[residual < -tail].sum()
+    sign = 1.0 if bright >= dark else -1.0
+    ink = np.maximum(sign * residual, 0)
+
+    candidates = ink[ink > tail]
+    contrast = float(np.percentile(candidates, 90)) if candidates.size >= 4 else 0.0
+    if contrast < _MIN_CONTRAST or contrast < _MIN_SNR * sigma:
+        raise NoInkError(
+            f"no ink found in the image: strongest marks differ from the background by "
+            f"{contrast:.3f} (noise {sigma:.3f}); photograph or draw the digit with more contrast"
+        )
+    kept = _select_digit(ink, ink > max(tail, 0.35 * contrast))
+    top, left, bottom, right = _bbox(kept)
+    side = max((bottom - top) * grey.shape[0] / h, (right - left) * grey.shape[1] / w)
+    if side < max(4, 0.02 * max(grey.shape)):
+        raise NoInkError(
+            f"no ink found in the image: the only marks are specks {side:.0f} px across; "
+            "draw the digit bigger"
+        )
+    return background, sign, ink, kept
+
+
+def _centres(n: int) -> np.ndarray:
+    """Pixel centres of an axis of ``n`` pixels as fractions of its length, shape (n,)."""
+    return (np.arange(n) + 0.5) / n
+
+
+def _render(grey: np.ndarray, background: _Background, sign: float, kept: np.ndarray):
+    """Cut the digit found in ``kept`` (detection size) out of (H, W) ``grey``, at most 160 px
+    a side, ink scaled to [0, 1] and other blobs removed.
+
+    Returns the ink crop (h, w) float32 and its (left, top, right, bottom) in ``grey`` pixels.
+    """
+    H, W = grey.shape
+    kh, kw = kept.shape
+    sy, sx = H / kh, W / kw  # grey pixels per detection pixel
+    top, left, bottom, right = _bbox(kept)
+    pad = 0.15 * max(bottom - top, right - left) + 2  # room for strokes the copy blurred away
+    y0, y1 = max(0, int((top - pad) * sy)), min(H, int(np.ceil((bottom + pad) * sy)))
+    x0, x1 = max(0, int((left - pad) * sx)), min(W, int(np.ceil((right + pad) * sx)))
+    cut, _ = _shrink(grey[y0:y1, x0:x1], _RENDER_SIDE)
+    h, w = cut.shape
+    fy = (y0 + _centres(h) * (y1 - y0)) / H  # each cut pixel's place in the whole picture
+    fx = (x0 + _centres(w) * (x1 - x0)) / W
+    ink = np.maximum(sign * (cut - background.level(fy[:, None], fx[None, :])), 0)
+
+    # Where the detection found ink (grown a little), versus the plain paper around it.
+    grown = _morph(kept.astype(np.float32), 2, grow=True) > 0
+    near = grown[(fy * kh).astype(int)[:, None], (fx * kw).astype(int)[None, :]]
+    paper = ink[~near]
+    sigma = _noise(paper) if paper.size >= 16 else 0.0
+    if sigma > 0.02:  # noisy paper: smooth a little before thresholding
+        ink = _blur3(ink)
+        paper = ink[~near]
+        sigma = _noise(paper) if paper.size >= 16 else 0.0
+    contrast = float(np.percentile(ink[near], 95))
+    floor = min(max(3 * sigma, 0.1 * contrast), 0.5 * contrast)
+    soft = np.clip((ink - floor) / max(contrast - floor, 1e-6), 0, 1)
+
+    strokes = (soft > 0.35) & near
+    if not strokes.any():
+        raise NoInkError("no ink found in the image: the marks vanish at full resolution")
+    digit = _morph(_select_digit(soft, strokes).astype(np.float32), 1, grow=True) > 0
+    soft = np.where(digit & (soft > 0.05), soft, 0).astype(np.float32)
+    ct, cl, cb, cr = _bbox(soft > 0)
+    ry, rx = (y1 - y0) / h, (x1 - x0) / w
+    box = (
+        int(x0 + cl * rx),
+        int(y0 + ct * ry),
+        int(np.ceil(x0 + cr * rx)),
+        int(np.ceil(y0 + cb * ry)),
+    )
+    return soft[ct:cb, cl:cr], box
+
+
+def _stroke_width(ink: np.ndarray) -> float:
+    """Mean stroke width in pixels of an (H, W) ink image: twice the area over the perimeter."""
+    mask = np.pad(ink > 0.5, 1)
+    area = mask.sum()
+    edges = (mask[1:] != mask[:-1]).sum() + (mask[:, 1:] != mask[:, :-1]).sum()
+    return float(2 * area / max(edges, 1))
+
+
+def _normalise(crop: np.ndarray) -> np.ndarray:
+    """Scale the ink crop so its longer side is 80 px and bring its strokes into MNIST's range."""
+    h, w = crop.shape
+    scale = _NORM_SIDE / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resample = "BOX" if scale < 1 else "BICUBIC"
+    norm = np.clip(_resize(crop, size, resample=resample), 0, 1)
+    # Pad so a thickened stroke never runs off the edge.
+    norm = np.pad(norm, 8)
+    width = _stroke_width(norm) / _NORM_SIDE
+    low, high = _STROKE_BAND
+    target = min(max(width, low), high)
+    radius = round((target - width) * _NORM_SIDE / 2)
+    if radius > 0:
+        norm = _morph(norm, radius, grow=True)
+    elif radius < 0:
+        thinned = _morph(norm, -radius, grow=False)
+        norm = thinned if thinned.max() > 0.5 else norm  # never erode a digit away
+    return norm
+
+
+def _centre(norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """4×4-average ``norm`` into the 20×20 box and into 28×28 with the centre of mass at
+    (14, 14). Returns (fitted, centred)."""
+    rows, cols = np.flatnonzero((norm > 0).any(1)), np.flatnonzero((norm > 0).any(0))
+    norm = norm[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    h, w = norm.shape
+    ratio = _NORM_SIDE / 20  # source pixels per output pixel
+    fitted = _resize(norm, (max(1, round(w / ratio)), max(1, round(h / ratio))))
+    pad = int(28 * ratio)
+    padded = np.pad(norm, pad)
+    total = norm.sum()
+    cy = (norm.sum(1) @ np.arange(h)) / total + pad
+    cx = (norm.sum(0) @ np.arange(w)) / total + pad
+    # Output pixel i covers source [o + i * ratio, o + (i + 1) * ratio); put the centre of
+    # mass (source pixel centre c + 0.5) at output position target + 0.5.
+    oy = cy + 0.5 - (_COM_TARGET + 0.5) * ratio
+    ox = cx + 0.5 - (_COM_TARGET + 0.5) * ratio
+    centred = _resize(padded, (28, 28), box=(ox, oy, ox + 28 * ratio, oy + 28 * ratio))
+    centred = np.clip(centred, 0, None)
+    return (
+        np.clip(fitted / max(fitted.max(), 1e-6), 0, 1).astype(np.float32),
+        (centred / max(centred.max(), 1e-6)).astype(np.float32),
+    )
+
+
+def preprocess_digit(image: np.ndarray) -> Preprocessed:
+    """Make an MNIST-like input from a picture of one digit.
+
+    ``image`` is (H, W) grey or (H, W, 3/4) colour, uint8/uint16 or float in [0, 1]; any
+    size from 5×5, either polarity. Returns a ``Preprocessed`` whose ``image`` is (28, 28)
+    float32 in [0, 1], ink bright. Raises ``NoInkError`` for blank, uniform or noise-only
+    pictures and ``CnnlabError`` for arrays that are not pictures.
+    """
+    grey = _as_grey_array(image)
+    background, sign, ink, kept = _detect(grey)
+    crop, bbox = _render(grey, background, sign, kept)
+    fitted, centred = _centre(_normalise(crop))
+    raw_view, _ = _shrink(grey, 512)
+    grey_view = np.clip(ink / max(float(ink[kept].max()), 1e-6), 0, 1).astype(np.float32)
+    return Preprocessed(
+        image=centred,
+        steps={
+            "raw": np.clip(raw_view, 0, 1).astype(np.float32),
+            "grey": grey_view,
+            "cropped": crop,
+            "fitted": fitted,
+            "centred": centred,
+        },
+        inverted=sign < 0,
+        bbox=bbox,
+    )
+
+
+def preprocess_file(
+    source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS
+) -> Preprocessed:
+    """``load_image`` then ``preprocess_digit``: a file (path or bytes) to an MNIST-like input."""
+    return preprocess_digit(load_image(source, max_pixels))
+
+
+def naive_resize(image: np.ndarray) -> np.ndarray:
+    """The baseline that fails on real pictures: grey levels squashed to (28, 28) float32 as
+    they are, with no polarity fix, cropping or centring."""
+    return np.clip(_resize(_as_grey_array(image), (28, 28), resample="BILINEAR"), 0, 1)

@@ -1,0 +1,122 @@
+"""Loss functions: how far the prediction vector is from the target.
+
+``loss = loss_fn.forward(outputs, labels)`` returns a Python float, the mean over the batch;
+``loss_fn.backward()`` returns dL/doutputs with the outputs' shape and dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab.engine.backend import xp_of
+from cnnlab.engine.errors import CnnlabError
+
+
+def _check(name: str, outputs: Any, labels: Any) -> Any:
+    """Validate ``(N, K)`` float outputs and ``(N,)`` integer labels in [0, K); return labels."""
+    if not hasattr(outputs, "ndim") or outputs.ndim != 2:
+        raise CnnlabError(
+            f"{name}: expected outputs of shape (N, K), "
+            f"got {getattr(outputs, 'shape', type(outputs))}"
+        )
+    xp = xp_of(outputs)
+    labels = xp.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != outputs.shape[0]:
+        raise CnnlabError(
+            f"{name}: expected labels of shape ({outputs.shape[0]},), got {labels.shape}"
+        )
+    if not xp.issubdtype(labels.dtype, xp.integer):
+        raise CnnlabError(f"{name}: labels must be integers, got {labels.dtype}")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= outputs.shape[1]):
+        raise CnnlabError(
+            f"{name}: labels must be in [0, {outputs.shape[1] - 1}], "
+            f"got values from {int(labels.min())} to {int(labels.max())}"
+        )
+    if not bool(xp.isfinite(outputs).all()):
+        raise CnnlabError(
+            f"{name}: the network output contains NaN or inf (training diverged); "
+            "lower the learning rate"
+        )
+    return labels
+
+
+def one_hot(labels: Any, num_classes: int, dtype: Any = np.float32) -> Any:
+    """Integer labels ``(N,)`` → one-hot targets ``(N, num_classes)``, e.g. 8 → [0,…,0,1,0]."""
+    xp = xp_of(labels)
+    targets = xp.zeros((labels.shape[0], num_classes), dtype=dtype)
+    targets[xp.arange(labels.shape[0]), labels] = 1
+    return targets
+
+
+class CrossEntropyLoss:
+    """Softmax and negative log-likelihood fused, on raw scores (logits).
+
+    ``L = −(1/N) Σ_n Σ_k t_nk log softmax(z_n)_k`` with the target ``t_n`` the one-hot vector of
+    ``y_n``; with ``label_smoothing`` ε it is ``(1 − ε)·onehot + ε/K`` (PyTorch's definition),
+    which stops the network from driving its scores to extremes. Fusing softmax and the log is
+    numerically stable (log-sum-exp with the max subtracted) and gives the simple gradient
+    ``(softmax(z) − t) / N``.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        if not isinstance(label_smoothing, int | float) or not 0.0 <= label_smoothing < 1.0:
+            raise CnnlabError(
+                f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing!r}"
+            )
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, logits: Any, labels: Any) -> float:
+        """``logits (N, K)``, ``labels (N,)`` integers → the mean loss."""
+        labels = _check("CrossEntropyLoss", logits, labels)
+        xp = xp_of(logits)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        rows = xp.arange(labels.shape[0])
+        self._probs, self._labels = xp.exp(log_probs), labels
+        nll = float(-log_probs[rows, labels].mean())
+        eps = self.label_smoothing
+        if not eps:
+            return nll
+        return (1 - eps) * nll + eps * float(-log_probs.mean(axis=1).mean())
+
+    def backward(self) -> Any:
+        """dL/dlogits ``(N, K)``."""
+        xp = xp_of(self._probs)
+        grad = self._probs.copy()
+        n, k = grad.shape
+        eps = self.label_smoothing
+        if eps:
+            grad -= grad.dtype.type(eps / k)
+        grad[xp.arange(n), self._labels] -= grad.dtype.type(1 - eps)
+        grad /= n
+        return grad
+
+    def __repr__(self) -> str:
+        eps = self.label_smoothing
+        return f"CrossEntropyLoss(label_smoothing={eps:g})" if eps else "CrossEntropyLoss()"
+
+
+class MSELoss:
+    """The article's loss: ``L = (1/N) Σ_n Σ_k ½ (t_nk − o_nk)²`` against one-hot targets.
+
+    Use it on probabilities (a ``Softmax`` as the last layer), as the article does.
+    """
+
+    def forward(self, outputs: Any, labels: Any) -> float:
+        """``outputs (N, K)``, ``labels (N,)`` integers → the mean loss."""
+        labels = _check("MSELoss", outputs, labels)
+        diff = outputs - one_hot(labels, outputs.shape[1], outputs.dtype)
+        self._diff = diff
+        return float(0.5 * (diff * diff).sum() / outputs.shape[0])
+
+    def backward(self) -> Any:
+        """dL/doutputs ``(N, K)`` = (o − t) / N."""
+        return self._diff / self._diff.shape[0]
+
+    def __repr__(self) -> str:
+        return "MSELoss()"
+
+
+LOSSES = {"cross-entropy": CrossEntropyLoss, "mse": MSELoss}

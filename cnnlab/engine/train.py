@@ -1,0 +1,177 @@
+"""The training loop: the article's four steps, repeated over shuffled mini-batches.
+
+Each iteration is exactly
+1. forward pass   ``logits = model.forward(x)``
+2. loss           ``loss = loss_fn.forward(logits, y)``
+3. backward pass  ``model.backward(loss_fn.backward())``
+4. weight update  ``optimizer.step()``  (``w_new = w_old − η·dL/dW`` for plain SGD)
+
+Shuffling and augmentation draw from generators seeded by ``(seed, epoch, batch)``, so the
+same seed gives the same run, and a run resumed from any step continues exactly as if it had
+never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cnnlab.engine.backend import to_numpy, xp_of
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.metrics import accuracy
+from cnnlab.engine.model import Sequential
+from cnnlab.engine.optim import Optimizer
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+class DivergedError(CnnlabError):
+    """The loss became NaN or infinite."""
+
+
+def to_input(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """uint8 images ``(N, H, W)`` → the network's input ``(N, 1, H, W)`` in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise CnnlabError(f"to_input: expected images of shape (N, H, W), got {images.shape}")
+    if images.dtype == np.uint8:  # one pass: the division itself writes the new dtype
+        return np.divide(images, np.dtype(dtype).type(255), dtype=dtype)[:, None]  # (N, 1, H, W)
+    return images.astype(dtype)[:, None]  # (N, 1, H, W)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: enough to report progress, stop cleanly and resume exactly."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # batches completed in the current epoch
+    step: int = 0  # optimizer steps taken in all
+    elapsed_s: float = 0.0  # wall time spent in earlier sessions of this run
+    loss_sum: float = 0.0  # running sums of the current epoch
+    correct: int = 0
+    seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop: bool = False  # set by a callback to stop after the current step
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "stop"}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainState:
+        known = set(cls.__dataclass_fields__) - {"stop"}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Callback:
+    """Hooks called by ``fit``; set ``state.stop = True`` to stop after the current step."""
+
+    def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        """After each step: ``logs`` has ``loss``, ``batch_size``, ``lr``."""
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        """After each epoch: ``logs`` is the epoch's history entry."""
+
+
+def evaluate(model: Sequential, x: Any, y: np.ndarray, batch_size: int = 1000) -> float:
+    """Accuracy of ``model`` on inputs ``x`` ``(N, C, H, W)`` and labels ``y`` ``(N,)``."""
+    return accuracy(np.asarray(y), to_numpy(model.predict(x, batch_size=batch_size)))
+
+
+def fit(
+    model: Sequential,
+    loss_fn: Any,
+    optimizer: Optimizer,
+    x: Any,
+    y: Any,
+    *,
+    epochs: int = 1,
+    batch_size: int = 64,
+    validation: tuple[Any, Any] | None = None,
+    seed: int = 0,
+    schedule: Callable[[int], float] | None = None,
+    augment: Augment | None = None,
+    callbacks: Sequence[Callback] = (),
+    state: TrainState | None = None,
+) -> TrainState:
+    """Train ``model`` on ``x`` ``(N, C, H, W)`` float and ``y`` ``(N,)`` integer labels.
+
+    ``validation`` is ``(x_val, y_val)``, evaluated after every epoch. ``schedule(step)`` sets
+    the learning rate before each step. ``augment(batch, rng)`` transforms each input batch.
+    Pass the ``state`` of an interrupted run to resume it. Returns the final state, whose
+    ``history`` has one entry per epoch.
+    """
+    n = len(x)
+    if len(y) != n:
+        raise CnnlabError(f"fit: {n} inputs but {len(y)} labels")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise CnnlabError(f"fit: batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise CnnlabError(f"fit: epochs must be an integer >= 1, got {epochs!r}")
+    state = state or TrainState()
+    state.stop = False  # a state that stopped a run resumes it
+    xp = xp_of(x)
+    n_batches = math.ceil(n / batch_size)
+    started = time.perf_counter() - state.elapsed_s
+    while state.epoch < epochs:
+        order = np.random.default_rng([seed, state.epoch]).permutation(n)
+        model.train()
+        while state.batch < n_batches:
+            index = order[state.batch * batch_size : (state.batch + 1) * batch_size]
+            xb, yb = x[xp.asarray(index)], y[xp.asarray(index)]
+            if augment is not None:
+                xb = augment(xb, np.random.default_rng([seed, state.epoch, state.batch]))
+            if schedule is not None:
+                optimizer.lr = schedule(state.step)
+
+            logits = model.forward(xb)  # 1. forward pass
+            try:
+                loss = loss_fn.forward(logits, yb)  # 2. loss
+            except CnnlabError as err:
+                if "NaN or inf" not in str(err):
+                    raise
+                loss = math.nan
+            if not math.isfinite(loss):
+                raise DivergedError(
+                    f"training diverged at step {state.step + 1} (epoch {state.epoch + 1}, "
+                    f"batch {state.batch + 1}): the loss is {loss}; lower the learning rate "
+                    f"(now {optimizer.lr:g})"
+                )
+            model.backward(loss_fn.backward(), input_grad=False)  # 3. backward pass
+            optimizer.step()  # 4. weight update
+            optimizer.zero_grad()
+
+            state.step += 1
+            state.batch += 1
+            state.loss_sum += loss * len(index)
+            state.correct += int((logits.argmax(axis=1) == yb).sum())
+            state.seen += len(index)
+            for callback in callbacks:
+                callback.on_batch_end(
+                    state, {"loss": loss, "batch_size": len(index), "lr": optimizer.lr}
+                )
+            if state.stop:
+                state.elapsed_s = time.perf_counter() - started
+                return state
+        entry: dict[str, Any] = {
+            "epoch": state.epoch + 1,
+            "train_loss": state.loss_sum / max(state.seen, 1),
+            "train_accuracy": state.correct / max(state.seen, 1),
+            "lr": optimizer.lr,
+        }
+        if validation is not None:
+            entry["test_accuracy"] = evaluate(model, validation[0], validation[1])
+        entry["elapsed_s"] = time.perf_counter() - started
+        state.history.append(entry)
+        state.epoch += 1
+        state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
+        for callback in callbacks:
+            callback.on_epoch_end(state, entry)
+        if state.stop:
+            break
+    state.elapsed_s = time.perf_counter() - started
+    return state

@@ -1,0 +1,181 @@
+"""Export a cnnlab model as an ONNX graph, for ONNX Runtime and any other ONNX consumer.
+
+``onnx`` (and ``onnxruntime``, to run the result) are an optional extra:
+``pip install "cnnlab[onnx]"``. The graph is built node by node with ``onnx.helper`` in
+evaluation mode: dropout disappears and batch norm uses its running statistics. It takes
+``"input"`` of shape ``(N, *input_shape)`` float32 with a dynamic batch size ``N`` and gives
+``"logits"`` ``(N, K)``, or ``"probabilities"`` when the model ends in a softmax or
+``probabilities=True`` appends one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.engine.backend import to_numpy
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write_bytes
+from cnnlab.engine.layers import (
+    AvgPool2D,
+    BatchNorm1D,
+    BatchNorm2D,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from cnnlab.engine.model import Sequential
+
+OPSET = 17
+INSTALL_HINT = 'ONNX export needs the onnx package; install it with: pip install "cnnlab[onnx]"'
+_ACTIVATIONS = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise CnnlabError(INSTALL_HINT) from None
+    return onnx
+
+
+def to_onnx(model: Sequential, probabilities: bool = False, opset: int = OPSET) -> Any:
+    """The model as a checked ``onnx.ModelProto`` (float32 weights, opset ``opset`` ≥ 17).
+
+    ``probabilities=True`` appends a softmax when the model does not already end in one.
+    The model's meta (preset, data set, class names) goes into ``metadata_props``.
+    """
+    onnx = _import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    if not isinstance(model, Sequential):
+        raise CnnlabError(f"to_onnx: expected a cnnlab Sequential, got {type(model).__name__}")
+    if not model.input_shape:
+        raise CnnlabError("to_onnx: the model has no input_shape; rebuild it with one")
+    if opset < OPSET:
+        raise CnnlabError(f"to_onnx: opset must be >= {OPSET}, got {opset}")
+    nodes: list[Any] = []
+    weights: list[Any] = []
+    current = "input"
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Dropout):
+            continue  # the identity at inference
+        out = f"layer{i}_{type(layer).__name__}"
+        node, arrays = _node_for(layer, i, current, out, helper)
+        nodes.append(node)
+        weights.extend(
+            numpy_helper.from_array(np.ascontiguousarray(to_numpy(a), dtype=np.float32), name)
+            for name, a in arrays.items()
+        )
+        current = out
+    ends_in_softmax = isinstance(model.layers[-1], Softmax)
+    if probabilities and not ends_in_softmax:
+        nodes.append(helper.make_node("Softmax", [current], ["softmax_out"], axis=1))
+        current = "softmax_out"
+    output_name = "probabilities" if probabilities or ends_in_softmax else "logits"
+    nodes.append(helper.make_node("Identity", [current], [output_name], name="output"))
+    batch_in = ["N", *model.input_shape]
+    batch_out = ["N", *model.output_shape()]
+    graph = helper.make_graph(
+        nodes,
+        "cnnlab",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, batch_in)],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, batch_out)],
+        initializer=weights,
+    )
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", opset)],
+        producer_name="cnnlab",
+        producer_version=_version(),
+        doc_string="A cnnlab network: input (N, C, H, W) float32 in [0, 1], ink bright on dark.",
+    )
+    proto.ir_version = min(proto.ir_version, 10)  # readable by ONNX Runtime releases of 2024+
+    helper.set_model_props(proto, _metadata(model, output_name))
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def export_onnx(model: Sequential, path: str | os.PathLike, probabilities: bool = False) -> Path:
+    """Write ``to_onnx(model, probabilities)`` to ``path`` atomically; returns the path."""
+    proto = to_onnx(model, probabilities=probabilities)
+    path = Path(path)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path
+
+
+def _version() -> str:
+    from cnnlab import __version__
+
+    return __version__
+
+
+def _metadata(model: Sequential, output_name: str) -> dict[str, str]:
+    """String key/value pairs describing the model, for ``metadata_props``."""
+    meta = {"cnnlab_version": _version(), "output": output_name}
+    meta["input_shape"] = json.dumps(list(model.input_shape or ()))
+    for key in ("preset", "dataset", "activation"):
+        if isinstance(model.meta.get(key), str):
+            meta[key] = model.meta[key]
+    if isinstance(model.meta.get("class_names"), list):
+        meta["class_names"] = json.dumps([str(c) for c in model.meta["class_names"]])
+    return meta
+
+
+def _node_for(
+    layer: Layer, i: int, x: str, out: str, helper: Any
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """One ONNX node for one layer, and the initialisers (weights) it reads, by name."""
+    name = f"layer{i}"
+    if isinstance(layer, Conv2D):
+        p, s = layer.padding, layer.stride
+        arrays = {f"{name}.W": layer.params["W"], f"{name}.b": layer.params["b"]}
+        node = helper.make_node(
+            "Conv",
+            [x, *arrays],
+            [out],
+            name=name,
+            kernel_shape=list(layer.kernel_size),
+            pads=[p, p, p, p],
+            strides=[s, s],
+        )
+        return node, arrays
+    if isinstance(layer, MaxPool2D | AvgPool2D):
+        op = "MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool"
+        s = layer.stride
+        node = helper.make_node(
+            op, [x], [out], name=name, kernel_shape=list(layer.kernel_size), strides=[s, s]
+        )
+        return node, {}
+    if type(layer) in _ACTIVATIONS:
+        return helper.make_node(_ACTIVATIONS[type(layer)], [x], [out], name=name), {}
+    if isinstance(layer, Softmax):
+        return helper.make_node("Softmax", [x], [out], name=name, axis=1), {}
+    if isinstance(layer, Flatten):
+        return helper.make_node("Flatten", [x], [out], name=name, axis=1), {}
+    if isinstance(layer, Dense):
+        arrays = {f"{name}.W": layer.params["W"], f"{name}.b": layer.params["b"]}
+        return helper.make_node("Gemm", [x, *arrays], [out], name=name, transB=1), arrays
+    if isinstance(layer, BatchNorm2D | BatchNorm1D):
+        arrays = {
+            f"{name}.W": layer.params["W"],
+            f"{name}.b": layer.params["b"],
+            f"{name}.running_mean": layer.buffers["running_mean"],
+            f"{name}.running_var": layer.buffers["running_var"],
+        }
+        node = helper.make_node(
+            "BatchNormalization", [x, *arrays], [out], name=name, epsilon=layer.eps
+        )
+        return node, arrays
+    raise CnnlabError(f"to_onnx: layer {i} ({layer!r}) has no ONNX counterpart here")

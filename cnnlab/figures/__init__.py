@@ -1,0 +1,1 @@
+"""Figures: matplotlib drawings of training curves, confusion matrices and filters."""

@@ -1,0 +1,275 @@
+"""The train / evaluate / predict / info commands, end to end, and their one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnlab as cl
+from cnnlab.cli import main
+from cnnlab.data import load
+
+TINY = ["--subset", "256", "--epochs", "1", "--batch-size", "32", "--model", "lenet5", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
+def digit_png(path: Path, index: int = 0, invert: bool = True, scale: int = 6) -> int:
+    """Save MNIST sample test digit ``index`` as a large dark-on-light PNG; return its label."""
+    from PIL import Image
+
+    images, labels = load("mnist-sample", "test")
+    image = images[index]
+    if invert:
+        image = 255 - image
+    Image.fromarray(image).resize((28 * scale, 28 * scale), Image.Resampling.BICUBIC).save(path)
+    return int(labels[index])
+
+
+def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
+    for name in ("model.npz", "config.json", "metrics.json", "checkpoint.npz", "curves.png"):
+        assert (run_dir / name).stat().st_size > 0, name
+    for name in ("confusion.png", "filters.png", "misclassified.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1]
+    for key in ("elapsed_s", "train_loss", "train_accuracy", "test_accuracy"):
+        assert isinstance(metrics[0][key], float)
+    assert 0.1 < metrics[0]["test_accuracy"] <= 1.0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["model"] == "lenet5" and config["epochs"] == 1 and config["n_train"] == 256
+    assert config["architecture"]["layers"][0]["type"] == "Conv2D"
+    model = cl.Sequential.load(run_dir / "model.npz")
+    assert model.meta["dataset"] == "mnist-sample"
+    assert model.meta["test_accuracy"] == pytest.approx(metrics[0]["test_accuracy"])
+
+
+def test_train_is_reproducible_with_a_seed(run_dir: Path, tmp_path: Path) -> None:
+    assert main(["train", *TINY, "--out", str(tmp_path / "again")]) == 0
+    first = cl.Sequential.load(run_dir / "model.npz").state_arrays()
+    second = cl.Sequential.load(tmp_path / "again" / "model.npz").state_arrays()
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_fast_recipe_settings_reach_the_run(tmp_path: Path) -> None:
+    """--recipe fast: the batch-normalised preset, Adam β₂ 0.99, label smoothing 0.1."""
+    args = ["train", "--recipe", "fast", "--subset", "128", "--epochs", "1", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "fast")]) == 0
+    config = json.loads((tmp_path / "fast" / "config.json").read_text())
+    assert config["model"] == "fast" and config["optimizer"] == "adam"
+    assert config["betas"] == [0.9, 0.99] and config["label_smoothing"] == 0.1
+    assert any(layer["type"] == "BatchNorm2D" for layer in config["architecture"]["layers"])
+    # a command-line value wins over the recipe's; another optimizer gets its usual settings
+    more = ["--label-smoothing", "0", "--optimizer", "sgd"]
+    assert main([*args, *more, "--out", str(tmp_path / "plain")]) == 0
+    config = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert config["label_smoothing"] == 0.0 and config["betas"] == [0.9, 0.999]
+
+
+def test_train_monitor_records_gradient_flow(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--monitor", "--out", str(out)]) == 0
+    records = json.loads((out / "gradient_flow.json").read_text())
+    assert [r["epoch"] for r in records] == [1]
+    layers = {layer["name"]: layer for layer in records[0]["layers"]}
+    assert layers["0.Conv2D"]["grad_norm"] > 0 and 0 < layers["0.Conv2D"]["update_ratio"] < 1
+    relu = [layer for name, layer in layers.items() if name.endswith("ReLU")]
+    assert relu and all(0 <= layer["dead_fraction"] <= 1 for layer in relu)
+    assert (out / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_json_matches_the_model(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["evaluate", str(run_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    images, labels = load("mnist-sample", "test")
+    model = cl.Sequential.load(run_dir / "model.npz")
+    expected = float((model.predict(cl.to_input(images)) == labels).mean())
+    assert report["accuracy"] == pytest.approx(expected)
+    assert np.array(report["confusion_matrix"]).sum() == len(labels) == report["images"]
+    assert len(report["per_class"]) == 10
+    assert Path(report["png"]).exists()
+
+
+def test_evaluate_prints_tables(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["evaluate", str(run_dir / "model.npz"), "--png", os.devnull]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "precision" in out and "confusion matrix" in out
+
+
+def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    label = digit_png(tmp_path / "digit.png", index=3)
+    from PIL import Image
+
+    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    pre = tmp_path / "pre"
+    args = ["predict", str(run_dir), str(tmp_path / "digit.png"), "--json"]
+    assert main([*args, "--save-preprocessed", str(pre)]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [sorted(r) for r in results] == [["file", "label", "probabilities"]]
+    probabilities = results[0]["probabilities"]
+    assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert results[0]["label"] == int(np.argmax(probabilities))
+    assert 0 <= label <= 9
+    assert (pre / "digit.28x28.png").exists()
+    assert main(["predict", str(run_dir), str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "blank.png: no ink found" in out and "prediction = [" in out
+
+
+def test_info_shows_the_summary(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Conv2D(1, 6, 5, padding=2)" in out and "total parameters: 61,706" in out
+
+
+def huge_png(path: Path) -> None:
+    """A PNG whose header claims 100000 × 100000 pixels (the data is never reached)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body).to_bytes(4, "big")
+        return len(body).to_bytes(4, "big") + kind + body + crc
+
+    header = (100_000).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+def other_model(path: Path) -> None:
+    """A valid cnnlab model that takes 32×32 inputs."""
+    layers = [cl.Conv2D(1, 2, 5), cl.MaxPool2D(2), cl.Flatten(), cl.Dense(2 * 14 * 14, 10)]
+    cl.Sequential(layers, input_shape=(1, 32, 32)).save(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing-model", "no such file"),
+        ("not-a-model", "not a cnnlab model"),
+        ("foreign-npz", "not a cnnlab model"),
+        ("missing-image", "no such file"),
+        ("corrupt-image", "not an image"),
+        ("huge-image", "pixels"),
+        ("wrong-input-shape", "(1, 32, 32)"),
+        ("unwritable-out", "cannot write"),
+        ("run-exists", "already holds a run"),
+        ("bad-lr", "must be a finite number > 0"),
+        ("smoothing-with-mse", "--label-smoothing applies to the cross-entropy loss"),
+        ("smoothing-out-of-range", "--label-smoothing must be in [0, 1), got 1.5"),
+    ],
+)
+def test_bad_input_gives_one_line_error(
+    case: str, message: str, run_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    digit = tmp_path / "digit.png"
+    digit_png(digit)
+    args = {
+        "missing-model": ["info", str(tmp_path / "nope.npz")],
+        "not-a-model": ["info", str(digit)],
+        "foreign-npz": ["info", str(tmp_path / "foreign.npz")],
+        "missing-image": ["predict", str(run_dir), str(tmp_path / "nope.png")],
+        "corrupt-image": ["predict", str(run_dir), str(tmp_path / "corrupt.png")],
+        "huge-image": ["predict", str(run_dir), str(tmp_path / "huge.png")],
+        "wrong-input-shape": ["evaluate", str(tmp_path / "other.npz")],
+        "unwritable-out": ["train", *TINY, "--out", str(digit / "run")],
+        "run-exists": ["train", *TINY, "--out", str(run_dir)],
+        "bad-lr": ["train", "--lr", "-1"],
+        "smoothing-with-mse": [
+            "train",
+            *TINY,
+            "--loss",
+            "mse",
+            "--label-smoothing",
+            "0.1",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        "smoothing-out-of-range": [
+            "train",
+            *TINY,
+            "--label-smoothing",
+            "1.5",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    }[case]
+    np.savez(tmp_path / "foreign.npz", weights=np.ones(3))
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(64))
+    huge_png(tmp_path / "huge.png")
+    other_model(tmp_path / "other.npz")
+    with pytest.raises(SystemExit) if case == "bad-lr" else _no_raise():
+        assert main(args) == 2
+    err = capfd.readouterr().err.strip()
+    assert message in err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1 or case == "bad-lr"
+
+
+class _no_raise:  # noqa: N801 - reads like pytest.raises at the call site
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+
+def test_no_half_written_model_after_a_failed_save(tmp_path: Path) -> None:
+    model = cl.build("lenet5")
+    model.save(tmp_path / "model.npz")
+    before = (tmp_path / "model.npz").read_bytes()
+    model.meta["bad"] = object()  # not JSON-serialisable: the save fails midway
+    with pytest.raises(TypeError):
+        model.save(tmp_path / "model.npz")
+    assert (tmp_path / "model.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    args = ["--subset", "512", "--epochs", "2", "--batch-size", "16", "--model", "simple"]
+    assert main(["train", *args, "--quiet", "--out", str(tmp_path / "straight")]) == 0
+
+    command = [sys.executable, "-m", "cnnlab", "train", *args, "--out", str(tmp_path / "cut")]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
+        assert p.stderr is not None
+        p.stderr.read(1)  # the first progress output: training has started
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=300)
+    assert p.returncode == 130, err
+    assert "--resume" in err
+    assert (tmp_path / "cut" / "checkpoint.npz").exists()
+    assert not (tmp_path / "cut" / "model.npz").exists()
+
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
+    straight = cl.Sequential.load(tmp_path / "straight" / "model.npz").state_arrays()
+    resumed = cl.Sequential.load(tmp_path / "cut" / "model.npz").state_arrays()
+    for key, value in straight.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+
+
+def test_blas_runs_on_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    from threadpoolctl import threadpool_info
+
+    from cnnlab.cli.main import blas_threads
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with blas_threads(None):
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
+    # a thread count set in the environment is the user's choice
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert isinstance(blas_threads(None), contextlib.nullcontext)
+    assert main(["--threads", "0", "info", "x.npz"]) == 2

@@ -1,0 +1,210 @@
+"""The explain, experiment, step, gradcheck and perceptron commands: numbers and files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from explain_support import trained_small_cnn
+
+import cnnlab
+from cnnlab.cli import main
+from cnnlab.explain.report import Section, render
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    trained_small_cnn().save(path)
+    return path
+
+
+def run(capsys, *argv: str) -> str:
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_explain_prints_top3_and_writes_a_self_contained_report(model_file, tmp_path, capsys):
+    out = run(
+        capsys,
+        "explain",
+        str(model_file),
+        "mnist-sample:test:17",
+        "--out",
+        str(tmp_path),
+        "--patches",
+        "300",
+    )
+    ranks = re.findall(r"^\s+(\d)\s+(\d)\s+([0-9.]+)$", out, re.M)
+    assert [r[0] for r in ranks] == ["1", "2", "3"]
+    assert ranks[0][1] == "7"  # digit 17 of the test sample is a 7
+    probs = [float(r[2]) for r in ranks]
+    assert probs == sorted(probs, reverse=True) and probs[0] > 0.5
+    assert "occlusion (6×6 grey patch" in out
+    for name in (
+        "preprocessing",
+        "prediction",
+        "activation_maps_layer0",
+        "activation_maps_layer3",
+        "filters_layer1",
+        "occlusion",
+        "saliency",
+        "top_patches",
+    ):
+        assert is_png(tmp_path / f"{name}.png"), name
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 8
+    assert not re.search(r'src="(?!data:)', page)  # nothing loaded from outside the page
+
+
+@pytest.mark.slow
+def test_experiment_convolution_prints_the_map(tmp_path, capsys):
+    out = run(capsys, "experiment", "convolution", "--out", str(tmp_path))
+    assert "position (1, 1): 1×1 + 1×1 + 1×1 + 1×1 = 4" in out
+    block = out.split("computed by cnnlab.Conv2D:")[1].strip().splitlines()[:3]
+    assert [[float(v) for v in line.split()] for line in block] == [[1, 1, 3], [0, 4, 0], [3, 1, 0]]
+    assert is_png(tmp_path / "convolution_steps.png")
+    assert (tmp_path / "convolution.gif").read_bytes()[:6] == b"GIF89a"
+
+
+def test_experiment_curve_detector_peaks(tmp_path, capsys):
+    out = run(capsys, "experiment", "curve-detector", "--out", str(tmp_path))
+    peaks = dict(re.findall(r"^(curve|no curve)\s+(\d+)", out, re.M))
+    assert float(peaks["curve"]) == 13 and float(peaks["no curve"]) == 4
+    assert is_png(tmp_path / "curve_detector.png")
+
+
+def test_experiment_learning_rate_verdicts(tmp_path, capsys):
+    out = run(
+        capsys,
+        "experiment",
+        "learning-rate",
+        "--lrs",
+        "0.0001",
+        "0.1",
+        "3",
+        "--samples",
+        "200",
+        "--out",
+        str(tmp_path),
+    )
+    verdicts = dict(re.findall(r"^\s*([0-9.e-]+)\s+[0-9.]+\s+\S+\s+(\w+)", out, re.M))
+    assert verdicts == {"0.0001": "slow", "0.1": verdicts["0.1"], "3": "diverged"}
+    assert "nan" not in out.lower()
+    assert is_png(tmp_path / "learning_rates.png")
+
+
+def test_experiment_activations_ratio(tmp_path, capsys):
+    out = run(capsys, "experiment", "activations", "--samples", "128", "--out", str(tmp_path))
+    ratio = float(re.search(r"gradient is ([0-9.e+]+)× larger with ReLU", out)[1])
+    assert ratio >= 10
+    first = re.search(r"^1 \(1\.Dense\)\s+(\S+)\s+(\S+)\s+(\S+)", out, re.M)
+    sigmoid, _, relu = (float(v) for v in first.groups())
+    assert relu / sigmoid == pytest.approx(ratio, rel=0.01)
+    assert is_png(tmp_path / "activation_gradients.png")
+
+
+def test_experiment_losses_and_features(tmp_path, capsys):
+    out = run(
+        capsys, "experiment", "losses", "--samples", "200", "--epochs", "1", "--out", str(tmp_path)
+    )
+    row = re.search(r"^\s+1\s+([0-9.]+)%\s+([0-9.]+)%", out, re.M)
+    assert all(0 <= float(v) <= 100 for v in row.groups())
+    assert is_png(tmp_path / "losses.png")
+    out = run(capsys, "experiment", "features", "--samples", "200", "--out", str(tmp_path))
+    assert "layer 0 Conv2D(1, 6, 5): 24×24 maps" in out
+    assert is_png(tmp_path / "features.png")
+
+
+def test_step_prints_the_numbers_the_engine_used(model_file, tmp_path, capsys):
+    saved = tmp_path / "after.npz"
+    out = run(
+        capsys,
+        "step",
+        str(model_file),
+        "mnist-sample:test:61",
+        "--label",
+        "8",
+        "--lr",
+        "0.1",
+        "--save",
+        str(saved),
+        "--out",
+        str(tmp_path),
+    )
+    rows = re.findall(r"^(\d+)\.\w+\.W\[([\d, ]+)\]\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)$", out, re.M)
+    assert len(rows) == 3
+    after = cnnlab.Sequential.load(saved)
+    before = cnnlab.Sequential.load(model_file)
+    lr = np.float32(0.1)
+    for layer, index, w_old, grad, _, w_new in rows:
+        idx = tuple(int(v) for v in index.split(","))
+        w_old, grad, w_new = np.float32(w_old), np.float32(grad), np.float32(w_new)
+        assert w_new == w_old - lr * grad  # the update rule, in the engine's float32
+        assert w_old == before.layers[int(layer)].params["W"][idx]
+        assert w_new == after.layers[int(layer)].params["W"][idx]  # what the model holds
+    loss = float(re.search(r"L = ([0-9.]+)", out)[1])
+    assert loss == pytest.approx(
+        -np.log(
+            before.predict_proba(cnnlab.explain.load_input("mnist-sample:test:61").as_input())[0, 8]
+        ),
+        rel=1e-4,
+    )
+    assert is_png(tmp_path / "step.png")
+
+
+def test_step_needs_a_label_for_an_image_file(model_file, tmp_path, capsys):
+    from PIL import Image
+
+    image = np.zeros((40, 40), dtype=np.uint8)
+    image[10:30, 18:22] = 255
+    path = tmp_path / "one.png"
+    Image.fromarray(image).save(path)
+    assert main(["step", str(model_file), str(path), "--out", str(tmp_path)]) == 2
+    assert "pass --label" in capsys.readouterr().err
+
+
+def test_gradcheck_passes_and_prints_every_parameter(tmp_path, capsys):
+    out = run(capsys, "gradcheck", "--model", "lenet5", "--entries", "3", "--out", str(tmp_path))
+    rows = re.findall(r"^(\S+)\s+[\d×]+\s+(\d+)\s+(\d+)\s+(\d+)\s+([0-9.e+-]+)\s+ok$", out, re.M)
+    assert [r[0] for r in rows][-1] == "input" and len(rows) == 11
+    assert all(float(r[4]) <= 1e-5 for r in rows)
+    assert "PASS" in out
+    assert is_png(tmp_path / "gradcheck.png")
+
+
+def test_perceptron_prints_cross_validated_accuracies(tmp_path, capsys):
+    out = run(
+        capsys,
+        "perceptron",
+        "--epochs",
+        "40",
+        "--net-epochs",
+        "20",
+        "--folds",
+        "3",
+        "--out",
+        str(tmp_path),
+    )
+    pattern = r"^([A-Za-z][\w -]*?)\s{2,}(?:[0-9.]+%\s+){3}([0-9.]+)%\s+([0-9.]+)%$"
+    table = {name: (float(m), float(sd)) for name, m, sd in re.findall(pattern, out, re.M)}
+    assert set(table) == {"perceptron", "logistic regression", "MLP 60-32-2"}
+    assert all(60 < mean <= 100 and 0 <= std < 20 for mean, std in table.values())
+    assert is_png(tmp_path / "perceptron.png")
+
+
+def test_report_embeds_images(tmp_path):
+    png = tmp_path / "a.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\nfake")
+    page = render("T <&>", [Section("S", "text & more", [png], [["h"], ["1"]])])
+    assert "T &lt;&amp;&gt;" in page and "data:image/png;base64,iVBORw0KGgpmYWtl" in page
+    assert "<td>1</td>" in page

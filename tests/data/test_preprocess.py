@@ -1,0 +1,264 @@
+"""Turning people's own digit pictures into MNIST-like inputs (cnnlab.data.preprocess)."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.data.preprocess import (
+    MAX_PIXELS,
+    NoInkError,
+    Preprocessed,
+    load_image,
+    naive_resize,
+    preprocess_digit,
+    preprocess_file,
+)
+from cnnlab.engine.errors import CnnlabError
+
+Image = pytest.importorskip("PIL.Image")
+
+from digits_wild import make_wild_digits, mnist_available, mnist_test  # noqa: E402
+
+needs_mnist = pytest.mark.skipif(not mnist_available(), reason="../shared MNIST files absent")
+MNIST_COM = 14.0  # MNIST's mean centre of mass, row and column, pixel centres at integers
+
+
+def _digit(index: int = 5003) -> np.ndarray:
+    """An MNIST test digit as float32 (28, 28) in [0, 1], ink bright."""
+    return mnist_test()[0][index].astype(np.float32) / 255
+
+
+def _upscale(digit: np.ndarray, factor: int) -> np.ndarray:
+    img = Image.fromarray(digit, "F").resize((28 * factor, 28 * factor), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(img, np.float32), 0, 1)
+
+
+def _photo(digit: np.ndarray, dark_ink: bool, seed: int = 0) -> np.ndarray:
+    """The digit ×8, off-centre on a wide noisy page with a gradient: float32 (500, 700)."""
+    rng = np.random.default_rng(seed)
+    ink = np.zeros((500, 700), np.float32)
+    ink[40 : 40 + 224, 430 : 430 + 224] = _upscale(digit, 8)
+    ramp = np.linspace(-0.05, 0.05, 700, dtype=np.float32)[None, :]
+    paper, pen = (0.85, 0.15) if dark_ink else (0.12, 0.9)
+    page = paper + (pen - paper) * ink + ramp + rng.normal(0, 0.04, ink.shape)
+    return np.clip(page, 0, 1).astype(np.float32)
+
+
+def _com(image: np.ndarray) -> tuple[float, float]:
+    idx = np.arange(image.shape[0])
+    total = image.sum()
+    return float(image.sum(1) @ idx / total), float(image.sum(0) @ idx / total)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array, mode).save(out, "PNG")
+    return out.getvalue()
+
+
+@needs_mnist
+@pytest.mark.parametrize("dark_ink", [True, False])
+def test_photo_of_a_digit_becomes_the_mnist_digit(dark_ink: bool) -> None:
+    digit = _digit()
+    result = preprocess_digit(_photo(digit, dark_ink))
+    assert isinstance(result, Preprocessed)
+    assert result.image.shape == (28, 28) and result.image.dtype == np.float32
+    assert result.image.min() >= 0 and result.image.max() == pytest.approx(1.0)
+    assert result.inverted is dark_ink
+    assert _corr(result.image, digit) > 0.8
+    cy, cx = _com(result.image)
+    assert abs(cy - MNIST_COM) < 0.5 and abs(cx - MNIST_COM) < 0.5
+    # The digit fills the 20×20 box along its longer side, like MNIST.
+    assert max(result.steps["fitted"].shape) == 20
+    rows = np.flatnonzero(result.image.max(1) > 0.05)
+    cols = np.flatnonzero(result.image.max(0) > 0.05)
+    assert rows[-1] - rows[0] + 1 <= 21 and cols[-1] - cols[0] + 1 <= 21
+    # The box is in input pixels and surrounds where the digit was drawn.
+    left, top, right, bottom = result.bbox
+    assert 420 <= left < right <= 665 and 30 <= top < bottom <= 275
+    for name in ("raw", "grey", "cropped", "fitted", "centred"):
+        step = result.steps[name]
+        assert step.ndim == 2 and step.dtype == np.float32
+        assert step.min() >= 0 and step.max() <= 1
+
+
+@needs_mnist
+def test_mnist_digit_itself_is_left_nearly_unchanged() -> None:
+    digit = _digit(5010)
+    result = preprocess_digit(digit)
+    assert result.inverted is False
+    assert _corr(result.image, digit) > 0.9
+
+
+@needs_mnist
+def test_arrays_of_other_types_are_accepted() -> None:
+    page = _photo(_digit(), dark_ink=True)
+    as_uint8 = (page * 255).astype(np.uint8)
+    colour = np.stack([as_uint8, as_uint8, as_uint8], axis=-1)
+    a = preprocess_digit(as_uint8).image
+    b = preprocess_digit(colour).image
+    assert np.allclose(a, b, atol=0.02)
+
+
+@needs_mnist
+def test_specks_far_from_the_digit_are_ignored() -> None:
+    page = _photo(_digit(), dark_ink=True)
+    page[420:426, 20:26] = 0.0  # a dark speck in the far corner
+    page[300:303, 100:103] = 0.0
+    result = preprocess_digit(page)
+    left, _, _, bottom = result.bbox
+    assert left >= 420 and bottom <= 275
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        np.ones((300, 200), np.float32),
+        np.full((64, 64), 0.5, np.float32),
+        np.zeros((50, 80), np.uint8),
+        np.clip(0.6 + np.random.default_rng(1).normal(0, 0.05, (200, 200)), 0, 1),
+    ],
+    ids=["white", "grey", "black", "noise"],
+)
+def test_blank_pictures_say_no_ink(page: np.ndarray) -> None:
+    with pytest.raises(NoInkError, match=r"^no ink found in the image"):
+        preprocess_digit(page)
+
+
+def test_tiny_and_malformed_arrays_are_refused() -> None:
+    with pytest.raises(CnnlabError, match="1×1 pixels"):
+        preprocess_digit(np.zeros((1, 1), np.float32))
+    with pytest.raises(CnnlabError, match="shape"):
+        preprocess_digit(np.zeros((2, 28, 28), np.float32))
+    with pytest.raises(CnnlabError, match="NaN"):
+        preprocess_digit(np.full((28, 28), np.nan, np.float32))
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR claiming (width, height), with no pixel data at all."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_huge_images_are_refused_from_the_header() -> None:
+    # No pixel data exists, so a refusal proves nothing was decoded.
+    with pytest.raises(CnnlabError, match=r"8000×6000 = 48000000 pixels.*limit of 40000000"):
+        load_image(_png_header_only(8000, 6000))
+    with pytest.raises(CnnlabError, match=r"claims 10000000000 pixels.*limit of 40000000"):
+        load_image(_png_header_only(100_000, 100_000))
+    with pytest.raises(CnnlabError, match="limit of 5000"):
+        preprocess_file(_png(np.zeros((100, 100), np.uint8)), max_pixels=5000)
+    assert MAX_PIXELS == 40_000_000
+
+
+def test_broken_files_give_one_line_errors(tmp_path) -> None:
+    good = _png(np.full((40, 40), 200, np.uint8))
+    cases = [b"certainly not an image", good[: len(good) // 2], str(tmp_path / "missing.png")]
+    for source in cases:
+        with pytest.raises(CnnlabError) as info:
+            load_image(source)
+        assert "\n" not in str(info.value)
+    with pytest.raises(CnnlabError, match="not an image"):
+        load_image(b"certainly not an image")
+    with pytest.raises(CnnlabError, match=r"missing\.png"):
+        load_image(tmp_path / "missing.png")
+
+
+def test_formats_and_modes_load_as_grey(tmp_path) -> None:
+    levels16 = np.linspace(0, 65535, 60 * 50).reshape(60, 50).astype(np.uint16)
+    grey16 = load_image(_png(levels16))
+    assert grey16.shape == (60, 50) and grey16.dtype == np.float32
+    assert grey16[0, 0] == 0 and grey16[-1, -1] == pytest.approx(1.0)
+
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    rgb[..., 0] = 255  # pure red has luminance 0.299
+    path = tmp_path / "red.png"
+    path.write_bytes(_png(rgb))
+    assert load_image(path) == pytest.approx(np.full((30, 40), 0.299), abs=0.01)
+
+    palette = Image.fromarray(np.tile(np.arange(0, 250, 5, dtype=np.uint8), (20, 1))).convert("P")
+    out = io.BytesIO()
+    palette.save(out, "GIF")
+    assert load_image(out.getvalue()).shape == (20, 50)
+
+
+@needs_mnist
+@pytest.mark.parametrize("ink_level", [0, 255])
+def test_transparent_drawing_is_laid_on_the_opposite_of_its_ink(ink_level: int) -> None:
+    # A canvas drawing: strokes opaque, the rest fully transparent (and black underneath).
+    alpha = (_upscale(_digit(), 6) * 255).astype(np.uint8)
+    rgba = np.zeros((*alpha.shape, 4), np.uint8)
+    rgba[..., :3] = ink_level
+    rgba[..., 3] = alpha
+    result = preprocess_file(_png(rgba, "RGBA"))
+    assert result.inverted is (ink_level == 0)
+    assert _corr(result.image, _digit()) > 0.8
+
+
+@needs_mnist
+def test_exif_rotated_photo_is_upright() -> None:
+    upright = (_photo(_digit(), dark_ink=True)[:, :600] * 255).astype(np.uint8)  # 500 × 600
+    # Orientation 6: the camera stored the picture turned a quarter anticlockwise.
+    stored = Image.fromarray(upright).rotate(90, expand=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    loaded = load_image(out.getvalue())
+    assert loaded.shape == upright.shape
+    assert _corr(loaded, upright / 255) > 0.95
+
+
+def test_without_pillow_the_module_imports_and_explains() -> None:
+    code = (
+        "import sys; sys.modules['PIL'] = None\n"
+        "import numpy as np, cnnlab.data.preprocess as p\n"
+        "for call in (lambda: p.load_image(b'x'), lambda: p.preprocess_digit(np.eye(9))):\n"
+        "    try: call()\n"
+        "    except p.CnnlabError as err: print(err)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and all("pip install pillow" in line for line in lines)
+
+
+def test_naive_resize_is_a_plain_28_by_28() -> None:
+    page = np.ones((300, 200), np.float32)
+    page[100:200, 90:110] = 0
+    small = naive_resize(page)
+    assert small.shape == (28, 28) and small.dtype == np.float32
+    assert small.max() == pytest.approx(1.0) and small.min() < 0.5  # no polarity fix
+
+
+@needs_mnist
+def test_wild_digits_are_found_with_the_right_polarity() -> None:
+    samples = make_wild_digits(4, seed=7)
+    assert len(samples) == 40 and {label for _, label, _ in samples} == set(range(10))
+    assert samples[0] == make_wild_digits(4, seed=7)[0]
+    for data, _, description in samples:
+        result = preprocess_file(data)
+        assert result.inverted is ("dark-on-light" in description), description
+        cy, cx = _com(result.image)
+        assert abs(cy - MNIST_COM) < 0.5 and abs(cx - MNIST_COM) < 0.5, description

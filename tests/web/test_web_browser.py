@@ -1,0 +1,259 @@
+"""The web lab in a real browser: Playwright drives Debian's Chromium against ``cnnlab serve``.
+
+Each test starts from the page, acts as a person would (mouse strokes, a file upload, the
+training form, the convolution buttons) and checks numbers on the page. Screenshots go to
+``test-artifacts/`` (git-ignored). Console errors fail the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+pytestmark = pytest.mark.browser
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not CHROMIUM.is_file():
+    pytest.skip(f"{CHROMIUM} is missing (Debian's chromium package)", allow_module_level=True)
+
+from web_helpers import (  # noqa: E402
+    MODEL_RUN,
+    Server,
+    digit_png,
+    make_runs_dir,
+    sample_digits,
+    trained_model_file,
+)
+
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
+TIMEOUT_MS = 30_000
+
+
+@pytest.fixture(scope="session")
+def model_file(request: pytest.FixtureRequest) -> Path:
+    return trained_model_file(Path(request.config.cache.mkdir("cnnlab-web")))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> Iterator[Server]:
+    runs = make_runs_dir(tmp_path_factory.mktemp("lab") / "runs", model_file)
+    lab = Server("--runs-dir", str(runs))
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+class Page:
+    """A page of the lab at one viewport size, recording console errors."""
+
+    def __init__(self, browser: sync_api.Browser, url: str, width: int, height: int) -> None:
+        self.errors: list[str] = []
+        self.context = browser.new_context(viewport={"width": width, "height": height})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.goto(url)
+        self.page.wait_for_selector("#model-chip.ready, #no-model:not([hidden])")
+
+    def stroke(self, points: list[tuple[float, float]]) -> None:
+        """Draw one stroke through ``points`` given as fractions of the pad's width/height."""
+        box = self.page.locator("#pad").bounding_box()
+        at = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+        self.page.mouse.move(*at[0])
+        self.page.mouse.down()
+        for x, y in at[1:]:
+            self.page.mouse.move(x, y, steps=6)
+        self.page.mouse.up()
+
+    def wait_for_prediction(self, after: int = 0) -> dict:
+        """Wait until more than ``after`` predictions have been shown; return label and bars."""
+        self.page.wait_for_selector(f"#bars[data-count='{after + 1}']")
+        bars = self.page.locator("#bars li")
+        probs = [float(bars.nth(i).get_attribute("data-p")) for i in range(bars.count())]
+        return {"label": self.page.inner_text("#pred-label"), "probabilities": probs}
+
+    def screenshot(self, name: str) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def desktop(browser, server) -> Iterator[Page]:
+    page = Page(browser, server.url, 1280, 800)
+    yield page
+    page.close()
+    assert page.errors == []
+
+
+@pytest.fixture
+def phone(browser, server) -> Iterator[Page]:
+    page = Page(browser, server.url, 390, 844)
+    yield page
+    page.close()
+    assert page.errors == []
+
+
+ONE = [(0.5, 0.18), (0.5, 0.5), (0.5, 0.82)]  # a vertical stroke: the most reliable digit
+
+
+def test_drawing_a_one_predicts_1_with_bars_summing_to_1(desktop):
+    desktop.stroke(ONE)
+    result = desktop.wait_for_prediction()
+    assert result["label"] == "1"
+    assert len(result["probabilities"]) == 10
+    assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-3)
+    assert max(result["probabilities"]) == result["probabilities"][1]
+    steps = desktop.page.locator("#steps figure")
+    assert [steps.nth(i).get_attribute("data-step") for i in range(steps.count())] == [
+        "raw",
+        "cropped",
+        "fitted",
+        "centred",
+    ]
+    assert desktop.page.locator("#maps .layer-maps").count() == 2  # LeNet-5's conv layers
+    assert desktop.page.locator("#maps .layer-maps").first.locator("img").count() == 6
+    assert MODEL_RUN in desktop.page.inner_text("#model-chip")
+
+    desktop.page.click("#occlude")
+    desktop.page.wait_for_selector("#occlusion figure")
+    assert desktop.page.locator("#occlusion figure").count() == 3
+    desktop.screenshot("lab-draw-desktop")
+
+    desktop.page.click("#undo")
+    assert desktop.page.inner_text("#pred-label") == "?"
+    assert desktop.page.is_disabled("#undo")
+
+
+def test_phone_layout_stacks_and_still_predicts(phone):
+    phone.stroke(ONE)
+    assert phone.wait_for_prediction()["label"] == "1"
+    pad = phone.page.locator("#pad").bounding_box()
+    bars = phone.page.locator("#bars").bounding_box()
+    assert bars["y"] > pad["y"] + pad["height"]  # the prediction sits below the pad
+    width = phone.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390  # nothing sticks out sideways
+    phone.screenshot("lab-draw-phone")
+
+
+def test_uploading_an_image_file_reads_it(desktop, tmp_path, model_file):
+    import cnnlab
+
+    images, labels = sample_digits("test")
+    model = cnnlab.Sequential.load(model_file)
+    said = np.asarray(model.predict(cnnlab.to_input(images[:20])))
+    index = int(np.flatnonzero(said == labels[:20])[0])  # a clear digit the model reads
+    picture = tmp_path / "digit.png"
+    picture.write_bytes(digit_png(images[index], scale=10, invert=True))  # dark ink on paper
+    desktop.page.set_input_files("#upload", str(picture))
+    result = desktop.wait_for_prediction()
+    assert result["label"] == str(labels[index])
+    assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-3)
+    assert "inverted" in desktop.page.inner_text("#draw-status")
+    raw = desktop.page.locator("#steps figure[data-step='raw'] img")
+    assert "(280×280)" in raw.get_attribute("alt")  # the uploaded picture's own size
+    desktop.screenshot("lab-upload-desktop")
+
+
+def test_keyboard_moves_between_tabs(desktop):
+    desktop.page.focus("#tab-draw")
+    desktop.page.keyboard.press("ArrowRight")
+    assert desktop.page.is_visible("#panel-train")
+    assert desktop.page.evaluate("document.activeElement.id") == "tab-train"
+    desktop.page.keyboard.press("ArrowRight")
+    assert desktop.page.is_visible("#panel-convolution")
+    assert desktop.page.is_hidden("#panel-draw")
+
+
+def test_convolution_demo_steps_and_recomputes(desktop, server):
+    from cnnlab.explain.article import ARTICLE_FILTER, ARTICLE_IMAGE
+
+    image = np.asarray(ARTICLE_IMAGE, float)
+    kernel = np.asarray(ARTICLE_FILTER, float)
+    size = image.shape[0] - kernel.shape[0] + 1
+
+    def entry(r: int, c: int, k: np.ndarray) -> float:
+        return float((image[r : r + k.shape[0], c : c + k.shape[1]] * k).sum())
+
+    page = desktop.page
+    page.click("#tab-convolution")
+    page.wait_for_selector("#conv-map button")
+    assert float(page.inner_text("#conv-total")) == entry(0, 0, kernel)
+    for _ in range(4):
+        page.click("#conv-next")
+    assert "position 5 of 9" in page.inner_text("#conv-pos")
+    assert float(page.inner_text("#conv-total")) == entry(1, 1, kernel)
+    assert page.locator("#conv-image .cell.inwin").count() == kernel.size
+    desktop.screenshot("lab-convolution-desktop")
+
+    page.click("#conv-map button[data-pos='6']")  # row 3, column 1
+    assert float(page.inner_text("#conv-total")) == entry(2, 0, kernel)
+
+    page.fill("#conv-filter input[data-i='0'][data-j='0']", "-2")
+    edited = kernel.copy()
+    edited[0, 0] = -2
+    assert float(page.inner_text("#conv-total")) == entry(2, 0, edited)
+    shown = [float(t) for t in page.locator("#conv-map button").all_inner_texts()]
+    expected = [entry(r, c, edited) for r in range(size) for c in range(size)]
+    assert shown == expected
+    page.click("#conv-reset")
+    assert float(page.inner_text("#conv-total")) == entry(2, 0, kernel)
+
+
+@pytest.mark.slow
+def test_training_one_epoch_updates_the_curve_and_takes_over(browser, tmp_path, model_file):
+    lab = Server("--runs-dir", str(make_runs_dir(tmp_path / "runs", model_file)))
+    try:
+        desktop = Page(browser, lab.url + "#train", 1280, 800)
+        page = desktop.page
+        page.select_option("#f-preset", "lenet5")
+        page.fill("#f-epochs", "1")
+        page.fill("#f-subset", "300")
+        page.fill("#f-batch", "30")
+        page.fill("#f-lr", "0.002")
+        page.click("#train-start")
+        page.wait_for_selector("#chart-points:not([data-points='0'])")  # the curve grows
+        page.wait_for_selector("#filters canvas")
+        page.wait_for_selector("#train-status[data-state='finished']", timeout=120_000)
+        assert int(page.get_attribute("#chart-points", "data-points")) == 10  # 300 / 30 steps
+        status = page.inner_text("#train-status")
+        assert "test accuracy" in status
+        run = status.split("run ")[1].split(",")[0]
+        assert run != MODEL_RUN
+        page.wait_for_selector(f"#model-chip:has-text('{run}')")
+        in_use = page.locator("#models-body tr.active td").first.inner_text()
+        assert in_use == run
+        assert page.locator("#filters canvas").count() == 6
+        desktop.screenshot("lab-train-desktop")
+
+        page.click("#tab-draw")
+        desktop.stroke(ONE)
+        desktop.wait_for_prediction()
+        assert run in page.inner_text("#pred-model")  # the new model reads the drawing
+        desktop.close()
+        assert desktop.errors == []
+    finally:
+        lab.close()
