@@ -88,11 +88,6 @@ class ProgressBar:
         self.postfix.update(postfix)
         self._maybe_draw()
 
-    def set_postfix(self, **postfix: object) -> None:
-        """Merge ``postfix`` into the ``key=value`` fields shown after the rate."""
-        self.postfix.update(postfix)
-        self._maybe_draw()
-
     def close(self) -> None:
         """Draw the final state and end the line; later calls do nothing."""
         if self._closed:

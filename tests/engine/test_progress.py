@@ -98,14 +98,6 @@ def test_tty_redraws_at_most_ten_times_a_second(clock: FakeClock) -> None:
     assert "1000/1000" in text.splitlines()[-1]
 
 
-def test_set_postfix_merges_fields(clock: FakeClock) -> None:
-    bar = ProgressBar(2, stream=io.StringIO())
-    bar.set_postfix(loss=1.5, lr=0.001)
-    bar.update(1, loss=0.25)
-    line = bar.format_line(1.0)
-    assert line.endswith("loss=0.25, lr=0.001]")
-
-
 def test_default_stream_is_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     with ProgressBar(1, desc="once") as bar:
         bar.update()
