@@ -22,9 +22,9 @@ from cnnlab.engine.layers import (
     Tanh,
 )
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import SGD, Adam, CosineLR, OneCycleLR, StepLR, Warmup
 from cnnlab.engine.rng import manual_seed
+from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
 from cnnlab.runs.zoo import PRESETS, build
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 
 MODEL_FILE = "model.npz"
 

@@ -13,8 +13,8 @@ from cnnlab import data
 from cnnlab.cli._common import Formatter, load_model, model_path
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.rng import manual_seed
+from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import to_input
 
 

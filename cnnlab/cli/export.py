@@ -10,7 +10,7 @@ from pathlib import Path
 from cnnlab.cli._common import Formatter, load_model, model_path
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write_bytes
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 

@@ -26,16 +26,17 @@ from cnnlab.cli._common import (
 )
 from cnnlab.engine.backend import DEVICES, array_module, to_device, to_numpy
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, NonFiniteLossError
 from cnnlab.engine.fileio import atomic_write_text
 from cnnlab.engine.layers import Conv2D, Softmax
 from cnnlab.engine.losses import LOSSES
 from cnnlab.engine.metrics import confusion_matrix
-from cnnlab.engine.model import Sequential, model_from_config
 from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
 from cnnlab.engine.progress import ProgressBar
 from cnnlab.engine.rng import manual_seed
-from cnnlab.engine.train import Callback, DivergedError, TrainState, fit, to_input
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.serialize import model_from_config
+from cnnlab.engine.train import Callback, TrainState, fit, to_input
 from cnnlab.runs import zoo as presets
 from cnnlab.runs.recipes import RECIPES, get_recipe
 
@@ -357,10 +358,10 @@ def run(args: argparse.Namespace) -> int:
             callbacks=callbacks,
             state=state,
         )
-    except DivergedError as err:
+    except NonFiniteLossError as err:
         kept = out / CHECKPOINT_FILE
         where = f"; the last good checkpoint is {kept}" if kept.exists() else ""
-        raise DivergedError(f"{err}{where}") from None
+        raise NonFiniteLossError(f"{err}{where}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
         progress.close()

@@ -17,8 +17,9 @@ import numpy as np
 
 from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.model import Sequential, load_with_extras
 from cnnlab.engine.optim import Optimizer
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.serialize import load_with_extras
 from cnnlab.engine.train import TrainState
 
 RECORD_KEY = "checkpoint"

@@ -18,7 +18,7 @@ import numpy as np
 
 from cnnlab.engine.layers import Dropout, MaxPool2D, ReLU, Softmax
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 
 # Entries whose gradient is this small relative to the parameter's largest are compared
 # against that scale instead of their own size: the loss's rounding noise, divided by 2ε,
@@ -67,7 +67,7 @@ def kink_pattern(model: Sequential) -> list[np.ndarray]:
     pattern = []
     for layer in model.layers:
         if isinstance(layer, ReLU):
-            pattern.append(np.asarray(layer._out) > 0)
+            pattern.append(np.asarray(layer.active()))
         elif isinstance(layer, MaxPool2D):
             pattern.extend(np.asarray(m).copy() for m in layer.winner_maps())
     return pattern
@@ -95,7 +95,7 @@ def gradient_check(
     net.train()
     for layer in net.layers:
         if isinstance(layer, Dropout):
-            layer.training = False
+            layer.eval()
     loss_fn = MSELoss() if isinstance(net.layers[-1], Softmax) else CrossEntropyLoss()
     x = np.array(x, dtype=np.float64)
     y = np.asarray(y)

@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.backend import xp_of
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, NonFiniteError
 
 
-def _check(name: str, outputs: Any, labels: Any) -> Any:
+def _check_batch(name: str, outputs: Any, labels: Any) -> Any:
     """Validate ``(N, K)`` float outputs and ``(N,)`` integer labels in [0, K); return labels."""
     if not hasattr(outputs, "ndim") or outputs.ndim != 2:
         raise CnnlabError(
@@ -35,7 +36,7 @@ def _check(name: str, outputs: Any, labels: Any) -> Any:
             f"got values from {int(labels.min())} to {int(labels.max())}"
         )
     if not bool(xp.isfinite(outputs).all()):
-        raise CnnlabError(
+        raise NonFiniteError(
             f"{name}: the network output contains NaN or inf (training diverged); "
             "lower the learning rate"
         )
@@ -61,15 +62,13 @@ class CrossEntropyLoss:
     """
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
-        if not isinstance(label_smoothing, int | float) or not 0.0 <= label_smoothing < 1.0:
-            raise CnnlabError(
-                f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing!r}"
-            )
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = validate.number(
+            "CrossEntropyLoss", "label_smoothing", label_smoothing, 0.0, 1.0, high_open=True
+        )
 
     def forward(self, logits: Any, labels: Any) -> float:
         """``logits (N, K)``, ``labels (N,)`` integers → the mean loss."""
-        labels = _check("CrossEntropyLoss", logits, labels)
+        labels = _check_batch("CrossEntropyLoss", logits, labels)
         xp = xp_of(logits)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
@@ -106,7 +105,7 @@ class MSELoss:
 
     def forward(self, outputs: Any, labels: Any) -> float:
         """``outputs (N, K)``, ``labels (N,)`` integers → the mean loss."""
-        labels = _check("MSELoss", outputs, labels)
+        labels = _check_batch("MSELoss", outputs, labels)
         diff = outputs - one_hot(labels, outputs.shape[1], outputs.dtype)
         self._diff = diff
         return float(0.5 * (diff * diff).sum() / outputs.shape[0])

@@ -9,18 +9,19 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cnnlab.engine import validate
 from cnnlab.engine.backend import xp_of
 from cnnlab.engine.errors import CnnlabError
 
 Pair = tuple[Any, Any]
 
 
-def _check_positive(name: str, what: str, value: Any, allow_zero: bool = False) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise CnnlabError(f"{name}: {what} must be a finite number {bound}, got {value!r}")
-    return float(value)
+def _positive(who: str, name: str, value: Any) -> float:
+    return validate.number(who, name, value, 0.0, low_open=True)
+
+
+def _non_negative(who: str, name: str, value: Any) -> float:
+    return validate.number(who, name, value, 0.0)
 
 
 class Optimizer:
@@ -34,7 +35,7 @@ class Optimizer:
         for item in self.parameters:
             if len(item) != 2 or item[0].shape != item[1].shape:
                 raise CnnlabError(f"{name}: parameters must be (param, grad) pairs of one shape")
-        self.lr = _check_positive(name, "lr", lr)
+        self.lr = _positive(name, "lr", lr)
         self.step_count = 0
 
     def zero_grad(self) -> None:
@@ -79,8 +80,8 @@ class SGD(Optimizer):
         nesterov: bool = False,
     ) -> None:
         super().__init__(parameters, lr)
-        self.momentum = _check_positive("SGD", "momentum", momentum, allow_zero=True)
-        self.weight_decay = _check_positive("SGD", "weight_decay", weight_decay, allow_zero=True)
+        self.momentum = _non_negative("SGD", "momentum", momentum)
+        self.weight_decay = _non_negative("SGD", "weight_decay", weight_decay)
         if nesterov and self.momentum == 0:
             raise CnnlabError("SGD: nesterov=True needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
@@ -122,11 +123,13 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(parameters, lr)
-        if len(betas) != 2 or not all(isinstance(b, int | float) and 0 <= b < 1 for b in betas):
-            raise CnnlabError(f"Adam: betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.eps = _check_positive("Adam", "eps", eps)
-        self.weight_decay = _check_positive("Adam", "weight_decay", weight_decay, allow_zero=True)
+        try:
+            b1, b2 = (validate.number("Adam", "betas", b, 0.0, 1.0, high_open=True) for b in betas)
+        except (CnnlabError, TypeError, ValueError):
+            raise CnnlabError(f"Adam: betas must be two numbers in [0, 1), got {betas!r}") from None
+        self.betas = (b1, b2)
+        self.eps = _positive("Adam", "eps", eps)
+        self.weight_decay = _non_negative("Adam", "weight_decay", weight_decay)
         self.m = [xp_of(p).zeros_like(p) for p, _ in self.parameters]
         self.v = [xp_of(p).zeros_like(p) for p, _ in self.parameters]
 
@@ -159,10 +162,9 @@ class StepLR:
     """Multiply the learning rate by ``gamma`` every ``step_size`` steps."""
 
     def __init__(self, base_lr: float, step_size: int, gamma: float = 0.1) -> None:
-        self.base_lr = _check_positive("StepLR", "base_lr", base_lr)
-        if not isinstance(step_size, int) or step_size < 1:
-            raise CnnlabError(f"StepLR: step_size must be an integer >= 1, got {step_size!r}")
-        self.step_size, self.gamma = step_size, _check_positive("StepLR", "gamma", gamma)
+        self.base_lr = _positive("StepLR", "base_lr", base_lr)
+        self.step_size = validate.integer("StepLR", "step_size", step_size, 1)
+        self.gamma = _positive("StepLR", "gamma", gamma)
 
     def __call__(self, step: int) -> float:
         return self.base_lr * self.gamma ** (step // self.step_size)
@@ -172,11 +174,9 @@ class CosineLR:
     """Cosine decay from ``base_lr`` to ``min_lr`` over ``total_steps``, then flat."""
 
     def __init__(self, base_lr: float, total_steps: int, min_lr: float = 0.0) -> None:
-        self.base_lr = _check_positive("CosineLR", "base_lr", base_lr)
-        if not isinstance(total_steps, int) or total_steps < 1:
-            raise CnnlabError(f"CosineLR: total_steps must be an integer >= 1, got {total_steps!r}")
-        self.total_steps = total_steps
-        self.min_lr = _check_positive("CosineLR", "min_lr", min_lr, allow_zero=True)
+        self.base_lr = _positive("CosineLR", "base_lr", base_lr)
+        self.total_steps = validate.integer("CosineLR", "total_steps", total_steps, 1)
+        self.min_lr = _non_negative("CosineLR", "min_lr", min_lr)
 
     def __call__(self, step: int) -> float:
         t = min(step, self.total_steps) / self.total_steps
@@ -198,14 +198,11 @@ class OneCycleLR:
         div: float = 25.0,
         final_div: float = 1e4,
     ) -> None:
-        self.max_lr = _check_positive("OneCycleLR", "max_lr", max_lr)
-        if not isinstance(total_steps, int) or total_steps < 2:
-            raise CnnlabError(
-                f"OneCycleLR: total_steps must be an integer >= 2, got {total_steps!r}"
-            )
-        if not 0 < pct_start < 1:
-            raise CnnlabError(f"OneCycleLR: pct_start must be in (0, 1), got {pct_start!r}")
-        self.total_steps = total_steps
+        self.max_lr = _positive("OneCycleLR", "max_lr", max_lr)
+        self.total_steps = validate.integer("OneCycleLR", "total_steps", total_steps, 2)
+        validate.number(
+            "OneCycleLR", "pct_start", pct_start, 0.0, 1.0, low_open=True, high_open=True
+        )
         self.peak = float(pct_start * total_steps) - 1
         self.initial = self.max_lr / div
         self.final = self.initial / final_div
@@ -225,9 +222,7 @@ class Warmup:
     """Compose: a linear warm-up over ``steps`` steps in front of any other schedule."""
 
     def __init__(self, schedule: Any, steps: int) -> None:
-        if not isinstance(steps, int) or steps < 1:
-            raise CnnlabError(f"Warmup: steps must be an integer >= 1, got {steps!r}")
-        self.schedule, self.steps = schedule, steps
+        self.schedule, self.steps = schedule, validate.integer("Warmup", "steps", steps, 1)
 
     def __call__(self, step: int) -> float:
         scale = min(1.0, (step + 1) / self.steps)

@@ -21,17 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.backend import to_numpy, xp_of
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, NonFiniteError, NonFiniteLossError
 from cnnlab.engine.metrics import accuracy
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import Optimizer
+from cnnlab.engine.sequential import Sequential
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
-
-
-class DivergedError(CnnlabError):
-    """The loss became NaN or infinite."""
 
 
 def to_input(images: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
@@ -108,10 +105,8 @@ def fit(
     n = len(x)
     if len(y) != n:
         raise CnnlabError(f"fit: {n} inputs but {len(y)} labels")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise CnnlabError(f"fit: batch_size must be an integer >= 1, got {batch_size!r}")
-    if not isinstance(epochs, int) or epochs < 1:
-        raise CnnlabError(f"fit: epochs must be an integer >= 1, got {epochs!r}")
+    validate.integer("fit", "batch_size", batch_size, 1)
+    validate.integer("fit", "epochs", epochs, 1)
     state = state or TrainState()
     state.stop = False  # a state that stopped a run resumes it
     xp = xp_of(x)
@@ -131,12 +126,10 @@ def fit(
             logits = model.forward(xb)  # 1. forward pass
             try:
                 loss = loss_fn.forward(logits, yb)  # 2. loss
-            except CnnlabError as err:
-                if "NaN or inf" not in str(err):
-                    raise
+            except NonFiniteError:  # the network's output is already NaN or inf
                 loss = math.nan
             if not math.isfinite(loss):
-                raise DivergedError(
+                raise NonFiniteLossError(
                     f"training diverged at step {state.step + 1} (epoch {state.epoch + 1}, "
                     f"batch {state.batch + 1}): the loss is {loss}; lower the learning rate "
                     f"(now {optimizer.lr:g})"

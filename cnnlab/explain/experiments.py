@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, NonFiniteLossError
 from cnnlab.engine.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Softmax
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import SGD
 from cnnlab.engine.rng import resolve_rng
-from cnnlab.engine.train import Callback, DivergedError, TrainState, evaluate, fit, to_input
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
 from cnnlab.explain.maps import LayerMaps, activation_maps, first_layer_filters
 from cnnlab.explain.monitor import GradientMonitor
 from cnnlab.runs.zoo import ACTIVATIONS
@@ -179,7 +179,7 @@ def learning_rate_sweep(
                 callbacks=[recorder],
             )
             diverged_at = recorder.diverged_at
-        except DivergedError:
+        except NonFiniteLossError:
             diverged_at = len(recorder.losses) + 1
         verdict = judge(recorder.losses, recorder.probe_losses, diverged_at is not None)
         diverged_loss = recorder.diverged_loss

@@ -14,7 +14,7 @@ import numpy as np
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import AvgPool2D, Conv2D, MaxPool2D, Softmax
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 
 
 def conv_layer_indices(model: Sequential) -> list[int]:
@@ -167,7 +167,7 @@ def class_score_gradient(model: Sequential, x: np.ndarray, target: int) -> np.nd
             h = layer.forward(h)
         grad = np.zeros_like(h)
         grad[0, target] = 1
-        layers[0].has_input_grad = True
+        layers[0].set_input_grad(True)
         for layer in reversed(layers):
             grad = layer.backward(grad)
     return np.asarray(grad)

@@ -21,7 +21,7 @@ import numpy as np
 
 from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.layers import Layer, ReLU, Sigmoid, Tanh
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState
 
 SATURATION = 0.99  # sigmoid outside [0.01, 0.99] or |tanh| above this counts as saturated

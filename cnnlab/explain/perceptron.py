@@ -16,8 +16,8 @@ import numpy as np
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Dense, ReLU
 from cnnlab.engine.losses import CrossEntropyLoss
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import SGD
+from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import fit
 
 Classifier = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]

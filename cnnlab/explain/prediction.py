@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 from cnnlab.explain import figures
 from cnnlab.explain.inputs import InputImage
 from cnnlab.explain.maps import (

@@ -17,8 +17,8 @@ import numpy as np
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import SGD
+from cnnlab.engine.sequential import Sequential
 from cnnlab.explain.maps import inference_with_gradients, predict_one
 
 

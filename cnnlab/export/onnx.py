@@ -35,7 +35,7 @@ from cnnlab.engine.layers import (
     Softmax,
     Tanh,
 )
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 
 OPSET = 17
 INSTALL_HINT = 'ONNX export needs the onnx package; install it with: pip install "cnnlab[onnx]"'

@@ -34,7 +34,7 @@ from cnnlab.engine.layers import (
     Softmax,
     Tanh,
 )
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 
 INSTALL_HINT = 'PyTorch is not installed; install it with: pip install "cnnlab[torch]"'
 

@@ -24,7 +24,7 @@ from cnnlab.engine.layers import (
     Sigmoid,
     Tanh,
 )
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.rng import resolve_rng
 
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}

@@ -30,7 +30,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cnnlab.cli._common import model_path as resolve_model_path
 from cnnlab.data.preprocess import NoInkError, load_image, preprocess_digit
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.model import CONFIG_KEY, Sequential
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.serialize import CONFIG_KEY
 from cnnlab.explain import maps
 from cnnlab.runs.zoo import PRESETS
 from cnnlab.web import inference

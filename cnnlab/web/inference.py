@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.engine.layers import Conv2D, Dense, ReLU, Sigmoid, Tanh
-from cnnlab.engine.model import Sequential
+from cnnlab.engine.sequential import Sequential
 from cnnlab.explain.maps import conv_layer_indices, layer_outputs
 
 # Pictures whose header claims more pixels than this are refused before decoding.

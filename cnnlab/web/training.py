@@ -24,8 +24,8 @@ from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write_text
 from cnnlab.engine.layers import Conv2D, Softmax
 from cnnlab.engine.losses import LOSSES
-from cnnlab.engine.model import Sequential
 from cnnlab.engine.optim import OPTIMIZERS
+from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
 from cnnlab.runs.zoo import build
 

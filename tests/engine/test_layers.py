@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from gradcheck_utils import check_layer
 
 import cnnlab as cl
 from cnnlab import CnnlabError
+from gradcheck_utils import check_layer
 
 F64 = np.float64
 

@@ -1,9 +1,9 @@
 """Fast paths of the engine against straightforward reference implementations.
 
-Every trick in ``cnnlab.engine.layers`` that exists for speed (im2col into reused buffers, the
-tap-by-tap input gradient, the 2×2 max-pool tournament, chunked inference) must compute exactly
-what a plain loop over the definition computes, ties and odd sizes included. The array-module
-seam is checked on the CPU: the NumPy path never imports CuPy.
+Every trick in ``cnnlab.engine.functional`` and ``layers`` that exists for speed (im2col into
+reused buffers, the tap-by-tap input gradient, the 2×2 max-pool tournament, chunked inference)
+must compute exactly what a plain loop over the definition computes, ties and odd sizes
+included. The array-module seam is checked on the CPU: the NumPy path never imports CuPy.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import cnnlab as cl
-from cnnlab.engine import backend, layers
+from cnnlab.engine import backend, functional, layers
 from cnnlab.engine.errors import CnnlabError
 
 F64 = np.float64
@@ -118,17 +118,17 @@ def test_conv_input_grad_is_the_adjoint_of_im2col(rng) -> None:
     """⟨im2col(x)·W, g⟩ = ⟨x, conv_input_grad(g)⟩: one is the transpose of the other."""
     x = rng.standard_normal((2, 3, 9, 9))
     w = rng.standard_normal((4, 3, 3, 3))
-    cols = layers.im2col(x, (3, 3), 2)  # (N, C, kH, kW, H_out, W_out)
+    cols = functional.im2col(x, (3, 3), 2)  # (N, C, kH, kW, H_out, W_out)
     h_out, w_out = cols.shape[4:]
     out = np.einsum("ockl,nckluv->nouv", w, cols)
     g = rng.standard_normal(out.shape)
-    dx = layers.conv_input_grad(g.reshape(2, 4, -1), w, x.shape, 2, (h_out, w_out))
+    dx = functional.conv_input_grad(g.reshape(2, 4, -1), w, x.shape, 2, (h_out, w_out))
     assert np.isclose((out * g).sum(), (x * dx).sum(), rtol=1e-12)
 
 
 def test_im2col_layout_is_channel_tap_then_position(rng) -> None:
     x = rng.standard_normal((2, 3, 6, 5))
-    cols = layers.im2col(x, (2, 3), 1)
+    cols = functional.im2col(x, (2, 3), 1)
     assert cols.shape == (2, 3, 2, 3, 5, 3) and cols.flags.c_contiguous
     for i in range(2):
         for j in range(3):
@@ -143,7 +143,9 @@ def test_strided_patch_view_is_read_only_and_the_same_for_any_memory_layout(rng)
         view = backend.as_strided(np, source, (2, 3, 5, 4), (s[0], s[1], s[2], s[3]))
         np.testing.assert_array_equal(view, x[:, :, :5, :4])
         assert not view.flags.writeable
-        np.testing.assert_array_equal(layers.im2col(source, (2, 3), 1), layers.im2col(x, (2, 3), 1))
+        np.testing.assert_array_equal(
+            functional.im2col(source, (2, 3), 1), functional.im2col(x, (2, 3), 1)
+        )
 
 
 def test_conv_reused_buffers_never_alias_outputs(rng) -> None:
@@ -174,7 +176,7 @@ def test_conv_chunked_inference_equals_whole_batch(rng, monkeypatch) -> None:
 def test_conv_skips_the_input_gradient_when_told(rng) -> None:
     layer = cl.Conv2D(1, 2, 3, rng=0)
     out = layer.forward(rng.random((2, 1, 5, 5), dtype=np.float32))
-    layer.has_input_grad = False
+    layer.set_input_grad(False)
     assert layer.backward(np.ones_like(out)) is None
     assert np.abs(layer.grads["W"]).sum() > 0
 
@@ -195,7 +197,7 @@ def test_maxpool_2x2_fast_path_matches_reference_with_ties(shape, rng) -> None:
     x = rng.integers(0, 3, size=shape).astype(np.float32)
     pool = cl.MaxPool2D(2)
     out = pool.forward(x)
-    assert isinstance(pool._winner, tuple)  # the fast path was taken
+    assert len(pool.winner_maps()) == 2  # the fast path was taken: two tournament maps
     ref_out, first = reference_maxpool(x, 2, 2)
     np.testing.assert_array_equal(out, ref_out)
     g = rng.standard_normal(out.shape).astype(np.float32)

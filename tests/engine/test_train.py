@@ -12,7 +12,7 @@ import pytest
 import cnnlab as cl
 from cnnlab import CnnlabError
 from cnnlab.data.augment import random_affine
-from cnnlab.engine.train import DivergedError
+from cnnlab.engine.errors import NonFiniteLossError
 
 try:
     from threadpoolctl import threadpool_limits
@@ -192,12 +192,41 @@ def test_diverging_fit_raises_naming_the_step() -> None:
     )
     x, y = toy_data()
     opt = cl.SGD(model.parameters(), lr=1e10, momentum=0.9)
-    with pytest.raises(DivergedError) as err, np.errstate(all="ignore"):
+    with pytest.raises(NonFiniteLossError) as err, np.errstate(all="ignore"):
         cl.fit(model, cl.CrossEntropyLoss(), opt, x, y, epochs=5, batch_size=16)
     msg = str(err.value)
     assert re.search(r"diverged at step \d+ \(epoch 1, batch \d+\)", msg), msg
     assert "lower the learning rate" in msg and "1e+10" in msg
-    assert issubclass(DivergedError, CnnlabError)
+    assert issubclass(NonFiniteLossError, CnnlabError)
+
+
+def test_divergence_is_recognised_by_type_not_message(monkeypatch) -> None:
+    # fit must stop with NonFiniteLossError when the loss refuses a non-finite output, whatever
+    # the wording: a message-matching fit would let this reworded error escape as it is.
+    from cnnlab.engine import errors, losses
+
+    real = losses.CrossEntropyLoss.forward
+
+    def reworded(self, logits, labels):
+        if not np.isfinite(logits).all():
+            raise errors.NonFiniteError("scores are not numbers any more")
+        return real(self, logits, labels)
+
+    monkeypatch.setattr(losses.CrossEntropyLoss, "forward", reworded)
+    model = cl.Sequential([cl.Flatten(), cl.Dense(64, 3, rng=0)])
+    model.layers[1].params["W"][0, 0] = np.inf
+    x, y = toy_data()
+    with pytest.raises(NonFiniteLossError, match=r"diverged at step 1 \(epoch 1, batch 1\)"):
+        cl.fit(model, cl.CrossEntropyLoss(), cl.SGD(model.parameters(), lr=0.1), x, y)
+
+
+def test_other_loss_errors_are_not_taken_for_divergence() -> None:
+    # A bad label mentions no NaN but is a CnnlabError: fit must pass it on unchanged.
+    model = cl.Sequential([cl.Flatten(), cl.Dense(64, 3, rng=0)])
+    x, y = toy_data()
+    with pytest.raises(CnnlabError) as err:
+        cl.fit(model, cl.CrossEntropyLoss(), cl.SGD(model.parameters(), lr=0.1), x, y + 10)
+    assert not isinstance(err.value, NonFiniteLossError)
 
 
 def test_fit_argument_checks() -> None:
