@@ -558,9 +558,7 @@ def plot_gradcheck(check: GradCheck, path: str | Path) -> Path:
     ax.set_yticks(y, [row.name for row in check.rows], fontsize=9)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.axvline(
-        check.tolerance, color="black", linestyle="--", label=f"tolerance {check.tolerance:g}"
-    )
+    ax.axvline(check.rtol, color="black", linestyle="--", label=f"tolerance (rtol) {check.rtol:g}")
     ax.set_xlabel("largest relative error, analytic vs central difference (log)")
     ax.legend(fontsize=8, loc="lower right")
     verdict = "PASS" if check.passed else "FAIL"
