@@ -189,6 +189,58 @@ def kink_pattern(model: Sequential) -> list[np.ndarray]:
     return pattern
 
 
+def _check_entries(
+    name: str,
+    array: np.ndarray,
+    grad: np.ndarray,
+    picks: list[int],
+    loss_at: Callable[[], tuple[float, list[np.ndarray]]],
+    base: tuple[float, list[np.ndarray]],
+    eps: float,
+    rtol: float,
+    atol: float,
+) -> ParamCheck:
+    """Nudge each picked entry of ``array`` by ±ε and compare with its analytic ``grad``.
+
+    ``loss_at()`` gives the loss and kink pattern now; ``base`` is what it gave unperturbed.
+    """
+    base_loss, base_pattern = base
+    flat_grad = grad.reshape(-1)  # (size,)
+    flat = array.reshape(-1)  # a view: nudging it nudges the array the network reads
+    scale = SCALE_FLOOR * float(np.abs(flat_grad).max())
+    errors, diffs, one_sided, kinks, floored, passed = [], [], 0, 0, 0, True
+    for i in picks:
+        original = flat[i]
+        flat[i] = original + eps
+        plus, plus_pattern = loss_at()
+        flat[i] = original - eps
+        minus, minus_pattern = loss_at()
+        flat[i] = original
+        plus_ok = _same(base_pattern, plus_pattern)
+        minus_ok = _same(base_pattern, minus_pattern)
+        if plus_ok and minus_ok:
+            numeric, limit = (plus - minus) / (2 * eps), rtol
+        elif plus_ok or minus_ok:
+            numeric = (plus - base_loss) / eps if plus_ok else (base_loss - minus) / eps
+            limit, one_sided = ONE_SIDED_FACTOR * rtol, one_sided + 1
+        else:
+            kinks += 1
+            continue
+        analytic = float(flat_grad[i])
+        # Scaled so one rtol reads for both: one-sided quotients are only O(ε) exact.
+        error = relative_error(analytic, numeric, scale) * rtol / limit
+        errors.append(error)
+        diffs.append(abs(analytic - numeric))
+        ok = within_tolerance(analytic, numeric, limit, atol, scale)
+        passed = passed and ok
+        floored += ok and error > rtol
+    worst, worst_diff = max(errors, default=0.0), max(diffs, default=0.0)
+    shape = tuple(array.shape)
+    return ParamCheck(
+        name, shape, len(errors), one_sided, kinks, worst, worst_diff, floored, passed
+    )
+
+
 def gradient_check(
     model: Sequential,
     x: np.ndarray,
@@ -221,56 +273,17 @@ def gradient_check(
         value = loss_fn.forward(net.forward(x), y)
         return value, kink_pattern(net)
 
-    base, base_pattern = loss_at()
+    base = loss_at()
     input_grad = np.asarray(net.backward(loss_fn.backward(), input_grad=True))
     targets = [(name, p, np.asarray(g).copy()) for name, p, g in net.named_parameters()]
     targets.append(("input", x, input_grad))
     rng = np.random.default_rng(seed)
     rows = []
     for name, array, grad in targets:
-        flat_grad = grad.reshape(-1)  # (size,)
         count = min(entries, array.size)
         picks = set(rng.choice(array.size, size=count, replace=False).tolist())
-        picks.add(int(np.abs(flat_grad).argmax()))
-        flat = array.reshape(-1)  # a view: nudging it nudges the array the network reads
-        scale = SCALE_FLOOR * float(np.abs(flat_grad).max())
-        errors, diffs, one_sided, kinks, floored, passed = [], [], 0, 0, 0, True
-        for i in sorted(picks):
-            original = flat[i]
-            flat[i] = original + eps
-            plus, plus_pattern = loss_at()
-            flat[i] = original - eps
-            minus, minus_pattern = loss_at()
-            flat[i] = original
-            plus_ok = _same(base_pattern, plus_pattern)
-            minus_ok = _same(base_pattern, minus_pattern)
-            if plus_ok and minus_ok:
-                numeric, limit = (plus - minus) / (2 * eps), rtol
-            elif plus_ok or minus_ok:
-                numeric = (plus - base) / eps if plus_ok else (base - minus) / eps
-                limit, one_sided = ONE_SIDED_FACTOR * rtol, one_sided + 1
-            else:
-                kinks += 1
-                continue
-            analytic = float(flat_grad[i])
-            # Scaled so one rtol reads for both: one-sided quotients are only O(ε) exact.
-            error = relative_error(analytic, numeric, scale) * rtol / limit
-            errors.append(error)
-            diffs.append(abs(analytic - numeric))
-            ok = within_tolerance(analytic, numeric, limit, atol, scale)
-            passed = passed and ok
-            floored += ok and error > rtol
+        picks.add(int(np.abs(grad).argmax()))
         rows.append(
-            ParamCheck(
-                name,
-                tuple(array.shape),
-                len(errors),
-                one_sided,
-                kinks,
-                max(errors, default=0.0),
-                max(diffs, default=0.0),
-                floored,
-                passed,
-            )
+            _check_entries(name, array, grad, sorted(picks), loss_at, base, eps, rtol, atol)
         )
     return GradCheck(rows, rtol, atol, eps)

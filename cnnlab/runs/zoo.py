@@ -24,8 +24,8 @@ from cnnlab.engine.layers import (
     Sigmoid,
     Tanh,
 )
-from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.rng import resolve_rng
+from cnnlab.engine.sequential import Sequential
 
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
