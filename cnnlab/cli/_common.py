@@ -1,14 +1,12 @@
-"""Helpers shared by the commands: argument types and model-path resolution."""
+"""Helpers shared by the commands: argument types and loading the model a command names."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-
-MODEL_FILE = "model.npz"
+from cnnlab.runs.folder import model_path
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -33,19 +31,6 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
-
-
-def model_path(path: str | Path) -> Path:
-    """A model file from a path that names the file itself or a run folder holding one."""
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / MODEL_FILE
-        if not candidate.exists():
-            raise CnnlabError(
-                f"{path}: this folder has no {MODEL_FILE}; is it a cnnlab run folder?"
-            )
-        return candidate
-    return path
 
 
 def load_model(path: str | Path) -> Sequential:

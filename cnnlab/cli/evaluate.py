@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import data
-from cnnlab.cli._common import Formatter, load_model, model_path
+from cnnlab.cli._common import Formatter, load_model
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall
 from cnnlab.engine.rng import manual_seed
-from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import to_input
+from cnnlab.runs.build import check_fits
+from cnnlab.runs.folder import model_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,18 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", help="where to draw the confusion matrix [beside the model]")
     p.add_argument("--seed", type=int, default=0, help="seed (evaluation itself is deterministic)")
     p.set_defaults(func=run)
-
-
-def check_fits(model: Sequential, dataset: str) -> None:
-    """Refuse a model whose input or output does not match the data set's images and classes."""
-    if model.input_shape not in (None, (1, 28, 28)):
-        raise CnnlabError(
-            f"the model takes input {model.input_shape}, but {dataset} images are (1, 28, 28)"
-        )
-    outputs = model.output_shape((1, 28, 28))[-1]
-    classes = len(data.class_names(dataset))
-    if outputs != classes:
-        raise CnnlabError(f"the model has {outputs} outputs, but {dataset} has {classes} classes")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,10 +7,11 @@ import io
 import warnings
 from pathlib import Path
 
-from cnnlab.cli._common import Formatter, load_model, model_path
+from cnnlab.cli._common import Formatter, load_model
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write_bytes
 from cnnlab.engine.sequential import Sequential
+from cnnlab.runs.folder import model_path
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli._common import Formatter, load_model, model_path
+from cnnlab.cli._common import Formatter, load_model
+from cnnlab.runs.folder import model_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:

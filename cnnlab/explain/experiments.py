@@ -24,7 +24,7 @@ from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
 from cnnlab.explain.maps import LayerMaps, activation_maps, first_layer_filters
 from cnnlab.explain.monitor import GradientMonitor
-from cnnlab.runs.zoo import ACTIVATIONS
+from cnnlab.runs.zoo import ACTIVATIONS, init_for
 
 DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 0.1, 0.2, 0.5, 3.0)
 
@@ -55,7 +55,7 @@ def small_cnn(activation: str = "relu", seed: int = 0, softmax: bool = False) ->
         raise CnnlabError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
     act = ACTIVATIONS[activation]
     rng = resolve_rng(seed)
-    init = "he" if activation == "relu" else "glorot"
+    init = init_for(activation)
     layers: list[Layer] = [
         Conv2D(1, 6, 5, init=init, rng=rng), MaxPool2D(2), act(),
         Conv2D(6, 12, 5, init=init, rng=rng), MaxPool2D(2), act(),
@@ -209,13 +209,13 @@ def learning_rate_sweep(
 def deep_mlp(activation: str, depth: int = 8, width: int = 64, seed: int = 0) -> Sequential:
     """A plain deep network: ``depth`` hidden dense layers of ``width`` units, then 10 outputs.
 
-    ReLU gets He initialisation, sigmoid and tanh Glorot: each activation its customary start.
+    Each activation gets its customary initialisation (``init_for``).
     """
     if depth < 1 or width < 1:
         raise CnnlabError(f"depth and width must be >= 1, got {depth}, {width}")
     act = ACTIVATIONS[activation]
     rng = resolve_rng(seed)
-    init = "he" if activation == "relu" else "glorot"
+    init = init_for(activation)
     layers: list[Layer] = [Flatten()]
     inputs = 28 * 28
     for _ in range(depth):

@@ -6,10 +6,11 @@ best accuracy in a few minutes; ``fast`` for the shortest time to 99% on full MN
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from cnnlab.engine.errors import CnnlabError
+
+SCHEDULES = ("constant", "cosine", "onecycle")
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Recipe:
     optimizer: str
     lr: float
     batch_size: int
-    schedule: str  # "constant", "cosine" or "onecycle"
+    schedule: str  # one of SCHEDULES
     weight_decay: float
     augment: bool
     epochs_small: int  # for data sets of at most 20,000 training images (mnist-sample)
@@ -30,9 +31,6 @@ class Recipe:
 
     def epochs(self, n_train: int) -> int:
         return self.epochs_small if n_train <= 20_000 else self.epochs_large
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 # Measured with one BLAS thread, seed 0 (benchmarks/README.md has the details):

@@ -30,13 +30,19 @@ from cnnlab.engine.sequential import Sequential
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 
 
+def init_for(activation: str) -> str:
+    """The weight initialisation that keeps signals' scale through ``activation``: He for ReLU
+    (which zeroes half its inputs), Glorot for the saturating sigmoid and tanh."""
+    return "he" if activation == "relu" else "glorot"
+
+
 def _parts(activation: str, seed: int | np.random.Generator | None, dtype: Any) -> tuple:
     if activation not in ACTIVATIONS:
         raise CnnlabError(
             f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
         )
     rng = resolve_rng(seed)
-    init = "he" if activation == "relu" else "glorot"
+    init = init_for(activation)
     act = ACTIVATIONS[activation]
     kw = {"init": init, "rng": rng, "dtype": dtype}
     return act, kw, rng

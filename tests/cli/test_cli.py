@@ -250,7 +250,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
     assert p.returncode == 130, err
     assert "--resume" in err
     assert (tmp_path / "cut" / "checkpoint.npz").exists()
-    assert not (tmp_path / "cut" / "model.npz").exists()
+    # The model as training left it, marked stopped, like a stopped run of the web lab.
+    assert cl.Sequential.load(tmp_path / "cut" / "model.npz").meta["stopped"] is True
 
     assert main(["train", "--resume", str(tmp_path / "cut"), "--quiet"]) == 0
     straight = cl.Sequential.load(tmp_path / "straight" / "model.npz").state_arrays()

@@ -13,8 +13,8 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.cli import main
-from cnnlab.cli import train as train_command
 from cnnlab.engine.checkpoint import load_checkpoint
+from cnnlab.runs import pipeline
 
 
 def test_kill_9_during_saves_leaves_a_whole_file(tmp_path: Path) -> None:
@@ -44,10 +44,10 @@ def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoin
 ) -> None:
     steps_per_epoch = 256 // 32
 
-    def explode_after_one_epoch(settings: dict, steps: int) -> object:
+    def explode_after_one_epoch(config: object, steps: int) -> object:
         return lambda step: 0.01 if step < steps_per_epoch else 1e12
 
-    monkeypatch.setattr(train_command, "make_schedule", explode_after_one_epoch)
+    monkeypatch.setattr(pipeline, "make_schedule", explode_after_one_epoch)
     out = tmp_path / "run"
     args = ["train", "--subset", "256", "--batch-size", "32", "--epochs", "3", "--quiet"]
     assert main([*args, "--model", "lenet5", "--optimizer", "sgd", "--out", str(out)]) == 2

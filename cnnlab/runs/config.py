@@ -1,0 +1,169 @@
+"""``RunConfig``: everything that decides what a training run computes, in one schema.
+
+Both front ends build one: the command line from its options (``cnnlab train``), the web lab
+from its Train form. A value left out (None) takes the recipe's; ``resolve`` fills them in,
+``validate`` refuses a bad value with a one-line ``CnnlabError``. The run folder's
+``config.json`` is ``to_json()`` plus the architecture and the data sizes; ``from_json`` reads
+it back, including files written before this schema (missing fields take their old defaults).
+
+``subset=N`` means the first N training images, on both front ends: the same images whatever
+the seed, and a resumed run finds them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab import data
+from cnnlab.engine.backend import DEVICES
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.losses import LOSSES
+from cnnlab.engine.optim import OPTIMIZERS
+from cnnlab.runs.recipes import RECIPES, SCHEDULES, get_recipe
+from cnnlab.runs.zoo import ACTIVATIONS, PRESETS
+
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}  # for an optimizer other than the recipe's
+ADAM_BETAS = (0.9, 0.999)
+SGD_MOMENTUM = 0.9
+# Keys of a config.json that describe the run's result, not its configuration.
+RECORD_KEYS = ("architecture", "n_train", "n_test")
+# Names that the web lab's config.json used before there was one schema.
+_OLD_NAMES = {"preset": "model", "learning_rate": "lr"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One training run. ``None`` means "the recipe's" until ``resolve`` fills it in."""
+
+    recipe: str = "default"
+    dataset: str = "mnist-sample"
+    data_dir: str | None = None
+    subset: int | None = None  # train on the first N training images only
+    model: str | None = None  # a preset name or an architecture .json file
+    activation: str = "relu"
+    optimizer: str | None = None
+    lr: float | None = None  # the peak learning rate
+    momentum: float = SGD_MOMENTUM  # SGD's; Adam ignores it
+    betas: tuple[float, float] | None = None  # Adam's; SGD ignores them
+    weight_decay: float | None = None
+    schedule: str | None = None  # "constant", "cosine" or "onecycle"
+    batch_size: int | None = None
+    epochs: int | None = None  # None: the recipe's for the data set's size
+    loss: str = "cross-entropy"
+    label_smoothing: float | None = None
+    augment: bool | None = None
+    seed: int = 0
+    device: str = "cpu"
+    monitor: bool = False  # record per-layer gradient flow (the command line's figure)
+
+    def resolve(self, n_train: int) -> RunConfig:
+        """Every None replaced by the recipe's value for ``n_train`` training images; validated."""
+        self.validate()
+        recipe = get_recipe(self.recipe)
+        optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
+        own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
+        smoothing = self.label_smoothing
+        if smoothing is None:
+            smoothing = recipe.label_smoothing if self.loss == "cross-entropy" else 0.0
+        resolved = dataclasses.replace(
+            self,
+            model=self.model if self.model is not None else recipe.model,
+            optimizer=optimizer,
+            lr=self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer],
+            betas=tuple(
+                self.betas if self.betas is not None else recipe.betas if own else ADAM_BETAS
+            ),
+            weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
+            schedule=self.schedule if self.schedule is not None else recipe.schedule,
+            batch_size=self.batch_size if self.batch_size is not None else recipe.batch_size,
+            epochs=self.epochs if self.epochs is not None else recipe.epochs(n_train),
+            label_smoothing=smoothing,
+            augment=recipe.augment if self.augment is None else self.augment,
+        )
+        resolved.validate()
+        return resolved
+
+    def validate(self) -> None:
+        """Refuse a value no run can use; None (the recipe's) is always allowed."""
+        _choice("recipe", self.recipe, RECIPES)
+        _choice("dataset", self.dataset, data.IMAGE_DATASETS)
+        _choice("activation", self.activation, ACTIVATIONS)
+        _choice("loss", self.loss, LOSSES)
+        _choice("device", self.device, DEVICES)
+        if self.optimizer is not None:
+            _choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.schedule is not None:
+            _choice("schedule", self.schedule, SCHEDULES)
+        if self.model is not None and not self.model.endswith(".json"):
+            _choice("model", self.model, PRESETS, "or an architecture .json file")
+        for name in ("subset", "batch_size", "epochs"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < 1):  # fmt: skip
+                raise CnnlabError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.lr is not None and not (_finite(self.lr) and self.lr > 0):
+            raise CnnlabError(f"lr must be a finite number > 0, got {self.lr!r}")
+        if self.weight_decay is not None and not (
+            _finite(self.weight_decay) and self.weight_decay >= 0
+        ):
+            raise CnnlabError(
+                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+            )
+        if not (_finite(self.momentum) and 0 <= self.momentum < 1):
+            raise CnnlabError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if self.betas is not None and not (
+            len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas)
+        ):
+            raise CnnlabError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.label_smoothing is not None:
+            if self.label_smoothing and self.loss != "cross-entropy":
+                raise CnnlabError(
+                    "--label-smoothing applies to the cross-entropy loss; drop it or the --loss"
+                )
+            if not (_finite(self.label_smoothing) and 0 <= self.label_smoothing < 1):
+                raise CnnlabError(
+                    f"--label-smoothing must be in [0, 1), got {self.label_smoothing:g}"
+                )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise CnnlabError(f"seed must be a whole number >= 0, got {self.seed!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as a JSON-ready dict (tuples as lists)."""
+        out = dataclasses.asdict(self)
+        if out["betas"] is not None:
+            out["betas"] = list(out["betas"])
+        return out
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> RunConfig:
+        """A config from ``to_json``'s dict or an older config.json / checkpoint record; keys
+        that describe the run's result are skipped, an unknown key is refused."""
+        if not isinstance(record, dict):
+            raise CnnlabError(f"a run configuration must be a JSON object, got {record!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {_OLD_NAMES.get(k, k): v for k, v in record.items() if k not in RECORD_KEYS}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise CnnlabError(f"unknown run configuration keys: {', '.join(unknown)}")
+        if values.get("betas") is not None:
+            values["betas"] = tuple(values["betas"])
+        if values.get("recipe") is None:  # the web lab's runs had no recipe
+            values.pop("recipe", None)
+        config = cls(**values)
+        config.validate()
+        return config
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _choice(name: str, value: Any, choices: Any, more: str = "") -> None:
+    if value not in choices:
+        raise CnnlabError(
+            f"unknown {name} {value!r}; choose one of {', '.join(choices)}"
+            + (f" {more}" if more else "")
+        )

@@ -1,0 +1,140 @@
+"""Run folders: the one place that knows their file names, how they are named and created,
+how they are listed, and how a "run folder or model file" argument is resolved.
+
+A run folder holds ``model.npz`` (the model as training left it), ``config.json`` (the
+``RunConfig`` plus the architecture and data sizes), ``metrics.json`` (one entry per epoch) and
+``checkpoint.npz`` (what ``--resume`` continues from). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write_text
+
+MODEL_FILE = "model.npz"
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.npz"
+GRADIENT_FLOW_FILE = "gradient_flow.json"
+DEFAULT_RUNS_DIR = "runs"
+
+
+class RunFolder:
+    """A run folder at ``path``; ``create`` and ``new`` make one, the constructor only names it."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.path / CHECKPOINT_FILE
+
+    def holds_run(self) -> bool:
+        """Whether a run (finished or resumable) was already written here."""
+        return self.model_file.exists() or self.checkpoint_file.exists()
+
+    @classmethod
+    def new(cls, runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> RunFolder:
+        """A fresh, empty ``runs_dir/<YYYYmmdd-HHMMSS>[-n]`` folder (created here)."""
+        runs_dir = Path(runs_dir)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1, 1000):
+            folder = runs_dir / (stamp if n == 1 else f"{stamp}-{n}")
+            try:
+                folder.mkdir(parents=True, exist_ok=False)
+            except FileExistsError:
+                continue
+            except OSError as err:
+                raise CnnlabError(
+                    f"cannot create a run folder in {runs_dir}: {err.strerror or err}; "
+                    "choose a writable runs folder"
+                ) from None
+            return cls(folder)
+        raise CnnlabError(f"cannot find a free run folder name in {runs_dir}")
+
+    @classmethod
+    def create(
+        cls, out: str | os.PathLike | None, runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR
+    ) -> RunFolder:
+        """The folder ``out`` (created if missing, refused if it already holds a run), or a
+        ``new`` one under ``runs_dir`` when ``out`` is None."""
+        if out is None:
+            return cls.new(runs_dir)
+        folder = cls(out)
+        if folder.holds_run():
+            raise CnnlabError(
+                f"{folder.path}: already holds a run; choose another --out, or continue it with "
+                "--resume"
+            )
+        try:
+            folder.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CnnlabError(
+                f"{folder.path}: cannot write a run folder here ({err.strerror or err}); "
+                "choose another --out"
+            ) from None
+        return folder
+
+    @classmethod
+    def of_checkpoint(cls, path: str | os.PathLike) -> RunFolder:
+        """The run folder of ``--resume PATH``: the folder itself or its checkpoint file."""
+        path = Path(path)
+        return cls(path if path.is_dir() else path.parent)
+
+    def write_json(self, file: Path, value: Any) -> None:
+        atomic_write_text(file, json.dumps(value, indent=2) + "\n")
+
+    def write_metrics(self, history: list[dict[str, Any]]) -> None:
+        self.write_json(self.metrics_file, history)
+
+
+def model_path(path: str | os.PathLike) -> Path:
+    """A model file from a path that names the file itself or a run folder holding one."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = RunFolder(path).model_file
+        if not candidate.exists():
+            raise CnnlabError(
+                f"{path}: this folder has no {MODEL_FILE}; is it a cnnlab run folder?"
+            )
+        return candidate
+    return path
+
+
+def model_name(path: str | os.PathLike) -> str:
+    """A model's public name: its run folder's name for a run's model file, else the stem."""
+    path = Path(path).resolve()
+    return path.parent.name if path.name == MODEL_FILE else path.stem
+
+
+def list_runs(runs_dir: str | os.PathLike) -> dict[str, Path]:
+    """The finished (or stopped) runs under ``runs_dir``: run name → model file."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return {}
+    return {f.parent.name: f for f in runs_dir.glob(f"*/{MODEL_FILE}") if f.is_file()}

@@ -1,0 +1,206 @@
+"""``train_run``: the one way cnnlab trains, called by ``cnnlab train`` and the web lab.
+
+It loads the data, builds what the ``RunConfig`` names, fits with a checkpoint after every
+epoch (and when stopped), writes ``config.json``, ``metrics.json`` and ``model.npz`` into the
+``RunFolder`` and returns a ``RunResult``. ``resume_run`` continues a stopped or killed run
+from its checkpoint and gets exactly the weights an uninterrupted run would have.
+Front ends present: they pass callbacks (progress bars, web events) and ``should_stop``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import data
+from cnnlab.engine.backend import array_module, to_device, to_numpy
+from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
+from cnnlab.engine.errors import NonFiniteLossError
+from cnnlab.engine.optim import Optimizer
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.train import Callback, TrainState, fit, to_input
+from cnnlab.runs.build import (
+    make_augment,
+    make_loss,
+    make_model,
+    make_optimizer,
+    make_schedule,
+)
+from cnnlab.runs.config import RunConfig
+from cnnlab.runs.folder import RunFolder
+
+INPUT_NOTE = "28x28 grey in [0, 1], ink bright on dark"
+
+
+@dataclass
+class RunData:
+    """A run's training and test images (uint8 ``(N, 28, 28)``) and int64 labels ``(N,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+
+@dataclass
+class RunStart:
+    """What a ``RunCallback`` learns before the first step."""
+
+    config: RunConfig  # resolved: no None left
+    folder: RunFolder
+    model: Sequential
+    n_train: int
+    n_test: int
+    steps_per_epoch: int
+    state: TrainState  # where training starts (not at 0 after a resume)
+
+
+@dataclass
+class RunResult:
+    """How a run ended. ``stopped`` runs keep a checkpoint to resume from."""
+
+    config: RunConfig
+    folder: RunFolder
+    model: Sequential
+    history: list[dict[str, Any]]
+    test_accuracy: float
+    stopped: bool
+    data: RunData
+    predictions: np.ndarray  # (N_test,) the model's test-set labels
+
+
+class RunCallback(Callback):
+    """A ``fit`` callback that is also told about the run before it starts."""
+
+    def on_run_begin(self, run: RunStart) -> None:
+        """Before the first step (or the first after a resume)."""
+
+
+def load_data(config: RunConfig, progress: bool = True) -> RunData:
+    """The config's data set; ``subset`` keeps the first N training images."""
+    images, labels = data.load(config.dataset, "train", config.data_dir, progress=progress)
+    test_images, test_labels = data.load(config.dataset, "test", config.data_dir, progress=progress)
+    if config.subset:
+        images, labels = images[: config.subset], labels[: config.subset]
+    return RunData(images, labels.astype(np.int64), test_images, test_labels.astype(np.int64))
+
+
+def train_run(
+    config: RunConfig,
+    folder: RunFolder,
+    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train ``config`` from scratch into ``folder``; ``progress`` shows download bars."""
+    config.validate()
+    run_data = load_data(config, progress)
+    config = config.resolve(len(run_data.images))
+    model = make_model(config)
+    return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+
+
+def resume_run(
+    path: str | os.PathLike,
+    callbacks: Sequence[Callback] = (),
+    should_stop: Callable[[], bool] | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Continue the run whose folder (or checkpoint file) is ``path``."""
+    folder = RunFolder.of_checkpoint(path)
+    checkpoint = load_checkpoint(Path(path) if Path(path).is_file() else folder.checkpoint_file)
+    config = RunConfig.from_json(checkpoint.config)
+    run_data = load_data(config, progress)
+    return _fit(
+        config, folder, checkpoint.model, checkpoint.state, checkpoint, run_data, callbacks,
+        should_stop,
+    )  # fmt: skip
+
+
+class _Checkpointer(Callback):
+    """Saves a checkpoint and the metrics after every epoch; stops when asked."""
+
+    def __init__(self, run: RunStart, optimizer: Optimizer, should_stop: Callable[[], bool]):
+        self.run, self.optimizer, self.should_stop = run, optimizer, should_stop
+
+    def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        if self.should_stop():
+            state.stop = True
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        self.save(state)
+
+    def save(self, state: TrainState) -> None:
+        run = self.run
+        save_checkpoint(
+            run.folder.checkpoint_file, run.model, self.optimizer, state, run.config.to_json()
+        )
+        run.folder.write_metrics(state.history)
+
+
+def _fit(
+    config: RunConfig,
+    folder: RunFolder,
+    model: Sequential,
+    state: TrainState,
+    checkpoint: Any,
+    run_data: RunData,
+    callbacks: Sequence[Callback],
+    should_stop: Callable[[], bool] | None,
+) -> RunResult:
+    xp = array_module(config.device)
+    model.to(config.device)
+    model.meta.update(
+        {
+            "dataset": config.dataset,
+            "class_names": list(data.class_names(config.dataset)),
+            "input": INPUT_NOTE,
+        }
+    )
+    optimizer = make_optimizer(model, config)
+    if checkpoint is not None:
+        optimizer.load_state_arrays(
+            [xp.asarray(a) for a in checkpoint.optimizer_arrays], checkpoint.optimizer_steps
+        )
+    x = to_device(to_input(run_data.images), config.device)
+    y = to_device(run_data.labels, config.device)
+    x_test = to_device(to_input(run_data.test_images), config.device)
+    steps_per_epoch = math.ceil(len(x) / config.batch_size)
+    folder.write_json(
+        folder.config_file,
+        {**config.to_json(), "architecture": model.config(), "n_train": len(x),
+         "n_test": len(x_test)},
+    )  # fmt: skip
+    run = RunStart(config, folder, model, len(x), len(x_test), steps_per_epoch, state)
+    for callback in callbacks:
+        if isinstance(callback, RunCallback):
+            callback.on_run_begin(run)
+    saver = _Checkpointer(run, optimizer, should_stop or (lambda: False))
+    try:
+        state = fit(
+            model, make_loss(config), optimizer, x, y,
+            epochs=config.epochs, batch_size=config.batch_size,
+            validation=(x_test, run_data.test_labels), seed=config.seed,
+            schedule=make_schedule(config, steps_per_epoch), augment=make_augment(config),
+            callbacks=[*callbacks, saver], state=state,
+        )  # fmt: skip
+    except NonFiniteLossError as err:
+        kept = folder.checkpoint_file
+        where = f"; the last good checkpoint is {kept}" if kept.exists() else ""
+        raise NonFiniteLossError(f"{err}{where}") from None
+    stopped = state.epoch < config.epochs
+    if stopped:  # the epoch-end checkpoint is older than where training stopped
+        saver.save(state)
+    model.eval()
+    predictions = to_numpy(model.predict(x_test))
+    accuracy = float((predictions == run_data.test_labels).mean())
+    model.meta.update({"test_accuracy": accuracy, "epochs": config.epochs, "stopped": stopped})
+    model.save(folder.model_file)
+    folder.write_metrics(state.history)
+    return RunResult(config, folder, model, state.history, accuracy, stopped, run_data, predictions)
