@@ -1,19 +1,17 @@
 """The web lab's background training: one job at a time, in a thread, reporting as it goes.
 
-A job trains its own model instance with ``cnnlab.fit``; a callback appends events (progress,
-first-layer filters, epoch results) to a list that any number of Server-Sent-Events readers
-follow by event id. When the job ends it writes a run folder (model.npz, config.json,
-metrics.json) and hands the model file to ``on_finished``, which makes it the one used for
-predictions.
+A job is ``train_run`` (the same pipeline as ``cnnlab train``) into a new run folder; a
+callback appends events (start, progress, first-layer filters, epoch results) to a list that
+any number of Server-Sent-Events readers follow by event id. A finished job's model file goes
+to ``on_finished``, which makes it the one used for predictions.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,12 @@ import numpy as np
 
 from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.fileio import atomic_write_text
-from cnnlab.engine.layers import Conv2D, Softmax
-from cnnlab.engine.losses import LOSSES
-from cnnlab.engine.optim import OPTIMIZERS
+from cnnlab.engine.layers import Conv2D
 from cnnlab.engine.sequential import Sequential
-from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
-from cnnlab.runs.zoo import build
+from cnnlab.engine.train import TrainState
+from cnnlab.runs.config import RunConfig
+from cnnlab.runs.folder import RunFolder
+from cnnlab.runs.pipeline import RunCallback, RunStart, train_run
 
 PROGRESS_POINTS = 40  # progress events per epoch, at most
 FILTER_INTERVAL_S = 0.5  # the first-layer filters are sent at most this often
@@ -36,22 +33,6 @@ MAX_EVENTS = 5000  # a job never keeps more events than this (they are small)
 
 class TrainingBusyError(CnnlabError):
     """A training job is already running."""
-
-
-@dataclass(frozen=True)
-class JobConfig:
-    """What to train: every choice the Train panel offers."""
-
-    dataset: str = "mnist-sample"
-    preset: str = "default"
-    activation: str = "relu"
-    epochs: int = 1
-    learning_rate: float = 0.001
-    optimizer: str = "adam"
-    loss: str = "cross-entropy"
-    batch_size: int = 64
-    subset: int | None = None  # train on this many digits (a random sample) instead of all
-    seed: int = 0
 
 
 def available_datasets(data_dir: str | None) -> list[str]:
@@ -68,19 +49,26 @@ def first_layer_filters(model: Sequential) -> list[list[list[float]]]:
     return np.round(weights.astype(np.float64), 4).tolist()
 
 
-class _Reporter(Callback):
-    """Turns ``fit``'s hooks into events and stops the run when asked."""
+class _Reporter(RunCallback):
+    """Turns the run's hooks into events."""
 
-    def __init__(self, job: TrainingManager, batches: int, model: Sequential) -> None:
+    def __init__(self, job: TrainingManager) -> None:
         self.job = job
-        self.batches = batches
-        self.model = model
-        self.every = max(1, batches // PROGRESS_POINTS)
         self.last_filters = 0.0
 
+    def on_run_begin(self, run: RunStart) -> None:
+        self.model, self.batches = run.model, run.steps_per_epoch
+        self.every = max(1, self.batches // PROGRESS_POINTS)
+        self.job.emit(
+            "start",
+            config=run.config.to_json(),
+            train_size=run.n_train,
+            test_size=run.n_test,
+            batches=self.batches,
+            filters=first_layer_filters(self.model),
+        )
+
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        if self.job.stop_requested:
-            state.stop = True
         if state.batch % self.every and state.batch != self.batches:
             return
         self.job.emit(
@@ -113,18 +101,16 @@ class TrainingManager:
     def __init__(
         self,
         runs_dir: str | Path,
-        data_dir: str | None = None,
         on_finished: Callable[[str, Path], None] | None = None,
     ) -> None:
         self.runs_dir = Path(runs_dir)
-        self.data_dir = data_dir
         self.on_finished = on_finished
         self._cond = threading.Condition()
         self._events: list[dict[str, Any]] = []
         self._next_id = 1
         self._thread: threading.Thread | None = None
         self.state = "idle"  # idle, running, finished, stopped, failed
-        self.config: JobConfig | None = None
+        self.config: RunConfig | None = None
         self.stop_requested = False
 
     # -- events --------------------------------------------------------------------------------
@@ -151,13 +137,13 @@ class TrainingManager:
         with self._cond:
             return {
                 "state": self.state,
-                "config": asdict(self.config) if self.config else None,
+                "config": self.config.to_json() if self.config else None,
                 "last_event": self._events[-1]["id"] if self._events else 0,
             }
 
     # -- the job -------------------------------------------------------------------------------
 
-    def start(self, config: JobConfig) -> None:
+    def start(self, config: RunConfig) -> None:
         """Start training ``config`` in the background; ``TrainingBusyError`` while one runs."""
         with self._cond:
             if self.state == "running":
@@ -191,7 +177,7 @@ class TrainingManager:
             self.state = state
         self.emit(kind, **data)
 
-    def _run(self, config: JobConfig) -> None:
+    def _run(self, config: RunConfig) -> None:
         try:
             result = self._train(config)
         except CnnlabError as err:
@@ -202,87 +188,22 @@ class TrainingManager:
             return
         self._finish("stopped" if result["stopped"] else "finished", "done", **result)
 
-    def _load(self, config: JobConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-
-        images, labels = data.load(config.dataset, "train", self.data_dir, progress=False)
-        test_images, test_labels = data.load(config.dataset, "test", self.data_dir, progress=False)
-        if config.subset is not None and config.subset < len(images):
-            pick = np.random.default_rng(config.seed).permutation(len(images))[: config.subset]
-            images, labels = images[pick], labels[pick]
-        return to_input(images), labels.astype(np.int64), to_input(test_images), test_labels
-
-    def _train(self, config: JobConfig) -> dict[str, Any]:
-        from cnnlab.data import class_names
-
-        x, y, x_test, y_test = self._load(config)
-        model = build(config.preset, activation=config.activation, seed=config.seed)
-        if config.loss == "mse":  # the article's loss works on probabilities
-            model = Sequential(
-                [*model.layers, Softmax()], input_shape=model.input_shape, meta=model.meta
+    def _train(self, config: RunConfig) -> dict[str, Any]:
+        """``train_run`` into a new run folder under ``runs_dir``, reporting events."""
+        folder = RunFolder.new(self.runs_dir)
+        try:
+            result = train_run(
+                config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
             )
-        model.meta.update(
-            {
-                "dataset": config.dataset,
-                "class_names": list(class_names(config.dataset)),
-                "trained_by": "cnnlab serve",
-            }
-        )
-        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.learning_rate)
-        batches = -(-len(x) // config.batch_size)
-        self.emit(
-            "start",
-            config=asdict(config),
-            train_size=len(x),
-            test_size=len(x_test),
-            batches=batches,
-            filters=first_layer_filters(model),
-        )
-        state = fit(
-            model,
-            LOSSES[config.loss](),
-            optimizer,
-            x,
-            y,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            validation=(x_test, y_test),
-            seed=config.seed,
-            callbacks=[_Reporter(self, batches, model)],
-        )
-        stopped = state.epoch < config.epochs
-        # A stopped run has changed since its last epoch's evaluation: measure it again.
-        test_accuracy = (
-            evaluate(model, x_test, y_test) if stopped else state.history[-1]["test_accuracy"]
-        )
-        run_name, folder = self._new_run_folder()
-        model.meta.update({"test_accuracy": float(test_accuracy), "stopped": stopped})
-        model.save(folder / "model.npz")
-        # The same files as ``cnnlab train``: metrics.json is the per-epoch history.
-        atomic_write_text(folder / "config.json", json.dumps(asdict(config), indent=2) + "\n")
-        atomic_write_text(folder / "metrics.json", json.dumps(state.history, indent=2) + "\n")
-        if not stopped and self.on_finished is not None:
-            self.on_finished(run_name, folder / "model.npz")
+        except BaseException:
+            with contextlib.suppress(OSError):
+                folder.path.rmdir()  # only while still empty: a failed run leaves nothing
+            raise
+        if not result.stopped and self.on_finished is not None:
+            self.on_finished(folder.name, folder.model_file)
         return {
-            "run": run_name,
-            "test_accuracy": float(test_accuracy),
-            "stopped": stopped,
-            "activated": not stopped,
+            "run": folder.name,
+            "test_accuracy": result.test_accuracy,
+            "stopped": result.stopped,
+            "activated": not result.stopped,
         }
-
-    def _new_run_folder(self) -> tuple[str, Path]:
-        """A fresh ``runs/<YYYYmmdd-HHMMSS>[-n]`` folder."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        for n in range(1, 1000):
-            name = stamp if n == 1 else f"{stamp}-{n}"
-            folder = self.runs_dir / name
-            try:
-                folder.mkdir(parents=True, exist_ok=False)
-            except FileExistsError:
-                continue
-            except OSError as err:
-                raise CnnlabError(
-                    f"cannot create a run folder in {self.runs_dir}: {err.strerror or err}; "
-                    "start the lab with a writable --runs-dir"
-                ) from None
-            return name, folder
-        raise CnnlabError(f"cannot find a free run folder name in {self.runs_dir}")

@@ -456,10 +456,39 @@
     if (values.includes(chosen)) select.value = chosen;
   }
 
+  let recipes = {};
+
+  // A recipe brings a schedule, Adam's betas and label smoothing, and fills in its own preset,
+  // optimizer, learning rate and batch size, which the other fields may then change.
+  function describeRecipe(name) {
+    const r = recipes[name];
+    if (!r) return "";
+    const extras = [`${r.schedule} learning rate`];
+    if (r.betas[0] !== 0.9 || r.betas[1] !== 0.999) extras.push(`Adam betas ${r.betas.join("/")}`);
+    if (r.label_smoothing) extras.push(`label smoothing ${r.label_smoothing}`);
+    if (r.weight_decay) extras.push(`weight decay ${r.weight_decay}`);
+    if (r.augment) extras.push("augmented images");
+    return `Recipe ${name}: ${extras.join(", ")}.`;
+  }
+
+  function applyRecipe(name) {
+    const r = recipes[name];
+    if (!r) return;
+    $("f-preset").value = r.model;
+    $("f-optimizer").value = r.optimizer;
+    $("f-lr").value = r.lr;
+    $("f-batch").value = r.batch_size;
+    $("f-recipe-note").textContent = describeRecipe(name);
+  }
+
   async function loadTrainOptions() {
     const options = await api("/api/train/options");
     const d = options.defaults;
+    recipes = options.recipes;
     fillSelect($("f-dataset"), options.datasets, d.dataset);
+    fillSelect($("f-recipe"), Object.keys(recipes), d.recipe);
+    $("f-recipe").addEventListener("change", () => applyRecipe($("f-recipe").value));
+    $("f-recipe-note").textContent = describeRecipe(d.recipe);
     fillSelect($("f-preset"), options.presets, d.preset);
     fillSelect($("f-activation"), options.activations, d.activation);
     fillSelect($("f-optimizer"), options.optimizers, d.optimizer);
@@ -474,6 +503,7 @@
     const subset = $("f-subset").value.trim();
     return {
       dataset: $("f-dataset").value,
+      recipe: $("f-recipe").value,
       preset: $("f-preset").value,
       activation: $("f-activation").value,
       epochs: Number($("f-epochs").value),
@@ -538,7 +568,7 @@
     switch (event.type) {
       case "start":
         chart.epochs = event.config.epochs;
-        setStatus($("train-status"), `Training ${event.config.preset} on ${event.train_size.toLocaleString()} ${event.config.dataset} images…`);
+        setStatus($("train-status"), `Training ${event.config.model} on ${event.train_size.toLocaleString()} ${event.config.dataset} images…`);
         showFilters(event.filters);
         redrawCharts();
         break;

@@ -1,0 +1,50 @@
+"""Routes of the lab's state and its models: health, listing, choosing the active one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+
+from cnnlab.engine.sequential import Sequential
+from cnnlab.web.registry import ModelRegistry
+from cnnlab.web.schemas import SelectRequest
+
+router = APIRouter()
+
+
+def registry_of(request: Request) -> ModelRegistry:
+    return request.app.state.registry
+
+
+def current_model(request: Request) -> tuple[str, Sequential]:
+    """The active (name, model); 503 while there is none."""
+    active = registry_of(request).active()
+    if active is None:
+        raise HTTPException(503, "no model yet: train one in the Train tab or start with --model")
+    return active
+
+
+@router.get("/api/health", tags=["lab"])
+def health(request: Request) -> dict[str, Any]:
+    """Liveness, the active model's name and the training state."""
+    active = registry_of(request).active()
+    return {
+        "status": "ok",
+        "model": active[0] if active else None,
+        "training": request.app.state.trainer.state,
+    }
+
+
+@router.get("/api/models", tags=["models"])
+def models(request: Request) -> dict[str, Any]:
+    """The models of the run folders: name, test accuracy, preset, data set, created."""
+    return registry_of(request).listing()
+
+
+@router.post("/api/models/select", tags=["models"])
+def select_model(request: Request, body: SelectRequest) -> dict[str, Any]:
+    """Make the model of run ``name`` the one used for predictions."""
+    registry = registry_of(request)
+    registry.select(body.name)
+    return registry.listing()

@@ -1,0 +1,96 @@
+"""Routes that read a picture: prediction, occlusion map, and the article's example."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from cnnlab.explain import maps
+from cnnlab.explain.article import ARTICLE_FILTER, ARTICLE_IMAGE
+from cnnlab.web import inference
+from cnnlab.web.inputs import model_input, read_input
+from cnnlab.web.routes.models import current_model
+from cnnlab.web.schemas import PREDICT_BODY
+
+router = APIRouter()
+DIGIT_CLASSES = [str(d) for d in range(10)]
+
+
+@router.post("/api/predict", tags=["predict"], openapi_extra=PREDICT_BODY)
+async def predict(
+    request: Request, steps: bool = True, activations: bool = False
+) -> dict[str, Any]:
+    """Read a digit: image bytes, or JSON ``{"pixels": 28×28}``. Returns the label, the
+    probabilities of every class, the preprocessing steps (``steps=true``) and the conv
+    layers' activation maps (``activations=true``), images as base64 PNG."""
+    source, data, preprocess = await read_input(request)
+    name, model = current_model(request)
+
+    def work() -> dict[str, Any]:
+        prepared = model_input(source, data, preprocess)
+        probs = inference.probabilities(model, prepared["image"])
+        label = int(np.argmax(probs))
+        classes = model.meta.get("class_names") or DIGIT_CLASSES
+        out: dict[str, Any] = {
+            "label": label,
+            "class_name": str(classes[label]) if label < len(classes) else str(label),
+            "class_names": [str(c) for c in classes],
+            "probabilities": [round(float(p), 6) for p in probs],
+            "model": name,
+            "inverted": bool(prepared["inverted"]),
+        }
+        if steps:
+            out["steps"] = inference.step_images(prepared["steps"])
+        if activations:
+            out["activations"] = inference.activation_maps(model, prepared["image"])
+        return out
+
+    return await run_in_threadpool(work)
+
+
+@router.post("/api/occlusion", tags=["predict"], openapi_extra=PREDICT_BODY)
+async def occlusion(
+    request: Request, patch: int = 6, stride: int = 2, label: int | None = None
+) -> dict[str, Any]:
+    """Which parts of the digit the prediction rests on: a grey ``patch``×``patch`` square
+    slides over the 28×28 input; each pixel gets the mean drop in the probability of
+    ``label`` (default: the predicted one) when covered."""
+    if not 2 <= patch <= 14 or not 1 <= stride <= patch:
+        raise HTTPException(
+            422, f"patch must be 2 to 14 and stride 1 to patch, got {patch} and {stride}"
+        )
+    source, data, preprocess = await read_input(request)
+    _, model = current_model(request)
+
+    def work() -> dict[str, Any]:
+        image = model_input(source, data, preprocess)["image"]
+        probs = inference.probabilities(model, image)
+        target = int(np.argmax(probs)) if label is None else label
+        if not 0 <= target < len(probs):
+            raise HTTPException(422, f"label must be 0 to {len(probs) - 1}, got {target}")
+        result = maps.occlusion(model, image[None, None], target, patch, stride)
+        heat = result.base_probability - result.pixel_map  # (28, 28) mean drop when covered
+        top = max(float(heat.max()), 1e-6)
+        return {
+            "label": target,
+            "probability": round(float(probs[target]), 6),
+            "patch": patch,
+            "stride": stride,
+            "values": np.round(heat.astype(np.float64), 4).tolist(),
+            "map": inference.png_base64(heat, 0.0, top, colour=True),
+            "input": inference.png_base64(image),
+        }
+
+    return await run_in_threadpool(work)
+
+
+@router.get("/api/article", tags=["convolution"])
+def article() -> dict[str, Any]:
+    """The article's 6×6 image and 4×4 filter, for the convolution demo."""
+    return {
+        "image": np.asarray(ARTICLE_IMAGE).tolist(),
+        "filter": np.asarray(ARTICLE_FILTER).tolist(),
+    }
