@@ -1,0 +1,58 @@
+"""train_run / resume_run: what a run folder holds, and that a run stopped mid-epoch resumes
+to exactly the weights of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import cnnlab as cl
+from cnnlab.engine.train import TrainState
+from cnnlab.runs.config import RunConfig
+from cnnlab.runs.folder import RunFolder
+from cnnlab.runs.pipeline import RunCallback, RunStart, resume_run, train_run
+
+CONFIG = RunConfig(model="simple", subset=96, batch_size=16, epochs=2, seed=5)
+
+
+class Recorder(RunCallback):
+    def __init__(self) -> None:
+        self.start: RunStart | None = None
+        self.batches = 0
+
+    def on_run_begin(self, run: RunStart) -> None:
+        self.start = run
+
+    def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        self.batches += 1
+
+
+def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None:
+    recorder = Recorder()
+    result = train_run(CONFIG, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
+    assert recorder.start is not None and recorder.start.steps_per_epoch == 6
+    assert recorder.start.n_train == 96 and recorder.batches == 12
+    assert not result.stopped and result.config.lr == 2e-3  # the default recipe's
+    config = json.loads(result.folder.config_file.read_text())
+    assert RunConfig.from_json(config) == result.config and config["n_train"] == 96
+    saved = cl.Sequential.load(result.folder.model_file)
+    assert saved.meta["test_accuracy"] == result.test_accuracy and saved.meta["stopped"] is False
+    assert [m["epoch"] for m in json.loads(result.folder.metrics_file.read_text())] == [1, 2]
+
+
+def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
+    straight = train_run(CONFIG, RunFolder.create(tmp_path / "straight"), progress=False)
+    recorder = Recorder()
+    cut = train_run(
+        CONFIG, RunFolder.create(tmp_path / "cut"), [recorder], lambda: recorder.batches >= 9,
+        progress=False,
+    )  # fmt: skip
+    assert cut.stopped and cl.Sequential.load(cut.folder.model_file).meta["stopped"] is True
+    resumed = resume_run(tmp_path / "cut", progress=False)
+    assert not resumed.stopped
+    expected = straight.model.state_arrays()
+    for key, value in resumed.model.state_arrays().items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
