@@ -148,6 +148,9 @@ class RunConfig:
         unknown = sorted(set(values) - fields)
         if unknown:
             raise CnnlabError(f"unknown run configuration keys: {', '.join(unknown)}")
+        if "optimizer" in values:  # a resolved record: older ones lack the newer fields
+            values.setdefault("betas", ADAM_BETAS)
+            values.setdefault("label_smoothing", 0.0)
         if values.get("betas") is not None:
             values["betas"] = tuple(values["betas"])
         if values.get("recipe") is None:  # the web lab's runs had no recipe

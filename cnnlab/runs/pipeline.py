@@ -117,6 +117,7 @@ def resume_run(
     checkpoint = load_checkpoint(Path(path) if Path(path).is_file() else folder.checkpoint_file)
     config = RunConfig.from_json(checkpoint.config)
     run_data = load_data(config, progress)
+    config = config.resolve(len(run_data.images))  # a no-op but for very old checkpoints
     return _fit(
         config, folder, checkpoint.model, checkpoint.state, checkpoint, run_data, callbacks,
         should_stop,

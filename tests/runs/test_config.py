@@ -61,14 +61,15 @@ def test_json_round_trip_is_exact() -> None:
 
 
 def test_old_config_files_still_read() -> None:
-    # cnnlab train before RunConfig: no momentum, no betas; the web lab: preset, learning_rate.
+    # cnnlab train before RunConfig: no momentum, no betas (it used Adam's usual ones); the web
+    # lab: preset, learning_rate.
     cli = {"recipe": "default", "dataset": "mnist-sample", "data_dir": None, "model": "simple",
            "epochs": 2, "batch_size": 16, "optimizer": "sgd", "lr": 0.05,
            "schedule": "onecycle", "weight_decay": 0.0, "loss": "cross-entropy",
            "label_smoothing": 0.0, "activation": "relu", "augment": False, "subset": 512,
            "seed": 0, "device": "cpu", "monitor": False, "n_train": 512}  # fmt: skip
     old = RunConfig.from_json(cli)
-    assert old.momentum == 0.9 and old.betas is None and old.model == "simple"
+    assert old.momentum == 0.9 and old.betas == (0.9, 0.999) and old.model == "simple"
     web = {"dataset": "mnist-sample", "preset": "lenet5", "activation": "relu", "epochs": 1,
            "learning_rate": 0.002, "optimizer": "adam", "loss": "cross-entropy",
            "batch_size": 50, "subset": 200, "seed": 0}  # fmt: skip
