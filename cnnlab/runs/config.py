@@ -13,11 +13,11 @@ the seed, and a resumed run finds them again.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Any
 
 from cnnlab import data
+from cnnlab.engine import validate as check
 from cnnlab.engine.backend import DEVICES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.losses import LOSSES
@@ -28,6 +28,7 @@ from cnnlab.runs.zoo import ACTIVATIONS, PRESETS
 DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3}  # for an optimizer other than the recipe's
 ADAM_BETAS = (0.9, 0.999)
 SGD_MOMENTUM = 0.9
+WHO = "run"  # how the checks name the one who complains: "run: lr must be ..."
 # Keys of a config.json that describe the run's result, not its configuration.
 RECORD_KEYS = ("architecture", "n_train", "n_test")
 # Names that the web lab's config.json used before there was one schema.
@@ -88,47 +89,34 @@ class RunConfig:
 
     def validate(self) -> None:
         """Refuse a value no run can use; None (the recipe's) is always allowed."""
-        _choice("recipe", self.recipe, RECIPES)
-        _choice("dataset", self.dataset, data.IMAGE_DATASETS)
-        _choice("activation", self.activation, ACTIVATIONS)
-        _choice("loss", self.loss, LOSSES)
-        _choice("device", self.device, DEVICES)
-        if self.optimizer is not None:
-            _choice("optimizer", self.optimizer, OPTIMIZERS)
-        if self.schedule is not None:
-            _choice("schedule", self.schedule, SCHEDULES)
-        if self.model is not None and not self.model.endswith(".json"):
-            _choice("model", self.model, PRESETS, "or an architecture .json file")
-        for name in ("subset", "batch_size", "epochs"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 1):  # fmt: skip
-                raise CnnlabError(f"{name} must be a whole number >= 1, got {value!r}")
-        if self.lr is not None and not (_finite(self.lr) and self.lr > 0):
-            raise CnnlabError(f"lr must be a finite number > 0, got {self.lr!r}")
-        if self.weight_decay is not None and not (
-            _finite(self.weight_decay) and self.weight_decay >= 0
-        ):
+        check.choice(WHO, "recipe", self.recipe, tuple(RECIPES))
+        check.choice(WHO, "dataset", self.dataset, data.IMAGE_DATASETS)
+        check.choice(WHO, "activation", self.activation, tuple(ACTIVATIONS))
+        check.choice(WHO, "loss", self.loss, tuple(LOSSES))
+        check.choice(WHO, "device", self.device, tuple(DEVICES))
+        check.integer(WHO, "seed", self.seed, 0)
+        check.number(WHO, "momentum", self.momentum, 0, 1, high_open=True)
+        optional = {
+            "optimizer": lambda v: check.choice(WHO, "optimizer", v, tuple(OPTIMIZERS)),
+            "schedule": lambda v: check.choice(WHO, "schedule", v, SCHEDULES),
+            "model": lambda v: v.endswith(".json") or check.choice(WHO, "model", v, tuple(PRESETS)),
+            "subset": lambda v: check.integer(WHO, "subset", v, 1),
+            "batch_size": lambda v: check.integer(WHO, "batch_size", v, 1),
+            "epochs": lambda v: check.integer(WHO, "epochs", v, 1),
+            "lr": lambda v: check.number(WHO, "lr", v, 0, low_open=True),
+            "weight_decay": lambda v: check.number(WHO, "weight_decay", v, 0),
+            "betas": _check_betas,
+            "label_smoothing": lambda v: check.number(
+                WHO, "label_smoothing", v, 0, 1, high_open=True
+            ),
+        }  # fmt: skip
+        for name, validate in optional.items():
+            if getattr(self, name) is not None:
+                validate(getattr(self, name))
+        if self.label_smoothing and self.loss != "cross-entropy":
             raise CnnlabError(
-                f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}"
+                f"{WHO}: label smoothing applies to the cross-entropy loss; drop it or the loss"
             )
-        if not (_finite(self.momentum) and 0 <= self.momentum < 1):
-            raise CnnlabError(f"momentum must be in [0, 1), got {self.momentum!r}")
-        if self.betas is not None and not (
-            len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas)
-        ):
-            raise CnnlabError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        if self.label_smoothing is not None:
-            if self.label_smoothing and self.loss != "cross-entropy":
-                raise CnnlabError(
-                    "--label-smoothing applies to the cross-entropy loss; drop it or the --loss"
-                )
-            if not (_finite(self.label_smoothing) and 0 <= self.label_smoothing < 1):
-                raise CnnlabError(
-                    f"--label-smoothing must be in [0, 1), got {self.label_smoothing:g}"
-                )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise CnnlabError(f"seed must be a whole number >= 0, got {self.seed!r}")
 
     def to_json(self) -> dict[str, Any]:
         """The config as a JSON-ready dict (tuples as lists)."""
@@ -160,13 +148,8 @@ class RunConfig:
         return config
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _choice(name: str, value: Any, choices: Any, more: str = "") -> None:
-    if value not in choices:
-        raise CnnlabError(
-            f"unknown {name} {value!r}; choose one of {', '.join(choices)}"
-            + (f" {more}" if more else "")
-        )
+def _check_betas(betas: Any) -> None:
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
+        raise CnnlabError(f"{WHO}: betas must be two numbers in [0, 1), got {betas!r}")
+    for beta in betas:
+        check.number(WHO, "betas", beta, 0, 1, high_open=True)

@@ -166,8 +166,8 @@ def other_model(path: Path) -> None:
         ("unwritable-out", "cannot write"),
         ("run-exists", "already holds a run"),
         ("bad-lr", "must be a finite number > 0"),
-        ("smoothing-with-mse", "--label-smoothing applies to the cross-entropy loss"),
-        ("smoothing-out-of-range", "--label-smoothing must be in [0, 1), got 1.5"),
+        ("smoothing-with-mse", "label smoothing applies to the cross-entropy loss"),
+        ("smoothing-out-of-range", "label_smoothing must be in [0, 1), got 1.5"),
     ],
 )
 def test_bad_input_gives_one_line_error(
