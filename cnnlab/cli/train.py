@@ -412,7 +412,7 @@ def write_plots(
         )
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
-            plots.plot_filters(to_numpy(conv.params["W"]), out / "filters.png")
+            plots.plot_filters(plots.first_layer_filters(model), out / "filters.png")
         plots.plot_misclassified(
             test_images, test_labels, predictions, names, out / "misclassified.png"
         )

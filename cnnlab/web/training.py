@@ -22,11 +22,12 @@ import numpy as np
 from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write_text
-from cnnlab.engine.layers import Conv2D, Softmax
+from cnnlab.engine.layers import Softmax
 from cnnlab.engine.losses import LOSSES
 from cnnlab.engine.optim import OPTIMIZERS
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
+from cnnlab.figures.plots import first_layer_filters
 from cnnlab.runs.zoo import build
 
 PROGRESS_POINTS = 40  # progress events per epoch, at most
@@ -60,12 +61,9 @@ def available_datasets(data_dir: str | None) -> list[str]:
     return [name for name in data.IMAGE_DATASETS if data.available(name, data_dir)]
 
 
-def first_layer_filters(model: Sequential) -> list[list[list[float]]]:
-    """The first conv layer's filters as (C_out, kH, kW) nested lists (input channels averaged),
-    rounded to keep the event small."""
-    conv = next(layer for layer in model.layers if isinstance(layer, Conv2D))
-    weights = np.asarray(conv.params["W"]).mean(axis=1)  # (C_out, kH, kW)
-    return np.round(weights.astype(np.float64), 4).tolist()
+def filters_for_page(model: Sequential) -> list[list[list[float]]]:
+    """``first_layer_filters`` as nested lists rounded to 4 decimals, to keep the event small."""
+    return np.round(first_layer_filters(model).astype(np.float64), 4).tolist()
 
 
 class _Reporter(Callback):
@@ -96,11 +94,11 @@ class _Reporter(Callback):
         now = time.monotonic()
         if now - self.last_filters >= FILTER_INTERVAL_S:
             self.last_filters = now
-            self.job.emit("filters", step=state.step, filters=first_layer_filters(self.model))
+            self.job.emit("filters", step=state.step, filters=filters_for_page(self.model))
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         self.job.emit("epoch", **{k: float(v) for k, v in logs.items()})
-        self.job.emit("filters", step=state.step, filters=first_layer_filters(self.model))
+        self.job.emit("filters", step=state.step, filters=filters_for_page(self.model))
 
 
 class TrainingManager:
@@ -235,7 +233,7 @@ class TrainingManager:
             train_size=len(x),
             test_size=len(x_test),
             batches=batches,
-            filters=first_layer_filters(model),
+            filters=filters_for_page(model),
         )
         state = fit(
             model,
