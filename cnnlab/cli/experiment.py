@@ -81,7 +81,7 @@ def _matrix(values: np.ndarray) -> str:
 
 
 def _convolution(args: argparse.Namespace, out: Path) -> list[Path]:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.article import (
         ARTICLE_FILTER,
         ARTICLE_IMAGE,
@@ -109,15 +109,17 @@ def _convolution(args: argparse.Namespace, out: Path) -> list[Path]:
         "there the filter lies exactly on the 7's diagonal stroke"
     )
     return [
-        figures.plot_convolution_strip(
+        experiment_figures.plot_convolution_strip(
             ARTICLE_IMAGE, ARTICLE_FILTER, steps, out / "convolution_steps.png"
         ),
-        figures.save_convolution_gif(ARTICLE_IMAGE, ARTICLE_FILTER, steps, out / "convolution.gif"),
+        experiment_figures.save_convolution_gif(
+            ARTICLE_IMAGE, ARTICLE_FILTER, steps, out / "convolution.gif"
+        ),
     ]
 
 
 def _curve(args: argparse.Namespace, out: Path) -> list[Path]:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.article import CURVE_FILTER, curve_detector
 
     results = curve_detector()
@@ -134,11 +136,13 @@ def _curve(args: argparse.Namespace, out: Path) -> list[Path]:
     print(table(["image", "peak activation", "at (row, col)", "mean activation"], rows))
     ratio = results["curve"]["peak"] / max(results["no curve"]["peak"], 1e-12)
     print(f"the peak on the curve is {ratio:.2f}× the peak on the straight stroke")
-    return [figures.plot_curve_detector(CURVE_FILTER, results, out / "curve_detector.png")]
+    return [
+        experiment_figures.plot_curve_detector(CURVE_FILTER, results, out / "curve_detector.png")
+    ]
 
 
 def _learning_rate(args: argparse.Namespace, out: Path) -> list[Path]:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import DEFAULT_LEARNING_RATES, learning_rate_sweep
     from cnnlab.explain.text import table
 
@@ -162,11 +166,11 @@ def _learning_rate(args: argparse.Namespace, out: Path) -> list[Path]:
             note = "best" if r.best else ""
         rows.append([f"{r.lr:g}", f"{r.start:.3f}", end, r.verdict, note])
     print(table(["η", "loss before", "loss after", "verdict", "note"], rows))
-    return [figures.plot_learning_rates(runs, out / "learning_rates.png")]
+    return [experiment_figures.plot_learning_rates(runs, out / "learning_rates.png")]
 
 
 def _activations(args: argparse.Namespace, out: Path) -> list[Path]:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import activation_gradients
     from cnnlab.explain.text import table
 
@@ -197,11 +201,11 @@ def _activations(args: argparse.Namespace, out: Path) -> list[Path]:
     if "sigmoid" in by and "relu" in by:
         ratio = by["relu"].grad_norms[0] / by["sigmoid"].grad_norms[0]
         print(f"the first layer's gradient is {ratio:.3g}× larger with ReLU than with sigmoid")
-    return [figures.plot_activation_gradients(runs, out / "activation_gradients.png")]
+    return [experiment_figures.plot_activation_gradients(runs, out / "activation_gradients.png")]
 
 
 def _losses(args: argparse.Namespace, out: Path) -> list[Path]:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import compare_losses
     from cnnlab.explain.text import table
 
@@ -214,11 +218,11 @@ def _losses(args: argparse.Namespace, out: Path) -> list[Path]:
     )
     rows = [[e + 1] + [f"{r.test_accuracy[e]:.1%}" for r in runs] for e in range(epochs)]
     print(table(["epoch"] + [r.loss for r in runs], rows))
-    return [figures.plot_losses(runs, out / "losses.png")]
+    return [experiment_figures.plot_losses(runs, out / "losses.png")]
 
 
 def _features(args: argparse.Namespace, out: Path) -> list[Path]:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import features
     from cnnlab.explain.text import table
 
@@ -237,7 +241,7 @@ def _features(args: argparse.Namespace, out: Path) -> list[Path]:
         rows = [[k, f"{peaks[k]:.3f}", f"{active[k]:.0%}"] for k in range(len(lm.maps))]
         print(f"\nlayer {lm.name}: {lm.maps.shape[1]}×{lm.maps.shape[2]} maps")
         print(table(["filter", "peak", "positive area"], rows))
-    return [figures.plot_features(feat, out / "features.png")]
+    return [experiment_figures.plot_features(feat, out / "features.png")]
 
 
 RUNNERS = {

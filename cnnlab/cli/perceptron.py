@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.explain import figures
+    from cnnlab.explain import experiment_figures
     from cnnlab.explain.perceptron import compare_on_sonar
     from cnnlab.explain.text import table
 
@@ -62,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
     w = result.weights
     top = np.argsort(-np.abs(w))[:5]
     print("largest perceptron weights: " + ", ".join(f"angle {i + 1}: {w[i]:+.3f}" for i in top))
-    path = figures.plot_perceptron(result, Path(args.out) / "perceptron.png")
+    path = experiment_figures.plot_perceptron(result, Path(args.out) / "perceptron.png")
     print(f"wrote {path}")
     return 0

@@ -15,7 +15,7 @@ from typing import Any
 
 from cnnlab import data
 from cnnlab.cli._common import Formatter, positive_float, positive_int
-from cnnlab.engine.backend import DEVICES, to_numpy
+from cnnlab.engine.backend import DEVICES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Conv2D
 from cnnlab.engine.losses import LOSSES
@@ -234,7 +234,7 @@ def write_plots(result: RunResult, monitor: Any) -> None:
         )
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
-            plots.plot_filters(to_numpy(conv.params["W"]), out / "filters.png")
+            plots.plot_filters(plots.first_layer_filters(model), out / "filters.png")
         plots.plot_misclassified(
             test_images, test_labels, predictions, names, out / "misclassified.png"
         )

@@ -2,11 +2,12 @@
 article's ideas as small experiments.
 
 Modules: ``article`` (the 6×6 image, 4×4 filter and curve detector), ``maps`` (activation
-maps, filters, occlusion, saliency, top patches), ``prediction`` (all of it for one image),
+maps, occlusion, saliency, top patches), ``prediction`` (all of it for one image),
 ``experiments`` (learning rates, activations, losses, features), ``step`` (one training
 iteration), ``gradcheck``, ``perceptron`` (sonar), ``monitor`` (``GradientMonitor``),
-``figures`` (matplotlib) and ``report`` (self-contained HTML). Importing this package needs
-NumPy only.
+``figures`` and ``experiment_figures`` (matplotlib) and ``report`` (self-contained HTML).
+``first_layer_filters`` comes from ``cnnlab.figures.plots``. Importing this package needs NumPy
+only.
 """
 
 from cnnlab.engine.gradcheck import gradient_check
@@ -24,7 +25,6 @@ from cnnlab.explain.article import (
 from cnnlab.explain.inputs import InputImage, load_input
 from cnnlab.explain.maps import (
     activation_maps,
-    first_layer_filters,
     occlusion,
     receptive_field,
     saliency,
@@ -33,6 +33,7 @@ from cnnlab.explain.maps import (
 from cnnlab.explain.monitor import GradientMonitor
 from cnnlab.explain.prediction import explain_prediction
 from cnnlab.explain.step import training_step
+from cnnlab.figures.plots import first_layer_filters
 
 __all__ = [
     "ARTICLE_FILTER",

@@ -1,13 +1,14 @@
-"""Figures for the explanations and experiments, drawn with matplotlib (Agg, no windows).
+"""Figures of one model at work: the input's preprocessing, the prediction, activation maps,
+occlusion, saliency, top patches, one training step, the gradient check and the gradient flow.
 
 Every ``plot_*`` function takes numbers (arrays or the dataclasses of ``cnnlab.explain``) and a
-``path``, writes one PNG atomically and returns the path. matplotlib is imported inside the
-functions, so importing this module needs NumPy only.
+``path``, draws on ``cnnlab.figures.base``, writes one PNG atomically and returns the path. The
+first-layer filters are ``cnnlab.figures.plots.plot_filters``; the article's experiments are in
+``cnnlab.explain.experiment_figures``.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,59 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.engine.fileio import atomic_write_bytes
+from cnnlab.figures.base import grid_shape, new_figure, save, show_digit
 
 if TYPE_CHECKING:
     from cnnlab.engine.gradcheck import GradCheck
-    from cnnlab.explain.article import ConvStep
-    from cnnlab.explain.experiments import (
-        ActivationRun,
-        Features,
-        LearningRateRun,
-        LossRun,
-    )
     from cnnlab.explain.maps import LayerMaps, Occlusion, TopPatches
-    from cnnlab.explain.perceptron import SonarComparison
     from cnnlab.explain.step import StepResult
-
-DPI = 110
-
-
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    atomic_write_bytes(path, _png(fig))
-    return path
-
-
-def _digit(ax: Any, image: np.ndarray, title: str = "") -> None:
-    ax.imshow(image, cmap="gray", vmin=0, vmax=max(1.0, float(np.max(image))))
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=10)
-
-
-def _grid_shape(count: int, max_cols: int = 8) -> tuple[int, int]:
-    cols = min(count, max_cols)
-    return math.ceil(count / cols), cols
 
 
 def plot_preprocessing(steps: dict[str, np.ndarray], path: str | Path) -> Path:
     """The preprocessing stages of the input image, left to right."""
     count = len(steps)
-    fig = _figure(2.3 * count + 0.4, 2.8)
+    fig = new_figure(2.3 * count + 0.4, 2.8)
     axes = fig.subplots(1, count, squeeze=False)[0]
     for ax, (name, image) in zip(axes, steps.items(), strict=True):
         image = np.asarray(image, dtype=float)
@@ -76,14 +36,14 @@ def plot_preprocessing(steps: dict[str, np.ndarray], path: str | Path) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("Preprocessing: from the image to the network's 28×28 input", fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
     """One conv layer's activation maps as a grid, one shared colour scale centred on 0."""
     maps = layer.maps[:max_maps]
-    rows, cols = _grid_shape(len(maps))
-    fig = _figure(1.45 * cols + 1.2, 1.45 * rows + 0.9)
+    rows, cols = grid_shape(len(maps))
+    fig = new_figure(1.45 * cols + 1.2, 1.45 * rows + 0.9)
     axes = fig.subplots(rows, cols, squeeze=False)
     limit = float(np.abs(maps).max()) or 1.0
     image = None
@@ -102,38 +62,14 @@ def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
         fontsize=11,
     )
     fig.colorbar(image, ax=axes, shrink=0.8, label="activation")
-    return _save(fig, path)
-
-
-def plot_filters(filters: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """First-layer filters ``(C, kH, kW)`` as small images, each on its own ±max colour scale."""
-    rows, cols = _grid_shape(len(filters))
-    fig = _figure(1.35 * cols + 0.4, 1.45 * rows + 0.8)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if k >= len(filters):
-            ax.set_axis_off()
-            continue
-        limit = float(np.abs(filters[k]).max()) or 1.0
-        ax.imshow(filters[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(f"filter {k}", fontsize=8)
-    kh, kw = filters.shape[1:]
-    fig.suptitle(
-        title
-        or f"First conv layer: {len(filters)} filters of {kh}×{kw} weights\n"
-        "red = positive weight, blue = negative",
-        fontsize=11,
-    )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str | Path) -> Path:
     """The digit, the occlusion probability map, and the map laid over the digit."""
-    fig = _figure(10.5, 3.6)
+    fig = new_figure(10.5, 3.6)
     axes = fig.subplots(1, 3)
-    _digit(axes[0], image, "input")
+    show_digit(axes[0], image, "input")
     low, high = float(occ.pixel_map.min()), float(occ.pixel_map.max())
     shown = axes[1].imshow(occ.pixel_map, cmap="magma", vmin=low, vmax=max(high, low + 1e-6))
     axes[1].set_title(
@@ -155,21 +91,21 @@ def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str
         f"{occ.base_probability:.3f} unoccluded; dark = the network needs this region",
         fontsize=11,
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_saliency(image: np.ndarray, sal: np.ndarray, class_name: str, path: str | Path) -> Path:
     """The digit and |d score / d pixel|."""
-    fig = _figure(7.4, 3.6)
+    fig = new_figure(7.4, 3.6)
     axes = fig.subplots(1, 2)
-    _digit(axes[0], image, "input")
+    show_digit(axes[0], image, "input")
     shown = axes[1].imshow(sal, cmap="hot")
     axes[1].set_title(f"|d score({class_name}) / d pixel|", fontsize=10)
     axes[1].set_xticks([])
     axes[1].set_yticks([])
     fig.colorbar(shown, ax=axes[1], shrink=0.85, label="gradient magnitude")
     fig.suptitle("Saliency: pixels whose change moves the class score most", fontsize=11)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_top_patches(top: TopPatches, path: str | Path, max_filters: int = 32) -> Path:
@@ -178,8 +114,8 @@ def plot_top_patches(top: TopPatches, path: str | Path, max_filters: int = 32) -
     c_out = min(c_out, max_filters)
     side = math.ceil(math.sqrt(k))
     size = top.size
-    rows, cols = _grid_shape(c_out)
-    fig = _figure(1.6 * cols + 0.4, 1.75 * rows + 0.9)
+    rows, cols = grid_shape(c_out)
+    fig = new_figure(1.6 * cols + 0.4, 1.75 * rows + 0.9)
     axes = fig.subplots(rows, cols, squeeze=False)
     for f, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -200,14 +136,14 @@ def plot_top_patches(top: TopPatches, path: str | Path, max_filters: int = 32) -
         "that activate each filter most",
         fontsize=11,
     )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_prediction(
     probabilities: np.ndarray, class_names: Sequence[str], path: str | Path, title: str = ""
 ) -> Path:
     """A bar chart of the prediction vector."""
-    fig = _figure(6.4, 3.4)
+    fig = new_figure(6.4, 3.4)
     ax = fig.subplots()
     best = int(np.argmax(probabilities))
     colours = ["#d62728" if i == best else "#1f77b4" for i in range(len(probabilities))]
@@ -220,310 +156,12 @@ def plot_prediction(
         if p >= 0.01:
             ax.text(i, p + 0.02, f"{p:.2f}", ha="center", fontsize=8)
     ax.set_title(title or "Prediction vector", fontsize=11)
-    return _save(fig, path)
-
-
-def _draw_convolution(
-    ax: Any, image: np.ndarray, kernel: np.ndarray, s: ConvStep, amap: np.ndarray
-) -> None:
-    """The image with the filter's window at one position, every pixel's value written in."""
-    from matplotlib.patches import Rectangle
-
-    ax.imshow(image, cmap="Greys", vmin=0, vmax=max(2.0, float(image.max()) * 2))
-    kh, kw = kernel.shape
-    for (r, c), value in np.ndenumerate(image):
-        inside = s.row <= r < s.row + kh and s.col <= c < s.col + kw
-        text = f"{value:g}"
-        if inside:
-            weight = kernel[r - s.row, c - s.col]
-            text = f"{value:g}×{weight:g}"
-        ax.text(
-            c,
-            r,
-            text,
-            ha="center",
-            va="center",
-            fontsize=7 if inside else 9,
-            color="#b30000" if inside else "black",
-        )
-    ax.add_patch(
-        Rectangle(
-            (s.col - 0.5, s.row - 0.5), kw, kh, fill=False, edgecolor="#d62728", linewidth=2.5
-        )
-    )
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(f"position ({s.row}, {s.col}): sum = {s.total:g}", fontsize=10)
-
-
-def plot_convolution_strip(
-    image: np.ndarray, kernel: np.ndarray, steps: list[ConvStep], path: str | Path
-) -> Path:
-    """Every filter position as one frame, then the image, the filter and the finished map."""
-    amap = np.array([s.total for s in steps]).reshape(
-        image.shape[0] - kernel.shape[0] + 1, image.shape[1] - kernel.shape[1] + 1
-    )  # (H', W')
-    cols = amap.shape[1]
-    rows = amap.shape[0] + 1
-    fig = _figure(3.0 * cols, 3.0 * rows)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, s in zip(axes[:-1].flat, steps, strict=True):
-        _draw_convolution(ax, image, kernel, s, amap)
-    bottom = axes[-1]
-    for ax, (title, values, cmap) in zip(
-        bottom,
-        (
-            ("image", image, "Greys"),
-            ("filter (weights)", kernel, "Greys"),
-            ("activation map", amap, "viridis"),
-        ),
-        strict=False,
-    ):
-        ax.imshow(values, cmap=cmap)
-        for (r, c), value in np.ndenumerate(values):
-            ax.text(
-                c,
-                r,
-                f"{value:g}",
-                ha="center",
-                va="center",
-                fontsize=10,
-                color="#b30000",
-                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"},
-            )
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    for ax in bottom[3:]:
-        ax.set_axis_off()
-    fig.suptitle(
-        "Convolution: the filter slides over the image; pixel × weight, summed, "
-        "gives one entry of the activation map",
-        fontsize=12,
-    )
-    return _save(fig, path)
-
-
-def save_convolution_gif(
-    image: np.ndarray,
-    kernel: np.ndarray,
-    steps: list[ConvStep],
-    path: str | Path,
-    frame_ms: int = 900,
-) -> Path:
-    """An animated GIF: the filter moves position by position and the map fills in."""
-    from PIL import Image
-
-    rows = image.shape[0] - kernel.shape[0] + 1
-    cols = image.shape[1] - kernel.shape[1] + 1
-    frames = []
-    for n, s in enumerate(steps):
-        fig = _figure(7.6, 3.8)
-        left, right = fig.subplots(1, 2, width_ratios=[image.shape[1], cols + 1])
-        _draw_convolution(left, image, kernel, s, np.zeros((rows, cols)))
-        filled = np.full((rows, cols), np.nan)
-        filled.reshape(-1)[: n + 1] = [t.total for t in steps[: n + 1]]
-        right.imshow(
-            np.nan_to_num(filled), cmap="viridis", vmin=0, vmax=max(t.total for t in steps) or 1
-        )
-        for (r, c), value in np.ndenumerate(filled):
-            if not np.isnan(value):
-                right.text(c, r, f"{value:g}", ha="center", va="center", fontsize=12, color="w")
-        right.set_xticks([])
-        right.set_yticks([])
-        right.set_title("activation map", fontsize=10)
-        frames.append(Image.open(io.BytesIO(_png(fig))).convert("RGB"))
-    buffer = io.BytesIO()
-    frames[0].save(
-        buffer, format="GIF", save_all=True, append_images=frames[1:], duration=frame_ms, loop=0
-    )
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
-def plot_curve_detector(
-    kernel: np.ndarray, results: dict[str, dict[str, Any]], path: str | Path
-) -> Path:
-    """The curve filter; each image and its activation map, with the peak marked."""
-    names = list(results)
-    fig = _figure(3.2 * (1 + len(names)), 6.4)
-    axes = fig.subplots(2, 1 + len(names), squeeze=False)
-    axes[0, 0].imshow(kernel, cmap="Greys")
-    axes[0, 0].set_title(f"curve filter {kernel.shape[0]}×{kernel.shape[1]}", fontsize=10)
-    axes[1, 0].set_axis_off()
-    vmax = max(float(r["map"].max()) for r in results.values())
-    for j, name in enumerate(names, start=1):
-        r = results[name]
-        _digit(axes[0, j], r["image"], f"image: {name}")
-        shown = axes[1, j].imshow(r["map"], cmap="viridis", vmin=0, vmax=vmax)
-        py, px = r["peak_at"]
-        axes[1, j].plot(
-            px,
-            py,
-            marker="o",
-            markersize=12,
-            markerfacecolor="none",
-            markeredgecolor="red",
-            markeredgewidth=2,
-        )
-        axes[1, j].set_title(f"activation map: peak {r['peak']:g}", fontsize=10)
-        axes[1, j].set_xticks([])
-        axes[1, j].set_yticks([])
-    for ax in axes[0, 0:1]:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(shown, ax=axes[1, 1:], shrink=0.85, label="activation")
-    fig.suptitle("A curve detector fires strongly on a curve and weakly elsewhere", fontsize=12)
-    return _save(fig, path)
-
-
-def plot_learning_rates(runs: list[LearningRateRun], path: str | Path) -> Path:
-    """Batch and held-out loss against step for every η; a diverged run ends in a labelled ×."""
-    from matplotlib import colormaps
-
-    fig = _figure(12.0, 4.8)
-    left, right = fig.subplots(1, 2)
-    colours = colormaps["tab10"](np.arange(len(runs)) % 10)
-    for run, colour in zip(runs, colours, strict=True):
-        label = f"η = {run.lr:g}: {run.verdict}" + (" (best)" if run.best else "")
-        steps = np.arange(1, len(run.losses) + 1)
-        left.plot(steps, run.losses, color=colour, linewidth=1.2, marker=".", label=label)
-        if run.verdict == "diverged":
-            finite = math.isfinite(run.diverged_loss)
-            height = run.diverged_loss if finite else max(run.losses) * 10
-            left.plot(
-                run.diverged_at,
-                height,
-                marker="X",
-                markersize=14,
-                color=colour,
-                markeredgecolor="black",
-                linestyle="none",
-            )
-            text = f"loss {run.diverged_loss:.3g}" if finite else "loss overflowed"
-            left.annotate(
-                f"η = {run.lr:g} diverged at step {run.diverged_at}\n({text})",
-                (run.diverged_at, height),
-                xytext=(10, -4),
-                textcoords="offset points",
-                color="#b30000",
-                fontsize=9,
-            )
-            continue
-        right.plot(run.probe_steps, run.probe_losses, color=colour, marker=".", label=label)
-    left.set_yscale("log")
-    left.set_xlabel("training step (one batch each)")
-    left.set_ylabel("training batch loss (log scale)")
-    left.set_title("Batch loss while training (× marks where a run diverged)", fontsize=11)
-    left.legend(fontsize=8, loc="upper right")
-    right.set_ylim(0, None)
-    right.set_xlabel("training step")
-    right.set_ylabel("cross-entropy loss on held-out digits")
-    right.set_title("Held-out loss of the runs that did not diverge", fontsize=11)
-    right.legend(fontsize=8, loc="lower left")
-    fig.suptitle(
-        "Plain SGD at different learning rates η: too small is slow, too large "
-        "overshoots or diverges",
-        fontsize=12,
-    )
-    return _save(fig, path)
-
-
-def plot_activation_gradients(runs: list[ActivationRun], path: str | Path) -> Path:
-    """Gradient norm per layer depth (log scale) and the first layer's norm batch by batch."""
-    fig = _figure(11.5, 4.4)
-    left, right = fig.subplots(1, 2)
-    colours = {"sigmoid": "#d62728", "tanh": "#ff7f0e", "relu": "#2ca02c"}
-    for run in runs:
-        colour = colours.get(run.activation)
-        depth = np.arange(1, len(run.grad_norms) + 1)
-        left.plot(depth, run.grad_norms, marker="o", color=colour, label=run.activation)
-        right.plot(run.first_layer_per_batch, color=colour, label=f"{run.activation}: layer 1")
-    left.set_yscale("log")
-    left.set_xlabel("dense layer (1 = next to the input)")
-    left.set_ylabel("mean ‖dL/dW‖ over the first epoch (log)")
-    left.set_xticks(np.arange(1, len(runs[0].grad_norms) + 1))
-    left.set_title("Gradient reaching each layer", fontsize=11)
-    left.legend()
-    right.set_yscale("log")
-    right.set_xlabel("batch")
-    right.set_ylabel("‖dL/dW‖ of the first layer (log)")
-    right.set_title("First layer's gradient, batch by batch", fontsize=11)
-    right.legend()
-    fig.suptitle(
-        f"Vanishing gradients in a plain network with {len(runs[0].grad_norms) - 1} hidden layers: "
-        "sigmoid shrinks the gradient at every layer, ReLU passes it on",
-        fontsize=12,
-    )
-    return _save(fig, path)
-
-
-def plot_losses(runs: list[LossRun], path: str | Path) -> Path:
-    """Test accuracy per epoch for each loss."""
-    fig = _figure(6.6, 4.2)
-    ax = fig.subplots()
-    for run in runs:
-        epochs = np.arange(1, len(run.test_accuracy) + 1)
-        ax.plot(epochs, np.array(run.test_accuracy) * 100, marker="o", label=run.loss)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_xticks(np.arange(1, len(runs[0].test_accuracy) + 1))
-    ax.set_ylim(0, 100)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title("The article's MSE against cross-entropy, same CNN and SGD", fontsize=11)
-    return _save(fig, path)
-
-
-def plot_features(feat: Features, path: str | Path, max_maps: int = 12) -> Path:
-    """Row 1: first-layer filters. Row 2: their maps on the digit. Row 3: the next layer's."""
-    filters = feat.filters[:max_maps]
-    layers = feat.layers
-    cols = max(len(filters), *(min(len(lm.maps), max_maps) for lm in layers)) + 1
-    rows = 1 + len(layers)
-    fig = _figure(1.5 * cols, 1.75 * rows + 0.6)
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_axis_off()
-    axes[0, 0].set_axis_on()
-    _digit(axes[0, 0], feat.image, f"digit ({feat.label})")
-    for k, f in enumerate(filters):
-        ax = axes[0, k + 1]
-        ax.set_axis_on()
-        limit = float(np.abs(f).max()) or 1.0
-        ax.imshow(f, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        ax.set_title(f"filter {k}", fontsize=8)
-    for r, lm in enumerate(layers, start=1):
-        axes[r, 0].set_axis_on()
-        axes[r, 0].text(
-            0.5,
-            0.5,
-            f"layer {lm.index}\n{lm.maps.shape[0]} maps\n{lm.maps.shape[1]}×{lm.maps.shape[2]}\n"
-            "(positive part)",
-            ha="center",
-            va="center",
-            fontsize=9,
-        )
-        axes[r, 0].set_frame_on(False)
-        for k, amap in enumerate(lm.maps[:max_maps]):
-            ax = axes[r, k + 1]
-            ax.set_axis_on()
-            ax.imshow(np.maximum(amap, 0), cmap="magma", vmin=0)
-            ax.set_title(f"map {k}", fontsize=8)
-    fig.suptitle(
-        "What the layers learned: first-layer filters are small edge and stroke detectors;\n"
-        "deeper maps are coarser and respond to larger parts of the digit",
-        fontsize=11,
-    )
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_step(result: StepResult, class_names: Sequence[str], path: str | Path) -> Path:
     """The prediction vector before and after the step, and the gradient norm per parameter."""
-    fig = _figure(11.5, 4.0)
+    fig = new_figure(11.5, 4.0)
     left, right = fig.subplots(1, 2)
     k = np.arange(len(result.before))
     left.bar(k - 0.2, result.before, width=0.4, label="before", color="#7f7f7f")
@@ -544,12 +182,12 @@ def plot_step(result: StepResult, class_names: Sequence[str], path: str | Path) 
     right.set_xlabel("‖dL/dθ‖ (log)")
     right.set_title("Gradient norm of each parameter", fontsize=11)
     fig.suptitle(f"One training step with η = {result.lr:g}", fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_gradcheck(check: GradCheck, path: str | Path) -> Path:
     """The largest relative error of every parameter against the tolerance (log scale)."""
-    fig = _figure(8.0, 0.38 * len(check.rows) + 1.6)
+    fig = new_figure(8.0, 0.38 * len(check.rows) + 1.6)
     ax = fig.subplots()
     errors = [max(row.max_error, 1e-16) for row in check.rows]
     colours = ["#2ca02c" if row.passed else "#d62728" for row in check.rows]
@@ -563,47 +201,12 @@ def plot_gradcheck(check: GradCheck, path: str | Path) -> Path:
     ax.legend(fontsize=8, loc="lower right")
     verdict = "PASS" if check.passed else "FAIL"
     ax.set_title(f"Gradient check: {verdict}", fontsize=11)
-    return _save(fig, path)
-
-
-def plot_perceptron(result: SonarComparison, path: str | Path) -> Path:
-    """The perceptron's weight per sonar angle, and the cross-validated accuracies."""
-    fig = _figure(11.5, 4.0)
-    left, right = fig.subplots(1, 2, width_ratios=[2.2, 1])
-    w = result.weights
-    angle = np.arange(1, len(w) + 1)
-    left.bar(angle, w, color=np.where(w >= 0, "#d62728", "#1f77b4"))
-    left.axhline(0, color="black", linewidth=0.8)
-    left.set_xlabel("sonar angle (feature 1–60)")
-    left.set_ylabel("weight")
-    left.set_title(
-        f"Perceptron weights (red pushes towards mine, blue towards rock); bias {result.bias:.3f}",
-        fontsize=10,
-    )
-    names = list(result.scores)
-    means = [np.mean(result.scores[n]) * 100 for n in names]
-    spreads = [np.std(result.scores[n]) * 100 for n in names]
-    right.bar(np.arange(len(names)), means, yerr=spreads, capsize=6, color="#8c564b")
-    right.axhline(
-        result.baseline * 100,
-        color="gray",
-        linestyle="--",
-        label=f"majority class {result.baseline:.0%}",
-    )
-    for i, m in enumerate(means):
-        right.text(i, m + spreads[i] + 1.5, f"{m:.1f}%", ha="center", fontsize=9)
-    right.set_xticks(np.arange(len(names)), [n.replace(" ", "\n", 1) for n in names], fontsize=8)
-    right.set_ylim(0, 105)
-    right.set_ylabel(f"accuracy, {result.folds}-fold CV (%)")
-    right.set_title("Mean ± spread over folds", fontsize=10)
-    right.legend(fontsize=8, loc="lower right")
-    fig.suptitle("The perceptron on sonar returns: rock or mine?", fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_gradient_flow(records: list[dict[str, Any]], path: str | Path) -> Path:
     """``GradientMonitor.records`` as four panels against epoch, one line per layer."""
-    fig = _figure(12.0, 7.6)
+    fig = new_figure(12.0, 7.6)
     axes = fig.subplots(2, 2)
     panels = (
         ("grad_norm", "gradient norm ‖dL/dθ‖ (log)", True),
@@ -645,4 +248,4 @@ def plot_gradient_flow(records: list[dict[str, Any]], path: str | Path) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("Gradient flow per layer while training", fontsize=12)
-    return _save(fig, path)
+    return save(fig, path)

@@ -1,4 +1,4 @@
-"""Looking inside a trained network: activation maps, filters, occlusion, saliency, top patches.
+"""Looking inside a trained network: activation maps, occlusion, saliency, top patches.
 
 Every function takes a ``Sequential`` and one preprocessed input ``x`` of shape ``(1, 1, H, W)``
 (float, in the model's dtype) unless it says otherwise, and runs the model in evaluation mode.
@@ -13,7 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import AvgPool2D, Conv2D, MaxPool2D, Softmax
+from cnnlab.engine.layers import (
+    AvgPool2D,
+    Conv2D,
+    Dense,
+    Layer,
+    MaxPool2D,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from cnnlab.engine.sequential import Sequential
 
 
@@ -61,15 +71,20 @@ def layer_outputs(model: Sequential, x: np.ndarray) -> list[np.ndarray]:
 
 @dataclass
 class LayerMaps:
-    """The activation maps one conv layer gives for one input."""
+    """The maps one conv layer gives for one input."""
 
     index: int  # position in model.layers
     name: str  # e.g. "0 Conv2D(1, 16, 5, padding=2)"
     maps: np.ndarray  # (C_out, H_out, W_out)
+    activation: str = ""  # the activation applied to the maps, e.g. "ReLU"; "" for none
 
 
 def activation_maps(model: Sequential, x: np.ndarray) -> list[LayerMaps]:
-    """The output of every conv layer (before pooling and activation) for one input."""
+    """The output of every conv layer (before pooling and activation) for one input.
+
+    This is the article's activation map: at each position of the filter, the pixels times the
+    weights, summed (plus the bias).
+    """
     x = _check_one(model, x)
     outputs = layer_outputs(model, x)
     return [
@@ -78,12 +93,31 @@ def activation_maps(model: Sequential, x: np.ndarray) -> list[LayerMaps]:
     ]
 
 
-def first_layer_filters(model: Sequential) -> np.ndarray:
-    """The first conv layer's filters ``(C_out, kH, kW)`` (averaged over input channels)."""
-    indices = conv_layer_indices(model)
-    if not indices:
-        raise CnnlabError("this model has no Conv2D layer, so it has no filters to show")
-    return np.asarray(model.layers[indices[0]].params["W"]).mean(axis=1)
+def activation_after(model: Sequential, index: int) -> Layer | None:
+    """The activation layer that follows the layer at ``index`` (pooling may sit between), or
+    None when a conv or dense layer comes first."""
+    for layer in model.layers[index + 1 :]:
+        if isinstance(layer, ReLU | Sigmoid | Tanh):
+            return layer
+        if isinstance(layer, Conv2D | Dense):
+            return None
+    return None
+
+
+def maps_after_activation(model: Sequential, x: np.ndarray) -> list[LayerMaps]:
+    """``activation_maps`` passed through the activation that follows each conv layer in the
+    model (``LayerMaps.activation`` names it): what the next layer receives, before pooling
+    (max pooling commutes with a monotone activation)."""
+    out = []
+    for layer_maps in activation_maps(model, x):
+        act = activation_after(model, layer_maps.index)
+        if act is not None:
+            maps = type(act)(dtype=model.dtype).forward(layer_maps.maps[None])[0]
+            layer_maps = LayerMaps(
+                layer_maps.index, layer_maps.name, np.asarray(maps), type(act).__name__
+            )
+        out.append(layer_maps)
+    return out
 
 
 def predict_one(model: Sequential, x: np.ndarray) -> np.ndarray:

@@ -15,13 +15,13 @@ from cnnlab.explain.maps import (
     Occlusion,
     TopPatches,
     activation_maps,
-    first_layer_filters,
     occlusion,
     predict_one,
     saliency,
     top_patches,
 )
 from cnnlab.explain.report import Section, write_report
+from cnnlab.figures.plots import first_layer_filters, plot_filters
 
 
 @dataclass
@@ -91,7 +91,7 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
         files[f"maps_layer{layer.index}"] = figures.plot_maps(
             layer, out / f"activation_maps_layer{layer.index}.png"
         )
-    files["filters"] = figures.plot_filters(result.filters, out / "filters_layer1.png")
+    files["filters"] = plot_filters(result.filters, out / "filters_layer1.png")
     files["occlusion"] = figures.plot_occlusion(
         item.image, result.occlusion, target_name, out / "occlusion.png"
     )

@@ -1,1 +1,2 @@
-"""Figures: matplotlib drawings of training curves, confusion matrices and filters."""
+"""Figures: ``base`` (the figure and the atomic PNG save every cnnlab drawing uses) and ``plots``
+(a training run's curves, confusion matrix, first-layer filters and misclassified digits)."""

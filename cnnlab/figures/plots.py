@@ -1,39 +1,27 @@
 """Figures of a training run: curves, confusion matrix, first-layer filters, misclassified digits.
 
-matplotlib is imported inside each function (Agg backend, no window), so the engine never
-needs it. Every figure is written atomically as a PNG.
+Each ``plot_*`` function draws on ``cnnlab.figures.base`` and writes one PNG, returning its path.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.layers import Conv2D
+from cnnlab.engine.sequential import Sequential
+from cnnlab.figures.base import grid_shape, new_figure, save
 
 
-def _figure(width: float, height: float) -> Any:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise CnnlabError(
-            'figures need matplotlib: pip install "cnnlab[lab]" (or pip install matplotlib)'
-        ) from None
-    return Figure(figsize=(width, height), dpi=110, layout="constrained")
-
-
-def _save(fig: Any, path: str | os.PathLike) -> None:
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png")
-
-
-def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
+def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Loss (left) and accuracy (right) per epoch."""
     epochs = [h["epoch"] for h in history]
-    fig = _figure(9, 3.6)
+    fig = new_figure(9, 3.6)
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
@@ -45,13 +33,13 @@ def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         ax.xaxis.get_major_locator().set_params(integer=True)
-    _save(fig, path)
+    return save(fig, path)
 
 
-def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | os.PathLike) -> None:
+def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | os.PathLike) -> Path:
     """The confusion matrix as a heat map with the counts written in each cell."""
     k = len(class_names)
-    fig = _figure(6.5, 5.8)
+    fig = new_figure(6.5, 5.8)
     ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8, label="images")
@@ -63,25 +51,38 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | os.Pa
         if count:
             colour = "white" if count > threshold else "black"
             ax.text(col, row, str(count), ha="center", va="center", fontsize=7, color=colour)
-    _save(fig, path)
+    return save(fig, path)
 
 
-def plot_filters(weights: np.ndarray, path: str | os.PathLike, title: str = "") -> None:
-    """First-layer filters ``(C_out, C_in, kH, kW)``: one tile per filter (channel 0), grey."""
-    filters = np.asarray(weights)[:, 0]  # (C_out, kH, kW)
-    count = filters.shape[0]
-    cols = min(8, count)
-    rows = -(-count // cols)
-    fig = _figure(1.1 * cols + 0.6, 1.1 * rows + 0.6)
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+def first_layer_filters(model: Sequential) -> np.ndarray:
+    """The first conv layer's filters ``(C_out, kH, kW)``, averaged over the input channels."""
+    conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
+    if conv is None:
+        raise CnnlabError("this model has no Conv2D layer, so it has no filters to show")
+    return to_numpy(conv.params["W"]).mean(axis=1)
+
+
+def plot_filters(filters: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
+    """Filters ``(C, kH, kW)`` as small images on one colour scale, so their strengths compare
+    (the web lab draws them the same way)."""
+    filters = np.asarray(filters)
+    rows, cols = grid_shape(len(filters))
+    fig = new_figure(1.35 * cols + 0.4, 1.45 * rows + 0.8)
+    axes = fig.subplots(rows, cols, squeeze=False)
     limit = float(np.abs(filters).max()) or 1.0
-    for i, ax in enumerate(axes):
+    for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
-        if i < count:
-            ax.imshow(filters[i], cmap="RdBu_r", vmin=-limit, vmax=limit)
-            ax.set_title(str(i), fontsize=8)
-    fig.suptitle(title or f"First-layer filters (red +, blue −, |w| ≤ {limit:.2f})")
-    _save(fig, path)
+        if k < len(filters):
+            ax.imshow(filters[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+            ax.set_title(f"filter {k}", fontsize=8)
+    kh, kw = filters.shape[1:]
+    fig.suptitle(
+        title
+        or f"First conv layer: {len(filters)} filters of {kh}×{kw} weights\n"
+        f"red = positive, blue = negative, one scale |w| ≤ {limit:.2f}",
+        fontsize=11,
+    )
+    return save(fig, path)
 
 
 def plot_misclassified(
@@ -91,12 +92,12 @@ def plot_misclassified(
     class_names: list[str],
     path: str | os.PathLike,
     limit: int = 36,
-) -> None:
+) -> Path:
     """A grid of up to ``limit`` misclassified images ``(N, 28, 28)``, titled true → predicted."""
     wrong = np.flatnonzero(labels != predictions)[:limit]
     cols = 9
     rows = max(1, -(-len(wrong) // cols))
-    fig = _figure(1.15 * cols, 1.3 * rows + 0.5)
+    fig = new_figure(1.15 * cols, 1.3 * rows + 0.5)
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax in axes:
         ax.set_axis_off()
@@ -108,4 +109,4 @@ def plot_misclassified(
         if len(wrong)
         else "No misclassified test images"
     )
-    _save(fig, path)
+    return save(fig, path)

@@ -1,5 +1,6 @@
-"""What the web lab computes for one picture: prediction, preprocessing steps and activation
-maps, with the small PNG encoding that carries images to the page.
+"""What the web lab shows of one picture: the preprocessing steps and the conv layers' maps, with
+the small PNG encoding that carries images to the page (the prediction itself is
+``cnnlab.explain.maps.predict_one``).
 
 Everything here takes plain NumPy arrays and a ``Sequential``; nothing knows about HTTP.
 """
@@ -13,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.layers import Conv2D, Dense, ReLU, Sigmoid, Tanh
 from cnnlab.engine.sequential import Sequential
-from cnnlab.explain.maps import conv_layer_indices, layer_outputs
+from cnnlab.explain.maps import maps_after_activation
 
 # Pictures whose header claims more pixels than this are refused before decoding.
 MAX_PIXELS = 16_000_000
@@ -111,47 +111,23 @@ def step_images(steps: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return out
 
 
-def probabilities(model: Sequential, image: np.ndarray) -> np.ndarray:
-    """Class probabilities ``(K,)`` for one (28, 28) float32 image in [0, 1]."""
-    x = image.astype(model.dtype, copy=False)[None, None]  # (1, 1, 28, 28)
-    return np.asarray(model.predict_proba(x))[0]
+def layer_map_images(model: Sequential, image: np.ndarray) -> list[dict[str, Any]]:
+    """The maps of every conv layer after its activation (``maps_after_activation``) for one
+    (28, 28) image, for the page.
 
-
-def _activation_after(model: Sequential, index: int) -> Any:
-    """The activation layer that follows the conv layer at ``index`` (pooling may sit between),
-    or None when a conv or dense layer comes first."""
-    for layer in model.layers[index + 1 :]:
-        if isinstance(layer, ReLU | Sigmoid | Tanh):
-            return layer
-        if isinstance(layer, Conv2D | Dense):
-            return None
-    return None
-
-
-def activation_maps(model: Sequential, image: np.ndarray) -> list[dict[str, Any]]:
-    """The activation maps of every conv layer for one (28, 28) image.
-
-    Each conv output is passed through the activation that follows it in the model (max
-    pooling commutes with a monotone activation, so this is the map before pooling, as in the
-    article). Each entry: layer index, title, map size and one colour PNG per map, all maps of a
-    layer on one shared scale so their strengths compare.
+    Each entry: layer index, title, map size and one colour PNG per map, all maps of a layer on
+    one shared scale so their strengths compare (from 0 after a ReLU).
     """
-    x = image.astype(model.dtype, copy=False)[None, None]  # (1, 1, 28, 28)
-    outputs = layer_outputs(model, x)
     layers = []
-    for i in conv_layer_indices(model):
-        act = _activation_after(model, i)
-        maps = outputs[i]  # (1, C_out, H, W)
-        if act is not None:
-            maps = type(act)(dtype=model.dtype).forward(maps)
-        maps = np.asarray(maps[0])  # (C_out, H, W)
+    for layer_maps in maps_after_activation(model, image[None, None]):
+        maps = layer_maps.maps  # (C_out, H, W)
         lo, hi = float(maps.min()), float(maps.max())
-        if act is not None and isinstance(act, ReLU):
+        if layer_maps.activation == "ReLU":
             lo = 0.0
-        after = f"after {type(act).__name__}" if act is not None else "before activation"
+        after = f"after {layer_maps.activation}" if layer_maps.activation else "before activation"
         layers.append(
             {
-                "layer": i,
+                "layer": layer_maps.index,
                 "title": f"conv layer {len(layers) + 1}: {maps.shape[0]} maps, "
                 f"{maps.shape[1]}×{maps.shape[2]}, {after}",
                 "width": int(maps.shape[2]),

@@ -19,9 +19,9 @@ import numpy as np
 
 from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import Conv2D
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import TrainState
+from cnnlab.figures.plots import first_layer_filters
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, train_run
@@ -41,12 +41,9 @@ def available_datasets(data_dir: str | None) -> list[str]:
     return [name for name in data.IMAGE_DATASETS if data.available(name, data_dir)]
 
 
-def first_layer_filters(model: Sequential) -> list[list[list[float]]]:
-    """The first conv layer's filters as (C_out, kH, kW) nested lists (input channels averaged),
-    rounded to keep the event small."""
-    conv = next(layer for layer in model.layers if isinstance(layer, Conv2D))
-    weights = np.asarray(conv.params["W"]).mean(axis=1)  # (C_out, kH, kW)
-    return np.round(weights.astype(np.float64), 4).tolist()
+def filters_for_page(model: Sequential) -> list[list[list[float]]]:
+    """``first_layer_filters`` as nested lists rounded to 4 decimals, to keep the event small."""
+    return np.round(first_layer_filters(model).astype(np.float64), 4).tolist()
 
 
 class _Reporter(RunCallback):
@@ -65,7 +62,7 @@ class _Reporter(RunCallback):
             train_size=run.n_train,
             test_size=run.n_test,
             batches=self.batches,
-            filters=first_layer_filters(self.model),
+            filters=filters_for_page(self.model),
         )
 
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
@@ -84,11 +81,11 @@ class _Reporter(RunCallback):
         now = time.monotonic()
         if now - self.last_filters >= FILTER_INTERVAL_S:
             self.last_filters = now
-            self.job.emit("filters", step=state.step, filters=first_layer_filters(self.model))
+            self.job.emit("filters", step=state.step, filters=filters_for_page(self.model))
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         self.job.emit("epoch", **{k: float(v) for k, v in logs.items()})
-        self.job.emit("filters", step=state.step, filters=first_layer_filters(self.model))
+        self.job.emit("filters", step=state.step, filters=filters_for_page(self.model))
 
 
 class TrainingManager:

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from cnnlab.explain.experiment_figures import plot_learning_rates
 from cnnlab.explain.experiments import (
     LearningRateRun,
     activation_gradients,
@@ -16,7 +17,6 @@ from cnnlab.explain.experiments import (
     judge,
     learning_rate_sweep,
 )
-from cnnlab.explain.figures import plot_learning_rates
 
 
 def test_learning_rate_sweep_labels_slow_and_diverged() -> None:

@@ -13,10 +13,11 @@ from cnnlab.engine.gradcheck import kink_pattern
 from cnnlab.explain.experiments import digits
 from cnnlab.explain.inputs import load_input
 from cnnlab.explain.maps import (
+    activation_after,
     activation_maps,
     class_score_gradient,
-    first_layer_filters,
     layer_outputs,
+    maps_after_activation,
     occlusion,
     receptive_field,
     saliency,
@@ -56,7 +57,25 @@ def test_activation_maps_are_the_conv_outputs(seven) -> None:
     w, b = model.layers[0].params["W"][2, 0], model.layers[0].params["b"][2]
     windows = np.lib.stride_tricks.sliding_window_view(seven.image, (5, 5))
     np.testing.assert_allclose(maps[0].maps[2], (windows * w).sum(axis=(2, 3)) + b, atol=1e-5)
-    np.testing.assert_array_equal(first_layer_filters(model), model.layers[0].params["W"][:, 0])
+    assert {m.activation for m in maps} == {""}
+
+
+def test_maps_after_activation_apply_the_activation_that_follows_each_conv(seven) -> None:
+    model = trained_small_cnn()  # conv → pool → ReLU → conv → pool → ReLU → ...
+    x = seven.as_input()
+    after = maps_after_activation(model, x)
+    for raw, act in zip(activation_maps(model, x), after, strict=True):
+        assert (act.index, act.name, act.activation) == (raw.index, raw.name, "ReLU")
+        np.testing.assert_array_equal(act.maps, np.maximum(raw.maps, 0))
+    # Max pooling commutes with ReLU: pooling the maps gives the pool → ReLU output of the model.
+    pooled = after[0].maps.reshape(6, 12, 2, 12, 2).max(axis=(2, 4))
+    np.testing.assert_array_equal(pooled, layer_outputs(model, x)[2][0])
+    tanh = cnnlab.Sequential([cnnlab.Conv2D(1, 2, 3, rng=0), cnnlab.Conv2D(2, 2, 3), cnnlab.Tanh()])
+    assert [activation_after(tanh, i) is None for i in (0, 1)] == [True, False]
+    first, second = maps_after_activation(tanh, x)
+    assert (first.activation, second.activation) == ("", "Tanh")
+    np.testing.assert_array_equal(first.maps, layer_outputs(tanh, x)[0][0])
+    np.testing.assert_allclose(second.maps, layer_outputs(tanh, x)[2][0], rtol=1e-6)
 
 
 def test_occlusion_is_lowest_over_the_strokes(seven) -> None:

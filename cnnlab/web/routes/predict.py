@@ -31,7 +31,7 @@ async def predict(
 
     def work() -> dict[str, Any]:
         prepared = model_input(source, data, preprocess)
-        probs = inference.probabilities(model, prepared["image"])
+        probs = maps.predict_one(model, prepared["image"][None, None])
         label = int(np.argmax(probs))
         classes = model.meta.get("class_names") or DIGIT_CLASSES
         out: dict[str, Any] = {
@@ -45,7 +45,7 @@ async def predict(
         if steps:
             out["steps"] = inference.step_images(prepared["steps"])
         if activations:
-            out["activations"] = inference.activation_maps(model, prepared["image"])
+            out["activations"] = inference.layer_map_images(model, prepared["image"])
         return out
 
     return await run_in_threadpool(work)
@@ -67,7 +67,7 @@ async def occlusion(
 
     def work() -> dict[str, Any]:
         image = model_input(source, data, preprocess)["image"]
-        probs = inference.probabilities(model, image)
+        probs = maps.predict_one(model, image[None, None])
         target = int(np.argmax(probs)) if label is None else label
         if not 0 <= target < len(probs):
             raise HTTPException(422, f"label must be 0 to {len(probs) - 1}, got {target}")

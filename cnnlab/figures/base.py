@@ -1,0 +1,61 @@
+"""What every cnnlab figure is drawn on: a matplotlib ``Figure`` without a window, saved as PNG.
+
+matplotlib is imported when a figure is made, never when this module is, so code that only
+imports cnnlab needs NumPy alone; without matplotlib a figure is a one-line error naming the
+install command. Files are written atomically: a reader sees the old PNG or the new one.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import atomic_write_bytes
+
+DPI = 110
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A ``width`` × ``height`` inch figure with constrained layout (no pyplot, no window)."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise CnnlabError(
+            'figures need matplotlib: pip install "cnnlab[lab]" (or pip install matplotlib)'
+        ) from None
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def png_bytes(fig: Any) -> bytes:
+    """The figure rendered as PNG."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def save(fig: Any, path: str | os.PathLike) -> Path:
+    """Render ``fig`` and write it to ``path`` atomically; returns the path."""
+    path = Path(path)
+    atomic_write_bytes(path, png_bytes(fig))  # rendered first: a drawing error writes nothing
+    return path
+
+
+def grid_shape(count: int, max_cols: int = 8) -> tuple[int, int]:
+    """``(rows, cols)`` of a grid of ``count`` tiles at most ``max_cols`` wide."""
+    cols = max(1, min(count, max_cols))
+    return max(1, math.ceil(count / cols)), cols
+
+
+def show_digit(ax: Any, image: np.ndarray, title: str = "") -> None:
+    """A grey image on ``ax``, black at 0 and white at 1 (or its maximum), without ticks."""
+    ax.imshow(image, cmap="gray", vmin=0, vmax=max(1.0, float(np.max(image))))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=10)
