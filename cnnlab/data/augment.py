@@ -1,7 +1,10 @@
-"""Small random affine distortions of digit batches, for training with ``--augment``.
+"""Random distortions of digit batches, for training with ``--augment``.
 
 Every sample gets its own shift, rotation, scale and shear, all applied at once through one
 vectorised inverse mapping with bilinear sampling; pixels that come from outside the image are 0.
+``random_handwriting`` adds what varies between writers: an elastic distortion of the strokes
+(Simard, Steinkraus & Platt, 2003: a random displacement field smoothed by a Gaussian), stroke
+thickness and blur.
 """
 
 from __future__ import annotations
@@ -44,7 +47,20 @@ def affine_transform(
     scale.
     """
     flat, shape = _as_batch(images)
-    n, h, w = flat.shape
+    src_r, src_c = _affine_sources(flat.shape, shift_y, shift_x, rotate_deg, scale, shear_deg)
+    return _bilinear(flat, src_r, src_c).reshape(shape)
+
+
+def _affine_sources(
+    shape: tuple[int, int, int],
+    shift_y: np.ndarray,
+    shift_x: np.ndarray,
+    rotate_deg: np.ndarray,
+    scale: np.ndarray,
+    shear_deg: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates (N, H, W) rows and columns of ``affine_transform``'s inverse map."""
+    n, h, w = shape
     dy, dx = (np.broadcast_to(np.asarray(p, np.float64), (n,)) for p in (shift_y, shift_x))
     theta = np.deg2rad(np.broadcast_to(np.asarray(rotate_deg, np.float64), (n,)))
     shear = np.tan(np.deg2rad(np.broadcast_to(np.asarray(shear_deg, np.float64), (n,))))
@@ -66,8 +82,7 @@ def affine_transform(
     cols = np.arange(w, dtype=np.float64)[None, None, :] - cx - dx[:, None, None]
     src_r = i00[:, None, None] * rows + i01[:, None, None] * cols + cy
     src_c = i10[:, None, None] * rows + i11[:, None, None] * cols + cx
-    out = _bilinear(flat, src_r, src_c)
-    return out.reshape(shape)
+    return src_r, src_c
 
 
 def _bilinear(flat: np.ndarray, src_r: np.ndarray, src_c: np.ndarray) -> np.ndarray:
@@ -96,6 +111,12 @@ def _bilinear(flat: np.ndarray, src_r: np.ndarray, src_c: np.ndarray) -> np.ndar
     return out
 
 
+def _check_maxima(**maxima: float) -> None:
+    for name, value in maxima.items():
+        if not np.isfinite(value) or value < 0:
+            raise CnnlabError(f"{name} must be a finite number >= 0, got {value}; use e.g. 0")
+
+
 def random_affine(
     images: np.ndarray,
     rng: np.random.Generator,
@@ -111,22 +132,130 @@ def random_affine(
     [-max_shear_deg, max_shear_deg]. Returns float32 of the input's shape (uint8 input keeps its
     0..255 scale); with all maxima 0 the output equals the input exactly.
     """
-    for name, value in (
-        ("max_shift", max_shift),
-        ("max_rotate_deg", max_rotate_deg),
-        ("max_scale", max_scale),
-        ("max_shear_deg", max_shear_deg),
-    ):
-        if not np.isfinite(value) or value < 0:
-            raise CnnlabError(f"{name} must be a finite number >= 0, got {value}; use e.g. 0")
+    _check_maxima(
+        max_shift=max_shift,
+        max_rotate_deg=max_rotate_deg,
+        max_scale=max_scale,
+        max_shear_deg=max_shear_deg,
+    )
     if max_scale >= 1:
         raise CnnlabError(f"max_scale must be below 1, got {max_scale}; use e.g. 0.1")
     n = np.asarray(images).shape[0] if np.ndim(images) else 0
     return affine_transform(
-        images,
-        rng.uniform(-max_shift, max_shift, n),
-        rng.uniform(-max_shift, max_shift, n),
-        rng.uniform(-max_rotate_deg, max_rotate_deg, n),
-        rng.uniform(1 - max_scale, 1 + max_scale, n),
-        rng.uniform(-max_shear_deg, max_shear_deg, n),
+        images, *_draw_affine(rng, n, max_shift, max_rotate_deg, max_scale, max_shear_deg)
     )
+
+
+def _draw_affine(
+    rng: np.random.Generator, n: int, shift: float, rotate: float, scale: float, shear: float
+) -> tuple[np.ndarray, ...]:
+    """Per-sample shift_y, shift_x, rotation, scale and shear drawn uniformly within the maxima."""
+    return (
+        rng.uniform(-shift, shift, n),
+        rng.uniform(-shift, shift, n),
+        rng.uniform(-rotate, rotate, n),
+        rng.uniform(1 - scale, 1 + scale, n),
+        rng.uniform(-shear, shear, n),
+    )
+
+
+def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
+    """(size, size) float32 matrix G such that ``G @ f`` smooths each column of f by a Gaussian.
+
+    Rows are normalised, so a constant field stays constant up to the borders; with
+    ``sigma == 0`` G is the identity.
+    """
+    if sigma == 0:
+        return np.eye(size, dtype=np.float32)
+    offsets = np.arange(size)[:, None] - np.arange(size)[None, :]
+    g = np.exp(-0.5 * (offsets / sigma) ** 2)
+    return (g / g.sum(1, keepdims=True)).astype(np.float32)
+
+
+def elastic_displacement(
+    rng: np.random.Generator, shape: tuple[int, int, int], alpha: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random displacement field (rows, columns), each (N, H, W) float32, in pixels.
+
+    Simard et al. (2003): uniform noise in [-1, 1] per pixel, smoothed by a Gaussian of standard
+    deviation ``sigma`` and scaled by ``alpha``. The smoothing is two matrix products per field
+    (``G_h @ f @ G_w``), which keeps it vectorised over the batch.
+    """
+    n, h, w = shape
+    g_h, g_w = gaussian_matrix(h, sigma), gaussian_matrix(w, sigma)
+    fields = rng.uniform(-1, 1, (2, n, h, w)).astype(np.float32)
+    smooth = g_h @ fields @ g_w.T
+    # Normalise each field to unit RMS before scaling, so alpha is the displacement's typical
+    # size in pixels whatever sigma is (smoothing alone shrinks the noise by ~1/(2·sigma)).
+    rms = np.sqrt(np.mean(smooth**2, axis=(2, 3), keepdims=True)) + 1e-12
+    smooth = alpha * smooth / rms
+    return smooth[0], smooth[1]
+
+
+def _max3(flat: np.ndarray) -> np.ndarray:
+    """3×3 grey dilation of an (N, H, W) batch (a brush one pixel wider on every side)."""
+    padded = np.pad(flat, ((0, 0), (1, 1), (1, 1)))
+    rows = np.maximum(np.maximum(padded[:, :-2], padded[:, 1:-1]), padded[:, 2:])
+    return np.maximum(np.maximum(rows[:, :, :-2], rows[:, :, 1:-1]), rows[:, :, 2:])
+
+
+def _blur3(flat: np.ndarray) -> np.ndarray:
+    """[1, 2, 1]/4 blur along both axes of an (N, H, W) batch, zero outside."""
+    padded = np.pad(flat, ((0, 0), (1, 1), (1, 1)))
+    rows = (padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]) * 0.25
+    return (rows[:, :, :-2] + 2 * rows[:, :, 1:-1] + rows[:, :, 2:]) * 0.25
+
+
+def random_handwriting(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: float = 2.0,
+    max_rotate_deg: float = 12.0,
+    max_scale: float = 0.15,
+    max_shear_deg: float = 15.0,
+    elastic_alpha: float = 1.0,
+    elastic_sigma: float = 3.0,
+    max_thicken: float = 0.5,
+    max_blur: float = 0.5,
+) -> np.ndarray:
+    """Distort each digit of an (N, 28, 28) or (N, 1, 28, 28) batch as another writer might.
+
+    One bilinear resampling applies a random affine map (as ``random_affine``) plus an elastic
+    displacement of typical size ``elastic_alpha`` pixels, smooth over ``elastic_sigma`` pixels.
+    Then, per sample, the strokes are thickened by mixing in up to ``max_thicken`` of a 3×3
+    dilation, or thinned by the same amount of erosion, and blurred by mixing in up to
+    ``max_blur`` of a 3×3 blur. Returns float32 of the input's shape (uint8 input keeps its
+    0..255 scale); with every maximum 0 the output equals the input exactly.
+    """
+    _check_maxima(
+        max_shift=max_shift,
+        max_rotate_deg=max_rotate_deg,
+        max_scale=max_scale,
+        max_shear_deg=max_shear_deg,
+        elastic_alpha=elastic_alpha,
+        elastic_sigma=elastic_sigma,
+        max_thicken=max_thicken,
+        max_blur=max_blur,
+    )
+    if max_scale >= 1 or max_thicken > 1 or max_blur > 1:
+        raise CnnlabError(
+            f"max_scale must be below 1 and max_thicken, max_blur at most 1, got {max_scale}, "
+            f"{max_thicken}, {max_blur}; use e.g. 0.15, 0.5, 0.5"
+        )
+    flat, shape = _as_batch(images)
+    n = flat.shape[0]
+    affine = _draw_affine(rng, n, max_shift, max_rotate_deg, max_scale, max_shear_deg)
+    src_r, src_c = _affine_sources(flat.shape, *affine)
+    if elastic_alpha > 0:
+        d_r, d_c = elastic_displacement(rng, flat.shape, elastic_alpha, elastic_sigma)
+        src_r, src_c = src_r + d_r, src_c + d_c
+    out = _bilinear(flat, src_r, src_c)
+
+    # Thickness: t > 0 mixes in the dilation, t < 0 the erosion (dilation of the negative).
+    t = rng.uniform(-max_thicken, max_thicken, n).astype(np.float32)[:, None, None]
+    top = out.max(axis=(1, 2), keepdims=True)
+    grown = np.where(t > 0, _max3(out), top - _max3(top - out))
+    out = out + np.abs(t) * (grown - out)
+    b = rng.uniform(0, max_blur, n).astype(np.float32)[:, None, None]
+    out = out + b * (_blur3(out) - out)
+    return out.reshape(shape)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlab.data.augment import affine_transform, random_affine
+from cnnlab.data.augment import (
+    affine_transform,
+    elastic_displacement,
+    gaussian_matrix,
+    random_affine,
+    random_handwriting,
+)
 from cnnlab.engine.errors import CnnlabError
 
 
@@ -98,3 +104,67 @@ def test_bad_settings_are_refused() -> None:
         random_affine(_batch(), rng, max_rotate_deg=-1)
     with pytest.raises(CnnlabError, match="max_scale"):
         random_affine(_batch(), rng, max_scale=1.5)
+
+
+def test_handwriting_with_every_maximum_zero_is_the_identity_exactly() -> None:
+    images = _batch()
+    zero = dict.fromkeys(
+        (
+            "max_shift",
+            "max_rotate_deg",
+            "max_scale",
+            "max_shear_deg",
+            "elastic_alpha",
+            "max_thicken",
+            "max_blur",
+        ),
+        0.0,
+    )
+    out = random_handwriting(images, np.random.default_rng(0), **zero)
+    assert out.dtype == np.float32 and np.array_equal(out, images)
+
+
+def test_handwriting_is_seeded_and_keeps_the_shape() -> None:
+    images = _batch()[:, None]
+    a = random_handwriting(images, np.random.default_rng(3))
+    b = random_handwriting(images, np.random.default_rng(3))
+    assert a.shape == images.shape and np.array_equal(a, b)
+    assert not np.array_equal(a, random_handwriting(images, np.random.default_rng(4)))
+
+
+def test_thickening_adds_ink_and_thinning_removes_it() -> None:
+    stroke = np.zeros((1, 28, 28), np.float32)
+    stroke[0, 6:22, 13:15] = 1.0  # a vertical bar two pixels wide: 32 units of ink
+    fixed = dict(max_shift=0.0, max_rotate_deg=0.0, max_scale=0.0, max_shear_deg=0.0)
+    fixed |= dict(elastic_alpha=0.0, max_blur=0.0, max_thicken=1.0)
+    masses = [
+        random_handwriting(stroke, np.random.default_rng(s), **fixed).sum() for s in range(40)
+    ]
+    # t in [-1, 1]: the full dilation is 4 x 18 = 72, the full erosion 0; mixing is linear in t.
+    assert min(masses) < 32 < max(masses)
+    assert min(masses) >= 0 and max(masses) <= 72 + 1e-4
+
+
+def test_gaussian_matrix_rows_sum_to_one_and_sigma_zero_is_the_identity() -> None:
+    g = gaussian_matrix(5, 1.0)
+    assert np.allclose(g.sum(1), 1.0)
+    # Hand case: the middle row is exp(-k²/2) for k = -2..2, normalised.
+    row = np.exp(-0.5 * np.arange(-2, 3) ** 2)
+    assert np.allclose(g[2], row / row.sum())
+    assert np.array_equal(gaussian_matrix(4, 0.0), np.eye(4, dtype=np.float32))
+
+
+def test_elastic_displacement_has_the_requested_size_and_is_smooth() -> None:
+    d_r, d_c = elastic_displacement(np.random.default_rng(0), (4, 28, 28), alpha=2.0, sigma=3.0)
+    assert d_r.shape == d_c.shape == (4, 28, 28)
+    assert np.allclose(np.sqrt((d_r**2).mean(axis=(1, 2))), 2.0, rtol=1e-4)
+    # Smooth: neighbouring displacements differ far less than the field itself varies.
+    assert np.abs(np.diff(d_r, axis=1)).mean() < 0.25 * np.abs(d_r).mean()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("elastic_alpha", -1.0), ("max_thicken", 1.5), ("max_blur", np.nan)]
+)
+def test_handwriting_refuses_bad_settings(option: str, value: float) -> None:
+    with pytest.raises(CnnlabError, match=option):
+        random_handwriting(_batch(), np.random.default_rng(0), **{option: value})
