@@ -7,11 +7,13 @@ A drawing or a photo is none of that, so ``preprocess_digit`` reproduces those s
 
 1. detect: on a copy at most 256 px a side, fit a smooth (quadratic) background robustly, decide
    the polarity from which side of it the ink lies, and find the digit as the biggest connected
-   ink blob plus the sizeable blobs near it (specks and far-away marks are ignored);
+   ink blob plus the sizeable blobs near it (specks and far-away marks are ignored); a digit
+   that is small on a large picture is detected again on a crop around it;
 2. render: cut the digit out of the full-resolution image, subtract the background, scale the
    ink contrast to [0, 1] with a noise-aware threshold, and drop the pixels of discarded blobs;
-3. normalise: scale the ink so its longer side is 80 px, thicken strokes thinner than MNIST's
-   (a big thin-printed digit would fade when shrunk) and thin strokes much fatter;
+3. normalise: fill the inside of hollow (outlined) strokes, scale the ink so its longer side is
+   80 px, thicken strokes thinner than MNIST's (a big thin-printed digit would fade when shrunk)
+   and thin strokes much fatter;
 4. fit and centre: average 4×4 blocks (the 20×20 box) placed so the centre of mass lands on
    (14, 14) with sub-pixel accuracy, and scale the brightest pixel to 1.
 
@@ -34,6 +36,8 @@ MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
 MIN_SIDE = 5  # pixels; nothing smaller can hold a recognisable digit
 
 _DETECT_SIDE = 256  # longest side of the copy used to find the digit
+_ZOOM_BELOW = _DETECT_SIDE // 8  # a digit smaller than this on the copy is found again closer
+_MIN_DIGIT_SIDE = 8  # pixels of the input; smaller marks are specks, not a digit
 _RENDER_SIDE = 160  # the digit is cut out at no more than this many pixels a side
 _NORM_SIDE = 80  # the ink's longer side during stroke normalisation (4 × the 20 px box)
 _COM_TARGET = 14.0  # MNIST's centre of mass, row and column, pixel centres at integers
@@ -412,14 +416,32 @@ def _detect(grey: np.ndarray):
             f"{contrast:.3f} (noise {sigma:.3f}); photograph or draw the digit with more contrast"
         )
     kept = _select_digit(ink, ink > max(tail, 0.35 * contrast))
+    return background, sign, ink, kept
+
+
+def _find_digit(grey: np.ndarray):
+    """Detect the digit in (H, W) ``grey``, closer up when it is small on a large picture.
+
+    A digit under 32 px on the 256 px detection copy (say 40 px on a 3000 px photo) is blurred
+    there into a few pixels, so it is detected again on a crop four times its size around it.
+    Returns (grey or the crop, (top, left) of it in ``grey``, ``_detect``'s result on it).
+    """
+    found = _detect(grey)
+    kept = found[3]
     top, left, bottom, right = _bbox(kept)
-    side = max((bottom - top) * grey.shape[0] / h, (right - left) * grey.shape[1] / w)
-    if side < max(4, 0.02 * max(grey.shape)):
+    sy, sx = grey.shape[0] / kept.shape[0], grey.shape[1] / kept.shape[1]
+    side = max((bottom - top) * sy, (right - left) * sx)  # input pixels
+    if side < _MIN_DIGIT_SIDE:
         raise NoInkError(
             f"no ink found in the image: the only marks are specks {side:.0f} px across; "
             "draw the digit bigger"
         )
-    return background, sign, ink, kept
+    if max(sy, sx) <= 1 or max(bottom - top, right - left) >= _ZOOM_BELOW:
+        return grey, (0, 0), found
+    cy, cx = (top + bottom) / 2 * sy, (left + right) / 2 * sx
+    y0, x0 = max(0, int(cy - 2 * side)), max(0, int(cx - 2 * side))
+    crop = grey[y0 : int(cy + 2 * side) + 1, x0 : int(cx + 2 * side) + 1]
+    return crop, (y0, x0), _detect(crop)
 
 
 def _centres(n: int) -> np.ndarray:
@@ -473,6 +495,40 @@ def _render(grey: np.ndarray, background: _Background, sign: float, kept: np.nda
         int(np.ceil(y0 + cb * ry)),
     )
     return soft[ct:cb, cl:cr], box
+
+
+def _fill_outlines(ink: np.ndarray) -> np.ndarray:
+    """Fill the inside of hollow (outlined) strokes in an (h, w) ink crop in [0, 1].
+
+    A hollow stroke leaves a hole in the ink: paper enclosed by two thin lines. A digit's own
+    loops (0, 6, 8, 9) are holes too, but roundish — their area is a few times their width
+    squared — and as wide as the lines around them or narrower. The inside of an outline is a
+    long channel (area over width squared above 4) more than twice as wide as its lines: such
+    holes are filled with full ink. Width is measured by how many 3×3 erosions a hole survives.
+    """
+    paper = np.pad(ink <= 0.35, 1, constant_values=True)  # the padding joins all outside paper
+    ys, xs = np.nonzero(paper)
+    _, hole = np.unique(_label(paper), return_inverse=True)
+    count = int(hole.max()) + 1
+    area = np.bincount(hole, minlength=count)
+    depth = np.zeros(count)
+    eroded = paper.astype(np.float32)
+    for step in range(1, max(paper.shape) // 2):  # a loop over erosion steps, not pixels
+        eroded = _morph(eroded, 1, grow=False)
+        alive = eroded[ys, xs] > 0
+        if not alive.any():
+            break
+        depth[np.bincount(hole[alive], minlength=count) > 0] = step
+    width = 2 * depth + 1
+    line = _stroke_width(ink)
+    hollow = (area > 4 * width**2) & (width > 2 * line)
+    hollow[hole[0]] = False  # the first paper pixel, (0, 0), lies outside the digit
+    if not hollow.any():
+        return ink
+    filled = ink.copy()
+    inside = hollow[hole]
+    filled[ys[inside] - 1, xs[inside] - 1] = 1.0
+    return filled
 
 
 def _stroke_width(ink: np.ndarray) -> float:
@@ -537,11 +593,11 @@ def preprocess_digit(image: np.ndarray) -> Preprocessed:
     float32 in [0, 1], ink bright. Raises ``NoInkError`` for blank, uniform or noise-only
     pictures and ``CnnlabError`` for arrays that are not pictures.
     """
-    grey = _as_grey_array(image)
-    background, sign, ink, kept = _detect(grey)
-    crop, bbox = _render(grey, background, sign, kept)
-    fitted, centred = _centre(_normalise(crop))
-    raw_view, _ = _shrink(grey, 512)
+    whole = _as_grey_array(image)
+    grey, (y0, x0), (background, sign, ink, kept) = _find_digit(whole)
+    crop, (left, top, right, bottom) = _render(grey, background, sign, kept)
+    fitted, centred = _centre(_normalise(_fill_outlines(crop)))
+    raw_view, _ = _shrink(whole, 512)
     grey_view = np.clip(ink / max(float(ink[kept].max()), 1e-6), 0, 1).astype(np.float32)
     return Preprocessed(
         image=centred,
@@ -553,7 +609,7 @@ def preprocess_digit(image: np.ndarray) -> Preprocessed:
             "centred": centred,
         },
         inverted=sign < 0,
-        bbox=bbox,
+        bbox=(left + x0, top + y0, right + x0, bottom + y0),
     )
 
 

@@ -1,0 +1,71 @@
+"""Preprocessing cases from handwriting in the wild: tiny digits on big pictures, hollow strokes.
+
+Every picture is drawn here with Pillow and matplotlib's DejaVu fonts (no data files needed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab.data.preprocess import NoInkError, preprocess_digit
+
+Image = pytest.importorskip("PIL.Image")
+ImageDraw = pytest.importorskip("PIL.ImageDraw")
+ImageFont = pytest.importorskip("PIL.ImageFont")
+
+
+def _font(size: int, name: str = "DejaVuSans.ttf"):
+    from matplotlib import get_data_path
+
+    return ImageFont.truetype(str(Path(get_data_path()) / "fonts" / "ttf" / name), size)
+
+
+def _page(text: str, side: int, size: int, at: tuple[int, int], outline: int = 0) -> np.ndarray:
+    """A white (side, side) page with ``text`` in black at ``at``, or only its outline."""
+    img = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(img)
+    if outline:
+        draw.text(at, text, font=_font(size), fill=255, stroke_width=outline, stroke_fill=0)
+    else:
+        draw.text(at, text, font=_font(size), fill=0)
+    return np.asarray(img)
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.mark.parametrize("digit", ["2", "7"])
+def test_a_tiny_digit_on_a_big_picture_is_found_and_read_like_a_big_one(digit: str) -> None:
+    # 40 px tall on a 3000 px page: about 3 px on the 256 px detection copy.
+    tiny = preprocess_digit(_page(digit, 3000, 40, at=(2100, 700)))
+    big = preprocess_digit(_page(digit, 600, 400, at=(100, 50)))
+    left, top, right, bottom = tiny.bbox
+    assert left >= 2100 and right <= 2100 + 40 and top >= 700 and bottom <= 700 + 60
+    assert _corr(tiny.image, big.image) > 0.85
+
+
+@pytest.mark.parametrize("side", [300, 3000])
+def test_a_speck_alone_is_still_no_digit(side: int) -> None:
+    page = np.full((side, side), 255, np.uint8)
+    page[side // 2 : side // 2 + 6, side // 3 : side // 3 + 6] = 0  # below any digit's size
+    with pytest.raises(NoInkError, match=r"^no ink found in the image"):
+        preprocess_digit(page)
+
+
+@pytest.mark.parametrize("digit", ["1", "6", "9", "0"])
+def test_a_hollow_digit_is_read_as_the_filled_one(digit: str) -> None:
+    hollow = preprocess_digit(_page(digit, 600, 300, at=(150, 100), outline=6)).image
+    solid = preprocess_digit(_page(digit, 600, 300, at=(150, 100))).image
+    assert _corr(hollow, solid) > 0.9
+
+
+@pytest.mark.parametrize("digit", ["0", "8", "6"])
+def test_a_digits_own_loops_stay_open(digit: str) -> None:
+    # Thin-stroked, so the loops are far wider than the lines but round, not channels.
+    result = preprocess_digit(_page(digit, 400, 300, at=(80, 20))).image
+    centre = result[10:18, 11:17] if digit == "0" else result[17:22, 11:17]
+    assert centre.min() < 0.2, "the loop was filled in"
