@@ -1,0 +1,259 @@
+"""How well does a cnnlab model read digits it never saw the like of? Accuracy per source.
+
+Sources come in two groups, kept apart on purpose (accuracy on data you tuned against measures
+the tuning):
+
+* ``tune`` — looked at while choosing preprocessing and augmentation:
+  ``printed``: digits in matplotlib's fonts (DejaVu, Computer Modern, STIX) photographed on
+  paper; ``photo-mnist``: MNIST test digits of the bundled sample, upscaled and photographed;
+  ``outlined``: the fonts drawn as hollow outlines; ``tiny``: bundled test digits 20-50 px tall
+  on 1500-3000 px photos; ``slanted``: bundled test digits sheared beyond MNIST's usual slant.
+* ``heldout`` — looked at once, at the end:
+  ``uci-lowres``: the UCI optical-recognition digits (43 writers, none of them MNIST's; 8×8
+  bitmaps, read from scikit-learn's copy), upscaled, blurred, both polarities;
+  ``photo-uci``: the same digits photographed on paper; ``printed-liberation``: the Liberation
+  fonts (Debian's fonts-liberation), which no tuning used, photographed on paper.
+
+The photographs use ``tests/digits_wild.py``: tinted or grey paper and ink of either polarity,
+gradients, shadows, noise, blur, JPEG, slight rotation.
+
+    python benchmarks/wild_digits.py RUN_OR_MODEL [--group tune|heldout|all] [--per-class 40]
+        [--ablate zoom,outlines,slant]
+
+``--ablate`` switches preprocessing steps off, for the ablation table in benchmarks/README.md.
+
+Needs the ``lab`` extra, and scikit-learn for the UCI sources.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import digits_wild  # noqa: E402  (the photograph simulator of the tests)
+
+from cnnlab.cli._common import load_model  # noqa: E402
+from cnnlab.data import load, preprocess  # noqa: E402
+from cnnlab.data.preprocess import NoInkError, preprocess_file  # noqa: E402
+
+LIBERATION = Path("/usr/share/fonts/truetype/liberation")
+
+Sample = tuple[bytes, int]
+
+
+def _uci_digits() -> tuple[np.ndarray, np.ndarray]:
+    """UCI optical digits (1797, 8, 8) float32 in [0, 1] and labels (1797,)."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return (d.images / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def _upscaled(digit: np.ndarray, factor: float) -> np.ndarray:
+    """A small bitmap blown up ``factor`` times with bicubic smoothing, clipped to [0, 1]."""
+    from PIL import Image
+
+    side = max(8, round(digit.shape[0] * factor))
+    big = Image.fromarray(digit, "F").resize((side, side), Image.Resampling.BICUBIC)
+    return np.clip(np.asarray(big, np.float32), 0, 1)
+
+
+def _png(ink: np.ndarray, dark_ink: bool) -> bytes:
+    """An ink map as a plain grey PNG with a margin, dark-on-light or light-on-dark."""
+    import io
+
+    from PIL import Image
+
+    page = np.pad(ink, ink.shape[0] // 2)
+    grey = (1 - page) if dark_ink else page
+    out = io.BytesIO()
+    Image.fromarray((grey * 255 + 0.5).astype(np.uint8), "L").save(out, "PNG")
+    return out.getvalue()
+
+
+def _photographed(ink_of: Callable[[int, np.random.Generator], np.ndarray]) -> Callable:
+    """A source that puts ``ink_of(label, rng)`` on simulated paper, as the tests' wild set."""
+
+    def make(per_class: int, rng: np.random.Generator) -> list[Sample]:
+        noise = rng.standard_normal((2 * digits_wild.MAX_PAGE,) * 2, np.float32)
+        samples = []
+        for label in range(10):
+            for _ in range(per_class):
+                ink = ink_of(label, rng)
+                if rng.random() < 0.5:
+                    ink = digits_wild._rotate(ink, rng.uniform(-8, 8))
+                page, _ = digits_wild._paper(ink, rng, noise)
+                samples.append((digits_wild._encode(page, rng)[0], label))
+        return samples
+
+    return make
+
+
+def _printed(label: int, rng: np.random.Generator) -> np.ndarray:
+    return digits_wild._printed_ink(label, rng)[0]
+
+
+def _liberation(label: int, rng: np.random.Generator) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    fonts = sorted(LIBERATION.glob("*.ttf"))
+    font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), int(rng.uniform(20, 300)))
+    left, top, right, bottom = font.getbbox(str(label))
+    canvas = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+    ImageDraw.Draw(canvas).text((2 - left, 2 - top), str(label), fill=255, font=font)
+    return np.asarray(canvas, np.float32) / 255
+
+
+def _bundled_test(label: int, rng: np.random.Generator) -> np.ndarray:
+    return _upscaled_mnist(label, rng, rng.uniform(2, 12) if rng.random() < 0.5 else 1.0)
+
+
+def _outlined(label: int, rng: np.random.Generator) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    name = digits_wild._FONT_FILES[rng.integers(len(digits_wild._FONT_FILES))]
+    size = int(rng.uniform(60, 300))
+    font = digits_wild._font(name, size)
+    width = max(1, int(size * rng.uniform(0.01, 0.04)))
+    left, top, right, bottom = font.getbbox(str(label), stroke_width=width)
+    canvas = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.text(
+        (2 - left, 2 - top), str(label), font=font, fill=0, stroke_width=width, stroke_fill=255
+    )
+    return np.asarray(canvas, np.float32) / 255
+
+
+def _slanted(label: int, rng: np.random.Generator) -> np.ndarray:
+    from PIL import Image
+
+    ink = _upscaled_mnist(label, rng, factor=rng.uniform(3, 8))
+    h = ink.shape[0]
+    k = rng.choice([-1, 1]) * rng.uniform(0.6, 1.0)  # columns per row: beyond MNIST's 5-95 %
+    pad = int(abs(k) * h) + 2
+    wide = Image.fromarray(np.pad(ink, ((0, 0), (pad, pad))), "F")
+    sheared = wide.transform(
+        wide.size, Image.Transform.AFFINE, (1, k, -k * h / 2, 0, 1, 0), Image.Resampling.BILINEAR
+    )
+    return np.asarray(sheared, np.float32)
+
+
+def _tiny(per_class: int, rng: np.random.Generator) -> list[Sample]:
+    """Bundled test digits 20-50 px tall, dark on a light noisy 1500-3000 px photo (JPEG)."""
+    import io
+
+    from PIL import Image
+
+    samples = []
+    for label in range(10):
+        for _ in range(per_class):
+            ink = _upscaled_mnist(label, rng, factor=rng.uniform(0.8, 1.8))
+            side = int(rng.uniform(1500, 3000))
+            page = rng.uniform(0.75, 0.95) + rng.normal(0, 0.02, (side, side)).astype(np.float32)
+            y, x = (int(rng.integers(0, side - n)) for n in ink.shape)
+            region = page[y : y + ink.shape[0], x : x + ink.shape[1]]
+            region -= ink * rng.uniform(0.4, 0.7)
+            out = io.BytesIO()
+            grey = np.clip(page * 255, 0, 255).astype(np.uint8)
+            Image.fromarray(grey, "L").save(out, "JPEG", quality=int(rng.integers(60, 95)))
+            samples.append((out.getvalue(), label))
+    return samples
+
+
+def _upscaled_mnist(label: int, rng: np.random.Generator, factor: float) -> np.ndarray:
+    images, labels = load("mnist-sample", "test")
+    pool = np.flatnonzero(labels == label)
+    return _upscaled(images[pool[rng.integers(len(pool))]].astype(np.float32) / 255, factor)
+
+
+def _uci(label: int, rng: np.random.Generator) -> np.ndarray:
+    images, labels = _uci_digits()
+    pool = np.flatnonzero(labels == label)
+    return _upscaled(images[pool[rng.integers(len(pool))]], rng.uniform(4, 12))
+
+
+def _uci_lowres(per_class: int, rng: np.random.Generator) -> list[Sample]:
+    images, labels = _uci_digits()
+    samples = []
+    for label in range(10):
+        pool = rng.permutation(np.flatnonzero(labels == label))[:per_class]
+        samples += [
+            (_png(_upscaled(images[i], rng.uniform(4, 12)), rng.random() < 0.5), label)
+            for i in pool
+        ]
+    return samples
+
+
+SOURCES = {
+    "tune": {
+        "printed": _photographed(_printed),
+        "photo-mnist": _photographed(_bundled_test),
+        "outlined": _photographed(_outlined),
+        "tiny": _tiny,
+        "slanted": _photographed(_slanted),
+    },
+    "heldout": {
+        "uci-lowres": _uci_lowres,
+        "photo-uci": _photographed(_uci),
+        "printed-liberation": _photographed(_liberation),
+    },
+}
+
+
+def _no_zoom() -> None:
+    preprocess._ZOOM_BELOW = 0
+
+
+def _no_outlines() -> None:
+    preprocess._fill_outlines = lambda ink: ink
+
+
+def _no_slant() -> None:
+    preprocess._limit_slant = lambda norm: norm
+
+
+ABLATIONS = {"zoom": _no_zoom, "outlines": _no_outlines, "slant": _no_slant}
+
+
+def accuracy(model, samples: list[Sample]) -> tuple[float, int]:
+    """Fraction read correctly (a picture with no ink found counts as wrong) and how many."""
+    inputs, labels = [], []
+    for data, label in samples:
+        try:
+            inputs.append(preprocess_file(data).image)
+        except NoInkError:
+            inputs.append(np.zeros((28, 28), np.float32))
+        labels.append(label)
+    predicted = model.predict(np.stack(inputs)[:, None])
+    return float(np.mean(predicted == np.array(labels))), len(labels)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", help="a run folder or model file")
+    parser.add_argument("--group", choices=["tune", "heldout", "all"], default="tune")
+    parser.add_argument("--per-class", type=int, default=40)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ablate", default="", help="comma-separated: " + ", ".join(ABLATIONS))
+    args = parser.parse_args(argv)
+    for step in filter(None, args.ablate.split(",")):
+        ABLATIONS[step]()
+    model = load_model(args.model).eval()
+    groups = ["tune", "heldout"] if args.group == "all" else [args.group]
+    for group in groups:
+        for name, make in SOURCES[group].items():
+            samples = make(args.per_class, np.random.default_rng(args.seed))
+            acc, n = accuracy(model, samples)
+            print(f"{group:8s} {name:20s} {acc:7.2%}  of {n}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
