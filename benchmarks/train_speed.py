@@ -1,13 +1,18 @@
-"""cnnlab against PyTorch on the same CPU: epoch time, time to 99%, prediction latency, memory.
+"""cnnlab against PyTorch on the same CPU: epoch time, thread scaling, time to 99%, latency.
 
     python benchmarks/train_speed.py                     # everything, writes a markdown table
     python benchmarks/train_speed.py --only epoch --repeats 1
 
-Every measurement runs in a fresh process with the same thread count for both engines
-(OPENBLAS/OMP/MKL_NUM_THREADS and torch.set_num_threads), and the two engines' runs alternate
-(cnnlab, PyTorch, cnnlab, PyTorch, …) so that a change in the machine's load hits both. The
-figures are medians; the ratio is cnnlab / PyTorch. PyTorch trains the identical network
-(``cnnlab.export.pytorch.to_torch``: same layers, same initial weights) on the same batches.
+Every measurement runs in a fresh process. The headline runs both engines at their defaults
+(as installed, no thread settings: cnnlab on every core it may use, PyTorch on its own
+default); the scaling runs give both the same thread count (``cnnlab.set_threads`` and
+``torch.set_num_threads``, with OPENBLAS/OMP/MKL_NUM_THREADS to match). The two engines' runs
+alternate (cnnlab, PyTorch, cnnlab, PyTorch, …) so that a change in the machine's load hits
+both; the figures are medians and the ratio is cnnlab / PyTorch. PyTorch trains the identical
+network (``cnnlab.export.pytorch.to_torch``: same layers, same initial weights) on the same
+batches. The child processes run as on a user's machine: without OPENBLAS_CORETYPE and
+OPENBLAS_L2_SIZE, which some hosts set to pin OpenBLAS to an older, slower kernel; each reports
+the BLAS kernel it ran.
 """
 
 from __future__ import annotations
@@ -51,7 +56,42 @@ def _load_mnist(data_dir: str):
     )
 
 
-def worker_epoch(engine: str, preset: str, data_dir: str, threads: int, max_steps: int) -> dict:
+def _cnnlab_threads(threads: int | None) -> None:
+    import cnnlab as cl
+
+    if threads:
+        cl.set_threads(threads)
+
+
+def _torch_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def _backend(engine: str) -> str:
+    """The threads and the BLAS kernel the engine ran with."""
+    if engine == "cnnlab":
+        from threadpoolctl import threadpool_info
+
+        import cnnlab as cl
+
+        blas = [
+            f"{i['internal_api']} {i['version']} {i.get('architecture', '?')} kernel"
+            for i in threadpool_info()
+            if i["user_api"] == "blas"
+        ]
+        return f"{_show(cl.get_threads())}, {', '.join(blas)}, one BLAS thread in each"
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    return f"{_show(torch.get_num_threads())}, torch {torch.__version__} {capability} kernels"
+
+
+def worker_epoch(
+    engine: str, preset: str, data_dir: str, threads: int | None, max_steps: int
+) -> dict:
     """One epoch of training (or ``max_steps`` steps), timed without imports and data loading."""
     import numpy as np
 
@@ -63,23 +103,19 @@ def worker_epoch(engine: str, preset: str, data_dir: str, threads: int, max_step
     model = cl.build(preset, seed=0)
     steps = -(-len(x) // BATCH)
     if engine == "cnnlab":
-        from threadpoolctl import threadpool_info
-
+        _cnnlab_threads(threads)
         started = time.perf_counter()
         cl.fit(
             model, cl.CrossEntropyLoss(), cl.Adam(model.parameters(), LR), x, y,
             epochs=1, batch_size=BATCH, seed=0,
         )  # fmt: skip
         seconds = time.perf_counter() - started
-        blas = [
-            f"{i['internal_api']} {i['version']} x{i['num_threads']}" for i in threadpool_info()
-        ]
     else:
         import torch
 
         from cnnlab.export.pytorch import to_torch
 
-        torch.set_num_threads(threads)
+        _torch_threads(threads)
         net = to_torch(model)
         optimizer = torch.optim.Adam(net.parameters(), LR)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -93,11 +129,10 @@ def worker_epoch(engine: str, preset: str, data_dir: str, threads: int, max_step
             loss.backward()
             optimizer.step()
         seconds = time.perf_counter() - started
-        blas = [f"torch {torch.__version__} x{torch.get_num_threads()}"]
-    return {"seconds": seconds, "steps": steps, "backend": blas}
+    return {"seconds": seconds, "steps": steps, "backend": _backend(engine)}
 
 
-def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str) -> dict:
+def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int | None, out: str) -> dict:
     """PyTorch following a cnnlab recipe: same network, optimizer, loss, schedule, batches."""
     import numpy as np
     import torch
@@ -107,7 +142,7 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
     from cnnlab.runs.recipes import get_recipe
 
     started = time.perf_counter()
-    torch.set_num_threads(threads)
+    _torch_threads(threads)
     recipe = get_recipe(recipe_name)
     x, y, xv, yv = _load_mnist(data_dir)
     epochs = recipe.epochs(len(x))
@@ -164,8 +199,9 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int, out: str)
     return {"setup_s": fit_started - started}
 
 
-def worker_latency(data_dir: str, threads: int) -> dict:
-    """One preprocessed digit through the default model, p50/p99; and the whole test set."""
+def worker_latency(data_dir: str, threads: int | None) -> dict:
+    """One preprocessed digit through the default model, p50/p99; and the whole test set on
+    one thread and at the default (every core)."""
     import numpy as np
 
     import cnnlab as cl
@@ -180,31 +216,47 @@ def worker_latency(data_dir: str, threads: int) -> dict:
         model.predict_proba(digit)
         times.append(time.perf_counter() - started)
     times = np.array(times[200:]) * 1000
-    started = time.perf_counter()
-    model.predict(xv)
-    whole = time.perf_counter() - started
+    whole = {}
+    for setting in (1, None):  # None: the default
+        cl.set_threads(setting)
+        model.predict(xv[:2000])  # warm: the threads' scratch memory
+        started = time.perf_counter()
+        model.predict(xv)
+        whole["default" if setting is None else "1"] = time.perf_counter() - started
     assert model.predict_proba(one).shape == (1, 10)
     return {
         "p50_ms": float(np.percentile(times, 50)),
         "p99_ms": float(np.percentile(times, 99)),
         "test_set_s": whole,
+        "backend": _backend("cnnlab"),
     }
 
 
 # -- the driver ------------------------------------------------------------------------------------
 
+# Set on some hosts to keep old OpenBLAS builds safe; a user's machine does not set them, and
+# here they halve NumPy's sgemm. Removed in the benchmark's own child processes only.
+HOST_BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-def _env(threads: int) -> dict[str, str]:
-    env = dict(os.environ)
+
+def _env(threads: int | None) -> dict[str, str]:
+    """The children's environment: no host BLAS pins; thread variables only when ``threads``
+    is set (None: each engine as installed)."""
+    env = {k: v for k, v in os.environ.items() if k not in HOST_BLAS_PINS + THREAD_VARS}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[name] = str(threads)
+    if threads:
+        env.update(dict.fromkeys(THREAD_VARS, str(threads)))
     return env
 
 
-def _run_worker(args: list[str], threads: int) -> dict:
+def _show(threads: int | None) -> str:
+    return "defaults" if threads is None else f"{threads} thread{'s' * (threads > 1)}"
+
+
+def _run_worker(args: list[str], threads: int | None) -> dict:
     done = subprocess.run(
-        [sys.executable, __file__, "--worker", *args, "--threads", str(threads)],
+        [sys.executable, __file__, "--worker", *args, "--threads", str(threads or 0)],
         capture_output=True, text=True, env=_env(threads), cwd=ROOT,
     )  # fmt: skip
     if done.returncode != 0:
@@ -212,24 +264,66 @@ def _run_worker(args: list[str], threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _epoch(engine: str, preset: str, threads: int | None, opts: argparse.Namespace) -> dict:
+    return _run_worker(
+        ["epoch", engine, preset, opts.data_dir, str(opts.max_steps)], threads
+    )  # fmt: skip
+
+
 def measure_epochs(opts: argparse.Namespace) -> dict:
-    results: dict = {}
+    """Epoch times at the defaults and at each thread count of ``--scaling``, interleaved."""
+    settings: list[int | None] = [None, *opts.scaling]
+    results: dict = {"backend": {}}
     for preset in opts.presets:
-        runs: dict[str, list[float]] = {"cnnlab": [], "torch": []}
+        runs = {(engine, s): [] for engine in ("cnnlab", "torch") for s in settings}
         for _ in range(opts.repeats):
-            for engine in ("cnnlab", "torch"):
-                out = _run_worker(
-                    ["epoch", engine, preset, opts.data_dir, str(opts.max_steps)], opts.threads
-                )
-                runs[engine].append(out["seconds"])
-                results.setdefault("backend", {})[engine] = out["backend"]
-                print(f"  epoch {preset:8s} {engine:7s} {out['seconds']:7.2f} s", flush=True)
+            for setting in settings:
+                for engine in ("cnnlab", "torch"):
+                    out = _epoch(engine, preset, setting, opts)
+                    runs[engine, setting].append(out["seconds"])
+                    results["backend"][engine, setting] = out["backend"]
+                    print(
+                        f"  epoch {preset:8s} {engine:7s} {_show(setting):10s} "
+                        f"{out['seconds']:7.2f} s   ({out['backend']})",
+                        flush=True,
+                    )
         results[preset] = {
-            "cnnlab_s": statistics.median(runs["cnnlab"]),
-            "torch_s": statistics.median(runs["torch"]),
-            "runs": runs,
+            f"{engine}/{_show(s)}": statistics.median(times) for (engine, s), times in runs.items()
         }
-        results[preset]["ratio"] = results[preset]["cnnlab_s"] / results[preset]["torch_s"]
+        results[preset]["runs"] = {f"{e}/{_show(s)}": t for (e, s), t in runs.items()}
+    results["backend"] = {f"{e}/{_show(s)}": b for (e, s), b in results["backend"].items()}
+    return results
+
+
+def measure_cliff(opts: argparse.Namespace) -> dict:
+    """Each engine at its defaults, alone and beside one other CPU-bound process.
+
+    The busy process is a pure-Python loop (one core's worth of work); ``--cliff-steps`` steps
+    of each preset, interleaved idle, busy, idle, busy …
+    """
+    hog = [sys.executable, "-c", "while True: pass"]
+    results: dict = {}
+    cut = argparse.Namespace(**{**vars(opts), "max_steps": opts.cliff_steps})
+    for preset in opts.presets:
+        for engine in ("cnnlab", "torch"):
+            times: dict[str, list[float]] = {"idle": [], "busy": []}
+            for _ in range(opts.repeats):
+                times["idle"].append(_epoch(engine, preset, None, cut)["seconds"])
+                busy = subprocess.Popen(hog)
+                try:
+                    times["busy"].append(_epoch(engine, preset, None, cut)["seconds"])
+                finally:
+                    busy.kill()
+                    busy.wait()
+                print(
+                    f"  {opts.cliff_steps} steps {preset:8s} {engine:7s} idle "
+                    f"{times['idle'][-1]:6.2f} s, beside a busy process {times['busy'][-1]:6.2f} s",
+                    flush=True,
+                )
+            idle, loaded = statistics.median(times["idle"]), statistics.median(times["busy"])
+            results[f"{preset}/{engine}"] = {
+                "idle_s": idle, "busy_s": loaded, "slowdown": loaded / idle, "runs": times,
+            }  # fmt: skip
     return results
 
 
@@ -244,9 +338,9 @@ def _time_to_99(history: list[dict], epoch_ends: list[float]) -> float | None:
     return None if first is None else epoch_ends[first]
 
 
-def _timed_process(command: list[str], threads: int) -> tuple[float, int, list[float]]:
-    """Run ``command``; return its wall time, its peak resident memory in MiB, and when it
-    printed each ``epoch …`` line (seconds since it was started)."""
+def _timed_process(command: list[str]) -> tuple[float, int, list[float]]:
+    """Run ``command`` at the defaults; return its wall time, its peak resident memory in MiB,
+    and when it printed each ``epoch …`` line (seconds since it was started)."""
     probe = (
         "import json, resource, subprocess, sys, time\n"
         "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)\n"
@@ -258,7 +352,7 @@ def _timed_process(command: list[str], threads: int) -> tuple[float, int, list[f
     started_at, started = time.time(), time.perf_counter()
     done = subprocess.run(
         [sys.executable, "-c", probe, *command],
-        capture_output=True, text=True, env=_env(threads), cwd=ROOT,
+        capture_output=True, text=True, env=_env(None), cwd=ROOT,
     )  # fmt: skip
     wall = time.perf_counter() - started
     report = json.loads(done.stdout)
@@ -270,6 +364,7 @@ def _timed_process(command: list[str], threads: int) -> tuple[float, int, list[f
 
 
 def measure_time_to_99(opts: argparse.Namespace) -> dict:
+    """`cnnlab train --recipe fast` and PyTorch on the same recipe, both at their defaults."""
     runs: dict[str, list] = {"cnnlab": [], "torch": []}
     for _ in range(opts.repeats):
         for engine in ("cnnlab", "torch"):
@@ -282,9 +377,9 @@ def measure_time_to_99(opts: argparse.Namespace) -> dict:
                 else:
                     command = [
                         sys.executable, __file__, "--worker", "torch-recipe", "fast",
-                        opts.data_dir, out, "--threads", str(opts.threads),
+                        opts.data_dir, out, "--threads", "0",
                     ]  # fmt: skip
-                wall, peak_mib, epoch_ends = _timed_process(command, opts.threads)
+                wall, peak_mib, epoch_ends = _timed_process(command)
                 history = json.loads(Path(out, "metrics.json").read_text())
             final = history[-1]["test_accuracy"]
             to_99 = _time_to_99(history, epoch_ends)
@@ -311,25 +406,33 @@ def measure_time_to_99(opts: argparse.Namespace) -> dict:
 
 
 def table(results: dict, opts: argparse.Namespace) -> str:
+    pins = ", ".join(f"{k}={os.environ[k]}" for k in HOST_BLAS_PINS if k in os.environ)
     lines = [
-        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {_cpu()}, {opts.threads} thread(s) per "
-        f"engine, {opts.repeats} interleaved run(s) each, load average before: "
-        f"{results['load_before']}.",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M')} on {_cpu()}, {opts.repeats} interleaved "
+        f"run(s) each, load average before: {results['load_before']}, after: "
+        f"{results['load_after']}. Host BLAS pins removed in the children: {pins or 'none set'}.",
         "",
         f"Command: `python benchmarks/train_speed.py {' '.join(sys.argv[1:])}`".replace(" `", "`")
         if len(sys.argv) > 1
         else "Command: `python benchmarks/train_speed.py`",
         "",
-        "| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |",
-        "|---|---|---|---|",
     ]
-    for preset in PRESETS:
-        if preset in results.get("epoch", {}):
-            r = results["epoch"][preset]
-            lines.append(
-                f"| epoch time, `{preset}` (batch {BATCH}, Adam) | {r['cnnlab_s']:.1f} s | "
-                f"{r['torch_s']:.1f} s | {r['ratio']:.2f} |"
-            )
+    epoch = results.get("epoch")
+    if epoch:
+        lines += [f"- {name}: {backend}" for name, backend in epoch["backend"].items()]
+        lines += [
+            "",
+            "| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |",
+            "|---|---|---|---|",
+        ]
+        for setting in (None, 1):
+            for preset in opts.presets:
+                r = epoch[preset]
+                c, t = r[f"cnnlab/{_show(setting)}"], r[f"torch/{_show(setting)}"]
+                lines.append(
+                    f"| epoch, `{preset}` (batch {BATCH}, Adam), {_show(setting)} | {c:.2f} s | "
+                    f"{t:.2f} s | {c / t:.2f} |"
+                )
     if "time_to_99" in results:
         c, t = results["time_to_99"]["cnnlab"], results["time_to_99"]["torch"]
 
@@ -338,7 +441,7 @@ def table(results: dict, opts: argparse.Namespace) -> str:
 
         ratio = f"{c['to_99_s'] / t['to_99_s']:.2f}" if c["to_99_s"] and t["to_99_s"] else "–"
         lines.append(
-            f"| time to ≥ 99.0% test accuracy, `--recipe fast` (whole process) | "
+            f"| time to ≥ 99.0% test accuracy, `--recipe fast` (whole process), defaults | "
             f"{show(c['to_99_s'])} | {show(t['to_99_s'])} | {ratio} |"
         )
         lines.append(
@@ -355,24 +458,61 @@ def table(results: dict, opts: argparse.Namespace) -> str:
             f"| one digit through `default`, p50 / p99 | {r['p50_ms']:.3f} / "
             f"{r['p99_ms']:.3f} ms | | |"
         )
-        lines.append(f"| whole 10,000-image test set | {r['test_set_s']:.2f} s | | |")
+        whole = r["test_set_s"]
+        lines.append(
+            f"| whole 10,000-image test set, 1 thread / defaults | {whole['1']:.2f} / "
+            f"{whole['default']:.2f} s | | |"
+        )
+    if epoch and opts.scaling:
+        head = " | ".join(_show(n) for n in opts.scaling)
+        lines += [
+            "",
+            "Thread scaling (epoch seconds; speed-up over 1 thread in brackets):",
+            "",
+            f"| preset | engine | {head} |",
+            "|---|---|" + "---|" * len(opts.scaling),
+        ]
+        for preset in opts.presets:
+            for engine in ("cnnlab", "torch"):
+                one = epoch[preset].get(f"{engine}/1 thread")
+                cells = []
+                for n in opts.scaling:
+                    seconds = epoch[preset][f"{engine}/{_show(n)}"]
+                    gain = f" ({one / seconds:.2f}×)" if one else ""
+                    cells.append(f"{seconds:.2f}{gain}")
+                lines.append(f"| `{preset}` | {engine} | {' | '.join(cells)} |")
+    if "cliff" in results:
+        lines += [
+            "",
+            f"Beside one other CPU-bound process ({opts.cliff_steps} steps, defaults):",
+            "",
+            "| preset | engine | alone | beside a busy process | slowdown |",
+            "|---|---|---|---|---|",
+        ]
+        for key, r in results["cliff"].items():
+            preset, engine = key.split("/")
+            lines.append(
+                f"| `{preset}` | {engine} | {r['idle_s']:.2f} s | {r['busy_s']:.2f} s | "
+                f"{r['slowdown']:.2f}× |"
+            )
     return "\n".join(lines)
 
 
 def _cpu() -> str:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+                return f"{line.split(':', 1)[1].strip()} ({cores} cores)"
     except OSError:
         pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    return f"{platform.processor() or platform.machine()} ({cores} cores)"
 
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         kind, rest = sys.argv[2], sys.argv[3:]
-        threads = int(rest[rest.index("--threads") + 1])
+        threads = int(rest[rest.index("--threads") + 1]) or None
         rest = rest[: rest.index("--threads")]
         if kind == "epoch":
             result = worker_epoch(rest[0], rest[1], rest[2], threads, int(rest[3]))
@@ -383,19 +523,25 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA), help="MNIST IDX folder")
     parser.add_argument(
-        "--threads", type=int, default=1, help="BLAS/torch threads per engine (same for both)"
-    )
+        "--scaling", type=int, nargs="*",
+        default=sorted({1, *(2**i for i in range(1, 5) if 2**i < cores), cores or 1}),
+        help="thread counts of the scaling table, both engines (1 is the one-thread comparison)",
+    )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per engine")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
     parser.add_argument(
-        "--only", nargs="+", choices=("epoch", "time-to-99", "latency"),
-        default=["epoch", "time-to-99", "latency"],
+        "--only", nargs="+", choices=("epoch", "time-to-99", "latency", "cliff"),
+        default=["epoch", "time-to-99", "latency", "cliff"],
     )  # fmt: skip
     parser.add_argument(
         "--max-steps", type=int, default=0, help="cut each epoch short (a smoke test, not a result)"
+    )
+    parser.add_argument(
+        "--cliff-steps", type=int, default=150, help="steps per run of the busy-machine test"
     )
     parser.add_argument("--json", help="also write the raw results to this file")
     opts = parser.parse_args()
@@ -408,11 +554,13 @@ def main() -> int:
         results["time_to_99"] = measure_time_to_99(opts)
     if "latency" in opts.only:
         print("prediction latency", flush=True)
-        results["latency"] = _run_worker(["latency", opts.data_dir], opts.threads)
+        results["latency"] = _run_worker(["latency", opts.data_dir], None)
+    if "cliff" in opts.only:
+        print("beside a busy process", flush=True)
+        results["cliff"] = measure_cliff(opts)
     results["load_after"] = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print()
     print(table(results, opts))
-    print(f"\nload average after: {results['load_after']}")
     if opts.json:
         Path(opts.json).write_text(json.dumps(results, indent=2))
     return 0

@@ -1,8 +1,9 @@
 """cnnlab: a convolutional neural network, from scratch in NumPy, that learns to read digits.
 
-The engine (layers, losses, optimizers, ``Sequential``, ``fit``) needs only NumPy. Data
-loaders live in ``cnnlab.data``, image preprocessing in ``cnnlab.data.preprocess``, the command line
-in ``cnnlab.cli``.
+The engine (layers, losses, optimizers, ``Sequential``, ``fit``) needs only NumPy, and
+threadpoolctl to keep the BLAS on one thread while its own threads use every core
+(``set_threads``). Data loaders live in ``cnnlab.data``, image preprocessing in
+``cnnlab.data.preprocess``, the command line in ``cnnlab.cli``.
 """
 
 from cnnlab.engine.errors import CnnlabError
@@ -23,6 +24,7 @@ from cnnlab.engine.layers import (
 )
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
 from cnnlab.engine.optim import SGD, Adam, CosineLR, OneCycleLR, StepLR, Warmup
+from cnnlab.engine.parallel import get_threads, set_threads
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
@@ -60,6 +62,8 @@ __all__ = [
     "build",
     "evaluate",
     "fit",
+    "get_threads",
     "manual_seed",
+    "set_threads",
     "to_input",
 ]

@@ -8,16 +8,15 @@ A ``CnnlabError`` becomes one line on stderr and exit status 2; Ctrl-C exits wit
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
-import os
 import sys
-from typing import Any
 
 import numpy as np
 
 from cnnlab import __version__
+from cnnlab.cli._common import positive_int
 from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.parallel import one_blas_thread, set_threads
 
 COMMANDS = (
     "evaluate",
@@ -43,34 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     parser.add_argument(
         "--threads",
-        type=int,
-        help="BLAS threads (default 1, or OPENBLAS_NUM_THREADS / OMP_NUM_THREADS when set)",
+        type=positive_int,
+        help="cores to train and predict on (default: all this process may use)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"cnnlab.cli.{name}").register(sub)
     return parser
-
-
-def blas_threads(requested: int | None) -> Any:
-    """A context that runs the BLAS on ``requested`` threads (1 unless the environment says).
-
-    cnnlab's matrix products are small (one per sample), so a second BLAS thread gains about
-    5% on an idle machine, while two processes with two threads each on two cores run 4×
-    slower: the threads wait for each other at every product. Without threadpoolctl (the
-    ``lab`` extra) the BLAS keeps its own setting.
-    """
-    if requested is not None and requested < 1:
-        raise CnnlabError(f"--threads must be >= 1, got {requested}")
-    if requested is None and (
-        "OPENBLAS_NUM_THREADS" in os.environ or "OMP_NUM_THREADS" in os.environ
-    ):
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(requested or 1, user_api="blas")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,13 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = set_threads(args.threads)  # positive_int has checked it
     try:
-        # Overflow and NaN are checked explicitly (a diverging run is reported as one line), so
-        # NumPy's own warnings would only add noise to that message.
-        with (
-            blas_threads(args.threads),
-            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
-        ):
+        # The engine splits each batch over its own threads, each with a one-thread BLAS; the
+        # BLAS stays on one thread for the rest of the command too. Overflow and NaN are
+        # checked explicitly (a diverging run is reported as one line), so NumPy's own
+        # warnings would only add noise to that message.
+        with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return int(args.func(args) or 0)
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
@@ -96,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        set_threads(previous)
 
 
 if __name__ == "__main__":

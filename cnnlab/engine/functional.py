@@ -428,24 +428,29 @@ def batch_norm(
     training: bool,
     momentum: float,
     eps: float,
+    shard: Any = None,
 ) -> tuple[Any, Any, Any]:
     """Normalise ``x3`` ``(N, C, P)`` per channel over N and P, then scale and shift.
 
     Training uses the batch's mean and (biased) variance and updates ``running_mean`` and
     ``running_var`` in place (unbiased variance, as PyTorch); evaluation uses them instead.
+    When ``x3`` is one slice of a batch split over threads, ``shard``
+    (``cnnlab.engine.parallel.Shard``) adds the slices' sums, so the statistics are the whole
+    batch's, and only the first slice updates the running statistics.
     Returns ``(out, x_hat, inv_std)``, the last two for ``batch_norm_backward``.
     """
     xp = xp_of(x3)
-    count = x3.shape[0] * x3.shape[2]
+    count = _batch_rows(x3, shard) * x3.shape[2]
     if training:
         # einsum sums over N and P in one pass; reductions over (0, 2) take 3-8× longer.
-        mean = xp.einsum("ncp->c", x3) / count
+        mean = _whole_batch(xp.einsum("ncp->c", x3), shard) / count
         centered = x3 - mean[:, None]
-        var = xp.einsum("ncp,ncp->c", centered, centered) / count
+        var = _whole_batch(xp.einsum("ncp,ncp->c", centered, centered), shard) / count
         m = momentum
         unbiased = var * (count / max(count - 1, 1))
-        running_mean[...] = (1 - m) * running_mean + m * mean
-        running_var[...] = (1 - m) * running_var + m * unbiased
+        if shard is None or shard.index == 0:
+            running_mean[...] = (1 - m) * running_mean + m * mean
+            running_var[...] = (1 - m) * running_var + m * unbiased
     else:
         var = running_var
         centered = x3 - running_mean[:, None]
@@ -457,9 +462,13 @@ def batch_norm(
 
 
 def batch_norm_backward(
-    g: Any, x_hat: Any, inv_std: Any, weight: Any, *, training: bool
+    g: Any, x_hat: Any, inv_std: Any, weight: Any, *, training: bool, shard: Any = None
 ) -> tuple[Any, Any, Any]:
-    """dL/dy ``(N, C, P)`` → ``(dL/dx (N, C, P), dL/dγ, dL/dβ)``."""
+    """dL/dy ``(N, C, P)`` → ``(dL/dx (N, C, P), dL/dγ, dL/dβ)``.
+
+    With a ``shard`` (see ``batch_norm``) dL/dγ and dL/dβ are this slice's shares; dL/dx
+    uses the whole batch's.
+    """
     xp = xp_of(g)
     d_weight = xp.einsum("ncp,ncp->c", g, x_hat)
     d_bias = xp.einsum("ncp->c", g)
@@ -468,9 +477,20 @@ def batch_norm_backward(
         return g * scale, d_weight, d_bias
     # The batch statistics depend on every input, hence the two mean terms:
     # dx = γ/σ · (g − mean(g) − x̂ · mean(g·x̂)), means over N and P.
-    count = x_hat.shape[0] * x_hat.shape[2]
-    dx = x_hat * (d_weight / count)[:, None]
+    count = _batch_rows(x_hat, shard) * x_hat.shape[2]
+    sums = (d_weight, d_bias) if shard is None else shard.sum(xp.stack([d_weight, d_bias]))
+    dx = x_hat * (sums[0] / count)[:, None]
     xp.subtract(g, dx, out=dx)
-    dx -= (d_bias / count)[:, None]
+    dx -= (sums[1] / count)[:, None]
     dx *= scale
     return dx, d_weight, d_bias
+
+
+def _batch_rows(x3: Any, shard: Any) -> int:
+    """How many rows the whole batch has: ``x3``'s own, or all the shards' together."""
+    return x3.shape[0] if shard is None else shard.rows
+
+
+def _whole_batch(partial: Any, shard: Any) -> Any:
+    """A per-channel sum over this slice's rows → the sum over the whole batch."""
+    return partial if shard is None else shard.sum(partial)

@@ -13,6 +13,7 @@ The arithmetic itself lives in ``cnnlab.engine.functional``, as plain functions.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from typing import Any
@@ -51,6 +52,9 @@ class Layer:
         self.training = True
         self._input_check = True
         self._input_grad = True
+        # Set on a replica that sees one slice of a batch split over threads
+        # (``cnnlab.engine.parallel.Shard``); None when the layer sees the whole batch.
+        self.shard: Any = None
 
     def forward(self, x: Any) -> Any:
         raise NotImplementedError
@@ -89,6 +93,13 @@ class Layer:
     def _add_param(self, name: str, value: np.ndarray) -> None:
         self.params[name] = value
         self.grads[name] = np.zeros_like(value)
+
+    def replica(self) -> Layer:
+        """A copy for another thread: the same ``params`` and ``buffers`` (the very arrays),
+        its own ``grads`` and caches."""
+        twin = copy.copy(self)
+        twin.grads = {key: np.zeros_like(value) for key, value in self.grads.items()}
+        return twin
 
     def astype(self, dtype: Any) -> Layer:
         """Convert parameters, gradients and buffers to ``dtype`` in place; returns self."""
@@ -238,6 +249,11 @@ class Conv2D(Layer):
             self._buffer,
         )
         return dx
+
+    def replica(self) -> Conv2D:
+        twin = super().replica()
+        twin._buffers = {}  # its own scratch arrays
+        return twin
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any, zero: bool = False) -> Any:
         """A scratch array of ``shape``, kept between calls so big batches are not reallocated.
@@ -481,7 +497,16 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        self._mask = xp_of(x).asarray(F.dropout_mask(self.rng, x.shape, self.p, self.dtype))
+        shard = self.shard
+        if shard is None:
+            mask = F.dropout_mask(self.rng, x.shape, self.p, self.dtype)
+        else:  # the whole batch's mask, drawn once per step; this shard's rows of it
+            whole = shard.once(
+                self.rng,
+                lambda: F.dropout_mask(self.rng, (shard.rows, *x.shape[1:]), self.p, self.dtype),
+            )
+            mask = whole[shard.start : shard.start + len(x)]
+        self._mask = xp_of(x).asarray(mask)
         return x * self._mask
 
     def backward(self, grad_out: Any) -> Any:
@@ -538,6 +563,7 @@ class _BatchNorm(Layer):
             training=self.training,
             momentum=self.momentum,
             eps=self.eps,
+            shard=self.shard,
         )
         return out.reshape(x.shape)
 
@@ -548,6 +574,7 @@ class _BatchNorm(Layer):
             self._inv_std,
             self.params["W"],
             training=self.training,
+            shard=self.shard,
         )
         return dx.reshape(grad_out.shape)
 

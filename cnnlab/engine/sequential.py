@@ -16,6 +16,7 @@ from cnnlab.engine.backend import array_module, to_device, xp_of
 from cnnlab.engine.errors import CnnlabError, NonFiniteError
 from cnnlab.engine.functional import softmax
 from cnnlab.engine.layers import Layer, Softmax
+from cnnlab.engine.parallel import forward_in_chunks
 
 
 class Sequential:
@@ -200,11 +201,7 @@ class Sequential:
         was_training = self.training
         self.eval()
         try:
-            if 0 < len(x) <= batch_size:
-                out = self.forward(x)
-            else:
-                parts = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-                out = xp_of(x).concatenate(parts) if parts else None
+            out = forward_in_chunks(self, x, batch_size)  # on every core for a large batch
         finally:
             if was_training:
                 self.train()

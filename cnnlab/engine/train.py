@@ -26,6 +26,7 @@ from cnnlab.engine.backend import to_numpy, xp_of
 from cnnlab.engine.errors import CnnlabError, NonFiniteError, NonFiniteLossError
 from cnnlab.engine.metrics import accuracy
 from cnnlab.engine.optim import Optimizer
+from cnnlab.engine.parallel import data_parallel
 from cnnlab.engine.sequential import Sequential
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -112,59 +113,61 @@ def fit(
     xp = xp_of(x)
     n_batches = math.ceil(n / batch_size)
     started = time.perf_counter() - state.elapsed_s
-    while state.epoch < epochs:
-        order = np.random.default_rng([seed, state.epoch]).permutation(n)
-        model.train()
-        while state.batch < n_batches:
-            index = order[state.batch * batch_size : (state.batch + 1) * batch_size]
-            xb, yb = x[xp.asarray(index)], y[xp.asarray(index)]
-            if augment is not None:
-                xb = augment(xb, np.random.default_rng([seed, state.epoch, state.batch]))
-            if schedule is not None:
-                optimizer.lr = schedule(state.step)
+    # net: the model itself, or its batches split over every core (engine/parallel.py)
+    with data_parallel(model, x) as net:
+        while state.epoch < epochs:
+            order = np.random.default_rng([seed, state.epoch]).permutation(n)
+            model.train()
+            while state.batch < n_batches:
+                index = order[state.batch * batch_size : (state.batch + 1) * batch_size]
+                xb, yb = x[xp.asarray(index)], y[xp.asarray(index)]
+                if augment is not None:
+                    xb = augment(xb, np.random.default_rng([seed, state.epoch, state.batch]))
+                if schedule is not None:
+                    optimizer.lr = schedule(state.step)
 
-            logits = model.forward(xb)  # 1. forward pass
-            try:
-                loss = loss_fn.forward(logits, yb)  # 2. loss
-            except NonFiniteError:  # the network's output is already NaN or inf
-                loss = math.nan
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"training diverged at step {state.step + 1} (epoch {state.epoch + 1}, "
-                    f"batch {state.batch + 1}): the loss is {loss}; lower the learning rate "
-                    f"(now {optimizer.lr:g})"
-                )
-            model.backward(loss_fn.backward(), input_grad=False)  # 3. backward pass
-            optimizer.step()  # 4. weight update
-            optimizer.zero_grad()
+                logits = net.forward(xb)  # 1. forward pass
+                try:
+                    loss = loss_fn.forward(logits, yb)  # 2. loss
+                except NonFiniteError:  # the network's output is already NaN or inf
+                    loss = math.nan
+                if not math.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"training diverged at step {state.step + 1} (epoch {state.epoch + 1}, "
+                        f"batch {state.batch + 1}): the loss is {loss}; lower the learning rate "
+                        f"(now {optimizer.lr:g})"
+                    )
+                net.backward(loss_fn.backward(), input_grad=False)  # 3. backward pass
+                optimizer.step()  # 4. weight update
+                optimizer.zero_grad()
 
-            state.step += 1
-            state.batch += 1
-            state.loss_sum += loss * len(index)
-            state.correct += int((logits.argmax(axis=1) == yb).sum())
-            state.seen += len(index)
+                state.step += 1
+                state.batch += 1
+                state.loss_sum += loss * len(index)
+                state.correct += int((logits.argmax(axis=1) == yb).sum())
+                state.seen += len(index)
+                for callback in callbacks:
+                    callback.on_batch_end(
+                        state, {"loss": loss, "batch_size": len(index), "lr": optimizer.lr}
+                    )
+                if state.stop:
+                    state.elapsed_s = time.perf_counter() - started
+                    return state
+            entry: dict[str, Any] = {
+                "epoch": state.epoch + 1,
+                "train_loss": state.loss_sum / max(state.seen, 1),
+                "train_accuracy": state.correct / max(state.seen, 1),
+                "lr": optimizer.lr,
+            }
+            if validation is not None:
+                entry["test_accuracy"] = evaluate(model, validation[0], validation[1])
+            entry["elapsed_s"] = time.perf_counter() - started
+            state.history.append(entry)
+            state.epoch += 1
+            state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
             for callback in callbacks:
-                callback.on_batch_end(
-                    state, {"loss": loss, "batch_size": len(index), "lr": optimizer.lr}
-                )
+                callback.on_epoch_end(state, entry)
             if state.stop:
-                state.elapsed_s = time.perf_counter() - started
-                return state
-        entry: dict[str, Any] = {
-            "epoch": state.epoch + 1,
-            "train_loss": state.loss_sum / max(state.seen, 1),
-            "train_accuracy": state.correct / max(state.seen, 1),
-            "lr": optimizer.lr,
-        }
-        if validation is not None:
-            entry["test_accuracy"] = evaluate(model, validation[0], validation[1])
-        entry["elapsed_s"] = time.perf_counter() - started
-        state.history.append(entry)
-        state.epoch += 1
-        state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
-        for callback in callbacks:
-            callback.on_epoch_end(state, entry)
-        if state.stop:
-            break
+                break
     state.elapsed_s = time.perf_counter() - started
     return state

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -260,17 +259,33 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
 
 
-def test_blas_runs_on_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("given", [None, 3])
+def test_threads_option_sets_the_engine_threads_for_the_command(
+    given, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--threads N`` is the engine's thread count while the command runs (default: every
+    core); the BLAS stays on one thread; the setting is put back afterwards."""
     from threadpoolctl import threadpool_info
 
-    from cnnlab.cli.main import blas_threads
+    from cnnlab.cli import info
+    from cnnlab.engine.parallel import available_cores
 
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    with blas_threads(None):
-        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
-        assert blas and all(i["num_threads"] == 1 for i in blas)
-    # a thread count set in the environment is the user's choice
-    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
-    assert isinstance(blas_threads(None), contextlib.nullcontext)
-    assert main(["--threads", "0", "info", "x.npz"]) == 2
+    seen = {}
+
+    def record(args) -> int:
+        seen["threads"] = cl.get_threads()
+        seen["blas"] = {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        return 0
+
+    monkeypatch.setattr(info, "run", record)
+    previous = cl.set_threads(5)
+    try:
+        argv = ["info", "x.npz"] if given is None else ["--threads", str(given), "info", "x.npz"]
+        assert main(argv) == 0
+        assert seen == {"threads": given or available_cores(), "blas": {1}}
+        assert cl.get_threads() == 5
+    finally:
+        cl.set_threads(previous)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--threads", "0", "info", "x.npz"])
+    assert exit_info.value.code == 2
