@@ -214,9 +214,12 @@ def _replicate(model: Any) -> Any:
     return type(model)(layers, input_shape=model.input_shape, meta=model.meta)
 
 
-def _batch_work(x: Any) -> bool:
-    """Whether ``x`` is a batch worth the engine's threads: NumPy (not CuPy), rows to split."""
-    return isinstance(x, np.ndarray) and len(x) >= 2 * MIN_ROWS
+def _splittable(model: Any, x: Any) -> bool:
+    """Whether ``x`` is a batch worth the engine's threads: NumPy (not CuPy), rows to split,
+    and no layer whose ``forward`` or ``backward`` was replaced on the instance (a hook such as
+    ``cnnlab.explain.monitor``'s, which expects to see the whole batch on that very layer)."""
+    hooked = any(name in vars(layer) for layer in model.layers for name in ("forward", "backward"))
+    return isinstance(x, np.ndarray) and len(x) >= 2 * MIN_ROWS and not hooked
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -288,7 +291,7 @@ def data_parallel(model: Any, x: Any) -> Iterator[Any]:
     """What ``fit`` trains through: a ``DataParallel`` when ``x`` (the training inputs) is worth
     splitting, else the model itself; either way with the BLAS on one thread."""
     with one_blas_thread():
-        if get_threads() == 1 or not _batch_work(x):
+        if get_threads() == 1 or not _splittable(model, x):
             yield model
             return
         with DataParallel(model, get_threads()) as net:
@@ -301,7 +304,7 @@ def data_parallel(model: Any, x: Any) -> Iterator[Any]:
 def forward_in_chunks(model: Any, x: Any, batch_size: int) -> Any:
     """``model.forward`` over ``x`` in chunks of at most ``batch_size`` rows, split over the
     threads when ``x`` is a large NumPy batch; the concatenated output, or None for no rows."""
-    if not _batch_work(x):  # one digit: no thread to start, no BLAS setting to change
+    if not _splittable(model, x):  # one digit: no thread to start, no BLAS setting to change
         return _chunks(model, x, batch_size)
     bounds = split_rows(len(x), get_threads())
     with one_blas_thread():

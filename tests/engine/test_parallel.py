@@ -187,6 +187,24 @@ def test_fit_resumed_on_threads_matches_uninterrupted(threads) -> None:
         np.testing.assert_array_equal(model.state_arrays()[key], value, err_msg=key)
 
 
+def test_fit_with_a_hooked_layer_trains_on_the_model_itself(threads) -> None:
+    """A hook put on a layer instance (as the gradient monitor does) sees every whole batch."""
+    threads(2)
+    model = cl.build("lenet5", seed=0)
+    layer = model.layers[-1]
+    seen = []
+
+    def backward(grad_out):
+        seen.append(len(grad_out))
+        return type(layer).backward(layer, grad_out)
+
+    layer.backward = backward
+    rng = np.random.default_rng(0)
+    x, y = rng.random((100, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 100)
+    cl.fit(model, cl.CrossEntropyLoss(), cl.SGD(model.parameters(), 0.01), x, y, batch_size=64)
+    assert seen == [64, 36]
+
+
 # -- inference -------------------------------------------------------------------------------------
 
 
