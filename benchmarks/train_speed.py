@@ -419,12 +419,9 @@ def table(results: dict, opts: argparse.Namespace) -> str:
     ]
     epoch = results.get("epoch")
     if epoch:
-        lines += [f"- {name}: {backend}" for name, backend in epoch["backend"].items()]
-        lines += [
-            "",
-            "| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |",
-            "|---|---|---|---|",
-        ]
+        lines += [f"- {name}: {backend}" for name, backend in epoch["backend"].items()] + [""]
+    lines += ["| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |", "|---|---|---|---|"]
+    if epoch:
         for setting in (None, 1):
             for preset in opts.presets:
                 r = epoch[preset]
