@@ -58,12 +58,16 @@ def load_input(spec: str, data_dir: str | Path | None = None) -> InputImage:
             "like mnist-sample:test:17"
         )
     try:
-        from cnnlab.data.preprocess import preprocess_file
+        from cnnlab.data.preprocess import load_image, preprocess_digit
     except ImportError:
         raise CnnlabError(
             "reading image files needs cnnlab.data.preprocess, which this installation lacks; "
             "use a data set digit like mnist-sample:test:17"
         ) from None
-    result = preprocess_file(path)
+    grey = load_image(path)  # its errors name the file
+    try:
+        result = preprocess_digit(grey)
+    except CnnlabError as err:  # no ink, too small: say which image
+        raise type(err)(f"{spec}: {err}") from None
     steps = {name: np.asarray(step) for name, step in result.steps.items()}
     return InputImage(np.asarray(result.image, dtype=np.float32), spec, None, steps)

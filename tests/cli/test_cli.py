@@ -111,23 +111,59 @@ def test_evaluate_prints_tables(run_dir: Path, capsys: pytest.CaptureFixture) ->
 
 
 def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    label = digit_png(tmp_path / "digit.png", index=3)
-    from PIL import Image
-
-    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    digit_png(tmp_path / "digit.png", index=3)
     pre = tmp_path / "pre"
-    args = ["predict", str(run_dir), str(tmp_path / "digit.png"), "--json"]
+    args = ["predict", str(run_dir), str(tmp_path / "digit.png"), "--json", "--top-k", "2"]
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert [sorted(r) for r in results] == [["file", "label", "probabilities"]]
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    assert [sorted(r) for r in results] == [["file", "label", "probabilities", "top"]]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
-    assert 0 <= label <= 9
+    # --top-k shapes the JSON too: the k best classes, best first.
+    best = sorted(range(10), key=lambda i: -probabilities[i])[:2]
+    assert results[0]["top"] == [{"class": str(i), "probability": probabilities[i]} for i in best]
+    # --save-preprocessed says where it wrote (on stderr, so stdout stays JSON).
     assert (pre / "digit.28x28.png").exists()
-    assert main(["predict", str(run_dir), str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "blank.png: no ink found" in out and "prediction = [" in out
+    assert captured.err.strip() == f"wrote 1 preprocessed 28x28 inputs to {pre}/"
+
+
+def test_predict_reads_a_data_set_digit(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    model = cl.Sequential.load(run_dir / "model.npz")
+    images, _ = load("mnist-sample", "test")
+    want = model.predict_proba(cl.to_input(images[17:18]))[0]
+    assert main(["predict", str(run_dir), "mnist-sample:test:17", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["file"] == "mnist-sample:test:17"
+    np.testing.assert_allclose(result["probabilities"], want, rtol=1e-6)
+
+
+def test_predict_reports_each_bad_image_and_finishes_the_rest(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    digit_png(folder / "b-digit.png", index=3)
+    (folder / "a-corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    Image.new("L", (64, 64), 255).save(folder / "c-blank.png")
+    args = ["predict", str(run_dir), str(folder), "mnist-sample:test:99999", str(tmp_path / "no")]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{folder / 'b-digit.png'}: ")
+    assert "prediction = [" in captured.out
+    errors = captured.err.splitlines()
+    assert len(errors) == 4 and all(line.startswith("cnnlab predict: error: ") for line in errors)
+    assert "a-corrupt.png" in errors[0] and "not an image" in errors[0]
+    assert "c-blank.png: no ink found" in errors[1]
+    assert "index 99999 is out of range" in errors[2]
+    assert "no such image file" in errors[3]
+    assert main([*args, "--json"]) == 2
+    results = json.loads(capsys.readouterr().out)
+    assert [r["label"] is None for r in results] == [True, False, True, True, True]
+    assert "not an image" in results[0]["error"]
 
 
 def test_info_shows_the_summary(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -159,7 +195,7 @@ def other_model(path: Path) -> None:
         ("missing-model", "no such file"),
         ("not-a-model", "not a cnnlab model"),
         ("foreign-npz", "not a cnnlab model"),
-        ("missing-image", "no such file"),
+        ("missing-image", "no such image file"),
         ("corrupt-image", "not an image"),
         ("huge-image", "pixels"),
         ("wrong-input-shape", "(1, 32, 32)"),
