@@ -10,7 +10,17 @@ from cnnlab.runs.folder import model_path
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help that shows every default and keeps the description's line breaks."""
+    """Help that shows every default and keeps the description's line breaks.
+
+    An option whose default is "not given" (None) or "off" (False), or whose help already says
+    its default, gets no "(default: ...)" of its own.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:
