@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
 import sys
@@ -46,10 +47,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="BLAS threads (default 1, or OPENBLAS_NUM_THREADS / OMP_NUM_THREADS when set)",
     )
+    parser.add_argument(
+        "--print-completion",
+        choices=("bash",),
+        help="print a bash completion script and exit; use it with: "
+        'eval "$(cnnlab --print-completion bash)" (zsh: run bashcompinit first)',
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"cnnlab.cli.{name}").register(sub)
     return parser
+
+
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each sub-command's parser, by name."""
+    (group,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(group.choices)
+
+
+def unrecognized(extra: list[str], parser: argparse.ArgumentParser) -> str:
+    """The error for arguments ``parser`` does not know, with the options they resemble."""
+    known = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for word in extra:
+        option = word.split("=", 1)[0]
+        close = difflib.get_close_matches(option, known, n=2) if option.startswith("-") else []
+        if close:
+            hints.append(f"{option}: did you mean {' or '.join(close)}?")
+    return f"unrecognized arguments: {' '.join(extra)}" + "".join(f"; {h}" for h in hints)
 
 
 def blas_threads(requested: int | None) -> Any:
@@ -73,10 +98,23 @@ def blas_threads(requested: int | None) -> Any:
     return threadpool_limits(requested or 1, user_api="blas")
 
 
+def print_completion(args: argparse.Namespace) -> int:
+    """``--print-completion SHELL``: the completion script on stdout."""
+    from cnnlab.cli.completion import bash_completion
+
+    print(bash_completion(build_parser()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the sub-command's usage, not the top level's
+        command = command_parsers(parser).get(args.command, parser)
+        command.error(unrecognized(extra, command))
+    if args.print_completion:
+        args.func = print_completion
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
