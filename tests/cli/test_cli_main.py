@@ -76,3 +76,10 @@ def test_version_option(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out == f"cnnlab {cnnlab.__version__}\n"
+
+
+def test_perceptron_help_says_what_the_previous_lesson_is() -> None:
+    text = command_parsers(build_parser())["perceptron"].format_help()
+    assert '"An Introductory Guide to Deep Neural Networks"' in text
+    assert "the post before it in the series" in text and "UCI sonar" in text
+    assert "frequency bands" in text and "angle" not in text
