@@ -193,7 +193,7 @@ def other_model(path: Path) -> None:
     ("case", "message"),
     [
         ("missing-model", "no such file"),
-        ("not-a-model", "not a cnnlab model"),
+        ("not-a-model", "(expected the .npz archive that cnnlab train or Sequential.save writes)"),
         ("foreign-npz", "not a cnnlab model"),
         ("missing-image", "no such image file"),
         ("corrupt-image", "not an image"),
