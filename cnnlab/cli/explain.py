@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.cli._common import Formatter, load_model, positive_int
+from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model, positive_int
 
 DESCRIPTION = """\
 Explain one prediction. IMAGE is an image file (preprocessed as `cnnlab predict` does) or a
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.add_argument("image", metavar="IMAGE", help="an image file, or DATASET:SPLIT:INDEX")
     p.add_argument("--out", help="folder for the figures (default: runs/explain/<IMAGE>)")
     p.add_argument(
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.prediction import explain_prediction
     from cnnlab.explain.text import table, vector
 
-    model = load_model(args.model)
+    model = load_model(chosen_model(args.model, args.runs_dir))
     item = load_input(args.image, args.data_dir)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug

@@ -11,9 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.cli._common import Formatter, load_model, positive_int
+from cnnlab.cli._common import (
+    Formatter,
+    add_model_argument,
+    chosen_model,
+    load_model,
+    positive_int,
+)
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
+from cnnlab.runs.folder import RunFolder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -29,11 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "by centre of mass. A folder stands for the images inside it; DATASET:SPLIT:INDEX\n"
             "(e.g. mnist-sample:test:17) is a digit of a data set. An image that cannot be read\n"
             "is reported on its own line and the others are still predicted; the exit status\n"
-            "is then 2."
+            "is then 2. Without MODEL (a .npz file or a run folder) the newest run is used."
         ),
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.add_argument(
         "images", metavar="IMAGE", nargs="+", help="image files, folders or DATASET:SPLIT:INDEX"
     )
@@ -81,8 +88,17 @@ def save_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(handle, "PNG")
 
 
+def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[str]]:
+    """(MODEL, IMAGEs) from the positionals: the first one is the model when it is a ``.npz``
+    file or a run folder, and otherwise the first image (the newest run is then used)."""
+    if first is None or Path(first).suffix == ".npz" or RunFolder(first).model_file.is_file():
+        return first, images
+    return None, [first, *images]
+
+
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
+    model_arg, args.images = split_model(args.model, args.images)
+    model = load_model(chosen_model(model_arg, args.runs_dir))
     if model.input_shape not in (None, (1, 28, 28)):
         raise CnnlabError(f"the model takes input {model.input_shape}, not 28x28 digit images")
     names = model.meta.get("class_names") or [str(i) for i in range(model.output_shape()[-1])]

@@ -310,3 +310,40 @@ def test_blas_runs_on_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     assert isinstance(blas_threads(None), contextlib.nullcontext)
     assert main(["--threads", "0", "info", "x.npz"]) == 2
+
+
+def test_without_model_the_newest_run_is_used(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cnnlab info: error: no MODEL given and no run in runs/; train one with cnnlab train, "
+        "or name a model file or run folder"
+    )
+    newest = cl.Sequential.load(run_dir / "model.npz")
+    older = cl.build("lenet5", seed=9)
+    for name, model, mtime in [("older", older, 1_000_000), ("newest", newest, 2_000_000)]:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        model.save(tmp_path / "runs" / name / "model.npz")
+        os.utime(tmp_path / "runs" / name / "model.npz", (mtime, mtime))
+    commands = [
+        ["info"],
+        ["evaluate", "--json", "--png", os.devnull],
+        ["predict", "mnist-sample:test:17", "--json"],
+        ["explain", "mnist-sample:test:17", "--patches", "50", "--out", "explained"],
+        ["step", "mnist-sample:test:17", "--out", "stepped"],
+        ["export", "--format", "onnx", "-o", "model.onnx"],
+    ]
+    for args in commands:
+        assert main(args) == 0, args
+        captured = capsys.readouterr()
+        assert captured.err.splitlines()[0] == f"using the newest run: {Path('runs', 'newest')}"
+    images, _ = load("mnist-sample", "test")
+    assert main(["predict", "mnist-sample:test:17", "mnist-sample:test:18", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    want = newest.predict_proba(cl.to_input(images[17:19]))
+    np.testing.assert_allclose([r["probabilities"] for r in results], want, rtol=1e-6)
+    # A model named first still wins.
+    assert main(["predict", str(tmp_path / "runs" / "older"), "mnist-sample:test:17"]) == 0
+    assert "using the newest run" not in capsys.readouterr().err
