@@ -139,7 +139,11 @@ class ConsoleProgress(RunCallback):
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         self.close()
-        test = f"  test acc {100 * logs['test_accuracy']:.2f}%" if "test_accuracy" in logs else ""
+        test = (
+            f"  test loss {logs['test_loss']:.4f}  test acc {100 * logs['test_accuracy']:.2f}%"
+            if "test_accuracy" in logs
+            else ""
+        )
         print(
             f"epoch {logs['epoch']}/{self.epochs}  train loss {logs['train_loss']:.4f}  "
             f"train acc {100 * logs['train_accuracy']:.2f}%{test}  {logs['elapsed_s']:.1f} s",

@@ -194,25 +194,28 @@ class Sequential:
         total = f"total parameters: {self.num_params():,}  (input {shape}, {self.dtype})"
         return "\n".join([lines[0], rule, *lines[1:], rule, total])
 
-    def predict_proba(self, x: Any, batch_size: int = 512) -> Any:
-        """Class probabilities ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation mode."""
-        validate.integer("predict_proba", "batch_size", batch_size, 1)
+    def outputs(self, x: Any, batch_size: int = 512) -> Any:
+        """The last layer's outputs ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation
+        mode, ``batch_size`` inputs at a time."""
+        validate.integer("outputs", "batch_size", batch_size, 1)
         was_training = self.training
         self.eval()
         try:
             if 0 < len(x) <= batch_size:
-                out = self.forward(x)
-            else:
-                parts = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
-                out = xp_of(x).concatenate(parts) if parts else None
+                return self.forward(x)
+            parts = [self.forward(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         finally:
             if was_training:
                 self.train()
-        xp = xp_of(x)
-        if out is None:
-            return xp.zeros(
-                (0, self.output_shape()[-1] if self.input_shape else 0), dtype=self.dtype
-            )
+        if parts:
+            return xp_of(x).concatenate(parts)
+        return xp_of(x).zeros(
+            (0, self.output_shape()[-1] if self.input_shape else 0), dtype=self.dtype
+        )
+
+    def predict_proba(self, x: Any, batch_size: int = 512) -> Any:
+        """Class probabilities ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation mode."""
+        out = self.outputs(x, batch_size)
         return out if isinstance(self.layers[-1], Softmax) else softmax(out)
 
     def predict(self, x: Any, batch_size: int = 512) -> Any:

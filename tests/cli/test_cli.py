@@ -47,7 +47,7 @@ def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [m["epoch"] for m in metrics] == [1]
-    for key in ("elapsed_s", "train_loss", "train_accuracy", "test_accuracy"):
+    for key in ("elapsed_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy"):
         assert isinstance(metrics[0][key], float)
     assert 0.1 < metrics[0]["test_accuracy"] <= 1.0
     config = json.loads((run_dir / "config.json").read_text())
