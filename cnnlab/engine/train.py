@@ -67,6 +67,9 @@ class TrainState:
 class Callback:
     """Hooks called by ``fit``; set ``state.stop = True`` to stop after the current step."""
 
+    def on_epoch_begin(self, state: TrainState) -> None:
+        """Before an epoch's first step (or, after a resume, its next one)."""
+
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         """After each step: ``logs`` has ``loss``, ``batch_size``, ``lr``."""
 
@@ -116,6 +119,8 @@ def fit(
     while state.epoch < epochs:
         order = np.random.default_rng([seed, state.epoch]).permutation(n)
         model.train()
+        for callback in callbacks:
+            callback.on_epoch_begin(state)
         while state.batch < n_batches:
             index = order[state.batch * batch_size : (state.batch + 1) * batch_size]
             xb, yb = x[xp.asarray(index)], y[xp.asarray(index)]

@@ -347,3 +347,23 @@ def test_without_model_the_newest_run_is_used(
     # A model named first still wins.
     assert main(["predict", str(tmp_path / "runs" / "older"), "mnist-sample:test:17"]) == 0
     assert "using the newest run" not in capsys.readouterr().err
+
+
+def test_the_first_progress_rate_counts_the_first_steps_time(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # It showed "7948335.9 img/s": the bar started its clock after the first step.
+    from cnnlab.cli.train import ConsoleProgress
+    from cnnlab.engine import progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress, "monotonic", lambda: now[0])
+    console = ConsoleProgress(quiet=False)
+    console.epochs, console.n_train = 1, 640
+    state = cl.TrainState()
+    console.on_epoch_begin(state)
+    now[0] += 0.5  # the first step takes half a second
+    state.loss_sum, state.seen = 2.3 * 64, 64
+    console.on_batch_end(state, {"batch_size": 64, "loss": 2.3, "lr": 0.1})
+    console.close()  # draws the bar's line as it stands
+    assert "64/640 [00:00<00:04, 128.0 img/s, loss=2.3]" in capsys.readouterr().err
