@@ -15,9 +15,10 @@ Explain one prediction. IMAGE is an image file (preprocessed as `cnnlab predict`
 digit of a data set written DATASET:SPLIT:INDEX, e.g. mnist-sample:test:17 (no download).
 
 Prints the top-3 prediction, the occlusion and saliency summaries and the strongest filters,
-and writes to --out: preprocessing.png, prediction.png, activation_maps_layer<i>.png (every conv
-layer), filters_layer1.png, occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the
-9 patches of --patch-dataset that excite each filter of the second conv layer most) and
+and writes to --out: preprocessing.png, prediction.png, activation_maps_conv<n>.png (conv
+layer n, counted from 1 among the conv layers as the web lab counts them), filters_conv1.png,
+occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the 9 patches of
+--patch-dataset that excite each filter of the second conv layer most) and
 report.html, one self-contained page with every figure.
 
 example:
@@ -83,11 +84,13 @@ def run(args: argparse.Namespace) -> int:
         f"at row {peak[0]}, column {peak[1]}"
     )
     rows = []
-    for layer in result.layers:
+    for number, layer in enumerate(result.layers, start=1):
         strongest = layer.maps.reshape(len(layer.maps), -1).max(axis=1)  # (C,)
         best = int(strongest.argmax())
         size = f"{layer.maps.shape[1]}×{layer.maps.shape[2]}"
-        rows.append([layer.name, layer.maps.shape[0], size, best, f"{strongest[best]:.3f}"])
-    print("\n" + table(["conv layer", "maps", "size", "strongest filter", "its peak"], rows))
+        row = [number, layer.name, layer.maps.shape[0], size, best, f"{strongest[best]:.3f}"]
+        rows.append(row)
+    header = ["conv layer", "model layer", "maps", "size", "strongest filter", "its peak"]
+    print("\n" + table(header, rows))
     print(f"\nwrote {len(result.files)} files to {out}/; open {result.files['report']}")
     return 0

@@ -53,9 +53,9 @@ def test_explain_prints_top3_and_writes_a_self_contained_report(model_file, tmp_
     for name in (
         "preprocessing",
         "prediction",
-        "activation_maps_layer0",
-        "activation_maps_layer3",
-        "filters_layer1",
+        "activation_maps_conv1",  # conv layers numbered as the web lab numbers them
+        "activation_maps_conv2",
+        "filters_conv1",
         "occlusion",
         "saliency",
         "top_patches",
