@@ -82,6 +82,7 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
         if item.steps
         else {"network input": item.image},
         out / "preprocessing.png",
+        item.sizes,
     )
     top3 = ", ".join(f"{names[i]} {p:.1%}" for i, p in result.top_k(3))
     files["prediction"] = figures.plot_prediction(
