@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"always answering the majority class: {result.baseline:.1%}")
     w = result.weights
     top = np.argsort(-np.abs(w))[:5]
-    print("largest perceptron weights: " + ", ".join(f"angle {i + 1}: {w[i]:+.3f}" for i in top))
+    print("largest perceptron weights: " + ", ".join(f"band {i + 1}: {w[i]:+.3f}" for i in top))
     path = experiment_figures.plot_perceptron(result, Path(args.out) / "perceptron.png")
     print(f"wrote {path}")
     return 0

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.figures.base import grid_shape, new_figure, save, show_digit
+from cnnlab.figures.base import grid_shape, log_axis, new_figure, save, show_digit
 
 if TYPE_CHECKING:
     from cnnlab.engine.gradcheck import GradCheck
@@ -198,7 +198,7 @@ def plot_step(result: StepResult, class_names: Sequence[str], path: str | Path) 
     right.barh(np.arange(len(names)), [v for _, v in result.grad_norms], color="#9467bd")
     right.set_yticks(np.arange(len(names)), names, fontsize=8)
     right.invert_yaxis()
-    right.set_xscale("log")
+    log_axis(right, [v for _, v in result.grad_norms])
     right.set_xlabel("‖dL/dθ‖ (log)")
     right.set_title("Gradient norm of each parameter", fontsize=11)
     fig.suptitle(f"One training step with η = {result.lr:g}", fontsize=12)
