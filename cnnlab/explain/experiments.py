@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.errors import CnnlabError, NonFiniteLossError
 from cnnlab.engine.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, Softmax
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
@@ -40,8 +41,7 @@ def digits(
     from cnnlab.data import load
 
     images, labels = load(dataset, split, data_dir=data_dir)
-    if samples < 1:
-        raise CnnlabError(f"samples must be >= 1, got {samples}")
+    validate.integer("experiment", "samples", samples, 1)
     return to_input(images[:samples]), labels[:samples].astype(np.int64)
 
 
@@ -52,9 +52,7 @@ def small_cnn(activation: str = "relu", seed: int = 0, softmax: bool = False) ->
     guesses close to uniformly (loss ≈ ln 10). ``softmax=True`` ends it with a ``Softmax`` layer
     (outputs are probabilities, for MSE).
     """
-    if activation not in ACTIVATIONS:
-        raise CnnlabError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}")
-    act = ACTIVATIONS[activation]
+    act = ACTIVATIONS[validate.choice("small_cnn", "activation", activation, tuple(ACTIVATIONS))]
     rng = resolve_rng(seed)
     init = init_for(activation)
     layers: list[Layer] = [
@@ -212,9 +210,9 @@ def deep_mlp(activation: str, depth: int = 8, width: int = 64, seed: int = 0) ->
 
     Each activation gets its customary initialisation (``init_for``).
     """
-    if depth < 1 or width < 1:
-        raise CnnlabError(f"depth and width must be >= 1, got {depth}, {width}")
-    act = ACTIVATIONS[activation]
+    act = ACTIVATIONS[validate.choice("deep_mlp", "activation", activation, tuple(ACTIVATIONS))]
+    validate.integer("deep_mlp", "depth", depth, 1)
+    validate.integer("deep_mlp", "width", width, 1)
     rng = resolve_rng(seed)
     init = init_for(activation)
     layers: list[Layer] = [Flatten()]
