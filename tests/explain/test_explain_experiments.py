@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.explain.experiment_figures import plot_learning_rates
 from cnnlab.explain.experiments import (
     ActivationRun,
@@ -100,6 +101,13 @@ def test_deep_mlp_has_at_least_eight_layers() -> None:
     model = deep_mlp("tanh", depth=8)
     assert sum(type(layer).__name__ == "Dense" for layer in model.layers) == 9
     assert sum(type(layer).__name__ == "Tanh" for layer in model.layers) == 8
+
+
+def test_deep_mlp_refuses_bad_arguments_in_one_line() -> None:
+    with pytest.raises(CnnlabError, match="deep_mlp: activation must be one of"):
+        deep_mlp("swish")  # was a bare KeyError
+    with pytest.raises(CnnlabError, match="deep_mlp: depth must be an integer >= 1, got 0"):
+        deep_mlp("relu", depth=0)
 
 
 def test_compare_losses_records_accuracy_per_epoch() -> None:
