@@ -58,13 +58,8 @@ def load_input(spec: str, data_dir: str | Path | None = None) -> InputImage:
             f"{spec!r}: no such image file; give an image (PNG, JPEG, ...) or a data set digit "
             "like mnist-sample:test:17"
         )
-    try:
-        from cnnlab.data.preprocess import load_image, preprocess_digit
-    except ImportError:
-        raise CnnlabError(
-            "reading image files needs cnnlab.data.preprocess, which this installation lacks; "
-            "use a data set digit like mnist-sample:test:17"
-        ) from None
+    from cnnlab.data.preprocess import load_image, preprocess_digit
+
     grey = load_image(path)  # its errors name the file
     try:
         result = preprocess_digit(grey)
