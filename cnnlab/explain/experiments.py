@@ -232,6 +232,7 @@ class ActivationRun:
     layer_names: list[str]  # the dense layers, input side first
     grad_norms: list[float]  # mean ‖dL/dW‖ per dense layer over the first epoch
     first_layer_per_batch: list[float]  # ‖dL/dW‖ of the first layer at every batch
+    last_layer_per_batch: list[float]
     saturated_fraction: float | None  # mean over the activation layers (sigmoid/tanh)
     dead_fraction: float | None  # mean over the ReLU layers
     test_accuracy: float  # on held-out test digits, after every epoch of training
@@ -280,6 +281,7 @@ def activation_gradients(
                 layer_names=names,
                 grad_norms=[e["grad_norm"] for e in dense],
                 first_layer_per_batch=[b[names[0]] for b in monitor.batch_grad_norms],
+                last_layer_per_batch=[b[names[-1]] for b in monitor.batch_grad_norms],
                 saturated_fraction=float(np.mean(saturated)) if saturated else None,
                 dead_fraction=float(np.mean(dead)) if dead else None,
                 test_accuracy=evaluate(model, xt, yt),
