@@ -20,6 +20,7 @@ from cnnlab.cli._common import (
 )
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
+from cnnlab.runs import confidence
 from cnnlab.runs.folder import RunFolder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
@@ -36,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "by centre of mass. A folder stands for the images inside it; DATASET:SPLIT:INDEX\n"
             "(e.g. mnist-sample:test:17) is a digit of a data set. An image that cannot be read\n"
             "is reported on its own line and the others are still predicted; the exit status\n"
-            "is then 2. Without MODEL (a .npz file or a run folder) the newest run is used."
+            "is then 2. Without MODEL (a .npz file or a run folder) the newest run is used.\n"
+            f"When the top probability is below {confidence.UNSURE_BELOW:.0%}, the answer says\n"
+            "it is unsure and names the runner-up."
         ),
         formatter_class=Formatter,
     )
@@ -114,10 +117,13 @@ def run(args: argparse.Namespace) -> int:
             continue
         p = next(probabilities)
         top = np.argsort(-p, kind="stable")[: args.top_k]
+        reading = confidence.read(p)
         results.append(
             {
                 "file": source,
-                "label": int(p.argmax()),
+                "label": reading.label,
+                "unsure": reading.unsure,
+                "runner_up": names[reading.runner_up],
                 "probabilities": [float(v) for v in p],
                 "top": [{"class": names[i], "probability": float(p[i])} for i in top],
             }
@@ -130,7 +136,10 @@ def run(args: argparse.Namespace) -> int:
         elif not args.json:
             best = ", ".join(f"{t['class']}: {100 * t['probability']:.1f}%" for t in result["top"])
             vector = ", ".join(f"{v:.2f}" for v in result["probabilities"])
-            print(f"{result['file']}: {names[result['label']]}  ({best})")
+            answer = names[result["label"]]
+            if result["unsure"]:
+                answer += f"?  unsure: maybe {result['runner_up']}"
+            print(f"{result['file']}: {answer}  ({best})")
             print(f"  prediction = [{vector}]")
     if args.save_preprocessed:
         out = Path(args.save_preprocessed)

@@ -117,7 +117,8 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
-    assert [sorted(r) for r in results] == [["file", "label", "probabilities", "top"]]
+    keys = ["file", "label", "probabilities", "runner_up", "top", "unsure"]
+    assert [sorted(r) for r in results] == [keys]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
@@ -127,6 +128,22 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     # --save-preprocessed says where it wrote (on stderr, so stdout stays JSON).
     assert (pre / "digit.28x28.png").exists()
     assert captured.err.strip() == f"wrote 1 preprocessed 28x28 inputs to {pre}/"
+
+
+@pytest.mark.parametrize(("bias", "answer"), [(0.0, "0?  unsure: maybe 1"), (9.0, "3  (")])
+def test_predict_says_when_it_is_unsure(
+    tmp_path: Path, capsys: pytest.CaptureFixture, bias: float, answer: str
+) -> None:
+    # A model that ignores its input: equal logits (every class 10 %) or a clear 3.
+    model = cl.Sequential([cl.Flatten(), cl.Dense(784, 10)], input_shape=(1, 28, 28))
+    model.layers[1].params["W"][...] = 0
+    model.layers[1].params["b"][...] = 0
+    model.layers[1].params["b"][3] = bias
+    model.save(tmp_path / "model.npz")
+    digit_png(tmp_path / "digit.png")
+    assert main(["predict", str(tmp_path / "model.npz"), str(tmp_path / "digit.png")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{tmp_path / 'digit.png'}: {answer}")
 
 
 def test_predict_reads_a_data_set_digit(run_dir: Path, capsys: pytest.CaptureFixture) -> None:

@@ -340,7 +340,10 @@
     label.textContent = result.class_name;
     label.classList.toggle("long", result.class_name.length > 2);
     label.dataset.label = String(result.label);
-    $("pred-conf").textContent = `${percent(probs[result.label])} sure it is ${result.class_name}`;
+    $("pred-conf").textContent = result.unsure
+      ? `unsure: ${percent(probs[result.label])} for ${result.class_name}, maybe ${result.runner_up}`
+      : `${percent(probs[result.label])} sure it is ${result.class_name}`;
+    label.classList.toggle("unsure", result.unsure);
     showSteps(result.steps || []);
     showMaps(result.activations || []);
     $("occlude").disabled = false;
