@@ -17,7 +17,6 @@ Prints a Markdown table; exits 1 when any case was not a clean load or refusal.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import resource
 import signal
@@ -36,7 +35,7 @@ from cnnlab.engine.errors import CnnlabError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from hostile_files import archive, npy, seed_model
+from hostile_files import archive, image_seeds, npy, png_claiming, seed_model
 
 EXTREMES = [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF, 10**8 + 1]
 LOADERS = ("model", "idx", "image")
@@ -218,33 +217,10 @@ def crafted_idx(rng: np.random.Generator) -> bytes:
     return header + rng.bytes(int(rng.integers(0, 64)))
 
 
-def seed_images() -> list[bytes]:
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    pixels = np.full((40, 32), 255, np.uint8)
-    pixels[8:32, 12:20] = rng.integers(0, 60, (24, 8), dtype=np.uint8)  # a dark stroke
-    out = []
-    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("BMP", "L"), ("GIF", "P")):
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).convert(mode).save(buffer, format=fmt)
-        out.append(buffer.getvalue())
-    return out
-
-
 def crafted_image(rng: np.random.Generator) -> bytes:
     """A PNG whose header (with a valid checksum) claims extreme dimensions."""
-    import struct
-    import zlib
-
     width, height = (int(rng.choice(EXTREMES)) for _ in range(2))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr
-    chunk += struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    idat_data = zlib.compress(rng.bytes(int(rng.integers(0, 256))))
-    idat = struct.pack(">I", len(idat_data)) + b"IDAT" + idat_data
-    idat += struct.pack(">I", zlib.crc32(b"IDAT" + idat_data))
-    return b"\x89PNG\r\n\x1a\n" + chunk + idat + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    return png_claiming(width, height, rng.bytes(int(rng.integers(0, 256))))
 
 
 # -- the run -----------------------------------------------------------------------------------
@@ -275,7 +251,7 @@ def loader_setup(name: str) -> tuple[Callable[[Path], object], list[bytes], Call
         return read_idx, seed_idx_files(), crafted_idx
     from cnnlab.data.preprocess import load_image
 
-    return load_image, seed_images(), crafted_image
+    return load_image, image_seeds(), crafted_image
 
 
 def fuzz(name: str, cases: int, seed: int, slow_s: float, hang_s: float) -> Tally:

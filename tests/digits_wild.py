@@ -4,26 +4,23 @@
 
 * printed digits rendered from the TrueType fonts that ship with matplotlib (sans, serif, mono,
   Computer Modern, STIX; regular, bold, italic), 20 to 400 px tall;
-* handwriting: MNIST test digits from index 5000 on, upscaled smoothly onto large canvases with
-  thicker or thinner strokes.
+* handwriting: the bundled MNIST sample's test digits (never trained on), upscaled smoothly
+  onto large canvases with thicker or thinner strokes.
 
 Both are then put on paper: dark ink on light or the reverse, grey or coloured, at contrasts
 down to 0.2, off-centre with wide margins, on flat, gradient, shadowed or noisy backgrounds,
 slightly rotated, sometimes out of focus, sometimes JPEG-compressed.
-Needs Pillow, matplotlib and the MNIST files in ``../shared/data/mnist`` (tests skip without).
+Needs Pillow and matplotlib (both in the ``lab`` extra).
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import io
 from pathlib import Path
 
 import numpy as np
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
-FIRST_HANDWRITTEN = 5000  # test digits before this index stay unseen by the generator
 MAX_PAGE = 640  # longest page side in pixels, which keeps generation fast
 
 _FONT_FILES = (
@@ -47,19 +44,12 @@ _FONT_FILES = (
 )
 
 
-def mnist_available() -> bool:
-    """True when the MNIST test files are present."""
-    return (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
-
-
 @functools.cache
 def mnist_test() -> tuple[np.ndarray, np.ndarray]:
-    """MNIST test images (10000, 28, 28) uint8 and labels (10000,) uint8, read from IDX gz."""
-    with gzip.open(MNIST_DIR / "t10k-images-idx3-ubyte.gz", "rb") as fh:
-        images = np.frombuffer(fh.read(), np.uint8, offset=16).reshape(-1, 28, 28)
-    with gzip.open(MNIST_DIR / "t10k-labels-idx1-ubyte.gz", "rb") as fh:
-        labels = np.frombuffer(fh.read(), np.uint8, offset=8)
-    return images, labels
+    """The bundled sample's test images (2000, 28, 28) uint8 and labels (2000,) uint8."""
+    from cnnlab.data import load
+
+    return load("mnist-sample", "test")
 
 
 @functools.cache
@@ -89,7 +79,7 @@ def _handwritten_ink(label: int, rng: np.random.Generator) -> tuple[np.ndarray, 
     from PIL import Image
 
     images, labels = mnist_test()
-    pool = np.flatnonzero(labels[FIRST_HANDWRITTEN:] == label) + FIRST_HANDWRITTEN
+    pool = np.flatnonzero(labels == label)
     index = int(pool[rng.integers(len(pool))])
     digit = images[index].astype(np.float32) / 255
     rows, cols = np.flatnonzero(digit.any(1)), np.flatnonzero(digit.any(0))

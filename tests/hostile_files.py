@@ -1,4 +1,5 @@
-"""Builders of model archives, sound and hostile, shared by the fuzz tests and the fuzz script.
+"""Builders of model archives and images, sound and hostile, shared by the fuzz tests and the
+fuzz script.
 
 Every archive is built byte for byte (fixed zip timestamps), so the same members give the same
 file on every run.
@@ -8,7 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -57,3 +60,28 @@ def model_members(config: object = None, raw: str | None = None, **arrays: np.nd
 
 def model_file(config: object = None, raw: str | None = None, **arrays: np.ndarray) -> bytes:
     return archive(model_members(config, raw, **arrays))
+
+
+def image_seeds() -> list[bytes]:
+    """One dark stroke on white as grey PNG, RGBA PNG, JPEG, BMP and palette GIF (needs Pillow)."""
+    from PIL import Image
+
+    pixels = np.full((36, 30), 255, np.uint8)
+    pixels[6:30, 12:18] = 20
+    out = []
+    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("BMP", "L"), ("GIF", "P")):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(buffer, format=fmt)
+        out.append(buffer.getvalue())
+    return out
+
+
+def png_claiming(width: int, height: int, pixels: bytes = b"\0" * 100) -> bytes:
+    """A PNG whose header, with a correct checksum, claims ``width`` × ``height`` pixels; its one
+    data chunk holds ``pixels`` compressed."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    body = zlib.compress(pixels)
+    idat = struct.pack(">I", len(body)) + b"IDAT" + body
+    idat += struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    return b"\x89PNG\r\n\x1a\n" + chunk + idat + b"\0\0\0\0IEND\xaeB`\x82"

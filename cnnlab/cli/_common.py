@@ -3,14 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.folder import model_path
+from cnnlab.runs.folder import DEFAULT_RUNS_DIR, model_path, newest_run
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help that shows every default and keeps the description's line breaks."""
+    """Help that shows every default and keeps the description's line breaks.
+
+    An option whose default is "not given" (None) or "off" (False), or whose help already says
+    its default, gets no "(default: ...)" of its own.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def positive_int(text: str) -> int:
@@ -36,3 +48,28 @@ def positive_float(text: str) -> float:
 def load_model(path: str | Path) -> Sequential:
     """Load the model a ``MODEL`` argument names (a model file or a run folder)."""
     return Sequential.load(model_path(path))
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    """An optional ``MODEL`` positional, and ``--runs-dir`` where the newest run stands in."""
+    parser.add_argument(
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        help="a model file or a run folder (default: the newest run in --runs-dir)",
+    )
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where to find the newest run")
+
+
+def chosen_model(model: str | None, runs_dir: str | Path) -> Path:
+    """The model file ``MODEL`` names or, without one, the newest run's (as ``serve`` does)."""
+    if model is not None:
+        return model_path(model)
+    newest = newest_run(runs_dir)
+    if newest is None:
+        raise CnnlabError(
+            f"no MODEL given and no run in {runs_dir}/; train one with cnnlab train, or name a "
+            "model file or run folder"
+        )
+    print(f"using the newest run: {newest.parent}", file=sys.stderr)
+    return newest

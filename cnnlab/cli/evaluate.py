@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import data
-from cnnlab.cli._common import Formatter, load_model
+from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.train import to_input
 from cnnlab.runs.build import check_fits
-from cnnlab.runs.folder import model_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(printed, and drawn to a PNG).",
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.add_argument("--dataset", default="mnist-sample", choices=data.IMAGE_DATASETS)
     p.add_argument("--data-dir", help="folder holding the data set's IDX files")
     p.add_argument("--split", default="test", choices=("train", "test"))
@@ -39,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     manual_seed(args.seed)
-    path = model_path(args.model)
+    path = chosen_model(args.model, args.runs_dir)
     model = load_model(path)
     check_fits(model, args.dataset)
     images, labels = data.load(args.dataset, args.split, args.data_dir)

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.cli._common import Formatter, load_model, positive_int
+from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model, positive_int
 
 DESCRIPTION = """\
 Explain one prediction. IMAGE is an image file (preprocessed as `cnnlab predict` does) or a
 digit of a data set written DATASET:SPLIT:INDEX, e.g. mnist-sample:test:17 (no download).
 
 Prints the top-3 prediction, the occlusion and saliency summaries and the strongest filters,
-and writes to --out: preprocessing.png, prediction.png, activation_maps_layer<i>.png (every conv
-layer), filters_layer1.png, occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the
-9 patches of --patch-dataset that excite each filter of the second conv layer most) and
+and writes to --out: preprocessing.png, prediction.png, activation_maps_conv<n>.png (conv
+layer n, counted from 1 among the conv layers as the web lab counts them), filters_conv1.png,
+occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the 9 patches of
+--patch-dataset that excite each filter of the second conv layer most) and
 report.html, one self-contained page with every figure.
 
 example:
@@ -32,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.add_argument("image", metavar="IMAGE", help="an image file, or DATASET:SPLIT:INDEX")
     p.add_argument("--out", help="folder for the figures (default: runs/explain/<IMAGE>)")
     p.add_argument(
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.prediction import explain_prediction
     from cnnlab.explain.text import table, vector
 
-    model = load_model(args.model)
+    model = load_model(chosen_model(args.model, args.runs_dir))
     item = load_input(args.image, args.data_dir)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug
@@ -83,11 +84,13 @@ def run(args: argparse.Namespace) -> int:
         f"at row {peak[0]}, column {peak[1]}"
     )
     rows = []
-    for layer in result.layers:
+    for number, layer in enumerate(result.layers, start=1):
         strongest = layer.maps.reshape(len(layer.maps), -1).max(axis=1)  # (C,)
         best = int(strongest.argmax())
         size = f"{layer.maps.shape[1]}×{layer.maps.shape[2]}"
-        rows.append([layer.name, layer.maps.shape[0], size, best, f"{strongest[best]:.3f}"])
-    print("\n" + table(["conv layer", "maps", "size", "strongest filter", "its peak"], rows))
+        row = [number, layer.name, layer.maps.shape[0], size, best, f"{strongest[best]:.3f}"]
+        rows.append(row)
+    header = ["conv layer", "model layer", "maps", "size", "strongest filter", "its peak"]
+    print("\n" + table(header, rows))
     print(f"\nwrote {len(result.files)} files to {out}/; open {result.files['report']}")
     return 0

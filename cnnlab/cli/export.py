@@ -7,11 +7,10 @@ import io
 import warnings
 from pathlib import Path
 
-from cnnlab.cli._common import Formatter, load_model
+from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write_bytes
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.folder import model_path
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -39,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.add_argument(
         "--format",
         dest="fmt",
@@ -63,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    source = model_path(args.model)
-    model = load_model(args.model)
+    source = chosen_model(args.model, args.runs_dir)
+    model = load_model(source)
     output = Path(args.output) if args.output else source.with_suffix(FORMATS[args.fmt])
     if output.resolve() == source.resolve():
         raise CnnlabError(f"{output}: refusing to overwrite the model file; choose another -o")

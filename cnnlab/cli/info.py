@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.cli._common import Formatter, load_model
-from cnnlab.runs.folder import model_path
+from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,12 +14,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Show a model's layers, output shapes and parameter counts.",
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    path = model_path(args.model)
+    path = chosen_model(args.model, args.runs_dir)
     model = load_model(path)
     print(f"{path}")
     print(model.summary())

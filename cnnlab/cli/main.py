@@ -8,6 +8,7 @@ A ``CnnlabError`` becomes one line on stderr and exit status 2; Ctrl-C exits wit
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import sys
 
@@ -45,16 +46,53 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="cores to train and predict on (default: all this process may use)",
     )
+    parser.add_argument(
+        "--print-completion",
+        choices=("bash",),
+        help="print a bash completion script and exit; use it with: "
+        'eval "$(cnnlab --print-completion bash)" (zsh: run bashcompinit first)',
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"cnnlab.cli.{name}").register(sub)
     return parser
 
 
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each sub-command's parser, by name."""
+    (group,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(group.choices)
+
+
+def unrecognized(extra: list[str], parser: argparse.ArgumentParser) -> str:
+    """The error for arguments ``parser`` does not know, with the options they resemble."""
+    known = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for word in extra:
+        option = word.split("=", 1)[0]
+        close = difflib.get_close_matches(option, known, n=2) if option.startswith("-") else []
+        if close:
+            hints.append(f"{option}: did you mean {' or '.join(close)}?")
+    return f"unrecognized arguments: {' '.join(extra)}" + "".join(f"; {h}" for h in hints)
+
+
+def print_completion(args: argparse.Namespace) -> int:
+    """``--print-completion SHELL``: the completion script on stdout."""
+    from cnnlab.cli.completion import bash_completion
+
+    print(bash_completion(build_parser()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # the sub-command's usage, not the top level's
+        command = command_parsers(parser).get(args.command, parser)
+        command.error(unrecognized(extra, command))
+    if args.print_completion:
+        args.func = print_completion
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

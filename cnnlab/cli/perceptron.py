@@ -1,4 +1,4 @@
-"""``cnnlab perceptron``: the previous lesson's perceptron on the sonar data, cross-validated."""
+"""``cnnlab perceptron``: the perceptron the article starts from, on sonar data, cross-validated."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ import numpy as np
 from cnnlab.cli._common import Formatter, positive_float, positive_int
 
 DESCRIPTION = """\
-Train a single perceptron (step activation, the perceptron learning rule) on the UCI sonar
-returns (208 rows of 60 sonar energies, rock or mine; bundled) with k-fold cross-validation,
-and compare it on the same folds with logistic regression and a 60-32-2 MLP trained by cnnlab.
-Prints the accuracy per fold, mean and spread; writes perceptron.png (the learned weight per
-sonar angle and the accuracies).
+The previous lesson: "An Introductory Guide to Deep Neural Networks", the article cnnlab
+follows, starts from the perceptron that the post before it in the series built and trained
+on the UCI sonar data (sonar returns off rocks and off metal cylinders, "mines"). This command
+repeats that lesson before the CNN.
+
+Train a single perceptron (step activation, the perceptron learning rule) on the sonar returns
+(208 rows, each the energy of a chirp's echo in 60 frequency bands, rock or mine; bundled)
+with k-fold cross-validation, and compare it on the same folds with logistic regression and a
+60-32-2 MLP trained by cnnlab. Prints the accuracy per fold, mean and spread; writes
+perceptron.png (the learned weight per frequency band and the accuracies).
 
 example:
   cnnlab perceptron --epochs 500 --lr 0.01 --folds 3
@@ -24,7 +29,7 @@ example:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "perceptron",
-        help="the perceptron of the previous lesson on the sonar data",
+        help="the previous lesson: the perceptron the article starts from, on sonar data",
         description=DESCRIPTION,
         formatter_class=Formatter,
     )
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"always answering the majority class: {result.baseline:.1%}")
     w = result.weights
     top = np.argsort(-np.abs(w))[:5]
-    print("largest perceptron weights: " + ", ".join(f"angle {i + 1}: {w[i]:+.3f}" for i in top))
+    print("largest perceptron weights: " + ", ".join(f"band {i + 1}: {w[i]:+.3f}" for i in top))
     path = experiment_figures.plot_perceptron(result, Path(args.out) / "perceptron.png")
     print(f"wrote {path}")
     return 0

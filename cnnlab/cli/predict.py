@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnnlab.cli._common import Formatter, load_model, positive_int
+from cnnlab.cli._common import (
+    Formatter,
+    add_model_argument,
+    chosen_model,
+    load_model,
+    positive_int,
+)
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
+from cnnlab.runs import confidence
+from cnnlab.runs.folder import RunFolder
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
@@ -24,33 +34,53 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Predict the digit in each image (PNG, JPEG, ...; any size, colour or grey, either\n"
             "polarity). Each image is turned into an MNIST-like 28x28 input first: polarity\n"
             "detected, background suppressed, cropped to the ink, fitted into 20x20 and centred\n"
-            "by centre of mass. A folder stands for the images inside it."
+            "by centre of mass. A folder stands for the images inside it; DATASET:SPLIT:INDEX\n"
+            "(e.g. mnist-sample:test:17) is a digit of a data set. An image that cannot be read\n"
+            "is reported on its own line and the others are still predicted; the exit status\n"
+            "is then 2. Without MODEL (a .npz file or a run folder) the newest run is used.\n"
+            f"When the top probability is below {confidence.UNSURE_BELOW:.0%}, the answer says\n"
+            "it is unsure and names the runner-up."
         ),
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
-    p.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
+    add_model_argument(p)
+    p.add_argument(
+        "images", metavar="IMAGE", nargs="+", help="image files, folders or DATASET:SPLIT:INDEX"
+    )
     p.add_argument("--top-k", type=positive_int, default=3, help="how many best classes to list")
     p.add_argument("--json", action="store_true", help="print one JSON list")
     p.add_argument("--save-preprocessed", metavar="DIR", help="write each 28x28 input as a PNG")
+    p.add_argument("--data-dir", help="folder holding the data set of a DATASET:SPLIT:INDEX")
     p.set_defaults(func=run)
 
 
-def expand(paths: list[str]) -> list[Path]:
-    """Image files from files and folders (a folder's images in name order)."""
-    files: list[Path] = []
+def expand(paths: list[str]) -> list[tuple[str, str | None]]:
+    """Each image to read, as (source, problem): a folder's images in name order; a folder
+    without any is one entry with its problem."""
+    items: list[tuple[str, str | None]] = []
     for text in paths:
         path = Path(text)
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            items.extend((str(p), None) for p in found)
             if not found:
-                raise CnnlabError(f"{path}: no image files in this folder")
-            files.extend(found)
-        elif path.exists():
-            files.append(path)
+                items.append((text, f"{path}: no image files in this folder"))
         else:
-            raise CnnlabError(f"{path}: no such file")
-    return files
+            items.append((text, None))
+    return items
+
+
+def read_inputs(paths: list[str], data_dir: str | None) -> list[tuple[str, np.ndarray | str]]:
+    """(source, 28×28 float32 input) for each image, or (source, why it could not be read)."""
+    from cnnlab.explain.inputs import load_input
+
+    read: list[tuple[str, np.ndarray | str]] = []
+    for source, problem in expand(paths):
+        try:
+            read.append((source, problem or load_input(source, data_dir).image))
+        except CnnlabError as err:
+            read.append((source, str(err)))  # each message names its image
+    return read
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
@@ -61,51 +91,65 @@ def save_png(path: Path, image: np.ndarray) -> None:
         Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(handle, "PNG")
 
 
-def run(args: argparse.Namespace) -> int:
-    from cnnlab.data.preprocess import NoInkError, preprocess_file
+def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[str]]:
+    """(MODEL, IMAGEs) from the positionals: the first one is the model when it is a ``.npz``
+    file or a run folder, and otherwise the first image (the newest run is then used)."""
+    if first is None or Path(first).suffix == ".npz" or RunFolder(first).model_file.is_file():
+        return first, images
+    return None, [first, *images]
 
-    model = load_model(args.model)
+
+def run(args: argparse.Namespace) -> int:
+    model_arg, args.images = split_model(args.model, args.images)
+    model = load_model(chosen_model(model_arg, args.runs_dir))
     if model.input_shape not in (None, (1, 28, 28)):
         raise CnnlabError(f"the model takes input {model.input_shape}, not 28x28 digit images")
     names = model.meta.get("class_names") or [str(i) for i in range(model.output_shape()[-1])]
-    files = expand(args.images)
-    inputs, blank = [], []
-    for file in files:
-        try:
-            inputs.append(preprocess_file(file).image)
-        except NoInkError:
-            blank.append(file)
-            inputs.append(None)
-    ready = [image for image in inputs if image is not None]
+    read = read_inputs(args.images, args.data_dir)
+    ready = [image for _, image in read if not isinstance(image, str)]
     probabilities = iter(
         model.predict_proba(np.stack(ready)[:, None].astype(model.dtype)) if ready else []
     )  # (N, 1, 28, 28) in, (N, K) out
-    if args.save_preprocessed:
-        out = Path(args.save_preprocessed)
-        for file, image in zip(files, inputs, strict=True):
-            if image is not None:
-                save_png(out / f"{file.stem}.28x28.png", image)
     results: list[dict[str, Any]] = []
-    for file, image in zip(files, inputs, strict=True):
-        if image is None:
-            results.append({"file": str(file), "label": None, "probabilities": None,
-                            "error": "no ink found"})  # fmt: skip
+    for source, image in read:
+        if isinstance(image, str):
+            results.append({"file": source, "label": None, "probabilities": None, "error": image})
             continue
         p = next(probabilities)
+        top = np.argsort(-p, kind="stable")[: args.top_k]
+        reading = confidence.read(p)
         results.append(
-            {"file": str(file), "label": int(p.argmax()), "probabilities": [float(v) for v in p]}
+            {
+                "file": source,
+                "label": reading.label,
+                "unsure": reading.unsure,
+                "runner_up": names[reading.runner_up],
+                "probabilities": [float(v) for v in p],
+                "top": [{"class": names[i], "probability": float(p[i])} for i in top],
+            }
         )
     if args.json:
         print(json.dumps(results, indent=2))
-        return 0
     for result in results:
         if result["label"] is None:
-            print(f"{result['file']}: no ink found (the image looks blank); nothing to predict")
-            continue
-        p = np.array(result["probabilities"])
-        top = np.argsort(-p, kind="stable")[: args.top_k]
-        best = ", ".join(f"{names[i]}: {100 * p[i]:.1f}%" for i in top)
-        vector = ", ".join(f"{v:.2f}" for v in p)
-        print(f"{result['file']}: {names[result['label']]}  ({best})")
-        print(f"  prediction = [{vector}]")
-    return 0
+            print(f"cnnlab predict: error: {result['error']}", file=sys.stderr)
+        elif not args.json:
+            best = ", ".join(f"{t['class']}: {100 * t['probability']:.1f}%" for t in result["top"])
+            vector = ", ".join(f"{v:.2f}" for v in result["probabilities"])
+            answer = names[result["label"]]
+            if result["unsure"]:
+                answer += f"?  unsure: maybe {result['runner_up']}"
+            print(f"{result['file']}: {answer}  ({best})")
+            print(f"  prediction = [{vector}]")
+    if args.save_preprocessed:
+        out = Path(args.save_preprocessed)
+        for source, image in read:
+            if not isinstance(image, str):
+                save_png(
+                    out / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', Path(source).stem)}.28x28.png", image
+                )
+        print(
+            f"wrote {len(ready)} preprocessed 28x28 inputs to {out}/",
+            file=sys.stderr if args.json else sys.stdout,
+        )
+    return 2 if len(ready) < len(read) else 0

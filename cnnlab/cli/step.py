@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnlab.cli._common import Formatter, load_model, positive_float
+from cnnlab.cli._common import (
+    Formatter,
+    add_model_argument,
+    chosen_model,
+    load_model,
+    positive_float,
+)
 from cnnlab.engine.errors import CnnlabError
 
 DESCRIPTION = """\
@@ -30,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         formatter_class=Formatter,
     )
-    p.add_argument("model", metavar="MODEL", help="a model file or a run folder")
+    add_model_argument(p)
     p.add_argument("image", metavar="IMAGE", help="an image file, or DATASET:SPLIT:INDEX")
     p.add_argument("--label", type=int, help="the target class (default: the digit's true class)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="the learning rate η")
@@ -47,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.step import training_step
     from cnnlab.explain.text import table, vector
 
-    model = load_model(args.model)
+    model = load_model(chosen_model(args.model, args.runs_dir))
     item = load_input(args.image, args.data_dir)
     label = args.label if args.label is not None else item.label
     if label is None:

@@ -128,18 +128,25 @@ class ConsoleProgress(RunCallback):
             flush=True,
         )
 
+    def on_epoch_begin(self, state: TrainState) -> None:
+        # Started before the first step, so the first rate shown includes that step's time.
+        self.bar = ProgressBar(
+            self.n_train, f"epoch {state.epoch + 1}/{self.epochs}", unit="img",
+            enabled=not self.quiet,
+        )  # fmt: skip
+
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        if self.bar is None:
-            self.bar = ProgressBar(
-                self.n_train, f"epoch {state.epoch + 1}/{self.epochs}", unit="img",
-                enabled=not self.quiet,
-            )  # fmt: skip
+        assert self.bar is not None  # on_epoch_begin made it
         # The state's running sums cover the whole epoch, also after a resume mid-epoch.
         self.bar.update(logs["batch_size"], loss=state.loss_sum / state.seen)
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         self.close()
-        test = f"  test acc {100 * logs['test_accuracy']:.2f}%" if "test_accuracy" in logs else ""
+        test = (
+            f"  test loss {logs['test_loss']:.4f}  test acc {100 * logs['test_accuracy']:.2f}%"
+            if "test_accuracy" in logs
+            else ""
+        )
         print(
             f"epoch {logs['epoch']}/{self.epochs}  train loss {logs['train_loss']:.4f}  "
             f"train acc {100 * logs['train_accuracy']:.2f}%{test}  {logs['elapsed_s']:.1f} s",

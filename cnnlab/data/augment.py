@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.errors import CnnlabError
 
 
@@ -111,10 +112,9 @@ def _bilinear(flat: np.ndarray, src_r: np.ndarray, src_c: np.ndarray) -> np.ndar
     return out
 
 
-def _check_maxima(**maxima: float) -> None:
+def _check_maxima(who: str, **maxima: float) -> None:
     for name, value in maxima.items():
-        if not np.isfinite(value) or value < 0:
-            raise CnnlabError(f"{name} must be a finite number >= 0, got {value}; use e.g. 0")
+        validate.number(who, name, value, 0.0)
 
 
 def random_affine(
@@ -133,13 +133,12 @@ def random_affine(
     0..255 scale); with all maxima 0 the output equals the input exactly.
     """
     _check_maxima(
+        "random_affine",
         max_shift=max_shift,
         max_rotate_deg=max_rotate_deg,
-        max_scale=max_scale,
         max_shear_deg=max_shear_deg,
     )
-    if max_scale >= 1:
-        raise CnnlabError(f"max_scale must be below 1, got {max_scale}; use e.g. 0.1")
+    validate.number("random_affine", "max_scale", max_scale, 0.0, 1.0, high_open=True)
     n = np.asarray(images).shape[0] if np.ndim(images) else 0
     return affine_transform(
         images, *_draw_affine(rng, n, max_shift, max_rotate_deg, max_scale, max_shear_deg)
@@ -227,21 +226,18 @@ def random_handwriting(
     ``max_blur`` of a 3×3 blur. Returns float32 of the input's shape (uint8 input keeps its
     0..255 scale); with every maximum 0 the output equals the input exactly.
     """
+    who = "random_handwriting"
     _check_maxima(
+        who,
         max_shift=max_shift,
         max_rotate_deg=max_rotate_deg,
-        max_scale=max_scale,
         max_shear_deg=max_shear_deg,
         elastic_alpha=elastic_alpha,
         elastic_sigma=elastic_sigma,
-        max_thicken=max_thicken,
-        max_blur=max_blur,
     )
-    if max_scale >= 1 or max_thicken > 1 or max_blur > 1:
-        raise CnnlabError(
-            f"max_scale must be below 1 and max_thicken, max_blur at most 1, got {max_scale}, "
-            f"{max_thicken}, {max_blur}; use e.g. 0.15, 0.5, 0.5"
-        )
+    validate.number(who, "max_scale", max_scale, 0.0, 1.0, high_open=True)
+    validate.number(who, "max_thicken", max_thicken, 0.0, 1.0)
+    validate.number(who, "max_blur", max_blur, 0.0, 1.0)
     flat, shape = _as_batch(images)
     n = flat.shape[0]
     affine = _draw_affine(rng, n, max_shift, max_rotate_deg, max_scale, max_shear_deg)

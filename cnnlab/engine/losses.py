@@ -74,7 +74,7 @@ class CrossEntropyLoss:
         log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         rows = xp.arange(labels.shape[0])
         self._probs, self._labels = xp.exp(log_probs), labels
-        nll = float(-log_probs[rows, labels].mean())
+        nll = float(0.0 - log_probs[rows, labels].mean())  # 0 - x: a certain hit is 0, not -0
         eps = self.label_smoothing
         if not eps:
             return nll

@@ -195,9 +195,10 @@ class Sequential:
         total = f"total parameters: {self.num_params():,}  (input {shape}, {self.dtype})"
         return "\n".join([lines[0], rule, *lines[1:], rule, total])
 
-    def predict_proba(self, x: Any, batch_size: int = 512) -> Any:
-        """Class probabilities ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation mode."""
-        validate.integer("predict_proba", "batch_size", batch_size, 1)
+    def outputs(self, x: Any, batch_size: int = 512) -> Any:
+        """The last layer's outputs ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation
+        mode, ``batch_size`` inputs at a time."""
+        validate.integer("outputs", "batch_size", batch_size, 1)
         was_training = self.training
         self.eval()
         try:
@@ -205,11 +206,15 @@ class Sequential:
         finally:
             if was_training:
                 self.train()
-        xp = xp_of(x)
-        if out is None:
-            return xp.zeros(
-                (0, self.output_shape()[-1] if self.input_shape else 0), dtype=self.dtype
-            )
+        if out is not None:
+            return out
+        return xp_of(x).zeros(
+            (0, self.output_shape()[-1] if self.input_shape else 0), dtype=self.dtype
+        )
+
+    def predict_proba(self, x: Any, batch_size: int = 512) -> Any:
+        """Class probabilities ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation mode."""
+        out = self.outputs(x, batch_size)
         return out if isinstance(self.layers[-1], Softmax) else softmax(out)
 
     def predict(self, x: Any, batch_size: int = 512) -> Any:

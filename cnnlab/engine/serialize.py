@@ -114,7 +114,8 @@ def _read_archive(path: Path) -> dict[str, np.ndarray]:
         ) from None
     if magic != b"PK\x03\x04":
         raise CnnlabError(
-            f"{path}: not a cnnlab model file (expected an .npz archive written by cnnlab save)"
+            f"{path}: not a cnnlab model file (expected the .npz archive that cnnlab train or "
+            "Sequential.save writes)"
         )
     try:
         with zipfile.ZipFile(path) as archive:

@@ -68,6 +68,9 @@ class TrainState:
 class Callback:
     """Hooks called by ``fit``; set ``state.stop = True`` to stop after the current step."""
 
+    def on_epoch_begin(self, state: TrainState) -> None:
+        """Before an epoch's first step (or, after a resume, its next one)."""
+
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         """After each step: ``logs`` has ``loss``, ``batch_size``, ``lr``."""
 
@@ -98,9 +101,10 @@ def fit(
 ) -> TrainState:
     """Train ``model`` on ``x`` ``(N, C, H, W)`` float and ``y`` ``(N,)`` integer labels.
 
-    ``validation`` is ``(x_val, y_val)``, evaluated after every epoch. ``schedule(step)`` sets
-    the learning rate before each step. ``augment(batch, rng)`` transforms each input batch.
-    Pass the ``state`` of an interrupted run to resume it. Returns the final state, whose
+    ``validation`` is ``(x_val, y_val)``: after every epoch its loss and accuracy are recorded
+    (``test_loss``, ``test_accuracy``). ``schedule(step)`` sets the learning rate before each
+    step. ``augment(batch, rng)`` transforms each input batch. Pass the ``state`` of an
+    interrupted run to resume it. Returns the final state, whose
     ``history`` has one entry per epoch.
     """
     n = len(x)
@@ -118,6 +122,8 @@ def fit(
         while state.epoch < epochs:
             order = np.random.default_rng([seed, state.epoch]).permutation(n)
             model.train()
+            for callback in callbacks:
+                callback.on_epoch_begin(state)
             while state.batch < n_batches:
                 index = order[state.batch * batch_size : (state.batch + 1) * batch_size]
                 xb, yb = x[xp.asarray(index)], y[xp.asarray(index)]
@@ -160,7 +166,11 @@ def fit(
                 "lr": optimizer.lr,
             }
             if validation is not None:
-                entry["test_accuracy"] = evaluate(model, validation[0], validation[1])
+                outputs = model.outputs(validation[0], batch_size=1000)  # evaluate's batches
+                entry["test_loss"] = loss_fn.forward(outputs, validation[1])
+                entry["test_accuracy"] = accuracy(
+                    to_numpy(validation[1]), to_numpy(outputs.argmax(1))
+                )
             entry["elapsed_s"] = time.perf_counter() - started
             state.history.append(entry)
             state.epoch += 1

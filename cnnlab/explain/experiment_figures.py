@@ -192,6 +192,7 @@ def plot_learning_rates(runs: list[LearningRateRun], path: str | Path) -> Path:
     fig = new_figure(12.0, 4.8)
     left, right = fig.subplots(1, 2)
     colours = colormaps["tab10"](np.arange(len(runs)) % 10)
+    tallest = max(max(run.losses, default=1.0) for run in runs)
     for run, colour in zip(runs, colours, strict=True):
         label = f"η = {run.lr:g}: {run.verdict}" + (" (best)" if run.best else "")
         steps = np.arange(1, len(run.losses) + 1)
@@ -212,14 +213,17 @@ def plot_learning_rates(runs: list[LearningRateRun], path: str | Path) -> Path:
             left.annotate(
                 f"η = {run.lr:g} diverged at step {run.diverged_at}\n({text})",
                 (run.diverged_at, height),
-                xytext=(10, -4),
+                xytext=(10, -6),
                 textcoords="offset points",
+                va="top",  # below its ×, so it never reaches the title
                 color="#b30000",
                 fontsize=9,
             )
+            tallest = max(tallest, height)
             continue
         right.plot(run.probe_steps, run.probe_losses, color=colour, marker=".", label=label)
     left.set_yscale("log")
+    left.set_ylim(top=tallest * 10)  # a decade of room above the highest × for the legend
     left.set_xlabel("training step (one batch each)")
     left.set_ylabel("training batch loss (log scale)")
     left.set_title("Batch loss while training (× marks where a run diverged)", fontsize=11)
@@ -259,8 +263,10 @@ def plot_activation_gradients(runs: list[ActivationRun], path: str | Path) -> Pa
     right.set_title("First layer's gradient, batch by batch", fontsize=11)
     right.legend()
     fig.suptitle(
-        f"Vanishing gradients in a plain network with {len(runs[0].grad_norms) - 1} hidden layers: "
-        "sigmoid shrinks the gradient at every layer, ReLU passes it on",
+        f"Gradient reaching each layer of a plain network with {len(runs[0].grad_norms) - 1} "
+        "hidden layers\nthe first layer gets "
+        + ", ".join(f"{r.activation} {r.reach:.2g}×" for r in runs)
+        + " the output layer's",
         fontsize=12,
     )
     return save(fig, path)
@@ -329,14 +335,15 @@ def plot_features(feat: Features, path: str | Path, max_maps: int = 12) -> Path:
 
 
 def plot_perceptron(result: SonarComparison, path: str | Path) -> Path:
-    """The perceptron's weight per sonar angle, and the cross-validated accuracies."""
+    """The perceptron's weight per sonar feature (the echo's energy in one frequency band), and
+    the cross-validated accuracies."""
     fig = new_figure(11.5, 4.0)
     left, right = fig.subplots(1, 2, width_ratios=[2.2, 1])
     w = result.weights
-    angle = np.arange(1, len(w) + 1)
-    left.bar(angle, w, color=np.where(w >= 0, "#d62728", "#1f77b4"))
+    band = np.arange(1, len(w) + 1)
+    left.bar(band, w, color=np.where(w >= 0, "#d62728", "#1f77b4"))
     left.axhline(0, color="black", linewidth=0.8)
-    left.set_xlabel("sonar angle (feature 1–60)")
+    left.set_xlabel("frequency band of the echo's energy (feature 1–60, low to high)")
     left.set_ylabel("weight")
     left.set_title(
         f"Perceptron weights (red pushes towards mine, blue towards rock); bias {result.bias:.3f}",

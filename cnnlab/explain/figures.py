@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cnnlab.figures.base import grid_shape, new_figure, save, show_digit
+from cnnlab.figures.base import grid_shape, log_axis, new_figure, save, show_digit
 
 if TYPE_CHECKING:
     from cnnlab.engine.gradcheck import GradCheck
@@ -24,15 +24,22 @@ if TYPE_CHECKING:
     from cnnlab.explain.step import StepResult
 
 
-def plot_preprocessing(steps: dict[str, np.ndarray], path: str | Path) -> Path:
-    """The preprocessing stages of the input image, left to right."""
+def plot_preprocessing(
+    steps: dict[str, np.ndarray],
+    path: str | Path,
+    sizes: dict[str, tuple[int, int]] | None = None,
+) -> Path:
+    """The preprocessing stages of the input image, left to right; ``sizes`` gives the true
+    (height, width) of a stage shown smaller."""
     count = len(steps)
     fig = new_figure(2.3 * count + 0.4, 2.8)
     axes = fig.subplots(1, count, squeeze=False)[0]
     for ax, (name, image) in zip(axes, steps.items(), strict=True):
         image = np.asarray(image, dtype=float)
         ax.imshow(image, cmap="gray")
-        ax.set_title(f"{name}\n{image.shape[0]}×{image.shape[1]}", fontsize=10)
+        h, w = (sizes or {}).get(name, image.shape[:2])
+        shown = "" if (h, w) == image.shape[:2] else f" (shown {image.shape[0]}×{image.shape[1]})"
+        ax.set_title(f"{name}\n{h}×{w}{shown}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle("Preprocessing: from the image to the network's 28×28 input", fontsize=12)
@@ -66,15 +73,28 @@ def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
 
 
 def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str | Path) -> Path:
-    """The digit, the occlusion probability map, and the map laid over the digit."""
+    """The digit; P(class) at each position of the patch (the numbers ``cnnlab explain``
+    prints: lowest, where); and the drop per pixel, averaged over the patches covering it."""
     fig = new_figure(10.5, 3.6)
     axes = fig.subplots(1, 3)
     show_digit(axes[0], image, "input")
-    low, high = float(occ.pixel_map.min()), float(occ.pixel_map.max())
-    shown = axes[1].imshow(occ.pixel_map, cmap="magma", vmin=low, vmax=max(high, low + 1e-6))
+    low, high = float(occ.grid.min()), float(occ.grid.max())
+    at = np.unravel_index(int(occ.grid.argmin()), occ.grid.shape)
+    # Each cell sits at its patch's centre, on the digit's pixel grid.
+    step = float(occ.rows[1] - occ.rows[0]) if len(occ.rows) > 1 else 1.0
+    centre_r, centre_c = occ.rows + (occ.patch - 1) / 2, occ.cols + (occ.patch - 1) / 2
+    extent = (
+        centre_c[0] - step / 2, centre_c[-1] + step / 2, centre_r[-1] + step / 2,
+        centre_r[0] - step / 2,
+    )  # fmt: skip
+    shown = axes[1].imshow(
+        occ.grid, cmap="magma", vmin=low, vmax=max(high, low + 1e-6), extent=extent
+    )
+    axes[1].set_xlim(-0.5, image.shape[1] - 0.5)
+    axes[1].set_ylim(image.shape[0] - 0.5, -0.5)
     axes[1].set_title(
-        f"P({class_name}) with a grey {occ.patch}×{occ.patch} patch here\n"
-        f"(colours stretched from {low:.3f} to {high:.3f})",
+        f"P({class_name}) with the {occ.patch}×{occ.patch} patch centred here\n"
+        f"lowest {low:.4f} (corner at row {occ.rows[at[0]]}, column {occ.cols[at[1]]})",
         fontsize=10,
     )
     axes[1].set_xticks([])
@@ -83,7 +103,7 @@ def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str
     drop = np.clip(occ.base_probability - occ.pixel_map, 0, None)
     axes[2].imshow(image, cmap="gray")
     axes[2].imshow(drop, cmap="Reds", alpha=0.6, vmin=0, vmax=max(float(drop.max()), 1e-6))
-    axes[2].set_title("probability drop over the digit", fontsize=10)
+    axes[2].set_title("drop per pixel (mean over the patches\ncovering it)", fontsize=10)
     axes[2].set_xticks([])
     axes[2].set_yticks([])
     fig.suptitle(
@@ -178,7 +198,7 @@ def plot_step(result: StepResult, class_names: Sequence[str], path: str | Path) 
     right.barh(np.arange(len(names)), [v for _, v in result.grad_norms], color="#9467bd")
     right.set_yticks(np.arange(len(names)), names, fontsize=8)
     right.invert_yaxis()
-    right.set_xscale("log")
+    log_axis(right, [v for _, v in result.grad_norms])
     right.set_xlabel("‖dL/dθ‖ (log)")
     right.set_title("Gradient norm of each parameter", fontsize=11)
     fig.suptitle(f"One training step with η = {result.lr:g}", fontsize=12)

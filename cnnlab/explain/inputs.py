@@ -26,6 +26,7 @@ class InputImage:
     source: str  # what the user passed
     label: int | None = None  # the true class, when the image comes from a data set
     steps: dict[str, np.ndarray] = field(default_factory=dict)  # preprocessing stages, in order
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # of steps shown smaller
 
     def as_input(self, dtype: np.dtype | type = np.float32) -> np.ndarray:
         """The network input ``(1, 1, 28, 28)``."""
@@ -57,13 +58,14 @@ def load_input(spec: str, data_dir: str | Path | None = None) -> InputImage:
             f"{spec!r}: no such image file; give an image (PNG, JPEG, ...) or a data set digit "
             "like mnist-sample:test:17"
         )
+    from cnnlab.data.preprocess import load_image, preprocess_digit
+
+    grey = load_image(path)  # its errors name the file
     try:
-        from cnnlab.data.preprocess import preprocess_file
-    except ImportError:
-        raise CnnlabError(
-            "reading image files needs cnnlab.data.preprocess, which this installation lacks; "
-            "use a data set digit like mnist-sample:test:17"
-        ) from None
-    result = preprocess_file(path)
+        result = preprocess_digit(grey)
+    except CnnlabError as err:  # no ink, too small: say which image
+        raise type(err)(f"{spec}: {err}") from None
     steps = {name: np.asarray(step) for name, step in result.steps.items()}
-    return InputImage(np.asarray(result.image, dtype=np.float32), spec, None, steps)
+    # The "raw" step is shown at most 512 px a side; the file's own size is kept to say so.
+    image = np.asarray(result.image, dtype=np.float32)
+    return InputImage(image, spec, None, steps, {"raw": (grey.shape[0], grey.shape[1])})

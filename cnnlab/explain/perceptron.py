@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Dense, ReLU
 from cnnlab.engine.losses import CrossEntropyLoss
@@ -48,8 +49,9 @@ def train_perceptron(
 
 
 def _folds(n: int, k: int, seed: int) -> list[np.ndarray]:
-    if not 2 <= k <= n:
-        raise CnnlabError(f"folds must be between 2 and {n}, got {k}")
+    validate.integer("perceptron", "folds", k, 2)
+    if k > n:
+        raise CnnlabError(f"perceptron: folds must be at most the {n} rows, got {k}")
     return np.array_split(np.random.default_rng(seed).permutation(n), k)
 
 

@@ -82,16 +82,18 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
         if item.steps
         else {"network input": item.image},
         out / "preprocessing.png",
+        item.sizes,
     )
     top3 = ", ".join(f"{names[i]} {p:.1%}" for i, p in result.top_k(3))
     files["prediction"] = figures.plot_prediction(
         result.probabilities, names, out / "prediction.png", f"Prediction vector (top 3: {top3})"
     )
-    for layer in result.layers:
-        files[f"maps_layer{layer.index}"] = figures.plot_maps(
-            layer, out / f"activation_maps_layer{layer.index}.png"
+    # Conv layers are numbered from 1 among themselves, as the web lab numbers them.
+    for number, layer in enumerate(result.layers, start=1):
+        files[f"maps_conv{number}"] = figures.plot_maps(
+            layer, out / f"activation_maps_conv{number}.png"
         )
-    files["filters"] = plot_filters(result.filters, out / "filters_layer1.png")
+    files["filters"] = plot_filters(result.filters, out / "filters_conv1.png")
     files["occlusion"] = figures.plot_occlusion(
         item.image, result.occlusion, target_name, out / "occlusion.png"
     )
@@ -112,14 +114,16 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
         ),
         *(
             Section(
-                f"Activation maps of layer {layer.name}",
+                f"Activation maps of conv layer {number} (model layer {layer.name})",
                 "Each map is one filter slid over its input: where it is large, the filter "
                 "found its pattern.",
-                [files[f"maps_layer{layer.index}"]],
+                [files[f"maps_conv{number}"]],
             )
-            for layer in result.layers
+            for number, layer in enumerate(result.layers, start=1)
         ),
-        Section("First-layer filters", "The weights of each 5×5 filter.", [files["filters"]]),
+        Section(
+            "Filters of conv layer 1", "The weights of each first-layer filter.", [files["filters"]]
+        ),
         Section(
             "Occlusion sensitivity",
             f"A grey square covers part of the image; the map shows P({target_name}) "

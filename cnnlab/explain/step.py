@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
@@ -64,18 +65,16 @@ def training_step(
     k = model.output_shape()[-1] if model.input_shape else None
     if not isinstance(label, int | np.integer) or label < 0 or (k is not None and label >= k):
         raise CnnlabError(f"label must be a class index in [0, {(k or 10) - 1}], got {label!r}")
-    ends_in_softmax = isinstance(model.layers[-1], Softmax)
+    validate.choice("step", "loss", loss, ("cross-entropy", "mse"))
     if loss == "cross-entropy":
-        if ends_in_softmax:
+        if isinstance(model.layers[-1], Softmax):
             raise CnnlabError(
                 "this model ends with a Softmax layer, so its outputs are probabilities; "
                 "cross-entropy needs logits: use --loss mse"
             )
         loss_fn: CrossEntropyLoss | MSELoss = CrossEntropyLoss()
-    elif loss == "mse":
-        loss_fn = MSELoss()
     else:
-        raise CnnlabError(f"unknown loss {loss!r}; choose cross-entropy or mse")
+        loss_fn = MSELoss()
     x = np.asarray(x, dtype=model.dtype)
     y = np.array([label])
     before = predict_one(model, x)

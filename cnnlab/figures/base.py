@@ -59,3 +59,20 @@ def show_digit(ax: Any, image: np.ndarray, title: str = "") -> None:
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize=10)
+
+
+def log_axis(ax: Any, values: Any, axis: str = "x") -> None:
+    """A log-scaled ``axis`` from the decade below the smallest positive of ``values`` to the
+    one above the largest, labelled at whole decades only: matplotlib's default also labels the
+    2×, 3×, … minor ticks when the data spans under about two decades, and those overlap."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    positive = np.asarray(values, dtype=float)
+    positive = positive[positive > 0]
+    if positive.size:
+        low, high = np.floor(np.log10(positive.min())), np.ceil(np.log10(positive.max()))
+        (ax.set_xlim if axis == "x" else ax.set_ylim)(10**low, 10 ** max(high, low + 1))
+    target.set_major_locator(LogLocator(base=10, numticks=8))
+    target.set_minor_formatter(NullFormatter())

@@ -19,11 +19,13 @@ from cnnlab.figures.base import grid_shape, new_figure, save
 
 
 def plot_curves(history: list[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Loss (left) and accuracy (right) per epoch."""
+    """Loss (left) and accuracy (right) per epoch, on the training and the test images."""
     epochs = [h["epoch"] for h in history]
     fig = new_figure(9, 3.6)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train loss")
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
+    if all("test_loss" in h for h in history):  # runs from before cnnlab recorded it lack it
+        loss_ax.plot(epochs, [h["test_loss"] for h in history], "s-", label="test")
     loss_ax.set(xlabel="epoch", ylabel="loss", title="Loss")
     acc_ax.plot(epochs, [100 * h["train_accuracy"] for h in history], "o-", label="train")
     if all("test_accuracy" in h for h in history):

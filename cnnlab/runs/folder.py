@@ -138,3 +138,8 @@ def list_runs(runs_dir: str | os.PathLike) -> dict[str, Path]:
     if not runs_dir.is_dir():
         return {}
     return {f.parent.name: f for f in runs_dir.glob(f"*/{MODEL_FILE}") if f.is_file()}
+
+
+def newest_run(runs_dir: str | os.PathLike) -> Path | None:
+    """The model file of the run under ``runs_dir`` written last, or None when there is none."""
+    return max(list_runs(runs_dir).values(), key=lambda f: f.stat().st_mtime, default=None)

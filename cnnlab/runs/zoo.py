@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import (
     BatchNorm2D,
@@ -37,10 +38,7 @@ def init_for(activation: str) -> str:
 
 
 def _parts(activation: str, seed: int | np.random.Generator | None, dtype: Any) -> tuple:
-    if activation not in ACTIVATIONS:
-        raise CnnlabError(
-            f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}"
-        )
+    validate.choice("build", "activation", activation, tuple(ACTIVATIONS))
     rng = resolve_rng(seed)
     init = init_for(activation)
     act = ACTIVATIONS[activation]

@@ -13,7 +13,7 @@ from fastapi import HTTPException
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.folder import METRICS_FILE, list_runs, model_name, model_path
+from cnnlab.runs.folder import METRICS_FILE, list_runs, model_name, model_path, newest_run
 
 
 class ModelRegistry:
@@ -34,13 +34,9 @@ class ModelRegistry:
                 self._extra[name] = path
             self._active = (name, model.eval())
         else:
-            newest = max(
-                list_runs(self.runs_dir).items(),
-                key=lambda kv: kv[1].stat().st_mtime,
-                default=None,
-            )
+            newest = newest_run(self.runs_dir)
             if newest is not None:
-                self._active = (newest[0], Sequential.load(newest[1]).eval())
+                self._active = (model_name(newest), Sequential.load(newest).eval())
 
     def files(self) -> dict[str, Path]:
         return {**list_runs(self.runs_dir), **self._extra}

@@ -126,10 +126,6 @@ class TrainingManager:
             fresh = [e for e in self._events if e["id"] > after]
             return fresh, self.state != "running"
 
-    @property
-    def running(self) -> bool:
-        return self.state == "running"
-
     def status(self) -> dict[str, Any]:
         with self._cond:
             return {

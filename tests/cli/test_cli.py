@@ -46,7 +46,7 @@ def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [m["epoch"] for m in metrics] == [1]
-    for key in ("elapsed_s", "train_loss", "train_accuracy", "test_accuracy"):
+    for key in ("elapsed_s", "train_loss", "train_accuracy", "test_loss", "test_accuracy"):
         assert isinstance(metrics[0][key], float)
     assert 0.1 < metrics[0]["test_accuracy"] <= 1.0
     config = json.loads((run_dir / "config.json").read_text())
@@ -110,23 +110,76 @@ def test_evaluate_prints_tables(run_dir: Path, capsys: pytest.CaptureFixture) ->
 
 
 def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    label = digit_png(tmp_path / "digit.png", index=3)
-    from PIL import Image
-
-    Image.new("L", (64, 64), 255).save(tmp_path / "blank.png")
+    digit_png(tmp_path / "digit.png", index=3)
     pre = tmp_path / "pre"
-    args = ["predict", str(run_dir), str(tmp_path / "digit.png"), "--json"]
+    args = ["predict", str(run_dir), str(tmp_path / "digit.png"), "--json", "--top-k", "2"]
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
-    results = json.loads(capsys.readouterr().out)
-    assert [sorted(r) for r in results] == [["file", "label", "probabilities"]]
+    captured = capsys.readouterr()
+    results = json.loads(captured.out)
+    keys = ["file", "label", "probabilities", "runner_up", "top", "unsure"]
+    assert [sorted(r) for r in results] == [keys]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
-    assert 0 <= label <= 9
+    # --top-k shapes the JSON too: the k best classes, best first.
+    best = sorted(range(10), key=lambda i: -probabilities[i])[:2]
+    assert results[0]["top"] == [{"class": str(i), "probability": probabilities[i]} for i in best]
+    # --save-preprocessed says where it wrote (on stderr, so stdout stays JSON).
     assert (pre / "digit.28x28.png").exists()
-    assert main(["predict", str(run_dir), str(tmp_path)]) == 0
-    out = capsys.readouterr().out
-    assert "blank.png: no ink found" in out and "prediction = [" in out
+    assert captured.err.strip() == f"wrote 1 preprocessed 28x28 inputs to {pre}/"
+
+
+@pytest.mark.parametrize(("bias", "answer"), [(0.0, "0?  unsure: maybe 1"), (9.0, "3  (")])
+def test_predict_says_when_it_is_unsure(
+    tmp_path: Path, capsys: pytest.CaptureFixture, bias: float, answer: str
+) -> None:
+    # A model that ignores its input: equal logits (every class 10 %) or a clear 3.
+    model = cl.Sequential([cl.Flatten(), cl.Dense(784, 10)], input_shape=(1, 28, 28))
+    model.layers[1].params["W"][...] = 0
+    model.layers[1].params["b"][...] = 0
+    model.layers[1].params["b"][3] = bias
+    model.save(tmp_path / "model.npz")
+    digit_png(tmp_path / "digit.png")
+    assert main(["predict", str(tmp_path / "model.npz"), str(tmp_path / "digit.png")]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{tmp_path / 'digit.png'}: {answer}")
+
+
+def test_predict_reads_a_data_set_digit(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    model = cl.Sequential.load(run_dir / "model.npz")
+    images, _ = load("mnist-sample", "test")
+    want = model.predict_proba(cl.to_input(images[17:18]))[0]
+    assert main(["predict", str(run_dir), "mnist-sample:test:17", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["file"] == "mnist-sample:test:17"
+    np.testing.assert_allclose(result["probabilities"], want, rtol=1e-6)
+
+
+def test_predict_reports_each_bad_image_and_finishes_the_rest(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    digit_png(folder / "b-digit.png", index=3)
+    (folder / "a-corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    Image.new("L", (64, 64), 255).save(folder / "c-blank.png")
+    args = ["predict", str(run_dir), str(folder), "mnist-sample:test:99999", str(tmp_path / "no")]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"{folder / 'b-digit.png'}: ")
+    assert "prediction = [" in captured.out
+    errors = captured.err.splitlines()
+    assert len(errors) == 4 and all(line.startswith("cnnlab predict: error: ") for line in errors)
+    assert "a-corrupt.png" in errors[0] and "not an image" in errors[0]
+    assert "c-blank.png: no ink found" in errors[1]
+    assert "index 99999 is out of range" in errors[2]
+    assert "no such image file" in errors[3]
+    assert main([*args, "--json"]) == 2
+    results = json.loads(capsys.readouterr().out)
+    assert [r["label"] is None for r in results] == [True, False, True, True, True]
+    assert "not an image" in results[0]["error"]
 
 
 def test_info_shows_the_summary(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -156,9 +209,9 @@ def other_model(path: Path) -> None:
     ("case", "message"),
     [
         ("missing-model", "no such file"),
-        ("not-a-model", "not a cnnlab model"),
+        ("not-a-model", "(expected the .npz archive that cnnlab train or Sequential.save writes)"),
         ("foreign-npz", "not a cnnlab model"),
-        ("missing-image", "no such file"),
+        ("missing-image", "no such image file"),
         ("corrupt-image", "not an image"),
         ("huge-image", "pixels"),
         ("wrong-input-shape", "(1, 32, 32)"),
@@ -289,3 +342,60 @@ def test_threads_option_sets_the_engine_threads_for_the_command(
     with pytest.raises(SystemExit) as exit_info:
         main(["--threads", "0", "info", "x.npz"])
     assert exit_info.value.code == 2
+
+
+def test_without_model_the_newest_run_is_used(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cnnlab info: error: no MODEL given and no run in runs/; train one with cnnlab train, "
+        "or name a model file or run folder"
+    )
+    newest = cl.Sequential.load(run_dir / "model.npz")
+    older = cl.build("lenet5", seed=9)
+    for name, model, mtime in [("older", older, 1_000_000), ("newest", newest, 2_000_000)]:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        model.save(tmp_path / "runs" / name / "model.npz")
+        os.utime(tmp_path / "runs" / name / "model.npz", (mtime, mtime))
+    commands = [
+        ["info"],
+        ["evaluate", "--json", "--png", os.devnull],
+        ["predict", "mnist-sample:test:17", "--json"],
+        ["explain", "mnist-sample:test:17", "--patches", "50", "--out", "explained"],
+        ["step", "mnist-sample:test:17", "--out", "stepped"],
+        ["export", "--format", "onnx", "-o", "model.onnx"],
+    ]
+    for args in commands:
+        assert main(args) == 0, args
+        captured = capsys.readouterr()
+        assert captured.err.splitlines()[0] == f"using the newest run: {Path('runs', 'newest')}"
+    images, _ = load("mnist-sample", "test")
+    assert main(["predict", "mnist-sample:test:17", "mnist-sample:test:18", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    want = newest.predict_proba(cl.to_input(images[17:19]))
+    np.testing.assert_allclose([r["probabilities"] for r in results], want, rtol=1e-6)
+    # A model named first still wins.
+    assert main(["predict", str(tmp_path / "runs" / "older"), "mnist-sample:test:17"]) == 0
+    assert "using the newest run" not in capsys.readouterr().err
+
+
+def test_the_first_progress_rate_counts_the_first_steps_time(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    # It showed "7948335.9 img/s": the bar started its clock after the first step.
+    from cnnlab.cli.train import ConsoleProgress
+    from cnnlab.engine import progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress, "monotonic", lambda: now[0])
+    console = ConsoleProgress(quiet=False)
+    console.epochs, console.n_train = 1, 640
+    state = cl.TrainState()
+    console.on_epoch_begin(state)
+    now[0] += 0.5  # the first step takes half a second
+    state.loss_sum, state.seen = 2.3 * 64, 64
+    console.on_batch_end(state, {"batch_size": 64, "loss": 2.3, "lr": 0.1})
+    console.close()  # draws the bar's line as it stands
+    assert "64/640 [00:00<00:04, 128.0 img/s, loss=2.3]" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import sys
 from pathlib import Path
@@ -16,9 +17,6 @@ from cnnlab.data.idx import read_idx, write_idx
 from cnnlab.engine.errors import CnnlabError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "data").is_dir(), reason=f"shared data folder {SHARED / 'data'} is missing"
-)
 
 
 def dead_url() -> str:
@@ -76,7 +74,7 @@ def test_unknown_split() -> None:
         cnnlab.data.load("mnist-sample", "val")
 
 
-@needs_shared
+@pytest.mark.shared_data
 @pytest.mark.parametrize(
     ("name", "first_train", "first_test"), [("mnist", 5, 7), ("fashion-mnist", 9, 9)]
 )
@@ -92,13 +90,28 @@ def test_real_files_from_data_dir(name: str, first_train: int, first_test: int) 
     assert set(np.unique(labels)) == set(range(10))
 
 
-@needs_shared
-def test_data_dir_may_hold_a_subfolder_per_data_set() -> None:
-    _, labels = cnnlab.data.load("mnist", "test", data_dir=SHARED / "data")
+def test_data_dir_may_hold_a_subfolder_per_data_set(isolated: Path) -> None:
+    make_fake(isolated / "data" / "mnist", 7, split="test")
+    make_fake(isolated / "data" / "fashion-mnist", 2, split="test")
+    _, labels = cnnlab.data.load("mnist", "test", data_dir=isolated / "data")
     assert labels[0] == 7
+    _, labels = cnnlab.data.load("fashion-mnist", "test", data_dir=isolated / "data")
+    assert labels[0] == 2
 
 
-@needs_shared
+def test_mnist_sample_holds_real_digits_of_every_class() -> None:
+    for split, count, first in [("train", 10000, [5, 0, 4]), ("test", 2000, [7, 2, 1])]:
+        images, labels = cnnlab.data.load("mnist-sample", split)
+        assert images.shape == (count, 28, 28) and images.dtype == np.uint8
+        assert labels.shape == (count,) and labels.dtype == np.uint8
+        assert labels[:3].tolist() == first  # MNIST's first labels, in their original order
+        assert np.bincount(labels, minlength=10).min() >= count // 20
+        # Digits: bright ink on a dark background, about a fifth of the pixels inked.
+        assert images[:, 0, :].max() == 0 and images.max() == 255
+        assert 0.1 < (images > 127).mean() < 0.3
+
+
+@pytest.mark.shared_data
 def test_mnist_sample_is_the_first_rows_of_the_real_files() -> None:
     real = SHARED / "data" / "mnist"
     for split, prefix, count in [("train", "train", 10000), ("test", "t10k", 2000)]:
@@ -133,10 +146,12 @@ def test_sonar() -> None:
         cnnlab.data.load("sonar", "test")
 
 
-@needs_shared
-def test_bundled_sonar_is_the_shared_file() -> None:
+def test_bundled_sonar_is_the_uci_file() -> None:
     bundled = (datasets.BUNDLED_DIR / "sonar.all-data").read_bytes()
-    assert bundled == (SHARED / "data" / "sonar" / "sonar.all-data").read_bytes()
+    # The SHA-256 of the UCI repository's file, as ATTRIBUTION.md records it.
+    digest = "e90434cdbf00fcf93ffa911fe447ae25606979658e60f1d32e155c3b5240234d"
+    assert hashlib.sha256(bundled).hexdigest() == digest
+    assert digest in (datasets.BUNDLED_DIR / "ATTRIBUTION.md").read_text()
 
 
 def sonar_row(values: list[str] | None = None, label: str = "R") -> str:
@@ -280,15 +295,14 @@ def test_data_loaders_need_only_stdlib_and_numpy() -> None:
     assert "numpy" in graph.find_upstream_modules("cnnlab.data.idx")  # and sees third parties
 
 
-@needs_shared
-def test_available_says_whether_a_download_would_be_needed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.delenv("CNNLAB_DATA", raising=False)
-    monkeypatch.setattr(datasets, "SYSTEM_DIRS", ())
+def test_available_says_whether_a_download_would_be_needed(isolated: Path) -> None:
     assert cnnlab.data.available("mnist-sample") and cnnlab.data.available("sonar")
     assert not cnnlab.data.available("mnist")
-    assert cnnlab.data.available("mnist", SHARED / "data" / "mnist")
-    assert cnnlab.data.available("fashion-mnist", SHARED / "data")
-    assert not cnnlab.data.available("mnist", tmp_path)
+    for split in ("train", "test"):
+        make_fake(isolated / "data" / "mnist", 1, split=split)
+        make_fake(isolated / "data" / "fashion-mnist", 1, split=split)
+    assert cnnlab.data.available("mnist", isolated / "data" / "mnist")
+    assert cnnlab.data.available("fashion-mnist", isolated / "data")
+    assert not cnnlab.data.available("mnist", isolated)
+    (isolated / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
+    assert not cnnlab.data.available("mnist", isolated / "data" / "mnist")

@@ -1,4 +1,4 @@
-"""Download tests against a local HTTP server that serves the files of ../shared/data."""
+"""Download tests against a local HTTP server that serves files the tests write."""
 
 from __future__ import annotations
 
@@ -15,12 +15,10 @@ import pytest
 
 import cnnlab.data
 from cnnlab.data import datasets, download
-from cnnlab.data.idx import read_idx
+from cnnlab.data.idx import read_idx, write_idx
 from cnnlab.engine.errors import CnnlabError
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-MNIST = SHARED / "data" / "mnist"
-needs_shared = pytest.mark.skipif(not MNIST.is_dir(), reason=f"shared data {MNIST} is missing")
 LABELS = "t10k-labels-idx1-ubyte"
 
 
@@ -113,16 +111,22 @@ def serve_mini(server: Routes, prefix: str, content: bytes = b"mini content") ->
     return {"mini": sha256(content)}
 
 
-@needs_shared
-def test_fetch_verifies_and_stores_a_real_file(server: Routes, isolated: Path) -> None:
-    server.routes[f"/good/{LABELS}.gz"] = (MNIST / f"{LABELS}.gz").read_bytes()
+def idx_gz(array: np.ndarray, folder: Path, name: str) -> tuple[bytes, str]:
+    """``array`` as a gzip IDX file's bytes, and the SHA-256 of its decompressed content."""
+    write_idx(folder / f"{name}.gz", array)
+    packed = (folder / f"{name}.gz").read_bytes()
+    return packed, sha256(gzip.decompress(packed))
+
+
+def test_fetch_verifies_and_stores_an_idx_file(server: Routes, isolated: Path) -> None:
+    labels = np.arange(10000, dtype=np.uint8) * 7 % 10
+    server.routes[f"/good/{LABELS}.gz"], digest = idx_gz(labels, isolated / "made", LABELS)
     cache = isolated / "cache" / "cnnlab" / "mnist"
-    wanted = {LABELS: download.SHA256["mnist"][LABELS]}
+    wanted = {LABELS: digest}
     folder = cnnlab.data.fetch("mnist", wanted, mirrors=[server.url + "good/"], progress=False)
     assert folder == cache
     assert files_in(cache) == [f"{LABELS}.gz"]
-    labels = read_idx(cache / f"{LABELS}.gz")
-    assert labels.shape == (10000,) and labels[0] == 7
+    np.testing.assert_array_equal(read_idx(cache / f"{LABELS}.gz"), labels)
     # Already in the cache: no second request.
     cnnlab.data.fetch("mnist", wanted, mirrors=[server.url + "good/"], progress=False)
     assert server.requests == [f"/good/{LABELS}.gz"]
@@ -256,16 +260,29 @@ def test_progress_bar_goes_to_stderr(
     assert captured.err.startswith("mini.gz 100%|")
 
 
-@needs_shared
-def test_load_downloads_real_mnist_end_to_end(server: Routes, isolated: Path) -> None:
-    for path in MNIST.glob("train-*.gz"):
-        server.routes[f"/mnist/{path.name}"] = path.read_bytes()
+def test_load_downloads_mnist_end_to_end(
+    server: Routes, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bundled sample's training split, served as if it were MNIST's.
+    sample = cnnlab.data.load("mnist-sample", "train")
+    checksums = {}
+    for array, name in zip(sample, datasets.SPLIT_FILES["train"], strict=True):
+        server.routes[f"/mnist/{name}.gz"], checksums[name] = idx_gz(array, isolated / "m", name)
+    monkeypatch.setitem(download.SHA256, "mnist", checksums)
     images, labels = cnnlab.data.load("mnist", progress=False, mirrors=[server.url + "mnist/"])
-    assert images.shape == (60000, 28, 28) and images.dtype == np.uint8
-    assert labels[0] == 5
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    np.testing.assert_array_equal(labels, sample[1])
     cache = isolated / "cache" / "cnnlab" / "mnist"
     assert files_in(cache) == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
     # Now it comes from the cache, with the network gone.
     _, again = cnnlab.data.load("mnist", progress=False, mirrors=[dead_url()])
     np.testing.assert_array_equal(labels, again)
     assert len(server.requests) == 2
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_pinned_checksums_are_those_of_the_real_files(name: str) -> None:
+    for filename, digest in download.SHA256[name].items():
+        real = SHARED / "data" / name / f"{filename}.gz"
+        assert sha256(gzip.decompress(real.read_bytes())) == digest, filename

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from digits_wild import make_wild_digits, mnist_available
+from digits_wild import make_wild_digits
 
 import cnnlab as cl
 from cnnlab.data import load
@@ -43,8 +43,6 @@ def model() -> cl.Sequential:
 
 @pytest.fixture(scope="module")
 def wild() -> list[tuple[bytes, int, str]]:
-    if not mnist_available():
-        pytest.skip("../shared/data/mnist is missing: the handwritten half needs it")
     return make_wild_digits(20, seed=7)  # 200 pictures
 
 

@@ -26,14 +26,13 @@ from cnnlab.engine.errors import CnnlabError
 
 Image = pytest.importorskip("PIL.Image")
 
-from digits_wild import make_wild_digits, mnist_available, mnist_test  # noqa: E402
+from digits_wild import make_wild_digits, mnist_test  # noqa: E402
 
-needs_mnist = pytest.mark.skipif(not mnist_available(), reason="../shared MNIST files absent")
 MNIST_COM = 14.0  # MNIST's mean centre of mass, row and column, pixel centres at integers
 
 
-def _digit(index: int = 5003) -> np.ndarray:
-    """An MNIST test digit as float32 (28, 28) in [0, 1], ink bright."""
+def _digit(index: int = 1002) -> np.ndarray:
+    """A test digit of the bundled MNIST sample as float32 (28, 28) in [0, 1], ink bright."""
     return mnist_test()[0][index].astype(np.float32) / 255
 
 
@@ -69,7 +68,6 @@ def _png(array: np.ndarray, mode: str | None = None) -> bytes:
     return out.getvalue()
 
 
-@needs_mnist
 @pytest.mark.parametrize("dark_ink", [True, False])
 def test_photo_of_a_digit_becomes_the_mnist_digit(dark_ink: bool) -> None:
     digit = _digit()
@@ -95,15 +93,13 @@ def test_photo_of_a_digit_becomes_the_mnist_digit(dark_ink: bool) -> None:
         assert step.min() >= 0 and step.max() <= 1
 
 
-@needs_mnist
 def test_mnist_digit_itself_is_left_nearly_unchanged() -> None:
-    digit = _digit(5010)
+    digit = _digit(1010)
     result = preprocess_digit(digit)
     assert result.inverted is False
     assert _corr(result.image, digit) > 0.9
 
 
-@needs_mnist
 def test_arrays_of_other_types_are_accepted() -> None:
     page = _photo(_digit(), dark_ink=True)
     as_uint8 = (page * 255).astype(np.uint8)
@@ -113,7 +109,6 @@ def test_arrays_of_other_types_are_accepted() -> None:
     assert np.allclose(a, b, atol=0.02)
 
 
-@needs_mnist
 def test_specks_far_from_the_digit_are_ignored() -> None:
     page = _photo(_digit(), dark_ink=True)
     page[420:426, 20:26] = 0.0  # a dark speck in the far corner
@@ -200,7 +195,6 @@ def test_formats_and_modes_load_as_grey(tmp_path) -> None:
     assert load_image(out.getvalue()).shape == (20, 50)
 
 
-@needs_mnist
 @pytest.mark.parametrize("ink_level", [0, 255])
 def test_transparent_drawing_is_laid_on_the_opposite_of_its_ink(ink_level: int) -> None:
     # A canvas drawing: strokes opaque, the rest fully transparent (and black underneath).
@@ -213,7 +207,6 @@ def test_transparent_drawing_is_laid_on_the_opposite_of_its_ink(ink_level: int) 
     assert _corr(result.image, _digit()) > 0.8
 
 
-@needs_mnist
 def test_exif_rotated_photo_is_upright() -> None:
     upright = (_photo(_digit(), dark_ink=True)[:, :600] * 255).astype(np.uint8)  # 500 × 600
     # Orientation 6: the camera stored the picture turned a quarter anticlockwise.
@@ -252,7 +245,6 @@ def test_naive_resize_is_a_plain_28_by_28() -> None:
     assert small.max() == pytest.approx(1.0) and small.min() < 0.5  # no polarity fix
 
 
-@needs_mnist
 def test_wild_digits_are_found_with_the_right_polarity() -> None:
     samples = make_wild_digits(4, seed=7)
     assert len(samples) == 40 and {label for _, label, _ in samples} == set(range(10))

@@ -26,8 +26,8 @@ def test_unknown_device() -> None:
         backend.array_module("tpu")
 
 
-@pytest.mark.skipif(HAS_CUPY, reason="CuPy is installed here")
-def test_cuda_without_cupy_says_how_to_install() -> None:
+def test_cuda_without_cupy_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as if CuPy were not installed
     with pytest.raises(CnnlabError, match="pip install") as err:
         backend.array_module("cuda")
     assert "cupy" in str(err.value).lower()
@@ -73,6 +73,7 @@ def test_engine_never_imports_cupy() -> None:
     assert out.stdout.strip() == "[]", out.stderr
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not HAS_CUPY, reason="needs CuPy and a GPU")
 def test_cuda_forward_backward_matches_cpu() -> None:  # pragma: no cover - GPU machines only
     cp = backend.array_module("cuda")

@@ -15,13 +15,12 @@ import io
 import struct
 import tracemalloc
 import zipfile
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_files import archive, model_file, model_members, seed_model
+from hostile_files import archive, image_seeds, model_file, model_members, png_claiming, seed_model
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
@@ -384,28 +383,6 @@ def test_idx_header_promising_a_huge_array_costs_nothing(folder: Path, compress:
 # -- the image loader --------------------------------------------------------------------------
 
 
-def image_seeds() -> list[bytes]:
-    Image = pytest.importorskip("PIL.Image")
-    pixels = np.full((36, 30), 255, np.uint8)
-    pixels[6:30, 12:18] = 20
-    out = []
-    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("BMP", "L"), ("GIF", "P")):
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).convert(mode).save(buffer, format=fmt)
-        out.append(buffer.getvalue())
-    return out
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A PNG whose header, with a correct checksum, claims ``width`` × ``height`` pixels."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    body = zlib.compress(b"\0" * 100)
-    idat = struct.pack(">I", len(body)) + b"IDAT" + body
-    idat += struct.pack(">I", zlib.crc32(b"IDAT" + body))
-    return b"\x89PNG\r\n\x1a\n" + chunk + idat + b"\0\0\0\0IEND\xaeB`\x82"
-
-
 @pytest.fixture(scope="module")
 def load_image() -> Callable[[object], object]:
     preprocess = pytest.importorskip("cnnlab.data.preprocess")
@@ -414,6 +391,7 @@ def load_image() -> Callable[[object], object]:
 
 @pytest.fixture(scope="module")
 def images() -> list[bytes]:
+    pytest.importorskip("PIL.Image")
     return image_seeds()
 
 

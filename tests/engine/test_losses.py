@@ -74,6 +74,13 @@ def test_cross_entropy_is_stable_for_huge_logits() -> None:
     np.testing.assert_allclose(loss_fn.backward(), [[1, -1, 0]], atol=1e-300)
 
 
+def test_cross_entropy_of_a_certain_hit_is_plus_zero() -> None:
+    # Seen as "loss 23.7 → -0" in cnnlab step: log(1) = 0, negated, is -0.0.
+    loss = cl.CrossEntropyLoss().forward(np.array([[0.0, -1000.0]]), np.array([0]))
+    assert loss == 0.0 and math.copysign(1.0, loss) == 1.0
+    assert f"{loss:.6g}" == "0"
+
+
 def test_loss_keeps_dtype() -> None:
     for fn in (cl.CrossEntropyLoss(), cl.MSELoss()):
         out = np.random.default_rng(0).random((4, 3)).astype(np.float32)

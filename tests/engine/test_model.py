@@ -262,15 +262,6 @@ def test_predict_proba_with_softmax_last_layer_is_not_softmaxed_twice() -> None:
     np.testing.assert_allclose(model.predict_proba(x), model.forward(x), rtol=1e-6)
 
 
-def test_presets_are_seeded() -> None:
-    a, b, c = cl.build("default", seed=3), cl.build("default", seed=3), cl.build("default", seed=4)
-    for (p, _), (q, _) in zip(a.parameters(), b.parameters(), strict=True):
-        np.testing.assert_array_equal(p, q)
-    assert not np.array_equal(a.parameters()[0][0], c.parameters()[0][0])
-    with pytest.raises(CnnlabError, match="unknown model preset 'lenet'"):
-        cl.build("lenet")
-
-
 def test_train_eval_switch_dropout_and_batchnorm() -> None:
     model = cl.Sequential([cl.Flatten(), cl.BatchNorm1D(4), cl.Dropout(0.5, rng=0)])
     x = np.random.default_rng(0).random((6, 1, 2, 2), dtype=np.float32)

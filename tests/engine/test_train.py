@@ -138,6 +138,17 @@ def test_fit_same_seed_same_history_and_weights() -> None:
     assert set(state_a.history[0]) >= {"epoch", "train_loss", "train_accuracy", "lr", "elapsed_s"}
 
 
+def test_fit_records_the_test_loss_and_accuracy_of_the_finished_epoch() -> None:
+    model = toy_model()
+    state, _ = toy_fit(model)
+    x, y = toy_data()
+    outputs = model.outputs(x[:30])  # what toy_fit validates on, in evaluation mode
+    last = state.history[-1]
+    assert last["test_loss"] == pytest.approx(cl.CrossEntropyLoss().forward(outputs, y[:30]))
+    assert last["test_accuracy"] == cl.evaluate(model, x[:30], y[:30])
+    assert state.history[0]["test_loss"] > last["test_loss"]
+
+
 def test_fit_different_seed_differs() -> None:
     a, b = toy_model(), toy_model()
     x, y = toy_data()

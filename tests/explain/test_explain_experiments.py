@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.explain.experiment_figures import plot_learning_rates
 from cnnlab.explain.experiments import (
+    ActivationRun,
     LearningRateRun,
     activation_gradients,
+    activation_verdict,
     compare_losses,
     deep_mlp,
     features,
@@ -52,21 +55,59 @@ def test_judge(losses, probe, diverged, verdict) -> None:
 
 
 def test_sigmoid_gradient_vanishes_and_relu_does_not() -> None:
-    runs = {r.activation: r for r in activation_gradients(samples=256, batch_size=32)}
-    sigmoid, relu = runs["sigmoid"], runs["relu"]
+    runs = activation_gradients(samples=256, epochs=2, test_samples=200, batch_size=32)
+    by = {r.activation: r for r in runs}
+    sigmoid, relu = by["sigmoid"], by["relu"]
     assert len(sigmoid.grad_norms) == 9  # 8 hidden layers and the output layer
     assert sigmoid.grad_norms[0] * 10 <= relu.grad_norms[0]
     # Sigmoid shrinks the gradient at every layer on its way down.
     assert all(a < b for a, b in zip(sigmoid.grad_norms, sigmoid.grad_norms[1:], strict=False))
     assert relu.grad_norms[0] > 0.1 * relu.grad_norms[-1]
-    assert len(sigmoid.first_layer_per_batch) == 8
+    assert len(sigmoid.first_layer_per_batch) == 8  # the first epoch only
     assert relu.dead_fraction is not None and sigmoid.saturated_fraction is not None
+    assert relu.test_accuracy > sigmoid.test_accuracy
+    verdict = activation_verdict(runs)
+    assert verdict[1].startswith("sigmoid: ") and "vanishes on the way down" in verdict[1]
+    assert verdict[4].startswith("against sigmoid: the claim holds, ReLU passes")
+
+
+def run_with(activation: str, first: float, last: float, accuracy: float) -> ActivationRun:
+    return ActivationRun(activation, ["1", "2"], [first, last], [], [], None, None, accuracy)
+
+
+@pytest.mark.parametrize(
+    ("tanh_first", "tanh_accuracy", "found", "best"),
+    [
+        (0.009, 0.5, "the claim holds, ReLU passes 55.6× more of it down", "relu"),
+        (5.0, 0.9, "the claim does not hold, tanh passes 10× more", "tanh"),
+        (0.7, 0.7, "no clear difference, a factor 0.71 (within 2×)", "relu"),
+    ],
+)
+def test_the_verdict_follows_the_numbers(
+    tanh_first: float, tanh_accuracy: float, found: str, best: str
+) -> None:
+    runs = [run_with("tanh", tanh_first, 1.0, tanh_accuracy), run_with("relu", 0.5, 1.0, 0.8)]
+    lines = activation_verdict(runs)
+    assert lines[0].startswith("the article's claim: ReLU passes the gradient down better")
+    assert lines[3] == f"against tanh: {found}"
+    assert lines[-1].endswith(f"{best} learned best here")
+    fate = "vanishes on the way down" if tanh_first < 0.01 else "reaches the first layer"
+    assert lines[1] == (
+        f"tanh: the first layer gets {tanh_first:.2g}× the output layer's gradient; it {fate}"
+    )
 
 
 def test_deep_mlp_has_at_least_eight_layers() -> None:
     model = deep_mlp("tanh", depth=8)
     assert sum(type(layer).__name__ == "Dense" for layer in model.layers) == 9
     assert sum(type(layer).__name__ == "Tanh" for layer in model.layers) == 8
+
+
+def test_deep_mlp_refuses_bad_arguments_in_one_line() -> None:
+    with pytest.raises(CnnlabError, match="deep_mlp: activation must be one of"):
+        deep_mlp("swish")  # was a bare KeyError
+    with pytest.raises(CnnlabError, match="deep_mlp: depth must be an integer >= 1, got 0"):
+        deep_mlp("relu", depth=0)
 
 
 def test_compare_losses_records_accuracy_per_epoch() -> None:

@@ -92,6 +92,43 @@ def test_occlusion_is_lowest_over_the_strokes(seven) -> None:
     assert strokes[top : top + occ.patch, left : left + occ.patch].any()
 
 
+def test_occlusion_figure_shows_the_numbers_explain_prints(
+    seven, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # The console said "lowest 0.7517" while the figure's colours spanned 0.950-1.000.
+    from cnnlab.explain import figures
+
+    occ = occlusion(trained_small_cnn(), seven.as_input(), target=7)
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    figures.plot_occlusion(seven.image, occ, "7", tmp_path / "occlusion.png")
+    middle = drawn[0].axes[1]
+    np.testing.assert_array_equal(middle.images[0].get_array(), occ.grid)
+    assert middle.images[0].get_clim() == (occ.grid.min(), occ.grid.max())
+    assert f"lowest {occ.grid.min():.4f}" in middle.get_title()
+
+
+def test_the_raw_step_is_labelled_with_the_files_own_size(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    # A 640×480 photo was labelled "raw 384×512", the size it is drawn at.
+    from PIL import Image
+
+    from cnnlab.explain import figures
+
+    page = np.full((480, 640), 230, np.uint8)
+    page[150:350, 280:320] = 20  # a dark "1"
+    Image.fromarray(page).save(tmp_path / "photo.png")
+    item = load_input(str(tmp_path / "photo.png"))
+    assert item.steps["raw"].shape == (384, 512) and item.sizes == {"raw": (480, 640)}
+    drawn = []
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
+    figures.plot_preprocessing(item.steps, tmp_path / "steps.png", item.sizes)
+    titles = [ax.get_title() for ax in drawn[0].axes]
+    assert titles[0] == "raw\n480×640 (shown 384×512)"
+    assert titles[-1] == "centred\n28×28"
+
+
 def test_saliency_is_the_gradient_of_the_class_score(seven) -> None:
     model = copy.deepcopy(trained_small_cnn()).astype(np.float64)
     x = seven.as_input(np.float64)

@@ -79,3 +79,23 @@ def test_filter_grid_grows_by_rows_of_eight(tmp_path: Path) -> None:
     six = Image.open(plots.plot_filters(rng.normal(size=(6, 5, 5)), tmp_path / "6.png"))
     sixteen = Image.open(plots.plot_filters(rng.normal(size=(16, 5, 5)), tmp_path / "16.png"))
     assert sixteen.width > six.width and sixteen.height > six.height
+
+
+def test_the_loss_curve_shows_training_and_test_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn = []
+    monkeypatch.setattr(plots, "save", lambda fig, path: drawn.append(fig) or Path(path))
+    history = [
+        {"epoch": e, "train_loss": 1 / e, "test_loss": 1.2 / e, "train_accuracy": 0.5,
+         "test_accuracy": 0.6}
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    plots.plot_curves(history, tmp_path / "curves.png")
+    loss_ax = drawn[0].axes[0]
+    lines = {line.get_label(): list(line.get_ydata()) for line in loss_ax.get_lines()}
+    assert lines == {"train": [1, 0.5, 1 / 3], "test": [1.2, 0.6, 1.2 / 3]}
+    # A run from before the test loss was recorded still draws its training loss.
+    old = [{k: v for k, v in h.items() if k != "test_loss"} for h in history]
+    plots.plot_curves(old, tmp_path / "curves.png")
+    assert [line.get_label() for line in drawn[1].axes[0].get_lines()] == ["train"]

@@ -267,6 +267,22 @@ def test_model_given_on_the_command_line_is_listed_by_its_stem(tmp_path, model_f
     assert listing["models"][0]["source"] == "command line"
 
 
+@pytest.mark.parametrize(("bias", "unsure", "runner_up"), [(0.0, True, "1"), (9.0, False, "0")])
+def test_predict_says_when_the_model_is_unsure(
+    tmp_path: Path, bias: float, unsure: bool, runner_up: str
+) -> None:
+    # A model that ignores its input: equal logits (every class 10 %) or a clear 3.
+    model = cnnlab.Sequential([cnnlab.Flatten(), cnnlab.Dense(784, 10)], input_shape=(1, 28, 28))
+    model.layers[1].params["W"][...] = 0
+    model.layers[1].params["b"][...] = 0
+    model.layers[1].params["b"][3] = bias
+    model.save(tmp_path / "flat.npz")
+    with TestClient(create_app(str(tmp_path / "flat.npz"), runs_dir=str(tmp_path))) as c:
+        body = c.post("/api/predict?steps=false", json={"pixels": np.eye(28).tolist()}).json()
+    assert (body["unsure"], body["runner_up"]) == (unsure, runner_up)
+    assert body["class_name"] == ("0" if unsure else "3")
+
+
 # -- training -------------------------------------------------------------------------------
 
 

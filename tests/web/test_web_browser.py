@@ -148,6 +148,28 @@ def test_drawing_a_one_predicts_1_with_bars_summing_to_1(desktop):
     assert desktop.page.is_disabled("#undo")
 
 
+def test_an_unsure_model_says_so_and_names_the_runner_up(browser, tmp_path):
+    import cnnlab
+
+    # A model that ignores its input and gives every class 10 %: always unsure.
+    model = cnnlab.Sequential([cnnlab.Flatten(), cnnlab.Dense(784, 10)], input_shape=(1, 28, 28))
+    for array in model.layers[1].params.values():
+        array[...] = 0
+    model.save(tmp_path / "flat.npz")
+    lab = Server("--model", str(tmp_path / "flat.npz"), "--runs-dir", str(tmp_path / "runs"))
+    try:
+        page = Page(browser, lab.url, 1280, 800)
+        page.stroke(ONE)
+        page.wait_for_prediction()
+        assert page.page.inner_text("#pred-conf") == "unsure: 10.0% for 0, maybe 1"
+        assert "unsure" in page.page.get_attribute("#pred-label", "class")
+        page.screenshot("lab-unsure")
+        page.close()
+        assert page.errors == []
+    finally:
+        lab.close()
+
+
 def test_phone_layout_stacks_and_still_predicts(phone):
     phone.stroke(ONE)
     assert phone.wait_for_prediction()["label"] == "1"

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cnnlab.explain import maps
 from cnnlab.explain.article import ARTICLE_FILTER, ARTICLE_IMAGE
+from cnnlab.runs import confidence
 from cnnlab.web import inference
 from cnnlab.web.inputs import model_input, read_input
 from cnnlab.web.routes.models import current_model
@@ -23,8 +24,9 @@ DIGIT_CLASSES = [str(d) for d in range(10)]
 async def predict(
     request: Request, steps: bool = True, activations: bool = False
 ) -> dict[str, Any]:
-    """Read a digit: image bytes, or JSON ``{"pixels": 28×28}``. Returns the label, the
-    probabilities of every class, the preprocessing steps (``steps=true``) and the conv
+    """Read a digit: image bytes, or JSON ``{"pixels": 28×28}``. Returns the label, whether
+    the model is unsure (top probability below 80 %) and its runner-up, the probabilities of
+    every class, the preprocessing steps (``steps=true``) and the conv
     layers' activation maps (``activations=true``), images as base64 PNG."""
     source, data, preprocess = await read_input(request)
     name, model = current_model(request)
@@ -32,11 +34,15 @@ async def predict(
     def work() -> dict[str, Any]:
         prepared = model_input(source, data, preprocess)
         probs = maps.predict_one(model, prepared["image"][None, None])
-        label = int(np.argmax(probs))
+        reading = confidence.read(probs)
+        label = reading.label
         classes = model.meta.get("class_names") or DIGIT_CLASSES
+        name_of = [str(c) for c in classes] + [str(i) for i in range(len(classes), len(probs))]
         out: dict[str, Any] = {
             "label": label,
-            "class_name": str(classes[label]) if label < len(classes) else str(label),
+            "class_name": name_of[label],
+            "unsure": reading.unsure,
+            "runner_up": name_of[reading.runner_up],
             "class_names": [str(c) for c in classes],
             "probabilities": [round(float(p), 6) for p in probs],
             "model": name,

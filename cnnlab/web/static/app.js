@@ -340,7 +340,10 @@
     label.textContent = result.class_name;
     label.classList.toggle("long", result.class_name.length > 2);
     label.dataset.label = String(result.label);
-    $("pred-conf").textContent = `${percent(probs[result.label])} sure it is ${result.class_name}`;
+    $("pred-conf").textContent = result.unsure
+      ? `unsure: ${percent(probs[result.label])} for ${result.class_name}, maybe ${result.runner_up}`
+      : `${percent(probs[result.label])} sure it is ${result.class_name}`;
+    label.classList.toggle("unsure", result.unsure);
     showSteps(result.steps || []);
     showMaps(result.activations || []);
     $("occlude").disabled = false;
@@ -448,7 +451,7 @@
 
   // -- training ------------------------------------------------------------------------------
 
-  const chart = { loss: [], trainAcc: [], testAcc: [], epochs: 1 };
+  const chart = { loss: [], testLoss: [], trainAcc: [], testAcc: [], epochs: 1 };
   let events = null;
 
   function fillSelect(select, values, chosen) {
@@ -554,6 +557,7 @@
   function followTraining() {
     if (events) events.close();
     chart.loss = [];
+    chart.testLoss = [];
     chart.trainAcc = [];
     chart.testAcc = [];
     events = new EventSource("/api/train/events");
@@ -583,6 +587,7 @@
       }
       case "epoch":
         if (event.test_accuracy != null) chart.testAcc.push([event.epoch, event.test_accuracy]);
+        if (event.test_loss != null) chart.testLoss.push([event.epoch, event.test_loss]);
         redrawCharts();
         break;
       case "filters":
@@ -616,8 +621,17 @@
 
   /** Draw the loss and accuracy charts from `chart`. */
   function redrawCharts() {
-    const maxLoss = niceCeil(Math.max(0.5, ...chart.loss.map((p) => p[1])));
-    lineChart($("loss-chart"), [{ points: chart.loss, color: cssVar("--loss") }], [0, maxLoss], chart.epochs, (v) => v.toFixed(2));
+    const maxLoss = niceCeil(Math.max(0.5, ...chart.loss.concat(chart.testLoss).map((p) => p[1])));
+    lineChart(
+      $("loss-chart"),
+      [
+        { points: chart.loss, color: cssVar("--loss") },
+        { points: chart.testLoss, color: cssVar("--test"), dots: true },
+      ],
+      [0, maxLoss],
+      chart.epochs,
+      (v) => v.toFixed(2),
+    );
     lineChart(
       $("acc-chart"),
       [

@@ -1,0 +1,85 @@
+"""The command line as a whole: help texts, mistyped options, completion, the version."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import cnnlab
+from cnnlab.cli.main import COMMANDS, build_parser, command_parsers, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_states_each_default_once(command: str) -> None:
+    text = command_parsers(build_parser())[command].format_help()
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for option in re.split(r"\n  (?=-)", text.split("\noptions:\n")[1]):
+        assert option.count("(default") <= 1, option
+
+
+def test_a_mistyped_option_gets_a_suggestion_and_the_commands_usage(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--epohcs", "3", "--batch_size=8"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: cnnlab train ")
+    assert err.strip().splitlines()[-1] == (
+        "cnnlab train: error: unrecognized arguments: --epohcs 3 --batch_size=8; "
+        "--epohcs: did you mean --epochs?; --batch_size: did you mean --batch-size?"
+    )
+
+
+def complete(script: str, *words: str) -> list[str]:
+    """What bash offers after ``cnnlab WORDS...`` (the last word is the one being typed)."""
+    words_array = " ".join(shlex.quote(w) for w in ("cnnlab", *words))
+    program = f"{script}\nCOMP_WORDS=({words_array}); COMP_CWORD={len(words)}; _cnnlab\n"
+    program += 'printf "%s\\n" "${COMPREPLY[@]}"'
+    done = subprocess.run(["bash", "-c", program], capture_output=True, text=True, check=True)
+    return done.stdout.split()
+
+
+def test_bash_completion_offers_commands_options_and_choices(
+    capsys: pytest.CaptureFixture,
+) -> None:
+    assert main(["--print-completion", "bash"]) == 0
+    script = capsys.readouterr().out
+    assert complete(script, "tr") == ["train"]
+    assert complete(script, "ex") == ["experiment", "explain", "export"]
+    assert complete(script, "train", "--ep") == ["--epochs"]
+    assert complete(script, "--threads", "2", "train", "--dataset", "f") == ["fashion-mnist"]
+    assert complete(script, "experiment", "le") == ["learning-rate"]
+    assert complete(script, "export", "m.npz", "--format", "") == ["onnx", "torchscript"]
+    # Every command and each of its options is offered.
+    for name, parser in command_parsers(build_parser()).items():
+        options = {o for a in parser._actions for o in a.option_strings}
+        assert options <= set(complete(script, name, "-")), name
+
+
+def test_the_version_has_one_source() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"]
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "cnnlab.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", cnnlab.__version__)
+
+
+def test_version_option(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out == f"cnnlab {cnnlab.__version__}\n"
+
+
+def test_perceptron_help_says_what_the_previous_lesson_is() -> None:
+    text = command_parsers(build_parser())["perceptron"].format_help()
+    assert '"An Introductory Guide to Deep Neural Networks"' in text
+    assert "the post before it in the series" in text and "UCI sonar" in text
+    assert "frequency bands" in text and "angle" not in text
