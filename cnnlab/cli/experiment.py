@@ -10,7 +10,15 @@ import numpy as np
 
 from cnnlab.cli._common import Formatter, load_model, positive_float, positive_int
 
-NAMES = ("convolution", "curve-detector", "learning-rate", "activations", "losses", "features")
+NAMES = (
+    "convolution",
+    "curve-detector",
+    "error-surface",
+    "learning-rate",
+    "activations",
+    "losses",
+    "features",
+)
 
 DESCRIPTION = """\
 Run one of the article's ideas as an experiment; print its numbers and write its figures to
@@ -20,6 +28,8 @@ Run one of the article's ideas as an experiment; print its numbers and write its
                   (convolution_steps.png, convolution.gif)
   curve-detector  a curve filter on an image with the curve and on one without: peaks
                   (curve_detector.png)
+  error-surface   a linear neuron with two weights: its loss bowl and gradient descent
+                  walking down it, w ← w − η·dL/dw (error_surface.png)
   learning-rate   plain SGD at η = 1e-4 … 3 on one CNN: loss curves and verdicts
                   (learning_rates.png)
   activations     8-layer plain networks with sigmoid, tanh, ReLU: gradient per layer
@@ -32,6 +42,7 @@ the defaults; --samples and --epochs make them smaller or larger.
 
 examples:
   cnnlab experiment convolution
+  cnnlab experiment error-surface --lr 1.0 --steps 20
   cnnlab experiment learning-rate --lrs 0.001 0.1 3 --samples 500
 """
 
@@ -53,7 +64,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lrs", type=positive_float, nargs="+", help="learning-rate: the rates to sweep"
     )
-    p.add_argument("--lr", type=positive_float, help="losses/activations: the SGD learning rate")
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        help="error-surface/losses/activations: the learning rate (0.5 / 0.1 / 0.05)",
+    )
+    p.add_argument(
+        "--steps", type=positive_int, default=50, help="error-surface: gradient-descent steps"
+    )
     p.add_argument("--depth", type=positive_int, default=8, help="activations: hidden layers")
     p.add_argument("--model", help="features: a trained model (default: train a small CNN)")
     p.add_argument("--index", type=int, default=0, help="features: which test digit to show")
@@ -141,6 +159,41 @@ def _curve(args: argparse.Namespace, out: Path) -> list[Path]:
     return [
         experiment_figures.plot_curve_detector(CURVE_FILTER, results, out / "curve_detector.png")
     ]
+
+
+def _error_surface(args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.explain import experiment_figures
+    from cnnlab.explain.surface import TRUE_WEIGHTS, error_surface
+    from cnnlab.explain.text import table
+
+    surface = error_surface(
+        lr=args.lr or 0.5, steps=args.steps, samples=args.samples or 100, seed=args.seed
+    )
+    w1, w2 = surface.optimum
+    low, high = surface.curvatures
+    print(
+        f"a linear neuron o = w1·x1 + w2·x2 on {len(surface.t)} examples made from weights "
+        f"{TRUE_WEIGHTS} plus noise; loss L = (1/N) Σ ½ (t − o)²"
+    )
+    print(f"lowest loss {surface.min_loss:.4f} at w = ({w1:.3f}, {w2:.3f})")
+    print(
+        f"curvatures of the bowl {low:.3f} and {high:.3f}: gradient descent diverges for "
+        f"η > 2/{high:.3f} = {surface.critical_lr:.3f}; fastest near η = {surface.best_lr:.3f}"
+    )
+    shown = sorted({*range(0, len(surface.path), max(1, len(surface.path) // 8)),
+                    len(surface.path) - 1})  # fmt: skip
+    rows = [
+        [k, f"{surface.path[k, 0]:.4f}", f"{surface.path[k, 1]:.4f}", f"{surface.path_loss[k]:.4f}"]
+        for k in shown
+    ]
+    start = f"({surface.path[0, 0]:g}, {surface.path[0, 1]:g})"
+    print(f"\ngradient descent from w = {start} with η = {surface.lr:g}:")
+    print(table(["step", "w1", "w2", "loss"], rows))
+    if len(surface.path) <= args.steps:
+        print(f"stopped after {len(surface.path) - 1} steps: the weights overflowed (diverged)")
+    verdict = "reached the bottom" if surface.converged else "did not reach the bottom"
+    print(f"{verdict}: {surface.distance_to_optimum:.4f} from the lowest point")
+    return [experiment_figures.plot_error_surface(surface, out / "error_surface.png")]
 
 
 def _learning_rate(args: argparse.Namespace, out: Path) -> list[Path]:
@@ -244,6 +297,7 @@ def _features(args: argparse.Namespace, out: Path) -> list[Path]:
 RUNNERS = {
     "convolution": _convolution,
     "curve-detector": _curve,
+    "error-surface": _error_surface,
     "learning-rate": _learning_rate,
     "activations": _activations,
     "losses": _losses,

@@ -1,6 +1,6 @@
 """Figures of the article's ideas as experiments: the convolution step by step (a strip and a
 GIF), the curve detector, learning rates, activations and vanishing gradients, the two losses,
-learned features, and the perceptron on sonar.
+learned features, the perceptron on sonar, and the error surface of a linear neuron.
 
 Every function takes the numbers ``cnnlab.explain.article``, ``experiments`` or ``perceptron``
 return and a ``path``, draws on ``cnnlab.figures.base``, writes the file atomically and returns
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         LossRun,
     )
     from cnnlab.explain.perceptron import SonarComparison
+    from cnnlab.explain.surface import ErrorSurface
 
 
 def _draw_convolution(
@@ -367,4 +368,71 @@ def plot_perceptron(result: SonarComparison, path: str | Path) -> Path:
     right.set_title("Mean ± spread over folds", fontsize=10)
     right.legend(fontsize=8, loc="lower right")
     fig.suptitle("The perceptron on sonar returns: rock or mine?", fontsize=12)
+    return save(fig, path)
+
+
+def plot_error_surface(surface: ErrorSurface, path: str | Path) -> Path:
+    """The linear neuron's loss as a 3-D bowl and as contours, with gradient descent's path.
+
+    Points of a diverging path that leave the plotted square are left out of the bowl.
+    """
+    fig = new_figure(12.0, 5.2)
+    bowl = fig.add_subplot(1, 2, 1, projection="3d")
+    flat = fig.add_subplot(1, 2, 2)
+    grid_w1, grid_w2 = np.meshgrid(surface.w1, surface.w2)
+    bowl.plot_surface(grid_w1, grid_w2, surface.loss, cmap="viridis", alpha=0.75, linewidth=0)
+    lo, hi = (surface.w1[0], surface.w2[0]), (surface.w1[-1], surface.w2[-1])
+    inside = np.all((surface.path >= lo) & (surface.path <= hi), axis=1)
+    bowl.plot(
+        surface.path[inside, 0],
+        surface.path[inside, 1],
+        surface.path_loss[inside],
+        color="red",
+        marker="o",
+        markersize=3,
+        zorder=10,
+    )
+    bowl.set_xlabel("w₁")
+    bowl.set_ylabel("w₂")
+    bowl.set_zlabel("loss L")
+    bowl.view_init(elev=35, azim=-60)
+    bowl.set_title("Error surface L(w₁, w₂)", fontsize=11)
+    levels = surface.min_loss + (surface.loss.max() - surface.min_loss) * np.linspace(0, 1, 16) ** 2
+    flat.contour(grid_w1, grid_w2, surface.loss, levels=levels[1:], cmap="viridis")
+    flat.plot(
+        surface.path[:, 0],
+        surface.path[:, 1],
+        color="red",
+        marker="o",
+        markersize=3,
+        linewidth=1.2,
+        label=f"gradient descent, η = {surface.lr:g}",
+    )
+    flat.plot(*surface.path[0], marker="s", color="black", linestyle="none", label="start")
+    flat.plot(
+        *surface.optimum,
+        marker="*",
+        markersize=14,
+        color="gold",
+        markeredgecolor="black",
+        linestyle="none",
+        label="lowest loss",
+    )
+    flat.set_xlim(lo[0], hi[0])
+    flat.set_ylim(lo[1], hi[1])
+    flat.set_aspect("equal")
+    flat.set_xlabel("w₁")
+    flat.set_ylabel("w₂")
+    steps = len(surface.path) - 1
+    flat.set_title(
+        f"Seen from above: {steps} steps, loss {surface.path_loss[0]:.3g} → "
+        f"{surface.path_loss[-1]:.3g} (lowest {surface.min_loss:.3g})",
+        fontsize=10,
+    )
+    flat.legend(fontsize=8, loc="upper right")
+    fig.suptitle(
+        "A linear neuron with two weights: gradient descent walks down the bowl, "
+        f"w ← w − η·dL/dw (it diverges for η > {surface.critical_lr:.3g})",
+        fontsize=12,
+    )
     return save(fig, path)

@@ -232,3 +232,17 @@ def test_report_embeds_images(tmp_path):
     page = render("T <&>", [Section("S", "text & more", [png], [["h"], ["1"]])])
     assert "T &lt;&amp;&gt;" in page and "data:image/png;base64,iVBORw0KGgpmYWtl" in page
     assert "<td>1</td>" in page
+
+
+def test_experiment_error_surface_walks_to_the_bottom(tmp_path, capsys):
+    from cnnlab.explain.surface import error_surface
+
+    out = run(capsys, "experiment", "error-surface", "--out", str(tmp_path))
+    expected = error_surface()
+    assert f"lowest loss {expected.min_loss:.4f}" in out
+    assert f"η > 2/{expected.curvatures[-1]:.3f} = {expected.critical_lr:.3f}" in out
+    assert "reached the bottom" in out
+    assert is_png(tmp_path / "error_surface.png")
+    out = run(capsys, "experiment", "error-surface", "--lr", "3", "--out", str(tmp_path))
+    assert "the weights overflowed (diverged)" in out
+    assert "did not reach the bottom" in out
