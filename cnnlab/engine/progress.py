@@ -1,12 +1,15 @@
 """A small, dependency-free progress bar for downloads and training loops.
 
-On a terminal the bar redraws in place (at most about ten times a second). On anything else
-(a log file, a CI console, a test's ``StringIO``) it prints no carriage-return animation, only
-the final line when it closes, so logs stay readable.
+On a terminal the bar redraws in place (at most about ten times a second). In a Jupyter
+notebook (the stream is the kernel's) it is an HTML ``<progress>`` bar with the same line of
+text, updated in place through one display, so the saved notebook keeps only its final state.
+On anything else (a log file, a CI console, a test's ``StringIO``) it prints no carriage-return
+animation, only the final line when it closes, so logs stay readable.
 """
 
 from __future__ import annotations
 
+import html
 import numbers
 import sys
 from time import monotonic
@@ -52,6 +55,28 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
+def _is_notebook(stream: TextIO) -> bool:
+    """Whether ``stream`` is a Jupyter kernel's output stream (ipykernel's ``OutStream``)."""
+    return type(stream).__module__.startswith("ipykernel.")
+
+
+class _NotebookView:
+    """What a notebook shows: a ``<progress>`` bar and the text line; plain text elsewhere."""
+
+    def __init__(self, n: int, total: int | None, line: str) -> None:
+        self.n, self.total, self.line = n, total, line
+
+    def _repr_html_(self) -> str:
+        value = f' value="{self.n}" max="{self.total}"' if self.total else ""
+        return (
+            f'<div><progress{value} style="width: 16em; vertical-align: middle"></progress> '
+            f"<code>{html.escape(self.line)}</code></div>"
+        )
+
+    def __repr__(self) -> str:
+        return self.line
+
+
 class ProgressBar:
     """Show progress as ``desc  42%|████████▍           | 420/1000 [00:03<00:04, 140 it/s]``.
 
@@ -77,6 +102,8 @@ class ProgressBar:
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = True if enabled is None else enabled
         self._animate = self.enabled and _is_tty(self.stream)
+        self._notebook = self.enabled and _is_notebook(self.stream)
+        self._display: object | None = None  # the notebook's display handle, once shown
         self._start = monotonic()
         self._last_draw: float | None = None
         self._last_width = 0
@@ -96,7 +123,9 @@ class ProgressBar:
         if not self.enabled:
             return
         line = self.format_line(monotonic() - self._start)
-        if self._animate:
+        if self._notebook:
+            self._show(line)
+        elif self._animate:
             self._write("\r" + line.ljust(self._last_width) + "\n")
         else:
             self._write(line + "\n")
@@ -143,8 +172,9 @@ class ProgressBar:
         return f"{rate:.1f} {self.unit}/s"
 
     def _maybe_draw(self) -> None:
-        # Only a terminal gets the animation; elsewhere the final line at close() is enough.
-        if not self._animate or self._closed:
+        # Only a terminal or a notebook gets the animation; elsewhere the final line at close()
+        # is enough.
+        if not (self._animate or self._notebook) or self._closed:
             return
         now = monotonic()
         finished = self.total is not None and self.n >= self.total
@@ -153,8 +183,20 @@ class ProgressBar:
             return
         self._last_draw = now
         line = self.format_line(now - self._start)
+        if self._notebook:
+            self._show(line)
+            return
         self._write("\r" + line.ljust(self._last_width))
         self._last_width = len(line)
+
+    def _show(self, line: str) -> None:
+        from IPython.display import display  # only reached inside a Jupyter kernel
+
+        view = _NotebookView(self.n, self.total, line)
+        if self._display is None:
+            self._display = display(view, display_id=True)
+        else:
+            self._display.update(view)  # type: ignore[attr-defined]
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -96,6 +98,71 @@ def test_tty_redraws_at_most_ten_times_a_second(clock: FakeClock) -> None:
     text = stream.getvalue()
     assert text.endswith("\n") and text.count("\n") == 1
     assert "1000/1000" in text.splitlines()[-1]
+
+
+class FakeKernelStream(io.StringIO):
+    """A text stream of the kind a Jupyter kernel gives a notebook (ipykernel's OutStream)."""
+
+
+FakeKernelStream.__module__ = "ipykernel.iostream"
+
+
+class FakeDisplay:
+    """Stands in for ``IPython.display.display``: records what is shown and each update."""
+
+    def __init__(self) -> None:
+        self.shown: list[object] = []
+        self.updates: list[object] = []
+
+    def __call__(self, obj: object, display_id: bool = False) -> FakeDisplay:
+        assert display_id is True
+        self.shown.append(obj)
+        return self
+
+    def update(self, obj: object) -> None:
+        self.updates.append(obj)
+
+
+@pytest.fixture
+def notebook(monkeypatch: pytest.MonkeyPatch) -> FakeDisplay:
+    fake = FakeDisplay()
+    display_module = types.ModuleType("IPython.display")
+    display_module.display = fake  # type: ignore[attr-defined]
+    package = types.ModuleType("IPython")
+    package.display = display_module  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", package)
+    monkeypatch.setitem(sys.modules, "IPython.display", display_module)
+    return fake
+
+
+def test_notebook_shows_one_html_bar_updated_in_place(clock: FakeClock, notebook) -> None:
+    stream = FakeKernelStream()
+    bar = ProgressBar(10, desc="epoch <1>", unit="img", stream=stream)
+    for _ in range(5):  # the same instant: one draw
+        bar.update(1, loss=0.5)
+    clock.now += 0.2
+    bar.update(5)  # reaching the total always draws
+    bar.close()
+    bar.close()
+    assert len(notebook.shown) == 1
+    assert len(notebook.updates) == 2
+    final = notebook.updates[-1]
+    assert '<progress value="10" max="10"' in final._repr_html_()
+    assert "epoch &lt;1&gt; 100%|" in final._repr_html_()  # the text line, escaped
+    assert repr(final).startswith("epoch <1> 100%|") and "10/10 [" in repr(final)
+    assert stream.getvalue() == ""  # no carriage-return animation in the notebook's stream
+
+
+def test_notebook_bar_of_unknown_total_is_indeterminate(clock: FakeClock, notebook) -> None:
+    with ProgressBar(None, stream=FakeKernelStream()) as bar:
+        bar.update(3)
+    assert "<progress style=" in notebook.updates[-1]._repr_html_()
+
+
+def test_disabled_bar_shows_nothing_in_a_notebook(clock: FakeClock, notebook) -> None:
+    with ProgressBar(3, stream=FakeKernelStream(), enabled=False) as bar:
+        bar.update(3)
+    assert notebook.shown == [] and notebook.updates == []
 
 
 def test_default_stream_is_stderr(capsys: pytest.CaptureFixture[str]) -> None:
