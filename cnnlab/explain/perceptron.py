@@ -38,6 +38,7 @@ def train_perceptron(
     the examples one by one, in order, every epoch, starting from zero weights.
     """
     x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)  # unsigned labels (the loaders' uint8) would wrap at y − 1
     w, b = np.zeros(x.shape[1]), 0.0
     for _ in range(epochs):
         for xi, yi in zip(x, y, strict=True):

@@ -30,6 +30,13 @@ def test_perceptron_rule_one_update_by_hand() -> None:
     assert b == 0.0
 
 
+def test_perceptron_rule_learns_from_uint8_labels_as_the_loader_gives_them() -> None:
+    x = np.array([[1.0, 2.0], [-1.0, 1.0]])
+    w, b = train_perceptron(x, np.array([0, 1], dtype=np.uint8), 1, 0.5)
+    np.testing.assert_allclose(w, [-1.0, -0.5])  # the same update as with int64 labels
+    assert b == 0.0
+
+
 def test_cross_validation_uses_every_row_once(rng: np.random.Generator) -> None:
     seen = []
 
