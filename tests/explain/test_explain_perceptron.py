@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cnnlab.data import load
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.explain.perceptron import (
     compare_on_sonar,
@@ -61,5 +62,8 @@ def test_sonar_comparison_beats_the_majority_class() -> None:
         assert len(scores) == 3
         assert np.mean(scores) > result.baseline + 0.05
     assert result.weights.shape == (60,)
+    # The weights shown are a perceptron that learned the returns, not the file's order.
+    x, y = load("sonar")
+    assert (step(x @ result.weights + result.bias) == y).mean() > 0.75
     x_all = perceptron_classifier(60, 0.01)
     assert callable(x_all)
