@@ -6,6 +6,7 @@ Saving and loading are methods here for convenience; the model file format they 
 
 from __future__ import annotations
 
+import html
 import os
 from typing import Any
 
@@ -176,12 +177,21 @@ class Sequential:
             shapes.append(tuple(shape))
         return shapes
 
-    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
-        """A table of layer, output shape and parameter count."""
+    def _summary_rows(self, input_shape: tuple[int, ...] | None) -> list[tuple[str, ...]]:
+        """The summary's header and one row per layer: index, layer, output shape, params."""
         shapes = self.shapes(input_shape)
         rows = [("#", "layer", "output shape", "params")]
         for i, (layer, shape) in enumerate(zip(self.layers, shapes, strict=True)):
             rows.append((str(i), repr(layer), str(tuple(shape)), f"{layer.num_params():,}"))
+        return rows
+
+    def _total_line(self, input_shape: tuple[int, ...] | None) -> str:
+        shape = self.input_shape or input_shape
+        return f"total parameters: {self.num_params():,}  (input {shape}, {self.dtype})"
+
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
+        """A table of layer, output shape and parameter count."""
+        rows = self._summary_rows(input_shape)
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         lines = [
             "  ".join(
@@ -191,9 +201,33 @@ class Sequential:
             for row in rows
         ]
         rule = "-" * len(lines[0])
-        shape = self.input_shape or input_shape
-        total = f"total parameters: {self.num_params():,}  (input {shape}, {self.dtype})"
-        return "\n".join([lines[0], rule, *lines[1:], rule, total])
+        return "\n".join([lines[0], rule, *lines[1:], rule, self._total_line(input_shape)])
+
+    def _repr_html_(self) -> str | None:
+        """The summary as an HTML table, which Jupyter shows for a model; ``None`` (the plain
+        repr) when the input shape is unknown or the layers do not fit together."""
+        try:
+            header, *rows = self._summary_rows(None)
+        except CnnlabError:
+            return None
+        right = ' style="text-align: right"'
+
+        def row(cells: tuple[str, ...], tag: str) -> str:
+            return (
+                "<tr>"
+                + "".join(
+                    f"<{tag}{right if c in (0, 3) else ''}>{html.escape(cell)}</{tag}>"
+                    for c, cell in enumerate(cells)
+                )
+                + "</tr>"
+            )
+
+        body = "".join(row(cells, "td") for cells in rows)
+        caption = html.escape(self._total_line(None))
+        return (
+            f"<table><caption>Sequential: {caption}</caption>"
+            f"<thead>{row(header, 'th')}</thead><tbody>{body}</tbody></table>"
+        )
 
     def outputs(self, x: Any, batch_size: int = 512) -> Any:
         """The last layer's outputs ``(N, K)`` for inputs ``(N, *input_shape)``, in evaluation

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import pickle
 import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -234,6 +235,57 @@ def test_summary_needs_input_shape() -> None:
     with pytest.raises(CnnlabError, match="input_shape"):
         model.summary()
     assert "(2,)" in model.summary((1, 2, 2))
+
+
+class TableCells(HTMLParser):
+    """The text of every cell of an HTML table, row by row, and its caption."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.caption = ""
+        self._in: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+        self._in = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in in ("td", "th"):
+            self.rows[-1][-1] += data
+        elif self._in == "caption":
+            self.caption += data
+
+
+def test_jupyter_shows_the_summary_as_an_html_table() -> None:
+    model = cl.build("lenet5")
+    table = TableCells()
+    table.feed(model._repr_html_())
+    assert table.rows[0] == ["#", "layer", "output shape", "params"]
+    assert len(table.rows) == 1 + len(model.layers)
+    for i, (layer, shape) in enumerate(zip(model.layers, model.shapes(), strict=True)):
+        # the text summary's cells, repr quotes and all (escaped in the page, read back here)
+        assert table.rows[1 + i] == [str(i), repr(layer), str(shape), f"{layer.num_params():,}"]
+    assert "total parameters: 61,706" in table.caption
+    assert "'glorot'" in table.rows[-1][1]
+
+
+def test_html_summary_falls_back_to_the_plain_repr_without_an_input_shape() -> None:
+    assert cl.Sequential([cl.Flatten(), cl.Dense(4, 2)])._repr_html_() is None
+    model = cl.Sequential([cl.Flatten(), cl.Dense(4, 2)], input_shape=(1, 2, 2))
+    table = TableCells()
+    table.feed(model._repr_html_())
+    assert table.rows[1:] == [
+        ["0", "Flatten()", "(4,)", "0"],
+        ["1", repr(model.layers[1]), "(2,)", "10"],
+    ]
+    assert "(input (1, 2, 2), float32)" in table.caption
 
 
 @pytest.mark.parametrize("preset", ["lenet5", "simple", "default", "fast"])
