@@ -122,10 +122,11 @@ class ProgressBar:
         self._closed = True
         if not self.enabled:
             return
-        line = self.format_line(monotonic() - self._start)
         if self._notebook:
-            self._show(line)
-        elif self._animate:
+            self._show(monotonic() - self._start)
+            return
+        line = self.format_line(monotonic() - self._start)
+        if self._animate:
             self._write("\r" + line.ljust(self._last_width) + "\n")
         else:
             self._write(line + "\n")
@@ -141,8 +142,11 @@ class ProgressBar:
     ) -> None:
         self.close()
 
-    def format_line(self, elapsed: float) -> str:
-        """Return the bar's text for the current count, ``elapsed`` seconds after the start."""
+    def format_line(self, elapsed: float, bar: bool = True) -> str:
+        """Return the bar's text for the current count, ``elapsed`` seconds after the start.
+
+        ``bar=False`` leaves out the text bar (a notebook draws a real one beside the text).
+        """
         rate = self.n / elapsed if elapsed > 0 else None
         timing = format_duration(elapsed)
         if self.total is not None:
@@ -159,7 +163,8 @@ class ProgressBar:
             return f"{prefix}{count}{unit} {stats}"
         fraction = min(self.n / self.total, 1.0) if self.total > 0 else 1.0
         count = f"{self._format_count(self.n)}/{self._format_count(self.total)}"
-        return f"{prefix}{int(fraction * 100):>3}%|{_bar(fraction)}| {count} {stats}"
+        drawn = f"|{_bar(fraction)}|" if bar else ""
+        return f"{prefix}{int(fraction * 100):>3}%{drawn} {count} {stats}"
 
     def _format_count(self, n: int) -> str:
         return format_bytes(n) if self.unit == "B" else str(n)
@@ -182,17 +187,17 @@ class ProgressBar:
         if recent and not finished:
             return
         self._last_draw = now
-        line = self.format_line(now - self._start)
         if self._notebook:
-            self._show(line)
+            self._show(now - self._start)
             return
+        line = self.format_line(now - self._start)
         self._write("\r" + line.ljust(self._last_width))
         self._last_width = len(line)
 
-    def _show(self, line: str) -> None:
+    def _show(self, elapsed: float) -> None:
         from IPython.display import display  # only reached inside a Jupyter kernel
 
-        view = _NotebookView(self.n, self.total, line)
+        view = _NotebookView(self.n, self.total, self.format_line(elapsed, bar=False))
         if self._display is None:
             self._display = display(view, display_id=True)
         else:

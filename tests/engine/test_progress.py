@@ -46,6 +46,12 @@ def test_format_line_shows_percent_bar_counts_eta_rate_and_postfix(clock: FakeCl
     assert line.count("|") == 2
 
 
+def test_format_line_can_leave_out_the_text_bar(clock: FakeClock) -> None:
+    bar = ProgressBar(1000, desc="train", stream=io.StringIO())
+    bar.update(420)
+    assert bar.format_line(3.0, bar=False) == "train  42% 420/1000 [00:03<00:04, 140.0 it/s]"
+
+
 def test_unknown_total_shows_count_and_rate_without_eta(clock: FakeClock) -> None:
     bar = ProgressBar(None, unit="img", stream=io.StringIO())
     bar.update(50)
@@ -148,8 +154,9 @@ def test_notebook_shows_one_html_bar_updated_in_place(clock: FakeClock, notebook
     assert len(notebook.updates) == 2
     final = notebook.updates[-1]
     assert '<progress value="10" max="10"' in final._repr_html_()
-    assert "epoch &lt;1&gt; 100%|" in final._repr_html_()  # the text line, escaped
-    assert repr(final).startswith("epoch <1> 100%|") and "10/10 [" in repr(final)
+    # beside the drawn bar, the text line without its text bar, escaped
+    assert "<code>epoch &lt;1&gt; 100% 10/10 [" in final._repr_html_()
+    assert repr(final).startswith("epoch <1> 100% 10/10 [") and "|" not in repr(final)
     assert stream.getvalue() == ""  # no carriage-return animation in the notebook's stream
 
 
