@@ -3,9 +3,10 @@ article's ideas as small experiments.
 
 Modules: ``article`` (the 6×6 image, 4×4 filter and curve detector), ``maps`` (activation
 maps, occlusion, saliency, top patches), ``prediction`` (all of it for one image),
-``experiments`` (learning rates, activations, losses, features), ``step`` (one training
-iteration), ``gradcheck``, ``perceptron`` (sonar), ``monitor`` (``GradientMonitor``),
-``figures`` and ``experiment_figures`` (matplotlib) and ``report`` (self-contained HTML).
+``experiments`` (learning rates, activations, losses, features), ``surface`` (the error
+surface of a linear neuron with two weights), ``step`` (one training iteration),
+``gradcheck``, ``perceptron`` (sonar), ``monitor`` (``GradientMonitor``), ``figures`` and
+``experiment_figures`` (matplotlib) and ``report`` (self-contained HTML).
 ``first_layer_filters`` comes from ``cnnlab.figures.plots``. Importing this package needs NumPy
 only.
 """
