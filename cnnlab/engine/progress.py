@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import numbers
 import sys
+import uuid
 from time import monotonic
 from types import TracebackType
 from typing import TextIO
@@ -60,23 +61,6 @@ def _is_notebook(stream: TextIO) -> bool:
     return type(stream).__module__.startswith("ipykernel.")
 
 
-class _NotebookView:
-    """What a notebook shows: a ``<progress>`` bar and the text line; plain text elsewhere."""
-
-    def __init__(self, n: int, total: int | None, line: str) -> None:
-        self.n, self.total, self.line = n, total, line
-
-    def _repr_html_(self) -> str:
-        value = f' value="{self.n}" max="{self.total}"' if self.total else ""
-        return (
-            f'<div><progress{value} style="width: 16em; vertical-align: middle"></progress> '
-            f"<code>{html.escape(self.line)}</code></div>"
-        )
-
-    def __repr__(self) -> str:
-        return self.line
-
-
 class ProgressBar:
     """Show progress as ``desc  42%|████████▍           | 420/1000 [00:03<00:04, 140 it/s]``.
 
@@ -103,7 +87,7 @@ class ProgressBar:
         self.enabled = True if enabled is None else enabled
         self._animate = self.enabled and _is_tty(self.stream)
         self._notebook = self.enabled and _is_notebook(self.stream)
-        self._display: object | None = None  # the notebook's display handle, once shown
+        self._display_id: str | None = None  # the notebook display it updates, once shown
         self._start = monotonic()
         self._last_draw: float | None = None
         self._last_width = 0
@@ -195,13 +179,23 @@ class ProgressBar:
         self._last_width = len(line)
 
     def _show(self, elapsed: float) -> None:
-        from IPython.display import display  # only reached inside a Jupyter kernel
-
-        view = _NotebookView(self.n, self.total, self.format_line(elapsed, bar=False))
-        if self._display is None:
-            self._display = display(view, display_id=True)
-        else:
-            self._display.update(view)  # type: ignore[attr-defined]
+        """Show the bar in the notebook: the first time as a new display, then by updating it."""
+        line = self.format_line(elapsed, bar=False)
+        value = f' value="{self.n}" max="{self.total}"' if self.total else ""
+        page = (
+            f'<div><progress{value} style="width: 16em; vertical-align: middle"></progress> '
+            f"<code>{html.escape(line)}</code></div>"
+        )
+        # The stream is a Jupyter kernel's, so IPython is loaded and its shell publishes
+        # displays: no import here, and none for code that never runs in a notebook.
+        shell = sys.modules["IPython"].get_ipython()
+        update = self._display_id is not None
+        self._display_id = self._display_id or uuid.uuid4().hex
+        shell.display_pub.publish(
+            {"text/plain": line, "text/html": page},
+            transient={"display_id": self._display_id},
+            update=update,
+        )
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

@@ -113,32 +113,24 @@ class FakeKernelStream(io.StringIO):
 FakeKernelStream.__module__ = "ipykernel.iostream"
 
 
-class FakeDisplay:
-    """Stands in for ``IPython.display.display``: records what is shown and each update."""
+class FakeShell:
+    """Stands in for the kernel's IPython shell: records every display it publishes."""
 
     def __init__(self) -> None:
-        self.shown: list[object] = []
-        self.updates: list[object] = []
+        self.display_pub = self
+        self.published: list[tuple[dict, str, bool]] = []  # (data, display id, update?)
 
-    def __call__(self, obj: object, display_id: bool = False) -> FakeDisplay:
-        assert display_id is True
-        self.shown.append(obj)
-        return self
-
-    def update(self, obj: object) -> None:
-        self.updates.append(obj)
+    def publish(self, data: dict, transient: dict, update: bool) -> None:
+        self.published.append((data, transient["display_id"], update))
 
 
 @pytest.fixture
-def notebook(monkeypatch: pytest.MonkeyPatch) -> FakeDisplay:
-    fake = FakeDisplay()
-    display_module = types.ModuleType("IPython.display")
-    display_module.display = fake  # type: ignore[attr-defined]
-    package = types.ModuleType("IPython")
-    package.display = display_module  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "IPython", package)
-    monkeypatch.setitem(sys.modules, "IPython.display", display_module)
-    return fake
+def notebook(monkeypatch: pytest.MonkeyPatch) -> FakeShell:
+    shell = FakeShell()
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    return shell
 
 
 def test_notebook_shows_one_html_bar_updated_in_place(clock: FakeClock, notebook) -> None:
@@ -150,26 +142,34 @@ def test_notebook_shows_one_html_bar_updated_in_place(clock: FakeClock, notebook
     bar.update(5)  # reaching the total always draws
     bar.close()
     bar.close()
-    assert len(notebook.shown) == 1
-    assert len(notebook.updates) == 2
-    final = notebook.updates[-1]
-    assert '<progress value="10" max="10"' in final._repr_html_()
+    assert [update for _, _, update in notebook.published] == [False, True, True]
+    assert len({display_id for _, display_id, _ in notebook.published}) == 1
+    final = notebook.published[-1][0]
+    assert '<progress value="10" max="10"' in final["text/html"]
     # beside the drawn bar, the text line without its text bar, escaped
-    assert "<code>epoch &lt;1&gt; 100% 10/10 [" in final._repr_html_()
-    assert repr(final).startswith("epoch <1> 100% 10/10 [") and "|" not in repr(final)
+    assert "<code>epoch &lt;1&gt; 100% 10/10 [" in final["text/html"]
+    assert final["text/plain"].startswith("epoch <1> 100% 10/10 [")
+    assert "|" not in final["text/plain"]
     assert stream.getvalue() == ""  # no carriage-return animation in the notebook's stream
+
+
+def test_two_bars_get_two_displays(clock: FakeClock, notebook) -> None:
+    for _ in range(2):
+        with ProgressBar(2, stream=FakeKernelStream()) as bar:
+            bar.update(2)
+    assert len({display_id for _, display_id, _ in notebook.published}) == 2
 
 
 def test_notebook_bar_of_unknown_total_is_indeterminate(clock: FakeClock, notebook) -> None:
     with ProgressBar(None, stream=FakeKernelStream()) as bar:
         bar.update(3)
-    assert "<progress style=" in notebook.updates[-1]._repr_html_()
+    assert "<progress style=" in notebook.published[-1][0]["text/html"]
 
 
 def test_disabled_bar_shows_nothing_in_a_notebook(clock: FakeClock, notebook) -> None:
     with ProgressBar(3, stream=FakeKernelStream(), enabled=False) as bar:
         bar.update(3)
-    assert notebook.shown == [] and notebook.updates == []
+    assert notebook.published == []
 
 
 def test_default_stream_is_stderr(capsys: pytest.CaptureFixture[str]) -> None:
