@@ -18,6 +18,7 @@ from cnnlab import data
 
 TRAIN_DIGITS = 3000  # enough for ~90 % test accuracy in a few seconds of training
 MODEL_RUN = "20260101-120000"  # the run folder name the tests give the trained model
+LAB_URL = "http://127.0.0.1"  # what a TestClient must call the lab: it answers no other host
 
 
 def sample_digits(split: str) -> tuple[np.ndarray, np.ndarray]:

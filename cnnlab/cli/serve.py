@@ -21,6 +21,10 @@ examples:
 """
 
 
+# Connections served at once; more get a 503 at once instead of queueing without bound.
+LIMIT_CONNECTIONS = 200
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "serve",
@@ -31,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="MODEL", help="model file or run folder to start with")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name the lab answers for besides the loopback names and --host "
+        "(e.g. this machine's name with --host 0.0.0.0); repeatable",
+    )
     p.add_argument("--runs-dir", default="runs", help="where run folders are listed and written")
     p.add_argument(
         "--data-dir", default=None, help="folder holding MNIST / Fashion-MNIST files for training"
@@ -63,11 +75,17 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from cnnlab.web.app import create_app
+        from cnnlab.web.security import GuardedHttpToolsProtocol
     except ImportError as err:
         raise CnnlabError(
             f"the web lab needs {err.name}, which is not installed; run: pip install 'cnnlab[lab]'"
         ) from None
-    app = create_app(args.model, runs_dir=args.runs_dir, data_dir=args.data_dir)
+    app = create_app(
+        args.model,
+        runs_dir=args.runs_dir,
+        data_dir=args.data_dir,
+        hosts=(args.host, *args.allow_host),
+    )
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
@@ -78,6 +96,14 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
             flush=True,
         )
-    config = uvicorn.Config(app, log_level="warning", access_log=False, workers=1)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        workers=1,
+        http=GuardedHttpToolsProtocol,  # bounds the request head in bytes and seconds
+        timeout_keep_alive=5,
+        limit_concurrency=LIMIT_CONNECTIONS,
+    )
     uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cnnlab.runs.folder import DEFAULT_RUNS_DIR
 from cnnlab.web.registry import ModelRegistry
 from cnnlab.web.routes import models, predict, train
+from cnnlab.web.security import RequestGuard, allowed_hosts, send_json, without_paths
 from cnnlab.web.training import TrainingManager
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -57,10 +58,10 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                await _send_json(send, 400, "Content-Length must be a whole number of bytes")
+                await send_json(send, 400, "Content-Length must be a whole number of bytes")
                 return
             if int(declared) > self.limit:
-                await _send_json(send, 413, BodyTooLarge().detail)
+                await send_json(send, 413, BodyTooLarge().detail)
                 return
         received = 0
 
@@ -76,33 +77,33 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-async def _send_json(send: Send, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 # ------------------------------------------------------------------------------- the app
 
 
 def create_app(
-    model_path: str | None, runs_dir: str = DEFAULT_RUNS_DIR, data_dir: str | None = None
+    model_path: str | None,
+    runs_dir: str = DEFAULT_RUNS_DIR,
+    data_dir: str | None = None,
+    hosts: tuple[str, ...] = (),
 ) -> FastAPI:
     """The web lab. ``model_path`` is a model file or run folder; without it the newest run
     under ``runs_dir`` is used, and without that the page offers to train one.
-    ``data_dir`` is where MNIST / Fashion-MNIST files may be found for training."""
+    ``data_dir`` is where MNIST / Fashion-MNIST files may be found for training. The lab
+    answers only for the loopback names and ``hosts`` (the address it was started on)."""
     registry = ModelRegistry(Path(runs_dir), model_path)
     app = FastAPI(
         title="cnnlab lab",
         version="1",
         description="Draw a digit and see the network read it; train a network; step a "
         "convolution. Errors are JSON objects with a one-line `detail`.",
+        docs_url=None,  # the interactive docs load scripts from a CDN: the lab works offline
+        redoc_url=None,
     )
     app.state.registry = registry
     app.state.trainer = TrainingManager(runs_dir, on_finished=registry.activate)
     app.state.data_dir = data_dir
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(RequestGuard, hosts=allowed_hosts(hosts))  # outermost: checked first
     _add_error_handlers(app)
 
     @app.get("/", include_in_schema=False)
@@ -136,16 +137,19 @@ def _validation_message(err: RequestValidationError) -> str:
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _validation_message(err)}, status_code=422)
+        return JSONResponse({"detail": without_paths(_validation_message(err))}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         detail = err.detail if isinstance(err.detail, str) else json.dumps(err.detail)
-        return JSONResponse({"detail": detail}, status_code=err.status_code, headers=err.headers)
+        return JSONResponse(
+            {"detail": without_paths(detail)}, status_code=err.status_code, headers=err.headers
+        )
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse(
+        return JSONResponse(  # sent outside the middleware: it adds its own nosniff
             {"detail": "internal error in the lab; the server log has the details"},
             status_code=500,
+            headers={"X-Content-Type-Options": "nosniff"},
         )

@@ -12,6 +12,8 @@ from cnnlab.data.preprocess import load_image, preprocess_digit
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.web import inference
 
+_IS_NUMBER = np.frompyfunc(lambda v: type(v) in (int, float), 1, 1)
+
 
 def parse_pixels(body: bytes) -> tuple[np.ndarray, bool]:
     """A JSON ``{"pixels": [[...]], "preprocess": bool}`` body as a float32 (H, W) array."""
@@ -19,6 +21,8 @@ def parse_pixels(body: bytes) -> tuple[np.ndarray, bool]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise HTTPException(422, f"the request body is not valid JSON ({err})") from None
+    except RecursionError:
+        raise HTTPException(422, "the request body nests too deeply; send a 2-D array") from None
     if not isinstance(payload, dict) or "pixels" not in payload:
         raise HTTPException(
             422, 'expected a JSON object {"pixels": 28×28 numbers in [0, 1]}; got no "pixels"'
@@ -30,13 +34,17 @@ def parse_pixels(body: bytes) -> tuple[np.ndarray, bool]:
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise HTTPException(422, '"pixels" must be a list of rows (a 2-D array of numbers)')
     try:
-        pixels = np.array(rows, dtype=np.float64)
+        given = np.array(rows, dtype=object)
+        pixels = given.astype(np.float64)
     except (ValueError, TypeError):
         raise HTTPException(
             422, '"pixels" must be a rectangular 2-D array of numbers (rows of equal length)'
         ) from None
     if pixels.ndim != 2:
         raise HTTPException(422, f'"pixels" must be 2-D, got shape {pixels.shape}')
+    # float() would take "0.5" and true: only JSON numbers are pixels.
+    if not _IS_NUMBER(given).all():
+        raise HTTPException(422, '"pixels" must hold numbers, not strings or true/false')
     if not preprocess and pixels.shape != (28, 28):
         raise HTTPException(
             422,

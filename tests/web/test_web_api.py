@@ -18,6 +18,7 @@ pytest.importorskip("PIL")
 
 from fastapi.testclient import TestClient
 from web_helpers import (
+    LAB_URL,
     MODEL_RUN,
     digit_png,
     make_runs_dir,
@@ -41,7 +42,7 @@ def runs_dir(tmp_path: Path, model_file: Path) -> Path:
 
 @pytest.fixture
 def client(runs_dir: Path) -> TestClient:
-    with TestClient(create_app(None, runs_dir=str(runs_dir))) as test_client:
+    with TestClient(create_app(None, runs_dir=str(runs_dir)), base_url=LAB_URL) as test_client:
         yield test_client
         test_client.app.state.trainer.stop()
         test_client.app.state.trainer.join(60)
@@ -220,7 +221,7 @@ def test_occlusion_refuses_a_bad_patch(client, test_digits):
 
 
 def test_predict_without_any_model_asks_for_training(tmp_path):
-    with TestClient(create_app(None, runs_dir=str(tmp_path / "empty"))) as empty:
+    with TestClient(create_app(None, runs_dir=str(tmp_path / "empty")), base_url=LAB_URL) as empty:
         assert empty.get("/api/models").json() == {"active": None, "models": []}
         response = empty.post("/api/predict", json={"pixels": np.zeros((28, 28)).tolist()})
         assert_refused(response, 503, "train")
@@ -261,7 +262,7 @@ def test_select_accepts_only_listed_names(client, runs_dir, model_file):
 
 def test_model_given_on_the_command_line_is_listed_by_its_stem(tmp_path, model_file):
     app = create_app(str(model_file), runs_dir=str(tmp_path / "runs"))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=LAB_URL) as c:
         listing = c.get("/api/models").json()
     assert listing["active"] == model_file.stem
     assert listing["models"][0]["source"] == "command line"
@@ -356,13 +357,13 @@ def test_stopped_training_is_saved_but_not_activated(client, runs_dir):
         for line in stream.iter_lines():
             if line.startswith("data: ") and json.loads(line[6:])["type"] == "progress":
                 break
-    assert client.post("/api/train/stop").status_code == 200
+    assert client.post("/api/train/stop", json={}).status_code == 200
     done = [e for e in read_events(client) if e["type"] == "done"][-1]
     assert done["stopped"] is True and done["activated"] is False
     assert (runs_dir / done["run"] / "model.npz").is_file()
     assert client.get("/api/models").json()["active"] == MODEL_RUN
     assert client.get("/api/train").json()["state"] == "stopped"
-    assert_refused(client.post("/api/train/stop"), 409, "no training job")
+    assert_refused(client.post("/api/train/stop", json={}), 409, "no training job")
 
 
 @pytest.mark.parametrize(

@@ -547,7 +547,7 @@
   $("train-stop").addEventListener("click", async () => {
     $("train-stop").disabled = true;
     try {
-      await api("/api/train/stop", { method: "POST" });
+      await postJSON("/api/train/stop", {});
       setStatus($("train-status"), "Stopping after the current step…");
     } catch (err) {
       setStatus($("train-status"), err.message, true);
