@@ -7,11 +7,16 @@ file on every run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
 import struct
+import threading
 import zipfile
 import zlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
@@ -85,3 +90,21 @@ def png_claiming(width: int, height: int, pixels: bytes = b"\0" * 100) -> bytes:
     idat = struct.pack(">I", len(body)) + b"IDAT" + body
     idat += struct.pack(">I", zlib.crc32(b"IDAT" + body))
     return b"\x89PNG\r\n\x1a\n" + chunk + idat + b"\0\0\0\0IEND\xaeB`\x82"
+
+
+@contextlib.contextmanager
+def fifo_writer(fifo: Path) -> Iterator[None]:
+    """A writer that sends a few bytes into ``fifo`` and closes it, so code that (wrongly)
+    reads a FIFO gets an answer instead of hanging the tests; released on exit either way."""
+
+    def write() -> None:
+        with contextlib.suppress(OSError), open(fifo, "wb") as handle:
+            handle.write(b"not a picture")
+
+    thread = threading.Thread(target=write, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:  # a writer still waiting for a reader is let through by this one
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        thread.join()

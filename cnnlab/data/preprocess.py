@@ -23,6 +23,7 @@ Pillow is needed only to read files, and is imported when that happens.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import warnings
@@ -31,8 +32,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import open_regular_file
 
-MAX_PIXELS = 40_000_000  # refuse bigger images before decoding them
+# A digit needs a few hundred pixels a side; a 16-megapixel photo is the largest accepted,
+# refused from its header beyond. Pictures are decoded, or shrunk straight after decoding, to
+# at most MAX_SIDE pixels a side, so one decode peaks at about 4 bytes a header pixel (64 MB).
+MAX_PIXELS = 16_000_000
+MAX_SIDE = 1024
 MIN_SIDE = 5  # pixels; nothing smaller can hold a recognisable digit
 
 _DETECT_SIDE = 256  # longest side of the copy used to find the digit
@@ -54,6 +60,10 @@ _SLANT_BAND = (-0.58, 0.33)
 
 class NoInkError(CnnlabError):
     """The image holds no ink that could be a digit (blank, uniform or pure noise)."""
+
+
+class ImageTooLargeError(CnnlabError):
+    """The image's header claims more pixels than the limit; nothing was decoded."""
 
 
 @dataclass
@@ -98,11 +108,12 @@ def _describe(source: str | os.PathLike | bytes) -> str:
 def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read a PNG, JPEG, BMP, GIF, TIFF, WebP… file (a path or its bytes) as grey levels.
 
-    Returns float32 (H, W) in [0, 1]. Colour becomes luminance; transparent pixels are laid on
-    white when the visible strokes are dark and on black when they are light; EXIF orientation
-    is applied; 16-bit and palette images are accepted. An image with more than ``max_pixels``
-    pixels is refused from its header, before it is decoded. Every failure is a one-line
-    ``CnnlabError``.
+    Returns float32 (H, W) in [0, 1], at most ``MAX_SIDE`` pixels a side (bigger pictures are
+    shrunk, aspect kept). Colour becomes luminance; transparent pixels are laid on white when
+    the visible strokes are dark and on black when they are light; EXIF orientation is applied;
+    16-bit and palette images are accepted. An image with more than ``max_pixels`` pixels is
+    refused from its header, before it is decoded; a path that is not a regular file (a FIFO, a
+    device) is refused before it is opened. Every failure is a one-line ``CnnlabError``.
     """
     Image = _pil()
     name = _describe(source)
@@ -110,7 +121,7 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
         stream = io.BytesIO(bytes(source))
     else:
         try:
-            stream = open(source, "rb")  # noqa: SIM115 - closed below, after decoding
+            stream = open_regular_file(source)
         except OSError as err:
             raise CnnlabError(
                 f"cannot open {name}: {err.strerror or err}; check the path"
@@ -121,7 +132,7 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
             img = Image.open(stream)
         except Image.DecompressionBombError as err:
             claimed = re.search(r"\((\d+) pixels\)", str(err))
-            raise CnnlabError(
+            raise ImageTooLargeError(
                 f"{name} claims {claimed[1] if claimed else 'far too many'} pixels, more than the "
                 f"limit of {max_pixels}; scale it down before using it"
             ) from None
@@ -135,13 +146,12 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
             ) from None
         width, height = img.size  # from the header only: nothing is decoded yet
         if width * height > max_pixels:
-            raise CnnlabError(
+            raise ImageTooLargeError(
                 f"{name} is {width}×{height} = {width * height} pixels, more than the limit of "
                 f"{max_pixels}; scale it down before using it"
             )
         try:
-            img.load()
-            return _to_grey(_upright(img))
+            return _shrink(_to_grey(_decode_small(img)), MAX_SIDE)[0]
         except (OSError, ValueError, SyntaxError, EOFError) as err:
             raise CnnlabError(
                 f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG or JPEG"
@@ -150,6 +160,24 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
 
 def _one_line(err: Exception) -> str:
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def _decode_small(img):
+    """Decode ``img`` upright at no more than ``MAX_SIDE`` pixels a side where Pillow can:
+    a JPEG is decoded straight into grey at 1/2, 1/4 or 1/8 scale (``draft``), anything else
+    is averaged down by a whole factor (``reduce``) right after decoding."""
+    width, height = img.size
+    factor = max(width, height) / MAX_SIDE
+    img.draft("L", (max(1, int(width / factor)), max(1, int(height / factor))))
+    img.load()
+    if img.mode in ("1", "P", "PA"):  # palette indices cannot be averaged
+        has_alpha = img.mode == "PA" or "transparency" in img.info
+        img = img.convert("RGBA" if has_alpha else "L")
+    img = _upright(img)
+    factor = math.ceil(max(img.size) / MAX_SIDE)
+    if factor > 1 and not img.mode.startswith("I;16"):  # 16-bit: shrunk after _to_grey
+        img = img.reduce(factor)
+    return img
 
 
 def _upright(img):

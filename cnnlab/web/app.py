@@ -2,8 +2,9 @@
 
 ``create_app(model_path, runs_dir)`` builds the app. The page (``static/``) talks to the API
 only; the API never takes or returns file paths: models are named by their run folder.
-Bodies over 2 MB are refused before they are read in full, pictures over ``MAX_PIXELS`` before
-they are decoded, and every problem with a request is a 4xx with a one-line JSON ``detail``.
+Bodies over 2 MB are refused before they are read in full, pictures over
+``preprocess.MAX_PIXELS`` before they are decoded, and every problem with a request is a 4xx
+with a one-line JSON ``detail``.
 """
 
 from __future__ import annotations

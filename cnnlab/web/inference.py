@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-import warnings
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,6 @@ import numpy as np
 from cnnlab.engine.sequential import Sequential
 from cnnlab.explain.maps import maps_after_activation
 
-# Pictures whose header claims more pixels than this are refused before decoding.
-MAX_PIXELS = 16_000_000
 # The preprocessing stages the page shows, with their captions.
 STEP_TITLES = {
     "raw": "raw",
@@ -67,30 +64,6 @@ def png_base64(image: np.ndarray, lo: float = 0.0, hi: float = 1.0, colour: bool
     buffer = io.BytesIO()
     img.save(buffer, format="PNG", compress_level=1)  # fast: these images are tiny
     return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def pixel_limit_message(data: bytes) -> str | None:
-    """Why an encoded picture is too big to decode (from its header alone), or None."""
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                width, height = img.size  # read from the header; nothing is decoded
-        except Image.DecompressionBombError:  # Pillow's own, higher, limit already says no
-            return (
-                f"the image claims far more pixels than the limit of {MAX_PIXELS}; "
-                "scale it down before sending it"
-            )
-        except (OSError, ValueError, SyntaxError, EOFError):
-            return None  # not a readable picture: decoding will say so
-    if width * height <= MAX_PIXELS:
-        return None
-    return (
-        f"the image is {width}×{height} = {width * height} pixels, more than the limit of "
-        f"{MAX_PIXELS}; scale it down before sending it"
-    )
 
 
 def step_images(steps: dict[str, np.ndarray]) -> list[dict[str, Any]]:

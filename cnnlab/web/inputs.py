@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 from typing import Any
 
 import numpy as np
 from fastapi import HTTPException, Request
 
-from cnnlab.data.preprocess import load_image, preprocess_digit
+from cnnlab.data.preprocess import ImageTooLargeError, load_image, preprocess_digit
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.web import inference
 
+# Pictures decoded and preprocessed at once: one per core, at most 4 (peak memory ~4 × 64 MB).
+PICTURE_SLOTS = threading.BoundedSemaphore(min(os.cpu_count() or 1, 4))
 _IS_NUMBER = np.frompyfunc(lambda v: type(v) in (int, float), 1, 1)
 
 
@@ -78,15 +81,15 @@ async def read_input(request: Request) -> tuple[str, np.ndarray | bytes, bool]:
 
 def model_input(source: str, data: np.ndarray | bytes, preprocess: bool) -> dict[str, Any]:
     """Decode and preprocess: the (28, 28) network input and the steps that led to it."""
+    if not preprocess:
+        return {"image": data, "steps": {"centred": data}, "inverted": False}
     try:
-        if source == "image":
-            too_big = inference.pixel_limit_message(data)
-            if too_big:
-                raise HTTPException(413, too_big)
-            data = load_image(data, max_pixels=inference.MAX_PIXELS)
-        if not preprocess:
-            return {"image": data, "steps": {"centred": data}, "inverted": False}
-        prepared = preprocess_digit(data)
+        # Decoding and preprocessing allocate (up to ~64 MB a picture) and keep a core busy:
+        # more of them at once only thrash memory and caches, so the others wait their turn.
+        with PICTURE_SLOTS:
+            prepared = preprocess_digit(load_image(data) if source == "image" else data)
+    except ImageTooLargeError as err:
+        raise HTTPException(413, str(err)) from None
     except CnnlabError as err:
         raise HTTPException(422, str(err)) from None
     return {"image": prepared.image, "steps": prepared.steps, "inverted": prepared.inverted}

@@ -27,6 +27,7 @@ from cnnlab.engine.errors import CnnlabError
 Image = pytest.importorskip("PIL.Image")
 
 from digits_wild import make_wild_digits, mnist_test  # noqa: E402
+from hostile_files import fifo_writer  # noqa: E402
 
 MNIST_COM = 14.0  # MNIST's mean centre of mass, row and column, pixel centres at integers
 
@@ -155,13 +156,13 @@ def _png_header_only(width: int, height: int) -> bytes:
 
 def test_huge_images_are_refused_from_the_header() -> None:
     # No pixel data exists, so a refusal proves nothing was decoded.
-    with pytest.raises(CnnlabError, match=r"8000×6000 = 48000000 pixels.*limit of 40000000"):
+    with pytest.raises(CnnlabError, match=r"8000×6000 = 48000000 pixels.*limit of 16000000"):
         load_image(_png_header_only(8000, 6000))
-    with pytest.raises(CnnlabError, match=r"claims 10000000000 pixels.*limit of 40000000"):
+    with pytest.raises(CnnlabError, match=r"claims 10000000000 pixels.*limit of 16000000"):
         load_image(_png_header_only(100_000, 100_000))
     with pytest.raises(CnnlabError, match="limit of 5000"):
         preprocess_file(_png(np.zeros((100, 100), np.uint8)), max_pixels=5000)
-    assert MAX_PIXELS == 40_000_000
+    assert MAX_PIXELS == 16_000_000
 
 
 def test_broken_files_give_one_line_errors(tmp_path) -> None:
@@ -254,3 +255,61 @@ def test_wild_digits_are_found_with_the_right_polarity() -> None:
         assert result.inverted is ("dark-on-light" in description), description
         cy, cx = _com(result.image)
         assert abs(cy - MNIST_COM) < 0.5 and abs(cx - MNIST_COM) < 0.5, description
+
+
+def _ring(side: int) -> np.ndarray:
+    """A thick ring (a drawn 0) filling the middle of a ``side``² canvas: uint8 alpha."""
+    yy, xx = np.mgrid[:side, :side] / side - 0.5
+    radius = np.hypot(yy, xx * 1.4)
+    return ((radius > 0.22) & (radius < 0.3)).astype(np.uint8) * 255
+
+
+def test_a_huge_picture_is_decoded_small_within_a_memory_budget() -> None:
+    """A 4000×4000 RGBA PNG (80 KB) is shrunk as it is decoded: NumPy never holds more than a
+    few MB of it (it held 256 MB of float RGBA before), and it reads like a small copy."""
+    import tracemalloc
+
+    rgba = np.zeros((4000, 4000, 4), np.uint8)
+    rgba[..., :3] = 255
+    rgba[..., 3] = _ring(4000)
+    data = _png(rgba, "RGBA")
+    del rgba
+    tracemalloc.start()
+    try:
+        grey = load_image(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert grey.shape == (1000, 1000) and grey.dtype == np.float32
+    assert peak < 32 * 2**20, f"NumPy peaked at {peak / 2**20:.0f} MB"
+    small = np.zeros((400, 400, 4), np.uint8)
+    small[..., :3] = 255
+    small[..., 3] = _ring(400)
+    assert _corr(preprocess_digit(grey).image, preprocess_file(_png(small, "RGBA")).image) > 0.9
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16", "P"])
+def test_every_mode_and_format_comes_out_at_most_max_side(mode: str) -> None:
+    from cnnlab.data.preprocess import MAX_SIDE
+
+    ring = _ring(3000)[:, :2500]
+    if mode == "I;16":
+        img = Image.fromarray(ring.astype(np.uint16) * 257)
+    else:
+        img = Image.fromarray(ring).convert(mode)
+    for fmt in ("PNG", "JPEG") if mode in ("L", "RGB") else ("PNG",):
+        out = io.BytesIO()
+        img.save(out, fmt)
+        grey = load_image(out.getvalue())
+        assert max(grey.shape) <= MAX_SIDE and min(grey.shape) > 500, (mode, fmt, grey.shape)
+        assert grey.shape[0] > grey.shape[1]  # 3000 tall, 2500 wide: aspect kept
+        assert grey.max() > 0.9 and grey.min() < 0.1, (mode, fmt)
+
+
+def test_a_fifo_or_folder_is_refused_at_once(tmp_path) -> None:
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)  # reading it waits for a writer, then for it to stop
+    with fifo_writer(fifo), pytest.raises(CnnlabError, match="FIFO, not a regular file"):
+        load_image(fifo)
+    with pytest.raises(CnnlabError, match="folder, not a regular file"):
+        load_image(tmp_path)

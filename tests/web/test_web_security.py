@@ -238,3 +238,48 @@ def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+# --------------------------------------------------------------------- hostile pictures
+
+
+def test_pictures_are_decoded_a_few_at_a_time(client, monkeypatch):
+    """Eight pictures sent at once: no more than ``_PICTURE_SLOTS`` are ever in decoding and
+    preprocessing together (each may take ~64 MB), the others wait their turn."""
+    import time
+
+    from web_helpers import digit_png, sample_digits
+
+    from cnnlab.web import inputs as app_module
+
+    slots = app_module.PICTURE_SLOTS._initial_value
+    busy, most = [0], [0]
+    lock = threading.Lock()
+    real = app_module.preprocess_digit
+
+    def tracked(image):
+        with lock:
+            busy[0] += 1
+            most[0] = max(most[0], busy[0])
+        time.sleep(0.3)  # long enough for the other requests to arrive
+        try:
+            return real(image)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(app_module, "preprocess_digit", tracked)
+    png = digit_png(sample_digits("test")[0][0])
+    codes = []
+
+    def send() -> None:
+        response = client.post("/api/predict", content=png, headers={"Content-Type": "image/png"})
+        codes.append(response.status_code)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert codes == [200] * 8
+    assert 1 <= most[0] <= slots < 8
