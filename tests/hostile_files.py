@@ -11,10 +11,8 @@ import contextlib
 import io
 import json
 import os
-import struct
 import threading
 import zipfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,31 +65,6 @@ def model_file(config: object = None, raw: str | None = None, **arrays: np.ndarr
     return archive(model_members(config, raw, **arrays))
 
 
-def image_seeds() -> list[bytes]:
-    """One dark stroke on white as grey PNG, RGBA PNG, JPEG, BMP and palette GIF (needs Pillow)."""
-    from PIL import Image
-
-    pixels = np.full((36, 30), 255, np.uint8)
-    pixels[6:30, 12:18] = 20
-    out = []
-    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("BMP", "L"), ("GIF", "P")):
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).convert(mode).save(buffer, format=fmt)
-        out.append(buffer.getvalue())
-    return out
-
-
-def png_claiming(width: int, height: int, pixels: bytes = b"\0" * 100) -> bytes:
-    """A PNG whose header, with a correct checksum, claims ``width`` × ``height`` pixels; its one
-    data chunk holds ``pixels`` compressed."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    body = zlib.compress(pixels)
-    idat = struct.pack(">I", len(body)) + b"IDAT" + body
-    idat += struct.pack(">I", zlib.crc32(b"IDAT" + body))
-    return b"\x89PNG\r\n\x1a\n" + chunk + idat + b"\0\0\0\0IEND\xaeB`\x82"
-
-
 @contextlib.contextmanager
 def fifo_writer(fifo: Path) -> Iterator[None]:
     """A writer that sends a few bytes into ``fifo`` and closes it, so code that (wrongly)
@@ -105,6 +78,7 @@ def fifo_writer(fifo: Path) -> Iterator[None]:
     thread.start()
     try:
         yield
-    finally:  # a writer still waiting for a reader is let through by this one
-        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
-        thread.join()
+    finally:  # a writer still waiting for a reader (or yet to wait) is let through
+        while thread.is_alive():
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            thread.join(0.05)

@@ -268,15 +268,15 @@ class Sequential:
     def save(self, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> None:
         """Write the model to ``path`` atomically (``.npz``; no pickle anywhere).
 
-        ``extra`` adds named arrays (a checkpoint's optimizer state); they must not clash with
-        the model's own names.
+        ``extra`` adds a checkpoint's arrays (``checkpoint``, ``optimizer.<i>``): the only
+        members besides the model's own that loading accepts.
         """
         serialize.save(self, path, extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Sequential:
         """Read a model written by ``save``; refuses anything else with a one-line error."""
-        model, _ = serialize.load_with_extras(path)
+        model, _ = serialize.load_with_extras(path, extras=False)
         return model
 
 

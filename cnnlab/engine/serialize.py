@@ -3,8 +3,9 @@
 One entry ``cnnlab`` holds the architecture as JSON (``model_config``), the others hold the
 weights as plain arrays named ``layers.<i>.<param>`` (and ``layers.<i>.buffers.<name>`` for
 running statistics). Reading checks the archive before allocating anything: sizes, entry types,
-array headers, and the weights an architecture declares. Version 1 is the only format there has
-been, so every model file cnnlab ever wrote loads.
+array headers, the architecture within the bounds of ``limits``, and then only the members it
+declares. Version 1 is the only format there has been, so every model file cnnlab ever wrote
+loads.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
+from cnnlab.engine import limits
 from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.errors import CnnlabError, PickleRefusedError
-from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.fileio import atomic_write, open_regular_file
 from cnnlab.engine.layers import LAYER_TYPES, Layer
 from cnnlab.engine.rng import resolve_rng
 from cnnlab.engine.sequential import Sequential
@@ -30,8 +32,6 @@ FORMAT_VERSION = 1
 CONFIG_KEY = "cnnlab"
 # A model file larger than this is refused before anything is read into memory.
 MAX_FILE_BYTES = 1 << 31
-# An architecture built from a JSON config may hold at most this many weights (1 GiB float32).
-MAX_WEIGHTS = 1 << 28
 
 
 def model_config(model: Sequential) -> dict[str, Any]:
@@ -66,16 +66,25 @@ def save(
     for key, value in (extra or {}).items():
         if key in arrays:
             raise CnnlabError(f"save: extra array name {key!r} clashes with the model's")
+        if not limits.CHECKPOINT_MEMBER.fullmatch(key):
+            raise CnnlabError(
+                f"save: extra array name {key!r} is not a checkpoint's "
+                "(checkpoint, optimizer.<i>); loading would refuse it"
+            )
         arrays[key] = np.asarray(value)
     with atomic_write(path) as handle:
         np.savez(handle, **arrays)
 
 
-def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarray:
+def _read_member(
+    archive: zipfile.ZipFile, member: zipfile.ZipInfo, like: np.ndarray | None = None
+) -> np.ndarray:
     """One ``.npy`` entry, after checking its header promises no more than the entry holds.
 
     ``np.load`` would allocate whatever shape a header declares before reading any data; here
-    a header is refused unless its array fits in the entry's (already size-checked) bytes.
+    a header is refused unless its array fits in the entry's (already size-checked) bytes, and
+    unless it has the shape and dtype of ``like`` when that is given. The data is read in
+    bounded chunks.
     """
     with archive.open(member) as stream:
         version = np.lib.format.read_magic(stream)
@@ -87,51 +96,58 @@ def _read_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarra
             raise ValueError(f"unsupported .npy version {version}")
         if dtype.hasobject:
             raise PickleRefusedError(
-                f"{archive.filename}: refused: it contains pickled Python objects, which cnnlab "
-                "never loads"
+                "refused: it contains pickled Python objects, which cnnlab never loads"
+            )
+        name = member.filename[: -len(".npy")]
+        if like is not None and (shape != like.shape or dtype != like.dtype):
+            raise CnnlabError(
+                f"{name} has shape {shape} {dtype}, but the architecture needs "
+                f"{like.shape} {like.dtype}"
             )
         if dtype.kind not in "fU" or len(shape) > 8:
             raise ValueError(f"unexpected array type {dtype} {shape}")
         if math.prod(shape) * dtype.itemsize > member.file_size:
             raise ValueError(f"header of {member.filename} promises more data than it holds")
-        raw = stream.read(math.prod(shape) * dtype.itemsize)
-    array = np.frombuffer(raw, dtype=dtype, count=math.prod(shape))
-    return array.reshape(shape, order="F" if fortran else "C").copy()
+        array = np.empty(shape[::-1] if fortran else shape, dtype)
+        limits.read_into(stream, array, member.filename)
+    return array.T if fortran else array
 
 
-def _read_archive(path: Path) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` file, after checking it is a sane, pickle-free archive."""
-    if not path.exists():
-        raise CnnlabError(f"{path}: no such file; give the path of a model file or a run folder")
-    if path.is_dir():
-        raise CnnlabError(f"{path}: is a folder, not a model file")
+def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]:
+    """The archive's entries by array name, after checking each is a plain ``.npy`` entry and
+    that together they claim no more than ``MAX_FILE_BYTES``."""
+    members = archive.infolist()
+    if sum(m.file_size for m in members) > MAX_FILE_BYTES:
+        raise CnnlabError(f"{path}: refused: its arrays would take more than 2 GiB")
+    for member in members:
+        if not member.filename.endswith(".npy") or member.flag_bits & 1:
+            raise CnnlabError(f"{path}: refused: unexpected entry {member.filename!r}")
+        if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise CnnlabError(f"{path}: refused: unsupported compression in the archive")
+    return {m.filename[: -len(".npy")]: m for m in members}
+
+
+def _open_model_file(path: Path) -> BinaryIO:
+    """The model file opened for reading, once it is known to be a regular file that starts
+    like a zip archive."""
     try:
-        with open(path, "rb") as handle:
-            magic = handle.read(4)
+        handle = open_regular_file(path)
+    except FileNotFoundError:
+        raise CnnlabError(
+            f"{path}: no such file; give the path of a model file or a run folder"
+        ) from None
     except OSError as err:
         raise CnnlabError(
             f"{path}: cannot read it ({err.strerror}); check its permissions"
         ) from None
-    if magic != b"PK\x03\x04":
+    if handle.read(4) != b"PK\x03\x04":
+        handle.close()
         raise CnnlabError(
             f"{path}: not a cnnlab model file (expected the .npz archive that cnnlab train or "
             "Sequential.save writes)"
         )
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-            if sum(m.file_size for m in members) > MAX_FILE_BYTES:
-                raise CnnlabError(f"{path}: refused: its arrays would take more than 2 GiB")
-            for member in members:
-                if not member.filename.endswith(".npy") or member.flag_bits & 1:
-                    raise CnnlabError(f"{path}: refused: unexpected entry {member.filename!r}")
-                if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise CnnlabError(f"{path}: refused: unsupported compression in the archive")
-            return {m.filename[: -len(".npy")]: _read_member(archive, m) for m in members}
-    except CnnlabError:
-        raise
-    except Exception as err:  # the file is untrusted: any failure to parse it is "damaged"
-        raise CnnlabError(f"{path}: damaged or truncated model file ({err})") from None
+    handle.seek(0)
+    return handle
 
 
 def model_from_config(
@@ -147,7 +163,7 @@ def model_from_config(
     if config["dtype"] not in ("float32", "float64"):
         raise CnnlabError(f"{source}: unsupported dtype {config['dtype']!r}")
     input_shape = _input_shape(config, source)
-    layers = _build_layers(config, source, MAX_WEIGHTS, resolve_rng(rng))
+    layers = _build_layers(config, source, resolve_rng(rng))
     try:
         return Sequential(layers, input_shape=input_shape)
     except CnnlabError as err:
@@ -193,13 +209,13 @@ def _declared_weights(spec: dict[str, Any]) -> int:
 def _build_layers(
     config: dict[str, Any],
     path: Path | str,
-    max_weights: int,
     rng: np.random.Generator | int = 0,
+    max_weights: int = limits.MAX_WEIGHTS,
 ) -> list[Layer]:
     """Construct the layers a config describes, refusing unknown types and arguments.
 
-    Refuses before allocating anything when the layers would hold more than ``max_weights``
-    numbers.
+    Refuses before allocating anything arguments over the bounds of ``limits`` and layers
+    that would hold more than ``max_weights`` numbers.
     """
     specs = config.get("layers")
     if not isinstance(specs, list) or not specs:
@@ -213,12 +229,8 @@ def _build_layers(
         for key, value in spec.items():
             if value is not None and not isinstance(value, int | float | str | bool | list):
                 raise CnnlabError(f"{path}: layer {i} argument {key}={value!r} is not allowed")
-    declared = sum(_declared_weights(spec) for spec in specs)
-    if declared > max_weights:
-        raise CnnlabError(
-            f"{path}: refused: the architecture declares {declared:,} weights, more than the "
-            f"{max_weights:,} it can hold"
-        )
+    limits.check_arguments(specs, path)
+    limits.check_weights(sum(_declared_weights(spec) for spec in specs), max_weights, path)
     layers = []
     for i, spec in enumerate(specs):
         kwargs = {k: v for k, v in spec.items() if k != "type"}
@@ -234,14 +246,38 @@ def _build_layers(
     return layers
 
 
-def load_with_extras(path: str | os.PathLike) -> tuple[Sequential, dict[str, np.ndarray]]:
-    """Load a model file; also return arrays that are not part of the model (checkpoint state)."""
+def load_with_extras(
+    path: str | os.PathLike, extras: bool = True
+) -> tuple[Sequential, dict[str, np.ndarray]]:
+    """Load a model file; also return arrays that are not part of the model (a checkpoint's
+    state), or nothing of them with ``extras=False`` (they are then size-checked, not read)."""
     path = Path(path)
-    arrays = _read_archive(path)
-    if CONFIG_KEY not in arrays or arrays[CONFIG_KEY].dtype.kind != "U":
+    with _open_model_file(path) as handle:
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                return _load_archive(archive, path, extras)
+        except PickleRefusedError as err:
+            raise PickleRefusedError(f"{path}: {err}") from None
+        except CnnlabError:
+            raise
+        except Exception as err:  # the file is untrusted: any failure to parse it is "damaged"
+            raise CnnlabError(f"{path}: damaged or truncated model file ({err})") from None
+
+
+def _load_archive(
+    archive: zipfile.ZipFile, path: Path, extras: bool
+) -> tuple[Sequential, dict[str, np.ndarray]]:
+    """The architecture first; then, once it is known to be within ``limits``, exactly the
+    members it declares, each checked against its layer before its data is read."""
+    members = _members(archive, path)
+    entry = members.pop(CONFIG_KEY, None)
+    if entry is None or entry.file_size > limits.MAX_CONFIG_BYTES:
+        raise CnnlabError(f"{path}: not a cnnlab model file (no architecture entry)")
+    text = _read_member(archive, entry)
+    if text.dtype.kind != "U":
         raise CnnlabError(f"{path}: not a cnnlab model file (no architecture entry)")
     try:
-        config = json.loads(str(arrays.pop(CONFIG_KEY)))
+        config = json.loads(str(text))
     except (ValueError, RecursionError) as err:
         raise CnnlabError(f"{path}: the architecture entry is not valid JSON ({err})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
@@ -257,30 +293,47 @@ def load_with_extras(path: str | os.PathLike) -> tuple[Sequential, dict[str, np.
     meta = config.get("meta") or {}
     if not isinstance(meta, dict):
         raise CnnlabError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
-    # A sound file stores every weight its architecture declares; the slack lets the precise
-    # "missing" and "shape" messages below speak for small mismatches.
-    layers = _build_layers(config, path, 2 * sum(a.size for a in arrays.values()) + (1 << 20))
-    for i, layer in enumerate(layers):
+    # A sound file stores every weight its architecture declares (4 bytes or more each); the
+    # slack lets the precise "missing" and "shape" messages below speak for small mismatches.
+    stored = sum(m.file_size for m in members.values()) // 4
+    layers = _build_layers(
+        config, path, max_weights=min(limits.MAX_WEIGHTS, 2 * stored + (1 << 20))
+    )
+    if input_shape:
+        limits.check_activations(layers, input_shape, path)
+    weights = {
+        prefix + key: value
+        for i, layer in enumerate(layers)
         for store, prefix in (
             (layer.params, f"layers.{i}."),
             (layer.buffers, f"layers.{i}.buffers."),
-        ):
-            for key, value in store.items():
-                name = prefix + key
-                if name not in arrays:
-                    raise CnnlabError(f"{path}: weights for {name} are missing")
-                stored = arrays.pop(name)
-                if stored.shape != value.shape or stored.dtype != value.dtype:
-                    raise CnnlabError(
-                        f"{path}: {name} has shape {stored.shape} {stored.dtype}, but the "
-                        f"architecture needs {value.shape} {value.dtype}"
-                    )
-                value[...] = stored
-    stray = [name for name in arrays if name.startswith("layers.")]
-    if stray:
-        raise CnnlabError(f"{path}: weights {stray[0]!r} belong to no layer of the architecture")
+        )
+        for key, value in store.items()
+    }
+    for name, member in members.items():
+        if name.startswith("layers.") and name not in weights:
+            raise CnnlabError(f"{path}: weights {name!r} belong to no layer of the architecture")
+        if name not in weights:
+            sizes = [w.nbytes for w in weights.values()]
+            limits.check_extra_member(member.filename, member.file_size, sizes, path)
+    for name, value in weights.items():
+        if name not in members:
+            raise CnnlabError(f"{path}: weights for {name} are missing")
+        try:
+            value[...] = _read_member(archive, members.pop(name), like=value)
+        except PickleRefusedError:
+            raise
+        except CnnlabError as err:
+            raise CnnlabError(f"{path}: {err}") from None
+        if not np.isfinite(value).all():
+            raise CnnlabError(
+                f"{path}: {name} holds NaN or inf: the model diverged while it was trained; "
+                "train it again with a lower learning rate"
+            )
     try:
         model = Sequential(layers, input_shape=input_shape, meta=meta)
     except CnnlabError as err:
         raise CnnlabError(f"{path}: the layers do not fit together: {err}") from None
-    return model, arrays
+    if not extras:
+        return model, {}
+    return model, {name: _read_member(archive, m) for name, m in members.items()}

@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import io
 import struct
-import tracemalloc
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_files import archive, image_seeds, model_file, model_members, png_claiming, seed_model
+from hostile_files import (
+    archive,
+    image_seeds,
+    model_file,
+    model_members,
+    peak_bytes,
+    png_claiming,
+    seed_model,
+)
 from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
@@ -64,17 +71,6 @@ def flip(data: bytes, bits: list[int]) -> bytes:
     for bit in bits:
         out[(bit // 8) % len(out)] ^= 1 << (bit % 8)
     return bytes(out)
-
-
-def peak_bytes(load: Callable[[object], object], source: object) -> int:
-    """Peak Python and NumPy memory traced while ``load(source)`` is refused."""
-    tracemalloc.start()
-    try:
-        with pytest.raises(CnnlabError):
-            load(source)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.fixture(scope="module")

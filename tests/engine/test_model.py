@@ -376,14 +376,16 @@ def test_preset_save_load_round_trip(tmp_path: Path, preset) -> None:
 def test_save_load_float64_and_extras(tmp_path: Path) -> None:
     model = bn_model().astype(F64)
     path = tmp_path / "m.npz"
-    model.save(path, extra={"opt.velocity.0": np.arange(3.0)})
+    model.save(path, extra={"optimizer.0": np.arange(3.0)})
     back, extras = __import__("cnnlab.engine.serialize", fromlist=["x"]).load_with_extras(path)
     assert back.dtype == F64
-    np.testing.assert_array_equal(extras["opt.velocity.0"], np.arange(3.0))
+    np.testing.assert_array_equal(extras["optimizer.0"], np.arange(3.0))
     x = np.random.default_rng(1).random((3, 1, 12, 12))
     np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
     with pytest.raises(CnnlabError, match="clashes"):
         model.save(path, extra={"layers.0.W": np.zeros(1)})
+    with pytest.raises(CnnlabError, match=r"'velocity'.*checkpoint"):
+        model.save(path, extra={"velocity": np.zeros(1)})
 
 
 def rewrite(src: Path, dst: Path, edit) -> Path:

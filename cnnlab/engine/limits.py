@@ -1,0 +1,164 @@
+"""Bounds on what a model file can make cnnlab allocate.
+
+A model file is a few kilobytes of JSON and compressed arrays, but what it declares decides what
+loading and running it costs: a ``Conv2D`` with ``padding: 6000`` holds nine weights and turns a
+28×28 input into 12,028×12,028 activations; an all-zero 2 GiB array compresses to 2 MB. So,
+before anything is built or read, the loader checks here:
+
+- the declared layers' arguments (kernel, stride, padding, channels, features, layer count);
+- the layers against the input shape: no output, and no unfolded conv input, of one sample may
+  hold more than ``MAX_ACTIVATION`` numbers (16 MB in float64);
+- the weights: at most ``MAX_WEIGHTS`` numbers in all;
+- the archive's members: each one is declared by the architecture (or is a checkpoint's
+  state, no bigger than the weights it belongs to), and is read in bounded chunks, never
+  past the size its header states.
+
+The limits are far above any network cnnlab trains (the largest preset: 0.4 M weights,
+25 k activations a sample) and far below what would hurt a laptop.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import IO, Any
+
+import numpy as np
+
+from cnnlab.engine.errors import CnnlabError
+
+MAX_LAYERS = 256
+MAX_KERNEL = 64  # kernel side, conv and pooling
+MAX_STRIDE = 64
+MAX_CHANNELS = 4096  # conv channels, batch-norm features
+MAX_FEATURES = 1 << 16  # dense outputs; dense inputs are bounded by the activations
+MAX_WEIGHTS = 1 << 24  # weights and buffers in all (64 MB in float32)
+MAX_ACTIVATION = 1 << 21  # numbers in one sample's output of any layer
+MAX_CONFIG_BYTES = 1 << 20  # the architecture entry (JSON)
+CHUNK_BYTES = 1 << 20  # members are read this much at a time
+# A checkpoint's extra members (``cnnlab.engine.checkpoint``): its record and optimizer state.
+CHECKPOINT_MEMBER = re.compile(r"checkpoint|optimizer\.\d+")
+OPTIMIZER_ARRAYS_PER_WEIGHT = 2  # Adam keeps two moments per weight array, SGD one velocity
+
+# Integer arguments with an upper bound, by name (any layer type that takes them).
+_BOUNDS = {
+    "kernel_size": MAX_KERNEL,
+    "stride": MAX_STRIDE,
+    "padding": MAX_KERNEL,
+    "in_channels": MAX_CHANNELS,
+    "out_channels": MAX_CHANNELS,
+    "num_features": MAX_CHANNELS,
+    "out_features": MAX_FEATURES,
+    "in_features": MAX_ACTIVATION,
+}
+
+
+def check_arguments(specs: list[dict[str, Any]], source: object) -> None:
+    """Refuse a layer list longer than ``MAX_LAYERS`` or an integer argument over its bound,
+    and a padding wider than its kernel (it adds only rows of zeros). Arguments of the wrong
+    type are left to the layers' own checks, which allocate nothing before refusing."""
+    if len(specs) > MAX_LAYERS:
+        raise CnnlabError(
+            f"{source}: refused: {len(specs)} layers, more than the limit of {MAX_LAYERS}"
+        )
+    for i, spec in enumerate(specs):
+        for key, bound in _BOUNDS.items():
+            values = spec.get(key)
+            values = values if isinstance(values, list) else [values]
+            for value in values:
+                if isinstance(value, int) and value > bound:
+                    raise CnnlabError(
+                        f"{source}: refused: layer {i} ({spec['type']}) has {key} {value}, "
+                        f"more than the limit of {bound}"
+                    )
+        padding, kernel = spec.get("padding"), spec.get("kernel_size")
+        if isinstance(padding, int) and padding > 0:
+            sides = kernel if isinstance(kernel, list) else [kernel]
+            if all(isinstance(k, int) and k > 0 for k in sides) and padding >= min(sides):
+                raise CnnlabError(
+                    f"{source}: refused: layer {i} ({spec['type']}) pads by {padding}, not less "
+                    f"than its kernel {kernel}: the extra border holds only zeros"
+                )
+
+
+def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: object) -> None:
+    """Walk the layers from one sample of ``input_shape``; refuse any layer whose output, or
+    whose unfolded (im2col) input for a conv, would hold more than ``MAX_ACTIVATION``
+    numbers."""
+    shape = tuple(input_shape)
+    for i, layer in enumerate([None, *layers]):
+        if layer is not None:
+            unfolded = _unfolded_size(layer, shape)
+            try:
+                shape = tuple(layer.output_shape(shape))
+            except (CnnlabError, ValueError):
+                return  # the layers do not fit together: Sequential says where
+        else:
+            unfolded = 0
+        size = max(math.prod(shape), unfolded)
+        if size > MAX_ACTIVATION:
+            where = "its input" if layer is None else f"layer {i - 1} ({layer!r})"
+            raise CnnlabError(
+                f"{source}: refused: {where} would hold {size:,} numbers for one sample, more "
+                f"than the limit of {MAX_ACTIVATION:,}; this is not a network cnnlab can run"
+            )
+
+
+def _unfolded_size(layer: Any, shape: tuple[int, ...]) -> int:
+    """Numbers in a conv layer's unfolded input for one sample: C·kh·kw·H_out·W_out."""
+    kernel = getattr(layer, "kernel_size", None)
+    if not hasattr(layer, "in_channels") or kernel is None or len(shape) != 3:
+        return 0
+    try:
+        _, h_out, w_out = layer.output_shape(shape)
+    except (CnnlabError, ValueError):
+        return 0
+    return shape[0] * kernel[0] * kernel[1] * h_out * w_out
+
+
+def check_weights(declared: int, bound: int, source: object) -> None:
+    """Refuse an architecture declaring more than ``bound`` weights and buffers (at most
+    ``MAX_WEIGHTS``; a model file's own bound also follows from what it stores)."""
+    if declared > min(bound, MAX_WEIGHTS):
+        raise CnnlabError(
+            f"{source}: refused: the architecture declares {declared:,} weights, more than the "
+            f"{min(bound, MAX_WEIGHTS):,} it can hold"
+        )
+
+
+def check_extra_member(name: str, nbytes: int, weights: list[int], source: object) -> None:
+    """A member the architecture does not declare: allowed only as a checkpoint's record
+    (at most ``MAX_CONFIG_BYTES``) or as optimizer state, at most as big as the largest weight
+    array (``weights``: each weight array's size in bytes) and at most
+    ``OPTIMIZER_ARRAYS_PER_WEIGHT`` per weight array."""
+    stem = name[: -len(".npy")] if name.endswith(".npy") else name
+    if not CHECKPOINT_MEMBER.fullmatch(stem):
+        raise CnnlabError(
+            f"{source}: refused: the archive holds {name!r}, which its architecture does not "
+            "declare; a model file holds only its architecture and weights"
+        )
+    if stem != "checkpoint" and int(stem.split(".")[1]) >= OPTIMIZER_ARRAYS_PER_WEIGHT * len(
+        weights
+    ):
+        raise CnnlabError(
+            f"{source}: refused: {name!r} is more optimizer state than {len(weights)} weight "
+            "arrays can have"
+        )
+    bound = MAX_CONFIG_BYTES if stem == "checkpoint" else max(weights, default=0)
+    if nbytes > bound + 1024:  # room for the .npy header
+        raise CnnlabError(
+            f"{source}: refused: {name!r} holds {nbytes:,} bytes, more than checkpoint state "
+            f"for these weights can ({bound:,})"
+        )
+
+
+def read_into(stream: IO[bytes], array: np.ndarray, name: str) -> None:
+    """Fill ``array`` from ``stream`` in chunks of at most ``CHUNK_BYTES``; ``ValueError``
+    when the stream ends early (a lying header). Never reads, or allocates, more."""
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        got = stream.readinto(view[done : done + CHUNK_BYTES])
+        if not got:
+            raise ValueError(f"{name} ends {len(view) - done} bytes before its header's size")
+        done += got
