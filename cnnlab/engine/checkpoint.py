@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.engine import validate
 from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.optim import Optimizer
@@ -70,7 +71,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             generator.bit_generator.state = rng_state
         optimizer_arrays = [extra[f"optimizer.{i}"] for i in range(len(extra))]
         return Checkpoint(
-            model, optimizer_arrays, int(record["optimizer_steps"]), state, record["config"]
+            model,
+            optimizer_arrays,
+            validate.integer("checkpoint", "optimizer_steps", record["optimizer_steps"], 0),
+            state,
+            record["config"],
         )
     except (KeyError, TypeError, ValueError) as err:
         raise CnnlabError(f"{path}: damaged checkpoint ({err})") from None

@@ -15,7 +15,12 @@ class NonFiniteError(CnnlabError):
     """An array that must be finite holds NaN or inf (an input, or a network's output)."""
 
 
-class NonFiniteLossError(CnnlabError):
+class TrainingDivergedError(CnnlabError):
+    """Training stopped learning: the loss exploded, or accuracy stayed at chance; the message
+    names the step and a lower learning rate."""
+
+
+class NonFiniteLossError(TrainingDivergedError):
     """Training diverged: the loss became NaN or infinite at the step the message names."""
 
 

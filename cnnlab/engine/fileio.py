@@ -38,9 +38,14 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk, a quota, an I/O error: path is unchanged
+            raise CnnlabError(
+                f"cannot write {path}: {err.strerror or err}; {path.name} is left as it was, "
+                "free some space or choose another folder"
+            ) from None
         raise
 
 

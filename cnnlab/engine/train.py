@@ -61,8 +61,22 @@ class TrainState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainState:
-        known = set(cls.__dataclass_fields__) - {"stop"}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The state ``to_json`` wrote, each field checked (a checkpoint may have been edited):
+        ``CnnlabError`` naming the first bad one."""
+        if not isinstance(data, dict):
+            raise CnnlabError(f"training state must be a JSON object, got {type(data).__name__}")
+        state = cls(
+            **{k: v for k, v in data.items() if k in set(cls.__dataclass_fields__) - {"stop"}}
+        )
+        for name in ("epoch", "batch", "step", "correct", "seen"):
+            validate.integer("training state", name, getattr(state, name), 0)
+        for name in ("elapsed_s", "loss_sum"):
+            validate.number("training state", name, getattr(state, name), 0.0)
+        if not isinstance(state.history, list) or not all(
+            isinstance(entry, dict) for entry in state.history
+        ):
+            raise CnnlabError("training state: history must be a list of epoch records")
+        return state
 
 
 class Callback:
