@@ -181,14 +181,19 @@ class Monitor(RunCallback):
 
 
 class CtrlC:
-    """Turns the first Ctrl-C into a clean stop; a second one is immediate."""
+    """Turns the first Ctrl-C (or SIGTERM, as ``kill`` and service managers send) into a clean
+    stop that saves a checkpoint mid-epoch; a second one of the same signal is immediate."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.pressed = False
 
     def __call__(self, signum: int, frame: Any) -> None:
         self.pressed = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(
+            signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+        )
 
 
 # -- the command ---------------------------------------------------------------------------------
@@ -198,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     progress, monitor, ctrl_c = ConsoleProgress(args.quiet), Monitor(), CtrlC()
     callbacks, stop = [monitor, progress], lambda: ctrl_c.pressed
-    previous = signal.signal(signal.SIGINT, ctrl_c)
+    previous = {signum: signal.signal(signum, ctrl_c) for signum in CtrlC.SIGNALS}
     try:
         if args.resume:
             result = resume_run(args.resume, callbacks, stop)
@@ -207,7 +212,8 @@ def run(args: argparse.Namespace) -> int:
             config.validate()
             result = train_run(config, RunFolder.create(args.out), callbacks, stop)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         progress.close()
     folder = result.folder
     if result.stopped:

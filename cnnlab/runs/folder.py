@@ -8,9 +8,12 @@ A run folder holds ``model.npz`` (the model as training left it), ``config.json`
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.npz"
 GRADIENT_FLOW_FILE = "gradient_flow.json"
+LOCK_FILE = ".lock"  # holds the PID of the process writing the run
 DEFAULT_RUNS_DIR = "runs"
 
 
@@ -58,6 +62,45 @@ class RunFolder:
         """Whether a run (finished or resumable) was already written here."""
         return self.model_file.exists() or self.checkpoint_file.exists()
 
+    def refuse_if_used(self) -> None:
+        """``CnnlabError`` when a run was already written here (a new run would mix with it)."""
+        if self.holds_run():
+            raise CnnlabError(
+                f"{self.path}: already holds a run; choose another --out, or continue it with "
+                "--resume"
+            )
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Be the one process writing this run: an exclusive ``flock`` on ``.lock`` (which
+        holds our PID), refused with one line while another process holds it. The kernel
+        drops the lock when its process ends, however it ends, so no lock goes stale. Once it
+        is held, temporary files a killed save left behind are removed."""
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise CnnlabError(
+                f"{self.path}: cannot write a run here ({err.strerror or err}); choose a "
+                "writable folder"
+            ) from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 20, 0).decode(errors="replace").strip() or "?"
+                raise CnnlabError(
+                    f"{self.path}: another training (process {holder}) is writing this run "
+                    "folder; wait for it to end or choose another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            for stale in self.path.glob(".*.tmp"):  # fileio.atomic_write's, from a killed save
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            yield
+        finally:
+            os.close(fd)
+
     @classmethod
     def new(cls, runs_dir: str | os.PathLike = DEFAULT_RUNS_DIR) -> RunFolder:
         """A fresh, empty ``runs_dir/<YYYYmmdd-HHMMSS>[-n]`` folder (created here)."""
@@ -86,11 +129,7 @@ class RunFolder:
         if out is None:
             return cls.new(runs_dir)
         folder = cls(out)
-        if folder.holds_run():
-            raise CnnlabError(
-                f"{folder.path}: already holds a run; choose another --out, or continue it with "
-                "--resume"
-            )
+        folder.refuse_if_used()
         try:
             folder.path.mkdir(parents=True, exist_ok=True)
         except OSError as err:

@@ -21,7 +21,7 @@ import numpy as np
 from cnnlab import data
 from cnnlab.engine.backend import array_module, to_device, to_numpy
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
-from cnnlab.engine.errors import NonFiniteLossError
+from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, fit, to_input
@@ -32,7 +32,8 @@ from cnnlab.runs.build import (
     make_optimizer,
     make_schedule,
 )
-from cnnlab.runs.config import RunConfig
+from cnnlab.runs.config import DEFAULT_LR, RunConfig
+from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
 
 INPUT_NOTE = "28x28 grey in [0, 1], ink bright on dark"
@@ -100,10 +101,12 @@ def train_run(
 ) -> RunResult:
     """Train ``config`` from scratch into ``folder``; ``progress`` shows download bars."""
     config.validate()
-    run_data = load_data(config, progress)
-    config = config.resolve(len(run_data.images))
-    model = make_model(config)
-    return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+    with folder.lock():  # one writer per run folder
+        folder.refuse_if_used()
+        run_data = load_data(config, progress)
+        config = config.resolve(len(run_data.images))
+        model = make_model(config)
+        return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
 
 
 def resume_run(
@@ -114,14 +117,20 @@ def resume_run(
 ) -> RunResult:
     """Continue the run whose folder (or checkpoint file) is ``path``."""
     folder = RunFolder.of_checkpoint(path)
-    checkpoint = load_checkpoint(Path(path) if Path(path).is_file() else folder.checkpoint_file)
-    config = RunConfig.from_json(checkpoint.config)
-    run_data = load_data(config, progress)
-    config = config.resolve(len(run_data.images))  # a no-op but for very old checkpoints
-    return _fit(
-        config, folder, checkpoint.model, checkpoint.state, checkpoint, run_data, callbacks,
-        should_stop,
-    )  # fmt: skip
+    with folder.lock():  # one writer per run folder
+        checkpoint = load_checkpoint(Path(path) if Path(path).is_file() else folder.checkpoint_file)
+        try:
+            config = RunConfig.from_json(checkpoint.config)
+        except (TypeError, ValueError) as err:  # CnnlabError is a ValueError
+            raise CnnlabError(
+                f"{path}: the checkpoint's run configuration is damaged ({err})"
+            ) from None
+        run_data = load_data(config, progress)
+        config = config.resolve(len(run_data.images))  # a no-op but for very old checkpoints
+        return _fit(
+            config, folder, checkpoint.model, checkpoint.state, checkpoint, run_data, callbacks,
+            should_stop,
+        )  # fmt: skip
 
 
 class _Checkpointer(Callback):
@@ -183,18 +192,21 @@ def _fit(
         if isinstance(callback, RunCallback):
             callback.on_run_begin(run)
     saver = _Checkpointer(run, optimizer, should_stop or (lambda: False))
+    # Before the saver: a diverged epoch never replaces the last good checkpoint.
+    advice = min(config.lr / 10, DEFAULT_LR[config.optimizer])  # the usual lr, or lower
+    watch = DivergenceWatch(len(model.meta["class_names"]), advice)
     try:
         state = fit(
             model, make_loss(config), optimizer, x, y,
             epochs=config.epochs, batch_size=config.batch_size,
             validation=(x_test, run_data.test_labels), seed=config.seed,
             schedule=make_schedule(config, steps_per_epoch), augment=make_augment(config),
-            callbacks=[*callbacks, saver], state=state,
+            callbacks=[*callbacks, watch, saver], state=state,
         )  # fmt: skip
-    except NonFiniteLossError as err:
+    except TrainingDivergedError as err:  # no model.npz is written
         kept = folder.checkpoint_file
         where = f"; the last good checkpoint is {kept}" if kept.exists() else ""
-        raise NonFiniteLossError(f"{err}{where}") from None
+        raise type(err)(f"{err}{where}") from None
     stopped = state.epoch < config.epochs
     if stopped:  # the epoch-end checkpoint is older than where training stopped
         saver.save(state)

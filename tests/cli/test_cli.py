@@ -289,7 +289,10 @@ def test_no_half_written_model_after_a_failed_save(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
+    tmp_path: Path, signum: int
+) -> None:
     args = ["--subset", "512", "--epochs", "2", "--batch-size", "16", "--model", "simple"]
     assert main(["train", *args, "--quiet", "--out", str(tmp_path / "straight")]) == 0
 
@@ -297,7 +300,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(tmp_p
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as p:
         assert p.stderr is not None
         p.stderr.read(1)  # the first progress output: training has started
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signum)  # SIGTERM (kill, a service manager) saves like Ctrl-C
         _, err = p.communicate(timeout=300)
     assert p.returncode == 130, err
     assert "--resume" in err
@@ -399,3 +402,47 @@ def test_the_first_progress_rate_counts_the_first_steps_time(
     console.on_batch_end(state, {"batch_size": 64, "loss": 2.3, "lr": 0.1})
     console.close()  # draws the bar's line as it stands
     assert "64/640 [00:00<00:04, 128.0 img/s, loss=2.3]" in capsys.readouterr().err
+
+
+def test_a_second_training_into_the_same_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from cnnlab.runs.folder import RunFolder
+
+    with RunFolder.create(tmp_path / "run").lock():  # as a first training holds it
+        assert main(["train", *TINY, "--out", str(tmp_path / "run")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnnlab train: error:") and "another training (process" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_diverging_training_exits_nonzero_without_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["--subset", "320", "--epochs", "1", "--batch-size", "16", "--model", "simple"]
+    args += ["--optimizer", "sgd", "--lr", "100", "--quiet", "--out", str(tmp_path / "run")]
+    assert main(["train", *args]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "stopped learning at step" in err and "e.g. 0.05" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "run" / "model.npz").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_file_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    model = cl.build("simple")
+    model.save(tmp_path / "model.npz")
+    before = (tmp_path / "model.npz").read_bytes()
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(cl.CnnlabError) as info:
+        model.save(tmp_path / "model.npz")
+    assert "No space left on device" in str(info.value) and "\n" not in str(info.value)
+    assert (tmp_path / "model.npz").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
