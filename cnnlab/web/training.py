@@ -29,6 +29,7 @@ from cnnlab.runs.pipeline import RunCallback, RunStart, train_run
 PROGRESS_POINTS = 40  # progress events per epoch, at most
 FILTER_INTERVAL_S = 0.5  # the first-layer filters are sent at most this often
 MAX_EVENTS = 5000  # a job never keeps more events than this (they are small)
+MAX_RUNS = 200  # run folders the lab creates in its runs folder at most (it deletes none)
 
 
 class TrainingBusyError(CnnlabError):
@@ -143,12 +144,13 @@ class TrainingManager:
                 raise TrainingBusyError(
                     "a training job is already running; stop it or wait for it to end"
                 )
+            folder = self._new_folder()  # a read-only runs folder fails here, not after training
             self.state = "running"
             self.config = config
             self.stop_requested = False
             self._events = []
         self._thread = threading.Thread(
-            target=self._run, args=(config,), name="cnnlab-training", daemon=True
+            target=self._run, args=(config, folder), name="cnnlab-training", daemon=True
         )
         self._thread.start()
 
@@ -170,9 +172,21 @@ class TrainingManager:
             self.state = state
         self.emit(kind, **data)
 
-    def _run(self, config: RunConfig) -> None:
+    def _new_folder(self) -> RunFolder:
+        """A fresh run folder, unless the runs folder already holds ``MAX_RUNS`` of them."""
+        held = (
+            sum(1 for p in self.runs_dir.iterdir() if p.is_dir()) if self.runs_dir.is_dir() else 0
+        )
+        if held >= MAX_RUNS:
+            raise CnnlabError(
+                f"the runs folder holds {held} run folders, the lab's limit of {MAX_RUNS}; "
+                "delete old ones before training more"
+            )
+        return RunFolder.new(self.runs_dir)
+
+    def _run(self, config: RunConfig, folder: RunFolder) -> None:
         try:
-            result = self._train(config)
+            result = self._train(config, folder)
         except CnnlabError as err:
             self._finish("failed", "error", message=str(err))
             return
@@ -181,9 +195,9 @@ class TrainingManager:
             return
         self._finish("stopped" if result["stopped"] else "finished", "done", **result)
 
-    def _train(self, config: RunConfig) -> dict[str, Any]:
-        """``train_run`` into a new run folder under ``runs_dir``, reporting events."""
-        folder = RunFolder.new(self.runs_dir)
+    def _train(self, config: RunConfig, folder: RunFolder) -> dict[str, Any]:
+        """``train_run`` into ``folder``, reporting events. Only a finished run that reads
+        better than chance becomes the active model."""
         try:
             result = train_run(
                 config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
@@ -192,11 +206,13 @@ class TrainingManager:
             with contextlib.suppress(OSError):
                 folder.path.rmdir()  # only while still empty: a failed run leaves nothing
             raise
-        if not result.stopped and self.on_finished is not None:
+        chance = 1 / len(result.model.meta["class_names"])
+        activate = not result.stopped and result.test_accuracy > chance
+        if activate and self.on_finished is not None:
             self.on_finished(folder.name, folder.model_file)
         return {
             "run": folder.name,
             "test_accuracy": result.test_accuracy,
             "stopped": result.stopped,
-            "activated": not result.stopped,
+            "activated": activate,
         }

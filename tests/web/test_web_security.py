@@ -5,6 +5,7 @@ and time."""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from pathlib import Path
@@ -283,3 +284,60 @@ def test_pictures_are_decoded_a_few_at_a_time(client, monkeypatch):
         thread.join()
     assert codes == [200] * 8
     assert 1 <= most[0] <= slots < 8
+
+
+# --------------------------------------------------------------------- careless training
+
+
+def events_of(client) -> list[dict]:
+    client.app.state.trainer.join(300)
+    body = client.get("/api/train/events").text
+    return [json.loads(line[6:]) for line in body.splitlines() if line.startswith("data: ")]
+
+
+def test_a_diverging_job_fails_and_the_good_model_stays_active(client, runs_dir):
+    request = {**TRAIN, "subset": 640, "batch_size": 32, "optimizer": "sgd", "learning_rate": 10}
+    assert client.post("/api/train", json=request).status_code == 202
+    last = events_of(client)[-1]
+    assert last["type"] == "error" and "stopped learning" in last["message"]
+    assert client.get("/api/models").json()["active"] == MODEL_RUN
+    assert client.get("/api/train").json()["state"] == "failed"
+
+
+def test_a_model_no_better_than_chance_is_not_made_active(client, monkeypatch):
+    from cnnlab.web import training
+
+    real = training.train_run
+
+    def at_chance(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result.test_accuracy = 0.1
+        return result
+
+    monkeypatch.setattr(training, "train_run", at_chance)
+    assert client.post("/api/train", json=TRAIN).status_code == 202
+    last = events_of(client)[-1]
+    assert last["type"] == "done" and last["activated"] is False
+    assert client.get("/api/models").json()["active"] == MODEL_RUN
+
+
+def test_the_lab_creates_a_bounded_number_of_run_folders(client, runs_dir, monkeypatch):
+    from cnnlab.web import training
+
+    monkeypatch.setattr(training, "MAX_RUNS", 3)
+    for name in ("a", "b"):
+        (runs_dir / name).mkdir()
+    response = client.post("/api/train", json=TRAIN)
+    assert response.status_code == 422
+    assert "3 run folders, the lab's limit of 3" in detail(response)
+    assert client.get("/api/train").json()["state"] == "idle"
+
+
+def test_an_unwritable_runs_folder_fails_before_training(tmp_path, model_file):
+    (tmp_path / "file").write_text("not a folder")
+    app = create_app(str(model_file), runs_dir=str(tmp_path / "file" / "runs"))
+    with TestClient(app, base_url=LAB_URL) as c:
+        response = c.post("/api/train", json=TRAIN)
+        assert response.status_code == 422
+        assert "cannot create a run folder" in detail(response)
+        assert c.get("/api/train").json()["state"] == "idle"

@@ -602,7 +602,9 @@
           $("train-status"),
           event.stopped
             ? `Stopped. Saved as run ${event.run} (test accuracy ${percent(event.test_accuracy)}); choose it below to use it.`
-            : `Done: run ${event.run}, test accuracy ${percent(event.test_accuracy)}. It now reads your drawings.`,
+            : event.activated
+              ? `Done: run ${event.run}, test accuracy ${percent(event.test_accuracy)}. It now reads your drawings.`
+              : `Done: run ${event.run}, test accuracy ${percent(event.test_accuracy)}, no better than guessing: the model in use stays.`,
         );
         $("train-status").dataset.state = event.stopped ? "stopped" : "finished";
         refreshModels().then(() => predictNow());
