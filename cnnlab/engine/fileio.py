@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -11,6 +12,11 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from cnnlab.engine.errors import CnnlabError
+
+# What the storage itself can answer a write with: a full disk, a quota, a file too big, an I/O
+# error, a read-only file system. Other OSErrors (a stalled download feeding the file) are the
+# caller's to explain.
+_STORAGE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS})
 
 
 @contextlib.contextmanager
@@ -41,7 +47,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if isinstance(err, OSError):  # a full disk, a quota, an I/O error: path is unchanged
+        if isinstance(err, OSError) and err.errno in _STORAGE_ERRORS:  # path is unchanged
             raise CnnlabError(
                 f"cannot write {path}: {err.strerror or err}; {path.name} is left as it was, "
                 "free some space or choose another folder"
