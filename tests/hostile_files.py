@@ -11,14 +11,19 @@ import contextlib
 import io
 import json
 import os
+import struct
 import threading
+import tracemalloc
 import zipfile
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import cnnlab
+from cnnlab.engine.errors import CnnlabError
 
 
 def seed_model() -> cnnlab.Sequential:
@@ -63,6 +68,61 @@ def model_members(config: object = None, raw: str | None = None, **arrays: np.nd
 
 def model_file(config: object = None, raw: str | None = None, **arrays: np.ndarray) -> bytes:
     return archive(model_members(config, raw, **arrays))
+
+
+def image_seeds() -> list[bytes]:
+    """One dark stroke on white as grey PNG, RGBA PNG, JPEG, BMP and palette GIF (needs Pillow)."""
+    from PIL import Image
+
+    pixels = np.full((36, 30), 255, np.uint8)
+    pixels[6:30, 12:18] = 20
+    out = []
+    for fmt, mode in (("PNG", "L"), ("PNG", "RGBA"), ("JPEG", "RGB"), ("BMP", "L"), ("GIF", "P")):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(buffer, format=fmt)
+        out.append(buffer.getvalue())
+    return out
+
+
+def png_claiming(width: int, height: int, pixels: bytes = b"\0" * 100) -> bytes:
+    """A PNG whose header, with a correct checksum, claims ``width`` × ``height`` pixels; its one
+    data chunk holds ``pixels`` compressed."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    body = zlib.compress(pixels)
+    idat = struct.pack(">I", len(body)) + b"IDAT" + body
+    idat += struct.pack(">I", zlib.crc32(b"IDAT" + body))
+    return b"\x89PNG\r\n\x1a\n" + chunk + idat + b"\0\0\0\0IEND\xaeB`\x82"
+
+
+def with_zero_member(path: Path, members: dict[str, bytes], name: str, nbytes: int) -> Path:
+    """Write ``members`` plus ``name``: a float32 ``.npy`` of ``nbytes`` zero bytes, deflated
+    (a 2 GiB member takes 2 MB) and streamed, so building it costs no memory."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (nbytes // 4,)}
+    )
+    block = bytes(1 << 20)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for member, payload in members.items():
+            zf.writestr(member, payload)
+        with zf.open(name, "w", force_zip64=True) as out:
+            out.write(header.getvalue())
+            for start in range(0, nbytes - nbytes % 4, len(block)):
+                out.write(block[: min(len(block), nbytes - nbytes % 4 - start)])
+    return path
+
+
+def peak_bytes(load: Callable[[object], object], source: object) -> int:
+    """Peak Python and NumPy memory traced while ``load(source)`` is refused."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(CnnlabError) as info:
+            load(source)
+        assert "\n" not in str(info.value)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @contextlib.contextmanager

@@ -278,7 +278,9 @@ def test_predict_says_when_the_model_is_unsure(
     model.layers[1].params["b"][...] = 0
     model.layers[1].params["b"][3] = bias
     model.save(tmp_path / "flat.npz")
-    with TestClient(create_app(str(tmp_path / "flat.npz"), runs_dir=str(tmp_path))) as c:
+    with TestClient(
+        create_app(str(tmp_path / "flat.npz"), runs_dir=str(tmp_path)), base_url=LAB_URL
+    ) as c:
         body = c.post("/api/predict?steps=false", json={"pixels": np.eye(28).tolist()}).json()
     assert (body["unsure"], body["runner_up"]) == (unsure, runner_up)
     assert body["class_name"] == ("0" if unsure else "3")
