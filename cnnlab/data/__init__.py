@@ -1,33 +1,44 @@
 """Data sets for cnnlab: the strict IDX reader and writer, loaders, downloads and the cache.
 
 ``load(name, split)`` returns ``(inputs, labels)`` for ``mnist``, ``fashion-mnist``,
-``mnist-sample`` (bundled) and ``sonar`` (bundled). This package uses only the standard library
-and NumPy; it does not import the network engine.
+``mnist-sample`` (bundled), ``sonar`` (bundled), ``cifar10`` and ``shapes`` (generated);
+``load_image_set(name_or_folder)`` gives any picture set, a folder of one's own pictures
+included, as an ``ImageSet``. This package uses the standard library and NumPy (Pillow only to
+read picture files); of the network engine it uses only errors, file writes and the progress
+bar.
 """
 
 from cnnlab.data.datasets import (
     DATASETS,
     IMAGE_DATASETS,
+    PICTURE_DATASETS,
     DatasetInfo,
     available,
     class_names,
     load,
+    load_image_set,
     names,
     read_sonar_csv,
 )
 from cnnlab.data.download import cache_dir, fetch
 from cnnlab.data.idx import read_idx, write_idx
+from cnnlab.data.imageset import ImageSet, channel_stats, normalise
 
 __all__ = [
     "DATASETS",
     "IMAGE_DATASETS",
+    "PICTURE_DATASETS",
     "DatasetInfo",
+    "ImageSet",
     "available",
     "cache_dir",
+    "channel_stats",
     "class_names",
     "fetch",
     "load",
+    "load_image_set",
     "names",
+    "normalise",
     "read_idx",
     "read_sonar_csv",
     "write_idx",
