@@ -1,4 +1,4 @@
-"""``cnnlab predict``: read a person's digit images and print the network's prediction vector."""
+"""``cnnlab predict``: read a person's pictures and print the network's prediction vector."""
 
 from __future__ import annotations
 
@@ -10,21 +10,22 @@ from typing import Any
 import numpy as np
 
 from cnnlab.cli._common import Formatter, load_model, positive_int
+from cnnlab.data.folders import IMAGE_SUFFIXES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="predict the digit in image files",
+        help="predict the class of image files",
         description=(
-            "Predict the digit in each image (PNG, JPEG, ...; any size, colour or grey, either\n"
-            "polarity). Each image is turned into an MNIST-like 28x28 input first: polarity\n"
-            "detected, background suppressed, cropped to the ink, fitted into 20x20 and centred\n"
-            "by centre of mass. A folder stands for the images inside it."
+            "Predict the class of each image (PNG, JPEG, ...; any size, colour or grey) and\n"
+            "answer with the model's class names. For a digit model each image is turned into\n"
+            "an MNIST-like 28x28 input first: polarity detected, background suppressed, cropped\n"
+            "to the ink, fitted into 20x20 and centred by centre of mass. Any other model sees\n"
+            "the picture as its training pictures were made: centre-cropped to a square,\n"
+            "resized, normalised. A folder stands for the images inside it."
         ),
         formatter_class=Formatter,
     )
@@ -32,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+", help="image files or folders")
     p.add_argument("--top-k", type=positive_int, default=3, help="how many best classes to list")
     p.add_argument("--json", action="store_true", help="print one JSON list")
-    p.add_argument("--save-preprocessed", metavar="DIR", help="write each 28x28 input as a PNG")
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write each network input as a PNG")
     p.set_defaults(func=run)
 
 
@@ -54,47 +55,47 @@ def expand(paths: list[str]) -> list[Path]:
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
-    """A float image in [0, 1] as an 8-bit grey PNG, written atomically."""
+    """A float image in [0, 1], grey (H, W) or RGB (H, W, 3), as an 8-bit PNG, atomically."""
     from PIL import Image
 
     with atomic_write(path) as handle:
-        Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(handle, "PNG")
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(handle, "PNG")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.data.preprocess import NoInkError, preprocess_file
+    from cnnlab.data.preprocess import NoInkError
+    from cnnlab.runs.inputs import class_names, read_picture
 
     model = load_model(args.model)
-    if model.input_shape not in (None, (1, 28, 28)):
-        raise CnnlabError(f"the model takes input {model.input_shape}, not 28x28 digit images")
-    names = model.meta.get("class_names") or [str(i) for i in range(model.output_shape()[-1])]
+    names = class_names(model)
     files = expand(args.images)
-    inputs, blank = [], []
+    inputs = []
     for file in files:
         try:
-            inputs.append(preprocess_file(file).image)
+            inputs.append(read_picture(model, file))
         except NoInkError:
-            blank.append(file)
             inputs.append(None)
-    ready = [image for image in inputs if image is not None]
-    probabilities = iter(
-        model.predict_proba(np.stack(ready)[:, None].astype(model.dtype)) if ready else []
-    )  # (N, 1, 28, 28) in, (N, K) out
+    ready = [picture.x for picture in inputs if picture is not None]
+    probabilities = iter(model.predict_proba(np.stack(ready)) if ready else [])
+    # (N, C, H, W) in, (N, K) out
     if args.save_preprocessed:
         out = Path(args.save_preprocessed)
-        for file, image in zip(files, inputs, strict=True):
-            if image is not None:
-                save_png(out / f"{file.stem}.28x28.png", image)
+        for file, picture in zip(files, inputs, strict=True):
+            if picture is not None:
+                h, w = picture.display.shape[:2]
+                save_png(out / f"{file.stem}.{h}x{w}.png", picture.display)
     results: list[dict[str, Any]] = []
     for file, image in zip(files, inputs, strict=True):
         if image is None:
-            results.append({"file": str(file), "label": None, "probabilities": None,
-                            "error": "no ink found"})  # fmt: skip
+            results.append({"file": str(file), "label": None, "class": None,
+                            "probabilities": None, "error": "no ink found"})  # fmt: skip
             continue
         p = next(probabilities)
+        label = int(p.argmax())
         results.append(
-            {"file": str(file), "label": int(p.argmax()), "probabilities": [float(v) for v in p]}
-        )
+            {"file": str(file), "label": label, "class": names[label],
+             "probabilities": [float(v) for v in p]}
+        )  # fmt: skip
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

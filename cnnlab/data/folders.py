@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -197,14 +198,17 @@ def _palette_is_grey(img) -> bool:
     return bool((rgb == rgb[:, :1]).all())
 
 
-def decode(path: str | os.PathLike, size: int) -> tuple[np.ndarray | None, str]:
-    """One picture as uint8 ``(size, size, 3)`` (grey repeated in each channel), or why not.
+def decode(source: str | os.PathLike | bytes, size: int) -> tuple[np.ndarray | None, str]:
+    """One picture (a path or the file's bytes) as uint8 ``(size, size, 3)`` (grey repeated in
+    each channel), or why not.
 
     Returns ``(pixels, "grey" | "colour")`` or ``(None, reason)``; never raises for a bad file.
     """
     Image = _pil()
+    if isinstance(source, bytes | bytearray | memoryview):
+        source = io.BytesIO(bytes(source))
     try:
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             width, height = img.size  # from the header: nothing is decoded yet
             if width * height > MAX_PIXELS:
                 return None, f"too large ({width}×{height} pixels; the limit is {MAX_PIXELS:,})"
@@ -369,7 +373,7 @@ def load_folder(
             f"{root}: no pictures left for testing; give each class at least 2 pictures"
         )
     return ImageSet(
-        name=str(root),
+        name=str(root.resolve()),
         class_names=names,
         x_train=images[train_idx],
         y_train=labels[train_idx],

@@ -35,7 +35,8 @@ def plot_preprocessing(steps: dict[str, np.ndarray], path: str | Path) -> Path:
         ax.set_title(f"{name}\n{image.shape[0]}×{image.shape[1]}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Preprocessing: from the image to the network's 28×28 input", fontsize=12)
+    h, w = np.shape(list(steps.values())[-1])[:2]
+    fig.suptitle(f"Preprocessing: from the image to the network's {h}×{w} input", fontsize=12)
     return save(fig, path)
 
 

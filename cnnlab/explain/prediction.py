@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.explain import figures
 from cnnlab.explain.inputs import InputImage
@@ -52,11 +53,18 @@ def explain_prediction(
 ) -> Explanation:
     """Explain ``model``'s prediction for ``item``.
 
-    ``patch_images`` ``(N, 1, 28, 28)`` are searched for the patches that excite each filter of
-    the second conv layer (skipped when None). ``occlusion_patch`` is the grey square's side.
-    With ``out_dir``, the figures and ``report.html`` are written there.
+    ``patch_images`` ``(N, 1, H, W)`` (grey models only) are searched for the patches that
+    excite each filter of the second conv layer (skipped when None). ``occlusion_patch`` is the
+    grey square's side. With ``out_dir``, the figures and ``report.html`` are written there.
     """
     x = item.as_input(model.dtype)
+    if model.input_shape and x.shape[1:] != tuple(model.input_shape):
+        c, h, w = model.input_shape
+        raise CnnlabError(
+            f"{item.source} gives a {x.shape[2]}x{x.shape[3]} {_kind(x.shape[1])} input, but the "
+            f"model takes {h}x{w} {_kind(c)} pictures; give it the kind of picture it was "
+            "trained on"
+        )
     probs = predict_one(model, x)
     target = item.label if item.label is not None else int(np.argmax(probs))
     names = class_names or [str(i) for i in range(len(probs))]
@@ -72,6 +80,10 @@ def explain_prediction(
     if out_dir is not None:
         result.files = _write(result, item, names, Path(out_dir))
     return result
+
+
+def _kind(channels: int) -> str:
+    return {1: "grey", 3: "colour"}.get(channels, f"{channels}-channel")
 
 
 def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -> dict[str, Path]:
@@ -119,7 +131,11 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
             )
             for layer in result.layers
         ),
-        Section("First-layer filters", "The weights of each 5×5 filter.", [files["filters"]]),
+        Section(
+            "First-layer filters",
+            f"The weights of each {result.filters.shape[1]}×{result.filters.shape[2]} filter.",
+            [files["filters"]],
+        ),
         Section(
             "Occlusion sensitivity",
             f"A grey square covers part of the image; the map shows P({target_name}) "

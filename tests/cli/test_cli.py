@@ -119,10 +119,11 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     args = ["predict", str(run_dir), str(tmp_path / "digit.png"), "--json"]
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
     results = json.loads(capsys.readouterr().out)
-    assert [sorted(r) for r in results] == [["file", "label", "probabilities"]]
+    assert [sorted(r) for r in results] == [["class", "file", "label", "probabilities"]]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
+    assert results[0]["class"] == str(results[0]["label"])
     assert 0 <= label <= 9
     assert (pre / "digit.28x28.png").exists()
     assert main(["predict", str(run_dir), str(tmp_path)]) == 0
@@ -162,7 +163,7 @@ def other_model(path: Path) -> None:
         ("missing-image", "no such file"),
         ("corrupt-image", "not an image"),
         ("huge-image", "pixels"),
-        ("wrong-input-shape", "(1, 32, 32)"),
+        ("wrong-input-shape", "takes 32x32 grey pictures, but mnist-sample has 28x28 grey"),
         ("unwritable-out", "cannot write"),
         ("run-exists", "already holds a run"),
         ("bad-lr", "must be a finite number > 0"),
