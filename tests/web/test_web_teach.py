@@ -112,7 +112,9 @@ def test_bad_examples_and_early_training_are_refused(client: TestClient) -> None
     client.post("/api/teach/project", json={"classes": ["a", "b"]})
     bad = client.post("/api/teach/examples?label=a", content=b"not a picture")
     assert bad.status_code == 422 and "not usable" in bad.json()["detail"]
-    unknown = client.post("/api/teach/examples?label=z", content=drawing("line", np.random.default_rng(1)))
+    unknown = client.post(
+        "/api/teach/examples?label=z", content=drawing("line", np.random.default_rng(1))
+    )
     assert unknown.status_code == 422 and "no class 'z'" in unknown.json()["detail"]
     early = client.post("/api/teach/train")
     assert early.status_code == 422 and "at least 2 examples" in early.json()["detail"]
