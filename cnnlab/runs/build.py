@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cnnlab import data
-from cnnlab.data.augment import random_affine
+from cnnlab.data.augment import random_affine, random_crop_flip
+from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.losses import LOSSES
@@ -17,26 +17,8 @@ from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.serialize import model_from_config
 from cnnlab.runs.config import RunConfig
+from cnnlab.runs.inputs import check_fits
 from cnnlab.runs.zoo import build
-
-IMAGE_SHAPE = (1, 28, 28)  # every image data set: one grey channel of 28×28
-
-
-def check_fits(model: Sequential, dataset: str, name: str = "") -> None:
-    """Refuse a model whose input or output does not match the data set's images and classes;
-    ``name`` (a file or preset) starts the message."""
-    where = f"{name}: " if name else ""
-    if model.input_shape not in (None, IMAGE_SHAPE):
-        raise CnnlabError(
-            f"{where}the model takes input {model.input_shape}, but {dataset} images are "
-            f"{IMAGE_SHAPE}; set input_shape to [1, 28, 28]"
-        )
-    outputs = model.output_shape(IMAGE_SHAPE)[-1]
-    classes = len(data.class_names(dataset))
-    if outputs != classes:
-        raise CnnlabError(
-            f"{where}the model has {outputs} outputs, but {dataset} has {classes} classes"
-        )
 
 
 def with_probabilities(model: Sequential, loss: str) -> Sequential:
@@ -47,8 +29,9 @@ def with_probabilities(model: Sequential, loss: str) -> Sequential:
     return Sequential([*model.layers, Softmax()], model.input_shape, model.meta)
 
 
-def make_model(config: RunConfig) -> Sequential:
-    """The network ``config.model`` names (a preset or an architecture .json file), seeded."""
+def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
+    """The network ``config.model`` names (a preset, built for the shape and classes of
+    ``pictures``, or an architecture .json file, which must fit them), seeded."""
     manual_seed(config.seed)
     name = config.model
     if name.endswith(".json"):
@@ -60,9 +43,15 @@ def make_model(config: RunConfig) -> Sequential:
             raise CnnlabError(f"{name}: not valid JSON ({err})") from None
         model = model_from_config(architecture, name, rng=config.seed)
     else:
-        model = build(name, activation=config.activation, seed=config.seed)
+        model = build(
+            name, activation=config.activation, seed=config.seed,
+            input_shape=pictures.input_shape, n_classes=len(pictures.class_names),
+        )  # fmt: skip
     model = with_probabilities(model, config.loss)
-    check_fits(model, config.dataset, name)
+    try:
+        check_fits(model, pictures)
+    except CnnlabError as err:
+        raise CnnlabError(f"{name}: {err}") from None
     return model
 
 
@@ -91,6 +80,9 @@ def make_schedule(config: RunConfig, steps_per_epoch: int) -> Any:
     return None
 
 
-def make_augment(config: RunConfig) -> Any:
-    """``random_affine`` when the run augments its training images, else None."""
-    return random_affine if config.augment else None
+def make_augment(config: RunConfig, kind: str) -> Any:
+    """When the run augments: ``random_affine`` for digits (never mirrored), crop-and-flip for
+    other pictures; else None."""
+    if not config.augment:
+        return None
+    return random_affine if kind == "digits" else random_crop_flip

@@ -87,8 +87,7 @@ def check_fits(model: Sequential, data: ImageSet) -> None:
     if tuple(wanted) != data.input_shape:
         raise CnnlabError(
             f"the model takes {_describe_shape(wanted)} pictures, but {data.name} has "
-            f"{_describe_shape(data.input_shape)} ones; evaluate it on the kind of data it "
-            "was trained on"
+            f"{_describe_shape(data.input_shape)} ones; give it the kind of pictures it takes"
         )
     outputs = model.output_shape(tuple(wanted))[-1]
     if outputs != len(data.class_names):

@@ -72,9 +72,7 @@ class Project:
         """Start over with the classes ``names`` (2 to 10, unique, short plain names)."""
         names = [str(n).strip() for n in names]
         if not MIN_CLASSES <= len(names) <= MAX_CLASSES:
-            raise TeachError(
-                f"name {MIN_CLASSES} to {MAX_CLASSES} classes, got {len(names)}"
-            )
+            raise TeachError(f"name {MIN_CLASSES} to {MAX_CLASSES} classes, got {len(names)}")
         for name in names:
             if not CLASS_NAME.match(name):
                 raise TeachError(

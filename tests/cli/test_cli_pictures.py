@@ -104,7 +104,7 @@ def test_info_shows_what_the_model_was_trained_on(
 def test_shapes_trains_from_its_name(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--dataset", "shapes", "--image-size", "16", "--subset", "600",
-            "--epochs", "1", "--out", str(run), "--quiet"]  # fmt: skip
+            "--epochs", "1", "--augment", "--out", str(run), "--quiet"]  # fmt: skip
     assert main(args) == 0
     model = cl.Sequential.load(run / "model.npz")
     assert model.meta["preset"] == "vgg" and model.input_shape == (3, 16, 16)
@@ -114,7 +114,7 @@ def test_shapes_trains_from_its_name(tmp_path: Path) -> None:
 
 
 def test_cifar10_trains_from_binary_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from test_cifar import write_batches
+    from cifar_files import write_batches
 
     from cnnlab.data import cifar
 
@@ -124,22 +124,26 @@ def test_cifar10_trains_from_binary_files(tmp_path: Path, capsys: pytest.Capture
             "1", "--out", str(run), "--quiet"]  # fmt: skip
     assert main(args) == 0
     assert cl.Sequential.load(run / "model.npz").meta["class_names"][3] == "cat"
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "data"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == 20
 
 
-def test_a_digit_model_refuses_a_colour_set(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["train", "--dataset", "shapes", "--model", "default", "--epochs", "1", "--subset",
-            "60", "--out", str(tmp_path / "r"), "--quiet"]  # fmt: skip
-    assert main(args) == 0  # a preset follows the data: default becomes a 3-channel network
-    model = cl.Sequential.load(tmp_path / "r" / "model.npz")
-    assert model.input_shape == (3, 32, 32)
+def test_presets_follow_the_data_and_a_fixed_architecture_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    def train(model: str, out: str) -> int:
+        return main(["train", "--dataset", "shapes", "--model", model, "--epochs", "1",
+                     "--subset", "60", "--out", str(tmp_path / out), "--quiet"])  # fmt: skip
+
+    assert train("default", "r") == 0  # a preset follows the data: a 3-channel network
+    assert cl.Sequential.load(tmp_path / "r" / "model.npz").input_shape == (3, 32, 32)
     digit_only = tmp_path / "digit.json"
     digit_only.write_text(json.dumps(cl.build("lenet5").config()))
-    args[6:8] = ["--model", str(digit_only)]
-    args[-2] = str(tmp_path / "r2")
-    assert main(args) == 2
-    assert "takes 28x28 grey pictures, but shapes has 32x32 colour" in capsys.readouterr().err
+    capsys.readouterr()
+    assert train(str(digit_only), "r2") == 2
+    err = capsys.readouterr().err.strip()
+    assert "takes 28x28 grey pictures, but shapes has 32x32 colour" in err and "\n" not in err
 
 
 def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -148,4 +152,4 @@ def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     err = capsys.readouterr().err.strip()
     assert "needs at least 2 class folders" in err and "\n" not in err
     assert main(["train", "--dataset", str(tmp_path / "nowhere"), "--quiet"]) == 2
-    assert "neither a picture data set" in capsys.readouterr().err
+    assert "or a folder of pictures" in capsys.readouterr().err

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cifar_files import archive, write_batches
 
 import cnnlab.data
 from cnnlab.data import cifar
 from cnnlab.data.cifar import CifarError
-
-
-def write_batches(folder: Path, per_file: int = 7, seed: int = 0) -> dict[str, np.ndarray]:
-    """Write the six batch files in the binary format; return each file's records."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for files in cifar.SPLIT_FILES.values():
-        for name in files:
-            records = rng.integers(0, 256, (per_file, cifar.RECORD), dtype=np.uint8)
-            records[:, 0] = rng.integers(0, 10, per_file)
-            (folder / name).write_bytes(records.tobytes())
-            written[name] = records
-    return written
 
 
 @pytest.fixture(autouse=True)
@@ -65,23 +50,12 @@ def test_loaded_from_data_dir_environment_and_cache(
     assert cnnlab.data.load("cifar10", "test")[0].shape == (2, 3, 32, 32)
 
 
-def _archive(records: dict[str, np.ndarray], extra: dict[str, bytes] | None = None) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w:gz") as tar:
-        members = {f"{cifar.FOLDER}/{k}": v.tobytes() for k, v in records.items()}
-        for name, body in {**members, **(extra or {})}.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(body)
-            tar.addfile(info, io.BytesIO(body))
-    return out.getvalue()
-
-
 def test_an_unextracted_archive_is_extracted_without_strays(tmp_path: Path) -> None:
     records = write_batches(tmp_path / "scratch")
     folder = tmp_path / "given"
     folder.mkdir()
     evil = {"../escaped.bin": b"x", f"{cifar.FOLDER}/readme.html": b"<p>"}
-    (folder / cifar.ARCHIVE).write_bytes(_archive(records, evil))
+    (folder / cifar.ARCHIVE).write_bytes(archive(records, evil))
     data = cifar.load(folder)
     assert np.array_equal(data.y_test, records["test_batch.bin"][:, 0])
     assert sorted(p.name for p in (folder / cifar.FOLDER).iterdir()) == sorted(records)

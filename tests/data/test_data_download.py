@@ -274,15 +274,15 @@ def test_load_downloads_real_mnist_end_to_end(server: Routes, isolated: Path) ->
 def test_cifar10_archive_downloads_verified_by_its_sha256(
     server: Routes, isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from test_cifar import _archive, write_batches
+    from cifar_files import archive, write_batches
 
     from cnnlab.data import cifar
 
     monkeypatch.setattr(cifar, "SYSTEM_DIRS", (isolated / "system",))
-    archive = _archive(write_batches(isolated / "scratch", per_file=3))
-    server.routes[f"/bad/{cifar.ARCHIVE}"] = archive[:-1] + b"!"
-    server.routes[f"/good/{cifar.ARCHIVE}"] = archive
-    monkeypatch.setattr(cifar, "ARCHIVE_SHA256", sha256(archive))
+    body = archive(write_batches(isolated / "scratch", per_file=3))
+    server.routes[f"/bad/{cifar.ARCHIVE}"] = body[:-1] + b"!"
+    server.routes[f"/good/{cifar.ARCHIVE}"] = body
+    monkeypatch.setattr(cifar, "ARCHIVE_SHA256", sha256(body))
     data = cifar.load(mirrors=[server.url + "bad/", server.url + "good/"], progress=False)
     assert data.x_test.shape == (3, 3, 32, 32)
     cache = isolated / "cache" / "cnnlab" / "cifar10"

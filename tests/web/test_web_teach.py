@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from threadpoolctl import threadpool_limits
 
 import cnnlab
 from cnnlab.web.app import create_app
@@ -44,7 +45,12 @@ def drawing(kind: str, rng: np.random.Generator, size: int = 224) -> bytes:
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    with TestClient(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client:
+    # One BLAS thread, as `cnnlab serve` runs (cnnlab/cli/main.py): many threads on tiny
+    # batches made this training 30x slower on a busy 2-core machine.
+    with (
+        threadpool_limits(1, user_api="blas"),
+        TestClient(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
+    ):
         yield test_client
         test_client.app.state.trainer.stop()
         test_client.app.state.trainer.join(60)
@@ -73,6 +79,7 @@ def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path
             )  # fmt: skip
             assert response.status_code == 200, response.text
     assert [c["examples"] for c in response.json()["classes"]] == [10, 10, 10]
+    trained_from = time.monotonic()
     assert client.post("/api/teach/train").status_code == 202
     status = wait_for_training(client)
     assert status["state"] == "finished", status
@@ -83,8 +90,9 @@ def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path
         assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
         assert len(result["occlusion"]) > 100
         answers.append(result["class_name"])
-    elapsed = time.monotonic() - started
-    print(f"first example to a trained model answering: {elapsed:.1f} s")
+    now = time.monotonic()
+    print(f"first example to a trained model answering: {now - started:.1f} s "
+          f"(of which training and three answers {now - trained_from:.1f} s)")  # fmt: skip
     assert answers == CLASSES
     # The project is an image-folder data set, and the run an ordinary run folder.
     data_dir = tmp_path / "runs" / "teach" / "project" / "data"

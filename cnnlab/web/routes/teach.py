@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.explain import maps
-from cnnlab.runs.inputs import class_names, kind_of, read_picture
+from cnnlab.runs.inputs import class_names, read_picture
 from cnnlab.web import inference
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.teach import Project
@@ -34,6 +34,15 @@ def _refused(err: CnnlabError) -> HTTPException:
     return HTTPException(422, str(err))
 
 
+async def _picture(request: Request) -> bytes:
+    """The picture file in the body; 413 before decoding when its header claims too much."""
+    picture = await request.body()
+    too_big = inference.pixel_limit_message(picture)
+    if too_big:
+        raise HTTPException(413, too_big)
+    return picture
+
+
 @router.get("/api/teach/project", tags=["teach"])
 def project(request: Request) -> dict[str, Any]:
     """The project's classes and how many examples each has."""
@@ -52,7 +61,7 @@ def create_project(request: Request, body: ProjectRequest) -> dict[str, Any]:
 @router.post("/api/teach/examples", tags=["teach"])
 async def add_example(request: Request, label: str) -> dict[str, Any]:
     """Add the picture in the body (PNG, JPEG, …) as an example of class ``label``."""
-    picture = await request.body()
+    picture = await _picture(request)
     try:
         return await run_in_threadpool(project_of(request).add_example, label, picture)
     except CnnlabError as err:
@@ -96,10 +105,8 @@ async def predict(request: Request) -> dict[str, Any]:
     """The active picture model's answer for the picture in the body: class names,
     probabilities and an occlusion map (base64 PNG; bright where covering the picture lowers
     the answer's probability)."""
-    picture = await request.body()
-    _, model = current_model(request)
-    if kind_of(model) != "images":
-        raise HTTPException(409, "the active model reads digits; train the Teach classes first")
+    picture = await _picture(request)
+    _, model = current_model(request, "images")
 
     def work() -> dict[str, Any]:
         try:

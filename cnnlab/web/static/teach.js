@@ -262,10 +262,13 @@
     if (trained && source() === "camera" && $("teach-live").checked) predict();
   }, 700);
 
+  let shown = 0;
+
   function showPrediction(result) {
     $("teach-answer").textContent = result.class_name;
     const bars = $("teach-bars");
     bars.replaceChildren();
+    bars.dataset.count = String(++shown);
     result.class_names.forEach((name, i) => {
       const p = result.probabilities[i];
       const bar = document.createElement("li");
