@@ -9,6 +9,7 @@ Front ends present: they pass callbacks (progress bars, web events) and ``should
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -104,12 +105,20 @@ def train_run(
     should_stop: Callable[[], bool] | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Train ``config`` from scratch into ``folder``; ``progress`` shows download bars."""
-    config.validate()
-    run_data = load_data(config, progress)
-    config = config.resolve(len(run_data.images), run_data.pictures.kind)
-    model = make_model(config, run_data.pictures)
-    return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+    """Train ``config`` from scratch into ``folder``; ``progress`` shows download bars.
+
+    A run that fails leaves ``folder`` as it found it: removed again while still empty.
+    """
+    try:
+        config.validate()
+        run_data = load_data(config, progress)
+        config = config.resolve(len(run_data.images), run_data.pictures.kind)
+        model = make_model(config, run_data.pictures)
+        return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            folder.path.rmdir()  # only while still empty: a failed run leaves nothing
+        raise
 
 
 def resume_run(

@@ -8,7 +8,6 @@ to ``on_finished``, which makes it the one used for predictions.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -188,14 +187,9 @@ class TrainingManager:
     def _train(self, config: RunConfig) -> dict[str, Any]:
         """``train_run`` into a new run folder under ``runs_dir``, reporting events."""
         folder = RunFolder.new(self.runs_dir)
-        try:
-            result = train_run(
-                config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
-            )
-        except BaseException:
-            with contextlib.suppress(OSError):
-                folder.path.rmdir()  # only while still empty: a failed run leaves nothing
-            raise
+        result = train_run(
+            config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
+        )
         if not result.stopped and self.on_finished is not None:
             self.on_finished(folder.name, folder.model_file)
         return {

@@ -148,8 +148,18 @@ def test_presets_follow_the_data_and_a_fixed_architecture_is_checked(
 
 def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_picture_folder(tmp_path / "one", per_class=2, classes=("sea",))
-    assert main(["train", "--dataset", str(tmp_path / "one"), "--quiet"]) == 2
+    out = ["--out", str(tmp_path / "run"), "--quiet"]
+    assert main(["train", "--dataset", str(tmp_path / "one"), *out]) == 2
     err = capsys.readouterr().err.strip()
     assert "needs at least 2 class folders" in err and "\n" not in err
-    assert main(["train", "--dataset", str(tmp_path / "nowhere"), "--quiet"]) == 2
+    assert main(["train", "--dataset", str(tmp_path / "nowhere"), *out]) == 2
     assert "or a folder of pictures" in capsys.readouterr().err
+
+
+def test_a_failed_run_leaves_no_empty_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_picture_folder(tmp_path / "one", per_class=2, classes=("sea",))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "one", "--quiet"]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
