@@ -67,7 +67,7 @@ def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
 
 
 def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str | Path) -> Path:
-    """The digit, the occlusion probability map, and the map laid over the digit."""
+    """The input, the occlusion probability map, and the map laid over the input."""
     fig = new_figure(10.5, 3.6)
     axes = fig.subplots(1, 3)
     show_digit(axes[0], image, "input")
@@ -84,7 +84,7 @@ def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str
     drop = np.clip(occ.base_probability - occ.pixel_map, 0, None)
     axes[2].imshow(image, cmap="gray")
     axes[2].imshow(drop, cmap="Reds", alpha=0.6, vmin=0, vmax=max(float(drop.max()), 1e-6))
-    axes[2].set_title("probability drop over the digit", fontsize=10)
+    axes[2].set_title("probability drop over the picture", fontsize=10)
     axes[2].set_xticks([])
     axes[2].set_yticks([])
     fig.suptitle(
