@@ -253,7 +253,7 @@ def write_plots(result: RunResult, monitor: Any) -> None:
         )
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
-            plots.plot_filters(plots.first_layer_filters(model), out / "filters.png")
+            plots.plot_filters(plots.first_layer_filters(model, colour=True), out / "filters.png")
         plots.plot_misclassified(
             test_images, test_labels, predictions, names, out / "misclassified.png"
         )

@@ -72,7 +72,7 @@ def explain_prediction(
         probabilities=probs,
         target=target,
         layers=activation_maps(model, x),
-        filters=first_layer_filters(model),
+        filters=first_layer_filters(model, colour=True),
         occlusion=occlusion(model, x, target, patch=occlusion_patch),
         saliency=saliency(model, x, target),
         top=top_patches(model, patch_images) if patch_images is not None else None,
