@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnlab import data
 from cnnlab.cli._common import Formatter, load_model
+from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall
 from cnnlab.engine.rng import manual_seed
@@ -44,7 +45,7 @@ def load_for(model: Sequential, dataset: str | None, data_dir: str | None) -> da
     dataset = dataset or model.meta.get("dataset") or "mnist-sample"
     size = (model.input_shape or (1, 28, 28))[-1]
     pictures = dataset not in data.IMAGE_DATASETS and dataset != "cifar10"
-    return data.load_image_set(
+    return load_image_set(
         dataset, size if pictures else None, data_dir, seed=int(model.meta.get("split_seed", 0))
     )
 

@@ -2,10 +2,10 @@
 
 ``load(name, split)`` returns ``(inputs, labels)`` for ``mnist``, ``fashion-mnist``,
 ``mnist-sample`` (bundled), ``sonar`` (bundled), ``cifar10`` and ``shapes`` (generated);
-``load_image_set(name_or_folder)`` gives any picture set, a folder of one's own pictures
-included, as an ``ImageSet``. This package uses the standard library and NumPy (Pillow only to
-read picture files); of the network engine it uses only errors, file writes and the progress
-bar.
+``cnnlab.data.pictures.load_image_set(name_or_folder)`` gives any picture set, a folder of
+one's own pictures included, as an ``ImageSet``. The loaders use the standard library and NumPy
+only; reading picture files (``folders``, ``pictures``, ``preprocess``) needs Pillow. Of the
+network engine they use only errors, file writes and the progress bar.
 """
 
 from cnnlab.data.datasets import (
@@ -16,7 +16,6 @@ from cnnlab.data.datasets import (
     available,
     class_names,
     load,
-    load_image_set,
     names,
     read_sonar_csv,
 )
@@ -36,7 +35,6 @@ __all__ = [
     "class_names",
     "fetch",
     "load",
-    "load_image_set",
     "names",
     "normalise",
     "read_idx",

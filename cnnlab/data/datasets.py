@@ -1,9 +1,8 @@
 """The data sets cnnlab knows, where their files are found, and how they are loaded.
 
-``load_image_set`` is the one entry for training: it gives any picture set — a named one or a
-folder of the user's own pictures (:mod:`cnnlab.data.folders`) — as an
-:class:`~cnnlab.data.imageset.ImageSet`. ``cifar10`` is read from its binary distribution
-(:mod:`cnnlab.data.cifar`); ``shapes`` is generated (:mod:`cnnlab.data.shapes`).
+``cifar10`` is read from its binary distribution (:mod:`cnnlab.data.cifar`); ``shapes`` is
+generated (:mod:`cnnlab.data.shapes`). Training takes any of these, or a folder of pictures,
+through :func:`cnnlab.data.pictures.load_image_set`.
 
 ``mnist`` and ``fashion-mnist`` are looked for, in order, in ``data_dir`` (the CLI's
 ``--data-dir``), in ``$CNNLAB_DATA``, in the user cache (``~/.cache/cnnlab/<name>``, honouring
@@ -21,14 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 
 from cnnlab.data import cifar, shapes
 from cnnlab.data.download import DEFAULT_TIMEOUT, SHA256, cache_dir, fetch, local_file
 from cnnlab.data.idx import read_idx
-from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
 
 
@@ -196,48 +193,6 @@ def load(
     images, labels = (read_idx(path) for path in paths)
     _check_pair(paths[0], images, paths[1], labels, len(info.classes))
     return images, labels
-
-
-def load_image_set(
-    source: str | os.PathLike,
-    image_size: int | None = None,
-    data_dir: str | os.PathLike | None = None,
-    *,
-    seed: int = 0,
-    progress: bool = True,
-    **download: Any,
-) -> ImageSet:
-    """A named picture set (``PICTURE_DATASETS``) or an image folder, as an :class:`ImageSet`.
-
-    ``image_size`` resizes the pictures of a folder (default 32) or renders ``shapes`` at that
-    size; the other named sets have a fixed size. ``seed`` picks a folder's train/test split.
-    ``download`` passes ``mirrors`` and ``timeout`` on to a download.
-    """
-    name = str(source)
-    if name in IMAGE_DATASETS:
-        if image_size not in (None, 28):
-            raise CnnlabError(f"{name} pictures are 28x28; leave out --image-size")
-        (x, y), (xt, yt) = (
-            load(name, split, data_dir, progress, **download) for split in ("train", "test")
-        )
-        return ImageSet(
-            name, class_names(name), x[:, None], y.astype(np.int64), xt[:, None],
-            yt.astype(np.int64), kind="digits",
-        )  # fmt: skip
-    if name == "shapes":
-        return shapes.load(size=image_size or 32)
-    if name == "cifar10":
-        if image_size not in (None, 32):
-            raise CnnlabError("cifar10 pictures are 32x32; leave out --image-size")
-        return cifar.load(data_dir, progress=progress, **download)
-    if name in DATASETS or not Path(name).expanduser().is_dir():
-        raise CnnlabError(
-            f"{name!r} is neither a picture data set ({', '.join(PICTURE_DATASETS)}) nor a "
-            "folder; give one of those names, or a folder with one sub-folder of pictures per class"
-        )
-    from cnnlab.data.folders import load_folder
-
-    return load_folder(name, image_size or 32, seed=seed, progress=progress)
 
 
 def _candidate_folders(name: str, base: Path) -> tuple[Path, Path]:

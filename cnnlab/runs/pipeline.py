@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import data
 from cnnlab.data.imageset import ImageSet
+from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.backend import array_module, to_device, to_numpy
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.errors import NonFiniteLossError
@@ -89,7 +89,7 @@ class RunCallback(Callback):
 def load_data(config: RunConfig, progress: bool = True) -> RunData:
     """The config's data set; ``subset`` keeps the first N training images. A folder is split
     into training and test pictures by ``config.seed``."""
-    pictures = data.load_image_set(
+    pictures = load_image_set(
         config.dataset, config.image_size, config.data_dir, seed=config.seed, progress=progress
     )
     images, labels = pictures.x_train, pictures.y_train

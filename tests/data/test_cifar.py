@@ -11,6 +11,7 @@ from cifar_files import archive, write_batches
 import cnnlab.data
 from cnnlab.data import cifar
 from cnnlab.data.cifar import CifarError
+from cnnlab.data.pictures import load_image_set
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +37,7 @@ def test_loaded_from_data_dir_environment_and_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_batches(tmp_path / "mine" / cifar.FOLDER)
-    data = cnnlab.data.load_image_set("cifar10", data_dir=tmp_path / "mine", progress=False)
+    data = load_image_set("cifar10", data_dir=tmp_path / "mine", progress=False)
     assert data.x_train.shape == (35, 3, 32, 32) and data.x_test.shape == (7, 3, 32, 32)
     assert data.class_names[3] == "cat" and data.kind == "images"
 

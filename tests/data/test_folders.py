@@ -14,8 +14,8 @@ from picture_folders import CLASSES, scene, write_picture_folder
 from PIL import Image
 
 from cnnlab.data import folders
-from cnnlab.data.datasets import load_image_set
 from cnnlab.data.folders import FolderError, decode, load_folder
+from cnnlab.data.pictures import load_image_set
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import pytest
 
 import cnnlab.data
 from cnnlab.data import shapes
+from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.errors import CnnlabError
 
 
@@ -43,7 +44,7 @@ def test_shape_areas_match_their_formulas() -> None:
 def test_registered_as_a_named_data_set() -> None:
     info = cnnlab.data.DATASETS["shapes"]
     assert info.bundled and "synthetic" in info.description
-    data = cnnlab.data.load_image_set("shapes", image_size=16)
+    data = load_image_set("shapes", image_size=16)
     assert data.class_names == shapes.CLASSES and data.input_shape == (3, 16, 16)
     assert len(data.y_train) == shapes.N_TRAIN and len(data.y_test) == shapes.N_TEST
     # Training and test pictures come from different streams.

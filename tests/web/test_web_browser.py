@@ -55,13 +55,18 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> Iterat
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[sync_api.Browser]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
-        )
-        yield chromium
-        chromium.close()
+def playwright() -> Iterator[sync_api.Playwright]:
+    with sync_api.sync_playwright() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: sync_api.Playwright) -> Iterator[sync_api.Browser]:
+    chromium = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS
+    )
+    yield chromium
+    chromium.close()
 
 
 class Page:
@@ -270,24 +275,24 @@ TEACH_CLASSES = ("circle", "cross", "line")
 
 
 @pytest.fixture(scope="module")
-def teach_page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sync_api.Page]:
+def teach_page(
+    playwright: sync_api.Playwright, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[sync_api.Page]:
     """The Teach tab of a lab with no model yet, in a Chromium with a fake camera."""
     lab = Server("--runs-dir", str(tmp_path_factory.mktemp("teach") / "runs"))
     errors: list[str] = []
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=[*LAUNCH_ARGS, *FAKE_CAMERA]
-        )
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(30_000)
-        tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        tab.on("pageerror", lambda e: errors.append(str(e)))
-        tab.goto(lab.url + "#teach")
-        yield tab
-        ARTIFACTS.mkdir(exist_ok=True)
-        tab.screenshot(path=str(ARTIFACTS / "lab-teach.png"), full_page=True)
-        browser.close()
+    browser = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=[*LAUNCH_ARGS, *FAKE_CAMERA]
+    )
+    tab = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    tab.set_default_timeout(30_000)
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    tab.goto(lab.url + "#teach")
+    yield tab
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / "lab-teach.png"), full_page=True)
+    browser.close()
     lab.close()
     assert errors == []
 

@@ -95,7 +95,9 @@ def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path
           f"(of which training and three answers {now - trained_from:.1f} s)")  # fmt: skip
     assert answers == CLASSES
     # The Draw tab reads digits: with the Teach model active it says so instead of guessing.
-    refused = client.post("/api/predict", content=drawing("line", rng))
+    refused = client.post(
+        "/api/predict", content=drawing("line", rng), headers={"Content-Type": "image/png"}
+    )
     assert refused.status_code == 409 and "Teach tab" in refused.json()["detail"]
     # The project is an image-folder data set, and the run an ordinary run folder.
     data_dir = tmp_path / "runs" / "teach" / "project" / "data"
