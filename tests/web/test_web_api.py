@@ -21,31 +21,11 @@ from web_helpers import (
     LAB_URL,
     MODEL_RUN,
     digit_png,
-    make_runs_dir,
     sample_digits,
-    trained_model_file,
 )
 
 import cnnlab
 from cnnlab.web.app import MAX_BODY_BYTES, create_app
-
-
-@pytest.fixture(scope="session")
-def model_file(request: pytest.FixtureRequest) -> Path:
-    return trained_model_file(Path(request.config.cache.mkdir("cnnlab-web")))
-
-
-@pytest.fixture
-def runs_dir(tmp_path: Path, model_file: Path) -> Path:
-    return make_runs_dir(tmp_path / "runs", model_file)
-
-
-@pytest.fixture
-def client(runs_dir: Path) -> TestClient:
-    with TestClient(create_app(None, runs_dir=str(runs_dir)), base_url=LAB_URL) as test_client:
-        yield test_client
-        test_client.app.state.trainer.stop()
-        test_client.app.state.trainer.join(60)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import asyncio
 import json
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -16,30 +15,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from fastapi.testclient import TestClient
-from web_helpers import LAB_URL, MODEL_RUN, Server, make_runs_dir, trained_model_file
+from web_helpers import LAB_URL, MODEL_RUN, Server
 
 from cnnlab.web.app import create_app
 from cnnlab.web.security import GuardedHttpToolsProtocol, host_name, without_paths
 
 TRAIN = {"dataset": "mnist-sample", "preset": "simple", "subset": 20, "epochs": 1}
-
-
-@pytest.fixture(scope="module")
-def model_file(request: pytest.FixtureRequest) -> Path:
-    return trained_model_file(Path(request.config.cache.mkdir("cnnlab-web")))
-
-
-@pytest.fixture
-def runs_dir(tmp_path: Path, model_file: Path) -> Path:
-    return make_runs_dir(tmp_path / "runs", model_file)
-
-
-@pytest.fixture
-def client(runs_dir: Path) -> TestClient:
-    with TestClient(create_app(None, runs_dir=str(runs_dir)), base_url=LAB_URL) as test_client:
-        yield test_client
-        test_client.app.state.trainer.stop()
-        test_client.app.state.trainer.join(60)
 
 
 def detail(response) -> str:
