@@ -36,12 +36,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from hostile_files import archive, model_members, npy, with_zero_member  # noqa: E402
+from user_machine import child_env  # noqa: E402
 
 import cnnlab  # noqa: E402
 
 GIB = 1 << 30
 TARGET_MB = 1024
-ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+ENV = child_env()
 
 
 @dataclass

@@ -27,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from user_machine import child_env
 from web_helpers import digit_png, sample_digits, trained_model_file
 
 
@@ -36,6 +37,7 @@ def start_server(model: Path) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=child_env(),  # the server runs as on a user's machine
     )
     line = proc.stdout.readline()
     match = re.search(r"http://[\w.:]+/", line)

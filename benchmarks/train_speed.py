@@ -31,6 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # Benchmark the checkout this file sits in, whichever cnnlab happens to be installed.
 sys.path.insert(0, str(ROOT))
+from user_machine import HOST_BLAS_PINS, child_env  # noqa: E402  (beside this file)
+
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 PRESETS = ("simple", "lenet5", "default", "fast")
 BATCH = 128
@@ -234,17 +236,13 @@ def worker_latency(data_dir: str, threads: int | None) -> dict:
 
 # -- the driver ------------------------------------------------------------------------------------
 
-# Set on some hosts to keep old OpenBLAS builds safe; a user's machine does not set them, and
-# here they halve NumPy's sgemm. Removed in the benchmark's own child processes only.
-HOST_BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _env(threads: int | None) -> dict[str, str]:
     """The children's environment: no host BLAS pins; thread variables only when ``threads``
     is set (None: each engine as installed)."""
-    env = {k: v for k, v in os.environ.items() if k not in HOST_BLAS_PINS + THREAD_VARS}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = child_env(drop=THREAD_VARS)
     if threads:
         env.update(dict.fromkeys(THREAD_VARS, str(threads)))
     return env
