@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -186,7 +187,16 @@ class Conv2D(Layer):
         self._add_param("b", np.zeros(self.out_channels, dtype=self.dtype))
         self._cols: Any = None
         self._padded_shape: tuple[int, ...] = ()
-        self._buffers: dict[str, Any] = {}
+        # Scratch arrays are per thread: the web lab predicts from several threads with one
+        # model, and shared ones gave 20 of 1,600 concurrent predictions another input's answer.
+        self._scratch = threading.local()
+
+    def __getstate__(self) -> dict[str, Any]:  # copies (a replica, deepcopy) get fresh scratch
+        return {k: v for k, v in self.__dict__.items() if k != "_scratch"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._scratch = threading.local()
 
     def config(self) -> dict[str, Any]:
         kh, kw = self.kernel_size
@@ -250,21 +260,18 @@ class Conv2D(Layer):
         )
         return dx
 
-    def replica(self) -> Conv2D:
-        twin = super().replica()
-        twin._buffers = {}  # its own scratch arrays
-        return twin
-
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: Any, zero: bool = False) -> Any:
         """A scratch array of ``shape``, kept between calls so big batches are not reallocated.
 
         Fresh pages cost a page fault each; reusing the same buffers every step avoids that.
         Only internal scratch lives here, never an array that is returned. A buffer keeps the
         largest batch seen and hands out its first ``shape[0]`` rows (still contiguous). A
-        ``zero`` buffer is zeroed when made and its users only ever write its interior.
+        ``zero`` buffer is zeroed when made and its users only ever write its interior. Each
+        thread has its own.
         """
         xp = xp_of(self.params["W"])
-        held = self._buffers.get(name)
+        buffers = self._scratch.__dict__  # this thread's
+        held = buffers.get(name)
         if (
             held is None
             or held.shape[1:] != shape[1:]
@@ -273,7 +280,7 @@ class Conv2D(Layer):
             or xp_of(held) is not xp
         ):
             held = (xp.zeros if zero else xp.empty)(shape, dtype=dtype)
-            self._buffers[name] = held
+            buffers[name] = held
         return held[: shape[0]]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import threading
 
@@ -219,6 +220,42 @@ def test_predict_proba_on_threads_equals_one_thread(threads, n, rng) -> None:
     got = model.predict_proba(x, batch_size=100)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     assert got.shape == (n, 10) and model.training  # the mode is put back
+
+
+def test_one_model_predicting_from_many_threads_answers_each_its_own_input(rng) -> None:
+    """The web lab's request threads share one model: no prediction may read another's
+    scratch (before, 20 of 1,600 concurrent answers here were another input's)."""
+    model = cl.build("lenet5", seed=0).eval()
+    xs = rng.random((32, 1, 1, 28, 28)).astype(np.float32)
+    expected = [model.predict_proba(x) for x in xs]
+    wrong = []
+
+    def predict(k: int) -> None:
+        for r in range(100):
+            i = (7 * k + r) % len(xs)
+            if not np.array_equal(model.predict_proba(xs[i]), expected[i]):
+                wrong.append(i)
+
+    pool = [threading.Thread(target=predict, args=(k,)) for k in range(8)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert wrong == []
+
+
+def test_conv_scratch_is_each_threads_own_and_fresh_in_copies() -> None:
+    conv = cl.Conv2D(1, 2, 3)
+    mine = conv._buffer("cols", (4, 9), np.float32)
+    theirs = []
+    t = threading.Thread(target=lambda: theirs.append(conv._buffer("cols", (4, 9), np.float32)))
+    t.start()
+    t.join()
+    assert conv._buffer("cols", (4, 9), np.float32) is not mine  # a view of the same array
+    assert np.shares_memory(conv._buffer("cols", (4, 9), np.float32), mine)
+    assert not np.shares_memory(theirs[0], mine)
+    for twin in (conv.replica(), copy.deepcopy(conv)):
+        assert not np.shares_memory(twin._buffer("cols", (4, 9), np.float32), mine)
 
 
 # -- failures stop every shard ---------------------------------------------------------------------
