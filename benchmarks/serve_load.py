@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import re
 import subprocess
 import sys
@@ -25,10 +26,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's cnnlab, whatever is installed
+sys.path.insert(0, str(ROOT / "tests"))
 
-from user_machine import child_env
-from web_helpers import digit_png, sample_digits, trained_model_file
+from user_machine import child_env  # noqa: E402
+from web_helpers import digit_png, sample_digits, trained_model_file  # noqa: E402
 
 
 def start_server(model: Path) -> tuple[subprocess.Popen, str]:
@@ -45,6 +48,16 @@ def start_server(model: Path) -> tuple[subprocess.Popen, str]:
         proc.kill()
         raise SystemExit(f"the server did not start: {line}{proc.stdout.read()}")
     return proc, match.group(0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``; NaN elsewhere). Unlike
+    throughput, CPU time per request barely moves when other jobs share the cores."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fire(
@@ -116,12 +129,15 @@ def main() -> int:
             [(digit_png(im, scale=4), "image/png") for im in images[:50]],
         ),
     }
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     proc, url = start_server(model)
     rows = []
     try:
         for name, (path, bodies) in payloads.items():
             fire(url, path, bodies, 50, 2)  # warm up
+            cpu = cpu_seconds(proc.pid)
             latencies, errors, wall = fire(url, path, bodies, args.requests, args.concurrency)
+            cpu = cpu_seconds(proc.pid) - cpu
             rows.append(
                 (
                     name,
@@ -130,6 +146,7 @@ def main() -> int:
                     args.requests / wall,
                     1000 * float(np.percentile(latencies, 50)),
                     1000 * float(np.percentile(latencies, 99)),
+                    1000 * cpu / args.requests,
                     errors,
                 )
             )
@@ -137,10 +154,16 @@ def main() -> int:
         proc.terminate()
         proc.wait(timeout=10)
     print(f"model: {model.name}; server: {url}")
-    print("| payload | requests | concurrency | predictions/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for name, n, c, rate, p50, p99, errors in rows:
-        print(f"| {name} | {n} | {c} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {errors} |")
+    print(f"load average before: {load}; after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(
+        "| payload | requests | concurrency | predictions/s | p50 ms | p99 ms "
+        "| server CPU ms/request | errors |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, n, c, rate, p50, p99, cpu_ms, errors in rows:
+        print(
+            f"| {name} | {n} | {c} | {rate:.0f} | {p50:.1f} | {p99:.1f} | {cpu_ms:.2f} | {errors} |"
+        )
     return 1 if any(row[-1] for row in rows) else 0
 
 
