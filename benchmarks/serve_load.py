@@ -2,9 +2,10 @@
 
 Starts the server in a subprocess on a free port (with ``--model``, or a LeNet-5 trained here
 for a few seconds on the bundled sample), then fires a fixed number of requests from several
-threads, each with its own keep-alive connection, and reports throughput, p50/p99 latency and
-errors as a Markdown table. Two payloads: a 28×28 JSON array (the model alone) and a PNG of
-a digit (decoding and preprocessing included).
+threads, each with its own keep-alive connection, and reports throughput, p50/p99 latency, the
+server's CPU time per request and errors (a failed request, or a label other than the one the
+same body got alone) as a Markdown table. Payloads: a 28×28 JSON array (the model alone) and a
+PNG of a digit (decoding and preprocessing included).
 
     python benchmarks/serve_load.py --requests 2000 --concurrency 8
 """
@@ -61,9 +62,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def fire(
-    url: str, path: str, bodies: list[tuple[bytes, str]], total: int, threads: int
+    url: str,
+    path: str,
+    bodies: list[tuple[bytes, str]],
+    total: int,
+    threads: int,
+    expected: dict[int, int],
 ) -> tuple[np.ndarray, int, float]:
-    """Send ``total`` requests from ``threads`` threads; returns latencies (s), errors, wall."""
+    """Send ``total`` requests from ``threads`` threads; returns latencies (s), errors, wall.
+    An error is a failed request or a label other than ``expected[body]``; a body not yet in
+    ``expected`` records its label there (run once on one thread first)."""
     parts = urlsplit(url)
     latencies: list[float] = []
     errors = [0]
@@ -84,7 +92,8 @@ def fire(
                 conn.request("POST", path, body=body, headers={"Content-Type": kind})
                 response = conn.getresponse()
                 payload = response.read()
-                ok = response.status == 200 and "label" in json.loads(payload)
+                label = json.loads(payload).get("label") if response.status == 200 else None
+                ok = label is not None and expected.setdefault(i % len(bodies), label) == label
             except (OSError, http.client.HTTPException, ValueError):
                 ok = False
                 conn.close()
@@ -134,9 +143,12 @@ def main() -> int:
     rows = []
     try:
         for name, (path, bodies) in payloads.items():
-            fire(url, path, bodies, 50, 2)  # warm up
+            expected: dict[int, int] = {}  # each body's label, answered alone
+            fire(url, path, bodies, len(bodies), 1, expected)  # also the warm-up
             cpu = cpu_seconds(proc.pid)
-            latencies, errors, wall = fire(url, path, bodies, args.requests, args.concurrency)
+            latencies, errors, wall = fire(
+                url, path, bodies, args.requests, args.concurrency, expected
+            )
             cpu = cpu_seconds(proc.pid) - cpu
             rows.append(
                 (
