@@ -15,7 +15,6 @@ from cnnlab.engine.errors import CnnlabError
 
 # Pictures decoded and preprocessed at once: one per core, at most 4 (peak memory ~4 × 64 MB).
 PICTURE_SLOTS = threading.BoundedSemaphore(min(os.cpu_count() or 1, 4))
-_IS_NUMBER = np.frompyfunc(lambda v: type(v) in (int, float), 1, 1)
 
 
 def parse_pixels(body: bytes) -> tuple[np.ndarray, bool]:
@@ -36,18 +35,23 @@ def parse_pixels(body: bytes) -> tuple[np.ndarray, bool]:
     rows = payload["pixels"]
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise HTTPException(422, '"pixels" must be a list of rows (a 2-D array of numbers)')
+    # float() would take "0.5" and true: only JSON numbers are pixels. A set of the values'
+    # types costs ~40 µs for 28×28; a per-element NumPy check cost 250-350 µs, a third of the
+    # server's CPU time per JSON prediction.
+    if not {type(v) for row in rows for v in row} <= {int, float}:
+        raise HTTPException(
+            422, '"pixels" must be a 2-D array of numbers, not strings, true/false or lists'
+        )
     try:
-        given = np.array(rows, dtype=object)
-        pixels = given.astype(np.float64)
-    except (ValueError, TypeError):
+        pixels = np.array(rows, dtype=np.float64)
+    except ValueError:
         raise HTTPException(
             422, '"pixels" must be a rectangular 2-D array of numbers (rows of equal length)'
         ) from None
+    except OverflowError:  # an integer beyond float64
+        raise HTTPException(422, '"pixels" values must be finite numbers in [0, 1]') from None
     if pixels.ndim != 2:
         raise HTTPException(422, f'"pixels" must be 2-D, got shape {pixels.shape}')
-    # float() would take "0.5" and true: only JSON numbers are pixels.
-    if not _IS_NUMBER(given).all():
-        raise HTTPException(422, '"pixels" must hold numbers, not strings or true/false')
     if not preprocess and pixels.shape != (28, 28):
         raise HTTPException(
             422,

@@ -136,7 +136,7 @@ def test_a_deeply_nested_json_body_is_a_422(client):
     assert "nests too deeply" in detail(response)
 
 
-@pytest.mark.parametrize("value", ['"0.5"', "true", "false", '"abc"', "null"])
+@pytest.mark.parametrize("value", ['"0.5"', "true", "false", '"abc"', "null", "[0]", "{}"])
 def test_pixels_must_be_json_numbers(client, value):
     rows = ",".join("[" + ",".join(["0"] * 27 + [value]) + "]" for _ in range(28))
     response = client.post(
@@ -146,6 +146,14 @@ def test_pixels_must_be_json_numbers(client, value):
     )
     assert response.status_code == 422
     assert "numbers" in detail(response)
+
+
+def test_a_pixel_beyond_float_range_is_a_422(client):
+    rows = [[0] * 28 for _ in range(28)]
+    rows[3][4] = 10**400
+    response = client.post("/api/predict", json={"pixels": rows})
+    assert response.status_code == 422
+    assert "finite" in detail(response)
 
 
 @pytest.mark.parametrize(
