@@ -53,7 +53,7 @@ def load_input(spec: str, data_dir: str | Path | None = None) -> InputImage:
         image = images[index].astype(np.float32) / np.float32(255)
         return InputImage(image, spec, int(labels[index]), {f"{name} {split} #{index}": image})
     path = Path(spec)
-    if not path.is_file():
+    if not path.exists():  # a FIFO or a folder: load_image says what it is
         raise CnnlabError(
             f"{spec!r}: no such image file; give an image (PNG, JPEG, ...) or a data set digit "
             "like mnist-sample:test:17"

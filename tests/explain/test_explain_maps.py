@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -45,6 +46,14 @@ def test_load_input_reads_a_dataset_digit(seven) -> None:
 def test_load_input_rejects_bad_specs(spec: str) -> None:
     with pytest.raises(cnnlab.CnnlabError):
         load_input(spec)
+
+
+@pytest.mark.parametrize(("kind", "make"), [("FIFO", os.mkfifo), ("folder", os.mkdir)])
+def test_load_input_names_a_path_that_is_no_file(tmp_path, kind, make) -> None:
+    path = tmp_path / "digit.png"
+    make(path)
+    with pytest.raises(cnnlab.CnnlabError, match=f"is a {kind}, not a regular file"):
+        load_input(str(path))
 
 
 def test_activation_maps_are_the_conv_outputs(seven) -> None:
