@@ -30,12 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-import cnnlab
-from cnnlab.engine.errors import CnnlabError
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's cnnlab, whatever is installed
+sys.path.insert(0, str(ROOT / "tests"))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from hostile_files import archive, image_seeds, npy, png_claiming, seed_model  # noqa: E402
 
-from hostile_files import archive, image_seeds, npy, png_claiming, seed_model
+import cnnlab  # noqa: E402
+from cnnlab.engine.errors import CnnlabError  # noqa: E402
 
 EXTREMES = [0, 1, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xFFFF, 10**8 + 1]
 LOADERS = ("model", "idx", "image")
