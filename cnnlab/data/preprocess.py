@@ -39,6 +39,11 @@ from cnnlab.engine.fileio import open_regular_file
 # at most MAX_SIDE pixels a side, so one decode peaks at about 4 bytes a header pixel (64 MB).
 MAX_PIXELS = 16_000_000
 MAX_SIDE = 1024
+# A picture file is read whole into memory before Pillow sees it: Pillow reads each chunk at
+# the length the file declares, and from a file that allocates the length first (a 128-byte PNG
+# whose IDAT chunk claims 2 GiB raised MemoryError under a 4 GiB cap; fuzz case image 6478);
+# from memory it gets what is there. 16 MP of 16-bit RGBA, uncompressed, is 128 MB.
+MAX_FILE_BYTES = 128 * 1024 * 1024
 MIN_SIDE = 5  # pixels; nothing smaller can hold a recognisable digit
 
 _DETECT_SIDE = 256  # longest side of the copy used to find the digit
@@ -63,7 +68,8 @@ class NoInkError(CnnlabError):
 
 
 class ImageTooLargeError(CnnlabError):
-    """The image's header claims more pixels than the limit; nothing was decoded."""
+    """The image's header claims more pixels than the limit, or its file is larger than
+    ``MAX_FILE_BYTES``; nothing was decoded."""
 
 
 @dataclass
@@ -121,7 +127,14 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
         stream = io.BytesIO(bytes(source))
     else:
         try:
-            stream = open_regular_file(source)
+            with open_regular_file(source) as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size > MAX_FILE_BYTES:
+                    raise ImageTooLargeError(
+                        f"{name} is {size / 2**20:.0f} MB, more than the "
+                        f"{MAX_FILE_BYTES >> 20} MB a picture may take; save it smaller"
+                    )
+                stream = io.BytesIO(handle.read(MAX_FILE_BYTES))
         except OSError as err:
             raise CnnlabError(
                 f"cannot open {name}: {err.strerror or err}; check the path"

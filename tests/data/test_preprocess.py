@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from cnnlab.data.preprocess import (
+    MAX_FILE_BYTES,
     MAX_PIXELS,
+    ImageTooLargeError,
     NoInkError,
     Preprocessed,
     load_image,
@@ -236,6 +238,49 @@ def test_without_pillow_the_module_imports_and_explains() -> None:
     )
     lines = done.stdout.splitlines()
     assert len(lines) == 2 and all("pip install pillow" in line for line in lines)
+
+
+def _run_capped(code: str) -> str:
+    """Run ``code`` in a child whose address space is capped 1 GiB above its size after the
+    imports: an allocation of 2 GiB fails there."""
+    prologue = (
+        "import resource, numpy as np, cnnlab.data.preprocess as p\n"
+        "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, size + 2**30))\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", prologue + code], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
+def test_a_png_chunk_claiming_2_gib_allocates_nothing_of_the_sort(tmp_path: Path) -> None:
+    """Pillow reads a chunk at its declared length; from a file it allocates that first."""
+    out = io.BytesIO()
+    Image.new("L", (30, 36), 200).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    idat = data.index(b"IDAT") - 4  # the chunk's length field
+    data[idat : idat + 4] = (0x7FFFFFFF).to_bytes(4, "big")
+    path = tmp_path / "claims.png"
+    path.write_bytes(bytes(data))
+    printed = _run_capped(
+        f"try: print(p.load_image({str(path)!r}).shape)\n"
+        "except p.CnnlabError as err: print('refused', err)\n"
+    )
+    assert printed.startswith(("(36, 30)", "refused"))
+
+
+def test_a_picture_file_over_the_byte_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.png"
+    with open(path, "wb") as handle:  # sparse: no disk is used
+        handle.write(b"\x89PNG\r\n\x1a\n")
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with pytest.raises(ImageTooLargeError, match="MB a picture may take"):
+        load_image(path)
 
 
 def test_naive_resize_is_a_plain_28_by_28() -> None:
