@@ -134,7 +134,7 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
                         f"{name} is {size / 2**20:.0f} MB, more than the "
                         f"{MAX_FILE_BYTES >> 20} MB a picture may take; save it smaller"
                     )
-                stream = io.BytesIO(handle.read(MAX_FILE_BYTES))
+                stream = io.BytesIO(handle.read())  # read(n) would allocate n bytes first
         except OSError as err:
             raise CnnlabError(
                 f"cannot open {name}: {err.strerror or err}; check the path"
