@@ -175,11 +175,12 @@ def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int | None, ou
         for step in range(steps):
             index = order[step * recipe.batch_size : (step + 1) * recipe.batch_size]
             batch = xt[index]
-            if recipe.augment:
-                from cnnlab.data.augment import random_affine
+            if recipe.augment:  # the same distortion as cnnlab's run (runs.build.make_augment)
+                from cnnlab.data.augment import random_handwriting
+                from cnnlab.runs.recipes import AUGMENT
 
                 rng = np.random.default_rng([0, epoch, step])
-                batch = torch.from_numpy(random_affine(batch.numpy(), rng))
+                batch = torch.from_numpy(random_handwriting(batch.numpy(), rng, **AUGMENT))
             optimizer.zero_grad()
             loss_fn(net(batch), yt[index]).backward()
             optimizer.step()

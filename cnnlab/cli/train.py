@@ -66,8 +66,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--activation", default="relu", choices=sorted(zoo.ACTIVATIONS))
     p.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, help="random shifts, rotations and "
-        "scaling of training images [recipe's]"
+        "--augment", action=argparse.BooleanOptionalAction, help="distort half of each training "
+        "batch as other writers might: shift, rotation, scale, slant, elastic strokes, stroke "
+        "thickness, blur [recipe's]"
     )  # fmt: skip
     p.add_argument("--subset", type=positive_int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0)

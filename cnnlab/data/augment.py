@@ -216,9 +216,11 @@ def random_handwriting(
     elastic_sigma: float = 3.0,
     max_thicken: float = 0.5,
     max_blur: float = 0.5,
+    probability: float = 1.0,
 ) -> np.ndarray:
-    """Distort each digit of an (N, 28, 28) or (N, 1, 28, 28) batch as another writer might.
+    """Distort digits of an (N, 28, 28) or (N, 1, 28, 28) batch as another writer might.
 
+    Each sample is distorted with chance ``probability`` and otherwise left exactly as it is.
     One bilinear resampling applies a random affine map (as ``random_affine``) plus an elastic
     displacement of typical size ``elastic_alpha`` pixels, smooth over ``elastic_sigma`` pixels.
     Then, per sample, the strokes are thickened by mixing in up to ``max_thicken`` of a 3×3
@@ -238,7 +240,30 @@ def random_handwriting(
     validate.number(who, "max_scale", max_scale, 0.0, 1.0, high_open=True)
     validate.number(who, "max_thicken", max_thicken, 0.0, 1.0)
     validate.number(who, "max_blur", max_blur, 0.0, 1.0)
+    validate.number(who, "probability", probability, 0.0, 1.0)
     flat, shape = _as_batch(images)
+    chosen = rng.random(flat.shape[0]) < probability
+    out = flat.copy()
+    out[chosen] = _handwriting(
+        flat[chosen], rng, max_shift, max_rotate_deg, max_scale, max_shear_deg,
+        elastic_alpha, elastic_sigma, max_thicken, max_blur,
+    )  # fmt: skip
+    return out.reshape(shape)
+
+
+def _handwriting(
+    flat: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: float,
+    max_rotate_deg: float,
+    max_scale: float,
+    max_shear_deg: float,
+    elastic_alpha: float,
+    elastic_sigma: float,
+    max_thicken: float,
+    max_blur: float,
+) -> np.ndarray:
+    """``random_handwriting``'s distortion of every digit of a float32 (N, H, W) batch."""
     n = flat.shape[0]
     affine = _draw_affine(rng, n, max_shift, max_rotate_deg, max_scale, max_shear_deg)
     src_r, src_c = _affine_sources(flat.shape, *affine)
@@ -253,5 +278,4 @@ def random_handwriting(
     grown = np.where(t > 0, _max3(out), top - _max3(top - out))
     out = out + np.abs(t) * (grown - out)
     b = rng.uniform(0, max_blur, n).astype(np.float32)[:, None, None]
-    out = out + b * (_blur3(out) - out)
-    return out.reshape(shape)
+    return out + b * (_blur3(out) - out)

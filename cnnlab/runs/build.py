@@ -4,11 +4,12 @@ learning-rate schedule and augmentation."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cnnlab import data
-from cnnlab.data.augment import random_affine
+from cnnlab.data.augment import random_handwriting
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.losses import LOSSES
@@ -16,6 +17,7 @@ from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.serialize import model_from_config
+from cnnlab.runs import recipes
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.zoo import build
 
@@ -92,5 +94,6 @@ def make_schedule(config: RunConfig, steps_per_epoch: int) -> Any:
 
 
 def make_augment(config: RunConfig) -> Any:
-    """``random_affine`` when the run augments its training images, else None."""
-    return random_affine if config.augment else None
+    """``random_handwriting`` with ``recipes.AUGMENT``'s settings when the run augments its
+    training images, else None."""
+    return partial(random_handwriting, **recipes.AUGMENT) if config.augment else None

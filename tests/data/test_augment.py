@@ -168,3 +168,14 @@ def test_elastic_displacement_has_the_requested_size_and_is_smooth() -> None:
 def test_handwriting_refuses_bad_settings(option: str, value: float) -> None:
     with pytest.raises(CnnlabError, match=option):
         random_handwriting(_batch(), np.random.default_rng(0), **{option: value})
+
+
+def test_probability_distorts_that_share_and_leaves_the_rest_exactly() -> None:
+    images = _batch(n=400)
+    untouched = {
+        p: np.all(random_handwriting(images, np.random.default_rng(1), probability=p) == images,
+                  axis=(1, 2))
+        for p in (0.0, 0.25, 1.0)
+    }  # fmt: skip
+    assert untouched[0.0].all() and not untouched[1.0].any()
+    assert 0.15 < 1 - untouched[0.25].mean() < 0.35  # 100 expected distorted, binomial sd 8.7

@@ -287,7 +287,7 @@ def test_training_streams_events_saves_a_run_and_activates_it(client, runs_dir):
         "epochs": 1,
         "subset": 200,
         "batch_size": 50,
-        "learning_rate": 0.002,
+        "learning_rate": 0.01,  # 4 steps: 14.9 % on the test split (0.002 gave 9.5-10.4 %, chance)
     }
     response = client.post("/api/train", json=config)
     assert response.status_code == 202, response.text

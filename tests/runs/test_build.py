@@ -1,0 +1,59 @@
+"""The training augmentation a recipe asks for (cnnlab.runs.build.make_augment)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cnnlab.data import load
+from cnnlab.data.augment import random_handwriting
+from cnnlab.runs import build
+from cnnlab.runs.config import RunConfig
+from cnnlab.runs.folder import RunFolder
+from cnnlab.runs.pipeline import train_run
+from cnnlab.runs.recipes import AUGMENT
+
+
+def _digits(n: int = 64) -> np.ndarray:
+    """(n, 1, 28, 28) uint8 digits of the bundled sample, as ``fit`` hands them to augment."""
+    return load("mnist-sample", "train", progress=False)[0][:n, None]
+
+
+def test_the_default_recipe_augments_and_the_fast_one_does_not() -> None:
+    assert RunConfig().resolve(10_000).augment is True
+    assert RunConfig(dataset="mnist").resolve(60_000).augment is True
+    assert RunConfig(recipe="fast").resolve(60_000).augment is False
+    assert build.make_augment(RunConfig(augment=False).resolve(100)) is None
+
+
+def test_the_recipe_distortion_is_seeded_finite_and_keeps_the_pixel_scale() -> None:
+    augment = build.make_augment(RunConfig().resolve(10_000))
+    images = _digits()
+    a = augment(images, np.random.default_rng([0, 1, 2]))
+    assert a.shape == images.shape and a.dtype == np.float32
+    assert np.isfinite(a).all() and a.min() >= 0 and a.max() <= 255 + 1e-3
+    assert np.array_equal(a, augment(images, np.random.default_rng([0, 1, 2])))
+    assert not np.array_equal(a, augment(images, np.random.default_rng([0, 1, 3])))
+    expected = random_handwriting(images, np.random.default_rng([0, 1, 2]), **AUGMENT)
+    assert np.array_equal(a, expected)
+    # Part of the batch only: some digits come through untouched, most of the others do not.
+    untouched = np.all(a == images, axis=(1, 2, 3))
+    assert 0 < untouched.sum() < len(images)
+
+
+def test_training_distorts_every_batch_with_the_recipe_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[dict[str, Any]] = []
+
+    def recording(images: np.ndarray, rng: np.random.Generator, **settings: Any) -> np.ndarray:
+        calls.append(settings)
+        return random_handwriting(images, rng, **settings)
+
+    monkeypatch.setattr(build, "random_handwriting", recording)
+    config = RunConfig(model="simple", subset=64, batch_size=16, epochs=1)
+    train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
+    assert calls == [AUGMENT] * 4
