@@ -11,11 +11,11 @@ import numpy as np
 
 from cnnlab import data
 from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
+from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall
 from cnnlab.engine.rng import manual_seed
-from cnnlab.engine.train import to_input
-from cnnlab.runs.build import check_fits
+from cnnlab.engine.sequential import Sequential
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     add_model_argument(p)
-    p.add_argument("--dataset", default="mnist-sample", choices=data.IMAGE_DATASETS)
-    p.add_argument("--data-dir", help="folder holding the data set's IDX files")
+    p.add_argument(
+        "--dataset", metavar="NAME|PATH", help=f"a data set ({', '.join(data.PICTURE_DATASETS)}) "
+        "or a folder of pictures, one sub-folder per class [the one the model was trained on]"
+    )  # fmt: skip
+    p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--png", help="where to draw the confusion matrix [beside the model]")
@@ -36,18 +39,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def load_for(model: Sequential, dataset: str | None, data_dir: str | None) -> data.ImageSet:
+    """The data set to evaluate ``model`` on: the named one, or the one it was trained on."""
+    dataset = dataset or model.meta.get("dataset") or "mnist-sample"
+    size = (model.input_shape or (1, 28, 28))[-1]
+    pictures = dataset not in data.IMAGE_DATASETS and dataset != "cifar10"
+    return load_image_set(
+        dataset, size if pictures else None, data_dir, seed=int(model.meta.get("split_seed", 0))
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.runs.inputs import prepare_set
+
     manual_seed(args.seed)
     path = chosen_model(args.model, args.runs_dir)
     model = load_model(path)
-    check_fits(model, args.dataset)
-    images, labels = data.load(args.dataset, args.split, args.data_dir)
-    names = list(data.class_names(args.dataset))
-    predictions = model.predict(to_input(images))
+    pictures = load_for(model, args.dataset, args.data_dir)
+    x = prepare_set(model, pictures, args.split)
+    labels = pictures.y_train if args.split == "train" else pictures.y_test
+    names = list(pictures.class_names)
+    predictions = model.predict(x)
     matrix = confusion_matrix(labels, predictions, len(names))
     precision, recall = precision_recall(matrix)
     accuracy = float(np.trace(matrix) / matrix.sum())
-    png = Path(args.png) if args.png else path.parent / f"confusion-{args.dataset}-{args.split}.png"
+    slug = Path(pictures.name).name
+    png = Path(args.png) if args.png else path.parent / f"confusion-{slug}-{args.split}.png"
     from cnnlab.figures import plots
 
     try:
@@ -57,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         png = None
     if args.json:
         report = {
-            "dataset": args.dataset,
+            "dataset": pictures.name,
             "split": args.split,
             "images": int(matrix.sum()),
             "accuracy": accuracy,
@@ -70,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{args.dataset} {args.split}: accuracy {100 * accuracy:.2f}% on {matrix.sum():,} images")
+    print(
+        f"{pictures.name} {args.split}: accuracy {100 * accuracy:.2f}% on {matrix.sum():,} images"
+    )
     width = max(5, *(len(n) for n in names))
     print(f"\n{'class'.ljust(width)}  precision  recall  support")
     for name, p, r, s in zip(names, precision, recall, matrix.sum(axis=1), strict=True):

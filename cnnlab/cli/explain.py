@@ -11,18 +11,21 @@ import numpy as np
 from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model, positive_int
 
 DESCRIPTION = """\
-Explain one prediction. IMAGE is an image file (preprocessed as `cnnlab predict` does) or a
-digit of a data set written DATASET:SPLIT:INDEX, e.g. mnist-sample:test:17 (no download).
+Explain one prediction. IMAGE is an image file (prepared as `cnnlab predict` does), a colour
+photo bundled with cnnlab (photo:cat, photo:coffee, photo:astronaut, photo:rocket) or a picture
+of a data set written DATASET:SPLIT:INDEX, e.g. mnist-sample:test:17 or shapes:test:3.
 
 Prints the top-3 prediction, the occlusion and saliency summaries and the strongest filters,
 and writes to --out: preprocessing.png, prediction.png, activation_maps_conv<n>.png (conv
 layer n, counted from 1 among the conv layers as the web lab counts them), filters_conv1.png,
 occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the 9 patches of
---patch-dataset that excite each filter of the second conv layer most) and
-report.html, one self-contained page with every figure.
+--patch-dataset that excite each filter of the second conv layer most; digit models only) and
+report.html, one self-contained page with every figure. A colour model's first-layer filters
+are drawn as colour patches.
 
 example:
   cnnlab explain runs/20250101-120000 mnist-sample:test:17 --out runs/explain/seven
+  cnnlab explain runs/my-photos photo:cat
 """
 
 
@@ -53,20 +56,24 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.inputs import load_input
     from cnnlab.explain.prediction import explain_prediction
     from cnnlab.explain.text import table, vector
+    from cnnlab.runs.inputs import class_names, kind_of
 
     model = load_model(chosen_model(args.model, args.runs_dir))
-    item = load_input(args.image, args.data_dir)
+    item = load_input(args.image, args.data_dir, model)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug
-    patch_images, _ = digits(args.patches, "test", args.patch_dataset, args.data_dir)
-    names = [str(n) for n in model.meta.get("class_names") or range(10)]
+    patch_images = None
+    if kind_of(model) == "digits":
+        patch_images, _ = digits(args.patches, "test", args.patch_dataset, args.data_dir)
+    names = class_names(model)
     result = explain_prediction(
         model, item, patch_images, names, out_dir=out, occlusion_patch=args.occlusion_patch
     )
 
     truth = f" (true class {names[item.label]})" if item.label is not None else ""
     print(f"image: {item.source}{truth}")
-    print("preprocessing: " + (" -> ".join(item.steps) or "none") + " -> network input 28×28")
+    h, w = item.image.shape[:2]
+    print("preprocessing: " + (" -> ".join(item.steps) or "none") + f" -> network input {h}×{w}")
     print("\nprediction vector: " + vector(result.probabilities))
     top = [[r + 1, names[i], f"{p:.4f}"] for r, (i, p) in enumerate(result.top_k(3))]
     print(table(["rank", "class", "probability"], top))

@@ -18,8 +18,10 @@ DESCRIPTION = """\
 Export a model for use outside cnnlab.
 
   onnx         an ONNX graph (opset 17), checked with onnx.checker; input "input"
-               (N, 1, 28, 28) float32 in [0, 1], output "logits" (N, 10), or
-               "probabilities" with --probabilities. Needs: pip install "cnnlab[onnx]"
+               (N, C, H, W) float32 as the model takes it (digits: (N, 1, 28, 28) in [0, 1];
+               pictures: (pixel/255 - mean) / std per channel, with mean and std in the
+               metadata), output "logits" (N, K), or "probabilities" with --probabilities.
+               Needs: pip install "cnnlab[onnx]"
   torchscript  a TorchScript module (torch.jit.trace of cnnlab.export.pytorch.to_torch), for
                torch.jit.load in Python or C++. Needs: pip install "cnnlab[torch]"
 

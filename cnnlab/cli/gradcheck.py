@@ -60,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain import figures
     from cnnlab.explain.experiments import digits
     from cnnlab.explain.text import table
-    from cnnlab.runs.zoo import PRESETS, build
+    from cnnlab.runs.zoo import DIGITS, PRESETS, build
 
     if args.model in PRESETS:
-        model = build(args.model, activation=args.activation, seed=args.seed)
+        # Built for the digits it is checked on (the colour preset too).
+        model = build(args.model, activation=args.activation, seed=args.seed, input_shape=DIGITS)
         what = f"preset {args.model} ({args.activation})"
     else:
         model = load_model(args.model)

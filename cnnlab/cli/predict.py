@@ -1,4 +1,4 @@
-"""``cnnlab predict``: read a person's digit images and print the network's prediction vector."""
+"""``cnnlab predict``: read a person's pictures and print the network's prediction vector."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,26 +18,33 @@ from cnnlab.cli._common import (
     load_model,
     positive_int,
 )
+from cnnlab.data.folders import IMAGE_SUFFIXES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
 from cnnlab.runs import confidence
 from cnnlab.runs.folder import RunFolder
+from cnnlab.runs.inputs import class_names
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+if TYPE_CHECKING:
+    from cnnlab.engine.sequential import Sequential
+    from cnnlab.explain.inputs import InputImage
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
-        help="predict the digit in image files",
+        help="predict the class of image files",
         description=(
-            "Predict the digit in each image (PNG, JPEG, ...; any size, colour or grey, either\n"
-            "polarity). Each image is turned into an MNIST-like 28x28 input first: polarity\n"
-            "detected, background suppressed, cropped to the ink, fitted into 20x20 and centred\n"
-            "by centre of mass. A folder stands for the images inside it; DATASET:SPLIT:INDEX\n"
-            "(e.g. mnist-sample:test:17) is a digit of a data set. An image that cannot be read\n"
-            "is reported on its own line and the others are still predicted; the exit status\n"
-            "is then 2. Without MODEL (a .npz file or a run folder) the newest run is used.\n"
+            "Predict the class of each image (PNG, JPEG, ...; any size, colour or grey) and\n"
+            "answer with the model's class names. For a digit model each image is turned into\n"
+            "an MNIST-like 28x28 input first: polarity detected, background suppressed, cropped\n"
+            "to the ink, fitted into 20x20 and centred by centre of mass. Any other model sees\n"
+            "the picture as its training pictures were made: centre-cropped to a square,\n"
+            "resized, normalised. A folder stands for the images inside it; DATASET:SPLIT:INDEX\n"
+            "(e.g. mnist-sample:test:17 or shapes:test:3) is a picture of a data set and\n"
+            "photo:cat a bundled photo. An image that cannot be read is reported on its own\n"
+            "line and the others are still predicted; the exit status is then 2. Without MODEL\n"
+            "(a .npz file or a run folder) the newest run is used.\n"
             f"When the top probability is below {confidence.UNSURE_BELOW:.0%}, the answer says\n"
             "it is unsure and names the runner-up."
         ),
@@ -49,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-k", type=positive_int, default=3, help="how many best classes to list")
     p.add_argument("--json", action="store_true", help="print one JSON list")
-    p.add_argument("--save-preprocessed", metavar="DIR", help="write each 28x28 input as a PNG")
+    p.add_argument("--save-preprocessed", metavar="DIR", help="write each network input as a PNG")
     p.add_argument("--data-dir", help="folder holding the data set of a DATASET:SPLIT:INDEX")
     p.set_defaults(func=run)
 
@@ -70,25 +77,28 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
     return items
 
 
-def read_inputs(paths: list[str], data_dir: str | None) -> list[tuple[str, np.ndarray | str]]:
-    """(source, 28×28 float32 input) for each image, or (source, why it could not be read)."""
+def read_inputs(
+    paths: list[str], data_dir: str | None, model: Sequential
+) -> list[tuple[str, InputImage | str]]:
+    """(source, the input prepared for ``model``) for each image, or (source, why it could not
+    be read)."""
     from cnnlab.explain.inputs import load_input
 
-    read: list[tuple[str, np.ndarray | str]] = []
+    read: list[tuple[str, InputImage | str]] = []
     for source, problem in expand(paths):
         try:
-            read.append((source, problem or load_input(source, data_dir).image))
+            read.append((source, problem or load_input(source, data_dir, model)))
         except CnnlabError as err:
             read.append((source, str(err)))  # each message names its image
     return read
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
-    """A float image in [0, 1] as an 8-bit grey PNG, written atomically."""
+    """A float image in [0, 1], grey (H, W) or RGB (H, W, 3), as an 8-bit PNG, atomically."""
     from PIL import Image
 
     with atomic_write(path) as handle:
-        Image.fromarray(np.round(image * 255).astype(np.uint8), mode="L").save(handle, "PNG")
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(handle, "PNG")
 
 
 def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[str]]:
@@ -102,18 +112,18 @@ def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[
 def run(args: argparse.Namespace) -> int:
     model_arg, args.images = split_model(args.model, args.images)
     model = load_model(chosen_model(model_arg, args.runs_dir))
-    if model.input_shape not in (None, (1, 28, 28)):
-        raise CnnlabError(f"the model takes input {model.input_shape}, not 28x28 digit images")
-    names = model.meta.get("class_names") or [str(i) for i in range(model.output_shape()[-1])]
-    read = read_inputs(args.images, args.data_dir)
-    ready = [image for _, image in read if not isinstance(image, str)]
+    names = class_names(model)
+    read = read_inputs(args.images, args.data_dir, model)
+    ready = [item for _, item in read if not isinstance(item, str)]
     probabilities = iter(
-        model.predict_proba(np.stack(ready)[:, None].astype(model.dtype)) if ready else []
-    )  # (N, 1, 28, 28) in, (N, K) out
+        model.predict_proba(np.concatenate([item.as_input(model.dtype) for item in ready]))
+        if ready
+        else []
+    )  # (N, C, H, W) in, (N, K) out
     results: list[dict[str, Any]] = []
-    for source, image in read:
-        if isinstance(image, str):
-            results.append({"file": source, "label": None, "probabilities": None, "error": image})
+    for source, item in read:
+        if isinstance(item, str):
+            results.append({"file": source, "label": None, "probabilities": None, "error": item})
             continue
         p = next(probabilities)
         top = np.argsort(-p, kind="stable")[: args.top_k]
@@ -122,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "file": source,
                 "label": reading.label,
+                "class": names[reading.label],
                 "unsure": reading.unsure,
                 "runner_up": names[reading.runner_up],
                 "probabilities": [float(v) for v in p],
@@ -143,13 +154,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  prediction = [{vector}]")
     if args.save_preprocessed:
         out = Path(args.save_preprocessed)
-        for source, image in read:
-            if not isinstance(image, str):
-                save_png(
-                    out / f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', Path(source).stem)}.28x28.png", image
-                )
+        for source, item in read:
+            if not isinstance(item, str):
+                stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem)
+                h, w = item.image.shape[:2]
+                save_png(out / f"{stem}.{h}x{w}.png", item.image)
         print(
-            f"wrote {len(ready)} preprocessed 28x28 inputs to {out}/",
+            f"wrote {len(ready)} network inputs to {out}/",
             file=sys.stderr if args.json else sys.stdout,
         )
     return 2 if len(ready) < len(read) else 0

@@ -52,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.inputs import load_input
     from cnnlab.explain.step import training_step
     from cnnlab.explain.text import table, vector
+    from cnnlab.runs.inputs import class_names
 
     model = load_model(chosen_model(args.model, args.runs_dir))
-    item = load_input(args.image, args.data_dir)
+    item = load_input(args.image, args.data_dir, model)
     label = args.label if args.label is not None else item.label
     if label is None:
         raise CnnlabError(f"{args.image}: an image file has no known class; pass --label N")
-    names = [str(n) for n in model.meta.get("class_names") or range(10)]
+    names = class_names(model)
     result = training_step(model, item.as_input(model.dtype), label, args.lr, args.loss)
 
     target = ["0"] * len(result.before)

@@ -1,4 +1,5 @@
-"""``cnnlab train``: train a network on digits and write a run folder.
+"""``cnnlab train``: train a network on digits, colour sets or a folder of one's own pictures,
+and write a run folder.
 
 The run folder holds the model (``model.npz``), the resolved configuration (``config.json``),
 one metrics entry per epoch (``metrics.json``), a resumable ``checkpoint.npz`` and PNG plots.
@@ -33,7 +34,7 @@ from cnnlab.runs.recipes import RECIPES
 def register(sub: argparse._SubParsersAction) -> None:
     recipe_lines = "\n".join(
         f"  {name}: {r.model} preset, {r.optimizer} lr {r.lr:g} ({r.schedule}), batch "
-        f"{r.batch_size}, {r.epochs_small} epochs on mnist-sample / {r.epochs_large} on full sets"
+        f"{r.batch_size}, {r.epochs_small} epochs up to 20,000 images / {r.epochs_large} beyond"
         + (", augmented" if r.augment else "")
         + (f", betas {r.betas[0]:g}/{r.betas[1]:g}" if r.betas != (0.9, 0.999) else "")
         + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
@@ -43,14 +44,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a network and write a run folder",
         description=(
-            "Train a convolutional network on handwritten digits (or clothes).\n"
-            "Options left out take the recipe's value. Recipes:\n" + recipe_lines
+            "Train a convolutional network on handwritten digits (or clothes), on a colour set\n"
+            "(shapes, cifar10), or on a folder of your own pictures with one sub-folder per\n"
+            "class (optionally train/ and test/). Options left out take the recipe's value;\n"
+            "without --recipe, digits get 'default' and other pictures 'pictures'. Recipes:\n"
+            + recipe_lines
         ),
         formatter_class=Formatter,
     )
-    p.add_argument("--dataset", default="mnist-sample", choices=data.IMAGE_DATASETS)
-    p.add_argument("--data-dir", help="folder holding the data set's IDX files")
-    p.add_argument("--recipe", default="default", choices=sorted(RECIPES))
+    p.add_argument(
+        "--dataset", default="mnist-sample", metavar="NAME|PATH", help="a data set ("
+        f"{', '.join(data.PICTURE_DATASETS)}) or a folder of pictures, one sub-folder per class"
+    )  # fmt: skip
+    p.add_argument(
+        "--image-size", type=positive_int, metavar="N", help="resize a folder's pictures to "
+        "N×N, centre-cropped [32]"
+    )  # fmt: skip
+    p.add_argument("--data-dir", help="folder holding the data set's files")
+    p.add_argument("--recipe", choices=sorted(RECIPES), help="[by the data]")
     p.add_argument(
         "--model", help=f"a preset ({', '.join(zoo.PRESETS)}) or an architecture .json file "
         "[recipe's]"
@@ -66,9 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--activation", default="relu", choices=sorted(zoo.ACTIVATIONS))
     p.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction, help="distort half of each training "
-        "batch as other writers might: shift, rotation, scale, slant, elastic strokes, stroke "
-        "thickness, blur [recipe's]"
+        "--augment", action=argparse.BooleanOptionalAction, help="digits: distort half of each "
+        "training batch as other writers might (shift, rotation, scale, slant, elastic strokes, "
+        "stroke thickness, blur); other pictures: random crops and horizontal flips [recipe's]"
     )  # fmt: skip
     p.add_argument("--subset", type=positive_int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0)
@@ -88,6 +99,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return RunConfig(
         recipe=args.recipe,
         dataset=args.dataset,
+        image_size=args.image_size,
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         subset=args.subset,
         model=args.model,
@@ -122,6 +134,13 @@ class ConsoleProgress(RunCallback):
             print(f"resuming {run.folder.path} after epoch {run.state.epoch}, batch "
                   f"{run.state.batch}", flush=True)  # fmt: skip
         print(f"run folder: {run.folder.path}", flush=True)
+        pictures = run.pictures
+        if pictures.from_cache:
+            print("pictures read from the cache of decoded pictures", flush=True)
+        if pictures.skipped:
+            shown = "; ".join(f"{path}: {why}" for path, why in pictures.skipped[:5])
+            more = f" (and {len(pictures.skipped) - 5} more)" if len(pictures.skipped) > 5 else ""
+            print(f"skipped {len(pictures.skipped)} files: {shown}{more}", flush=True)
         print(
             f"training {c.model} on {c.dataset} ({run.n_train:,} images, test {run.n_test:,}) "
             f"for {c.epochs} epochs: {c.optimizer} lr {c.lr:g}, batch {c.batch_size}, loss "
@@ -244,11 +263,11 @@ def write_plots(result: RunResult, monitor: Any) -> None:
     try:
         plots.plot_curves(history, out / "curves.png")
         plots.plot_confusion(
-            confusion_matrix(test_labels, predictions, 10), names, out / "confusion.png"
+            confusion_matrix(test_labels, predictions, len(names)), names, out / "confusion.png"
         )
         conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
         if conv is not None:
-            plots.plot_filters(plots.first_layer_filters(model), out / "filters.png")
+            plots.plot_filters(plots.first_layer_filters(model, colour=True), out / "filters.png")
         plots.plot_misclassified(
             test_images, test_labels, predictions, names, out / "misclassified.png"
         )

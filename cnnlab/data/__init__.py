@@ -1,13 +1,17 @@
 """Data sets for cnnlab: the strict IDX reader and writer, loaders, downloads and the cache.
 
 ``load(name, split)`` returns ``(inputs, labels)`` for ``mnist``, ``fashion-mnist``,
-``mnist-sample`` (bundled) and ``sonar`` (bundled). This package uses only the standard library
-and NumPy; it does not import the network engine.
+``mnist-sample`` (bundled), ``sonar`` (bundled), ``cifar10`` and ``shapes`` (generated);
+``cnnlab.data.pictures.load_image_set(name_or_folder)`` gives any picture set, a folder of
+one's own pictures included, as an ``ImageSet``. The loaders use the standard library and NumPy
+only; reading picture files (``folders``, ``pictures``, ``preprocess``) needs Pillow. Of the
+network engine they use only errors, file writes and the progress bar.
 """
 
 from cnnlab.data.datasets import (
     DATASETS,
     IMAGE_DATASETS,
+    PICTURE_DATASETS,
     DatasetInfo,
     available,
     class_names,
@@ -17,17 +21,22 @@ from cnnlab.data.datasets import (
 )
 from cnnlab.data.download import cache_dir, fetch
 from cnnlab.data.idx import read_idx, write_idx
+from cnnlab.data.imageset import ImageSet, channel_stats, normalise
 
 __all__ = [
     "DATASETS",
     "IMAGE_DATASETS",
+    "PICTURE_DATASETS",
     "DatasetInfo",
+    "ImageSet",
     "available",
     "cache_dir",
+    "channel_stats",
     "class_names",
     "fetch",
     "load",
     "names",
+    "normalise",
     "read_idx",
     "read_sonar_csv",
     "write_idx",

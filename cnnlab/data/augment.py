@@ -1,10 +1,14 @@
-"""Random distortions of digit batches, for training with ``--augment``.
+"""Random changes to training batches, for training with ``--augment``.
 
-Every sample gets its own shift, rotation, scale and shear, all applied at once through one
-vectorised inverse mapping with bilinear sampling; pixels that come from outside the image are 0.
+Digits (never mirrored): every sample gets its own shift, rotation, scale and shear, all applied
+at once through one vectorised inverse mapping with bilinear sampling; pixels that come from
+outside the image are 0.
 ``random_handwriting`` adds what varies between writers: an elastic distortion of the strokes
 (Simard, Steinkraus & Platt, 2003: a random displacement field smoothed by a Gaussian), stroke
 thickness and blur.
+
+Other pictures get what works for photos (:func:`random_crop_flip`): a random crop of the
+zero-padded picture (a shift of up to ``padding`` pixels) and a horizontal flip half the time.
 """
 
 from __future__ import annotations
@@ -279,3 +283,32 @@ def _handwriting(
     out = out + np.abs(t) * (grown - out)
     b = rng.uniform(0, max_blur, n).astype(np.float32)[:, None, None]
     return out + b * (_blur3(out) - out)
+
+
+def random_crop_flip(
+    images: np.ndarray, rng: np.random.Generator, padding: int = 4, flip: bool = True
+) -> np.ndarray:
+    """Shift each picture of an (N, C, H, W) batch by a random crop of its zero-padded copy
+    (up to ``padding`` pixels each way) and mirror it left-right with probability 1/2.
+
+    Returns an array of the input's shape and dtype; with ``padding=0`` and ``flip=False`` it
+    equals the input.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise CnnlabError(
+            f"crop-and-flip augmentation needs images shaped (N, C, H, W), got {images.shape}"
+        )
+    if padding < 0:
+        raise CnnlabError(f"padding must be >= 0, got {padding}; use e.g. 4")
+    n, _, h, w = images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    # (N, C, 2p+1, 2p+1, H, W): every crop of every picture, as a view.
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (h, w), axis=(2, 3))
+    dy = rng.integers(0, 2 * padding + 1, n)
+    dx = rng.integers(0, 2 * padding + 1, n)
+    out = windows[np.arange(n), :, dy, dx]  # (N, C, H, W)
+    if flip:
+        mirror = rng.random(n) < 0.5
+        out[mirror] = out[mirror, :, :, ::-1]
+    return out

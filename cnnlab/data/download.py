@@ -137,6 +137,26 @@ def fetch(
     return folder
 
 
+def fetch_archive(
+    name: str,
+    filename: str,
+    sha256: str,
+    *,
+    mirrors: Sequence[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    dest: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download the archive ``filename`` of data set ``name`` (verified by the SHA-256 of its
+    bytes, as published for archives) into ``dest`` unless it is there; return its path."""
+    mirrors = tuple(mirrors) if mirrors is not None else default_mirrors(name)
+    folder = Path(dest) if dest is not None else cache_dir(name)
+    target = folder / filename
+    if not target.is_file():
+        _fetch_file(name, filename, sha256.lower(), mirrors, timeout, folder, progress, _Hash)
+    return target
+
+
 def _fetch_file(
     name: str,
     filename: str,
@@ -145,14 +165,21 @@ def _fetch_file(
     timeout: float,
     folder: Path,
     progress: bool,
+    content: type[_GunzipHash | _Hash] | None = None,
 ) -> None:
-    """Try each mirror in turn for one file; raise one CnnlabError if all fail."""
-    remote = f"{filename}.gz"
+    """Try each mirror in turn for one file; raise one CnnlabError if all fail.
+
+    By default the file is fetched as ``<filename>.gz`` and its decompressed content hashed;
+    with ``content=_Hash`` it is fetched as named and its bytes hashed.
+    """
+    remote = f"{filename}.gz" if content is None else filename
     failures = []
     for mirror in mirrors:
         base = mirror if mirror.endswith("/") else mirror + "/"
         try:
-            _download(base + remote, folder / remote, sha256, timeout, progress)
+            _download(
+                base + remote, folder / remote, sha256, timeout, progress, content or _GunzipHash
+            )
             return
         except _MirrorError as failure:
             failures.append(f"{base} ({failure})")
@@ -163,8 +190,16 @@ def _fetch_file(
     )
 
 
-def _download(url: str, target: Path, sha256: str, timeout: float, progress: bool) -> None:
-    """Stream ``url`` into ``target`` atomically if its gunzipped content hashes to ``sha256``.
+def _download(
+    url: str,
+    target: Path,
+    sha256: str,
+    timeout: float,
+    progress: bool,
+    hasher: type[_GunzipHash | _Hash],
+) -> None:
+    """Stream ``url`` into ``target`` atomically if its content (gunzipped for
+    ``_GunzipHash``) hashes to ``sha256``.
 
     Every way a mirror can fail is raised as ``_MirrorError`` with a short reason; the
     temporary file is removed by ``atomic_write`` on any failure.
@@ -175,7 +210,7 @@ def _download(url: str, target: Path, sha256: str, timeout: float, progress: boo
             total = int(length) if length.isdigit() else None
             if total is not None and total > MAX_DOWNLOAD_BYTES:
                 raise _MirrorError(f"file of {total} bytes is larger than expected")
-            content = _GunzipHash()
+            content = hasher()
             with (
                 atomic_write(target, "wb") as out,
                 ProgressBar(total, desc=target.name, unit="B", enabled=progress) as bar,
@@ -212,6 +247,19 @@ def _describe(reason: object, timeout: float) -> str:
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
     return str(reason) or type(reason).__name__
+
+
+class _Hash:
+    """SHA-256 of a file fed in pieces, with the same interface as :class:`_GunzipHash`."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+
+    def feed(self, data: bytes) -> None:
+        self._sha.update(data)
+
+    def finish(self) -> str:
+        return self._sha.hexdigest()
 
 
 class _GunzipHash:

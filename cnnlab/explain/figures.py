@@ -42,7 +42,8 @@ def plot_preprocessing(
         ax.set_title(f"{name}\n{h}×{w}{shown}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Preprocessing: from the image to the network's 28×28 input", fontsize=12)
+    h, w = np.shape(list(steps.values())[-1])[:2]
+    fig.suptitle(f"Preprocessing: from the image to the network's {h}×{w} input", fontsize=12)
     return save(fig, path)
 
 
@@ -73,8 +74,9 @@ def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
 
 
 def plot_occlusion(image: np.ndarray, occ: Occlusion, class_name: str, path: str | Path) -> Path:
-    """The digit; P(class) at each position of the patch (the numbers ``cnnlab explain``
-    prints: lowest, where); and the drop per pixel, averaged over the patches covering it."""
+    """The input (a digit or a colour picture); P(class) at each position of the patch (the
+    numbers ``cnnlab explain`` prints: lowest, where); and the drop per pixel, averaged over the
+    patches covering it, laid over the input."""
     fig = new_figure(10.5, 3.6)
     axes = fig.subplots(1, 3)
     show_digit(axes[0], image, "input")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.explain import figures
 from cnnlab.explain.inputs import InputImage
@@ -52,11 +53,18 @@ def explain_prediction(
 ) -> Explanation:
     """Explain ``model``'s prediction for ``item``.
 
-    ``patch_images`` ``(N, 1, 28, 28)`` are searched for the patches that excite each filter of
-    the second conv layer (skipped when None). ``occlusion_patch`` is the grey square's side.
-    With ``out_dir``, the figures and ``report.html`` are written there.
+    ``patch_images`` ``(N, 1, H, W)`` (grey models only) are searched for the patches that
+    excite each filter of the second conv layer (skipped when None). ``occlusion_patch`` is the
+    grey square's side. With ``out_dir``, the figures and ``report.html`` are written there.
     """
     x = item.as_input(model.dtype)
+    if model.input_shape and x.shape[1:] != tuple(model.input_shape):
+        c, h, w = model.input_shape
+        raise CnnlabError(
+            f"{item.source} gives a {x.shape[2]}x{x.shape[3]} {_kind(x.shape[1])} input, but the "
+            f"model takes {h}x{w} {_kind(c)} pictures; give it the kind of picture it was "
+            "trained on"
+        )
     probs = predict_one(model, x)
     target = item.label if item.label is not None else int(np.argmax(probs))
     names = class_names or [str(i) for i in range(len(probs))]
@@ -64,7 +72,7 @@ def explain_prediction(
         probabilities=probs,
         target=target,
         layers=activation_maps(model, x),
-        filters=first_layer_filters(model),
+        filters=first_layer_filters(model, colour=True),
         occlusion=occlusion(model, x, target, patch=occlusion_patch),
         saliency=saliency(model, x, target),
         top=top_patches(model, patch_images) if patch_images is not None else None,
@@ -72,6 +80,10 @@ def explain_prediction(
     if out_dir is not None:
         result.files = _write(result, item, names, Path(out_dir))
     return result
+
+
+def _kind(channels: int) -> str:
+    return {1: "grey", 3: "colour"}.get(channels, f"{channels}-channel")
 
 
 def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -> dict[str, Path]:
@@ -122,7 +134,10 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
             for number, layer in enumerate(result.layers, start=1)
         ),
         Section(
-            "Filters of conv layer 1", "The weights of each first-layer filter.", [files["filters"]]
+            "Filters of conv layer 1",
+            f"The weights of each {result.filters.shape[1]}×{result.filters.shape[2]} "
+            "first-layer filter.",
+            [files["filters"]],
         ),
         Section(
             "Occlusion sensitivity",

@@ -54,7 +54,8 @@ def to_onnx(model: Sequential, probabilities: bool = False, opset: int = OPSET) 
     """The model as a checked ``onnx.ModelProto`` (float32 weights, opset ``opset`` ≥ 17).
 
     ``probabilities=True`` appends a softmax when the model does not already end in one.
-    The model's meta (preset, data set, class names) goes into ``metadata_props``.
+    The model's meta (preset, data set, class names, and a picture model's per-channel
+    ``mean`` and ``std``) goes into ``metadata_props``.
     """
     onnx = _import_onnx()
     from onnx import TensorProto, helper, numpy_helper
@@ -125,11 +126,15 @@ def _metadata(model: Sequential, output_name: str) -> dict[str, str]:
     """String key/value pairs describing the model, for ``metadata_props``."""
     meta = {"cnnlab_version": _version(), "output": output_name}
     meta["input_shape"] = json.dumps(list(model.input_shape or ()))
-    for key in ("preset", "dataset", "activation"):
+    for key in ("preset", "dataset", "activation", "kind", "input"):
         if isinstance(model.meta.get(key), str):
             meta[key] = model.meta[key]
     if isinstance(model.meta.get("class_names"), list):
         meta["class_names"] = json.dumps([str(c) for c in model.meta["class_names"]])
+    # A picture model's per-channel normalisation: input = (pixel / 255 - mean) / std.
+    for key in ("mean", "std"):
+        if isinstance(model.meta.get(key), list):
+            meta[key] = json.dumps([float(v) for v in model.meta[key]])
     return meta
 
 

@@ -56,32 +56,47 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | os.Pa
     return save(fig, path)
 
 
-def first_layer_filters(model: Sequential) -> np.ndarray:
-    """The first conv layer's filters ``(C_out, kH, kW)``, averaged over the input channels."""
+def first_layer_filters(model: Sequential, colour: bool = False) -> np.ndarray:
+    """The first conv layer's filters ``(C_out, kH, kW)``, averaged over the input channels;
+    with ``colour``, a colour model's as ``(C_out, kH, kW, 3)``: each filter's red, green and
+    blue weights, as an image is laid out."""
     conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
     if conv is None:
         raise CnnlabError("this model has no Conv2D layer, so it has no filters to show")
-    return to_numpy(conv.params["W"]).mean(axis=1)
+    weights = to_numpy(conv.params["W"])  # (C_out, C_in, kH, kW)
+    if colour and weights.shape[1] == 3:
+        return weights.transpose(0, 2, 3, 1)
+    return weights.mean(axis=1)
 
 
 def plot_filters(filters: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
     """Filters ``(C, kH, kW)`` as small images on one colour scale, so their strengths compare
-    (the web lab draws them the same way)."""
+    (the web lab draws them the same way); colour filters ``(C, kH, kW, 3)`` as the colour
+    patch each responds to most, mid-grey meaning weight 0, on the same shared scale."""
     filters = np.asarray(filters)
+    colour = filters.ndim == 4
     rows, cols = grid_shape(len(filters))
     fig = new_figure(1.35 * cols + 0.4, 1.45 * rows + 0.8)
     axes = fig.subplots(rows, cols, squeeze=False)
     limit = float(np.abs(filters).max()) or 1.0
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
-        if k < len(filters):
+        if k < len(filters) and colour:
+            ax.imshow(0.5 + 0.5 * filters[k] / limit, interpolation="nearest")
+        elif k < len(filters):
             ax.imshow(filters[k], cmap="RdBu_r", vmin=-limit, vmax=limit)
+        if k < len(filters):
             ax.set_title(f"filter {k}", fontsize=8)
-    kh, kw = filters.shape[1:]
+    kh, kw = filters.shape[1:3]
+    legend = (
+        "the colour each filter responds to, grey = 0"
+        if colour
+        else ("red = positive, blue = negative")
+    )
     fig.suptitle(
         title
         or f"First conv layer: {len(filters)} filters of {kh}×{kw} weights\n"
-        f"red = positive, blue = negative, one scale |w| ≤ {limit:.2f}",
+        f"{legend}, one scale |w| ≤ {limit:.2f}",
         fontsize=11,
     )
     return save(fig, path)
@@ -95,7 +110,11 @@ def plot_misclassified(
     path: str | os.PathLike,
     limit: int = 36,
 ) -> Path:
-    """A grid of up to ``limit`` misclassified images ``(N, 28, 28)``, titled true → predicted."""
+    """A grid of up to ``limit`` misclassified images, titled true → predicted: grey ``(N, H, W)``
+    or pictures ``(N, C, H, W)`` (colour when C is 3)."""
+    images = np.asarray(images)
+    if images.ndim == 4:  # (N, C, H, W) → (N, H, W) or (N, H, W, 3), as imshow takes them
+        images = images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
     wrong = np.flatnonzero(labels != predictions)[:limit]
     cols = 9
     rows = max(1, -(-len(wrong) // cols))

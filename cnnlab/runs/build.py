@@ -8,8 +8,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cnnlab import data
-from cnnlab.data.augment import random_handwriting
+from cnnlab.data.augment import random_crop_flip, random_handwriting
+from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.losses import LOSSES
@@ -19,26 +19,8 @@ from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.serialize import model_from_config
 from cnnlab.runs import recipes
 from cnnlab.runs.config import RunConfig
+from cnnlab.runs.inputs import check_fits
 from cnnlab.runs.zoo import build
-
-IMAGE_SHAPE = (1, 28, 28)  # every image data set: one grey channel of 28×28
-
-
-def check_fits(model: Sequential, dataset: str, name: str = "") -> None:
-    """Refuse a model whose input or output does not match the data set's images and classes;
-    ``name`` (a file or preset) starts the message."""
-    where = f"{name}: " if name else ""
-    if model.input_shape not in (None, IMAGE_SHAPE):
-        raise CnnlabError(
-            f"{where}the model takes input {model.input_shape}, but {dataset} images are "
-            f"{IMAGE_SHAPE}; set input_shape to [1, 28, 28]"
-        )
-    outputs = model.output_shape(IMAGE_SHAPE)[-1]
-    classes = len(data.class_names(dataset))
-    if outputs != classes:
-        raise CnnlabError(
-            f"{where}the model has {outputs} outputs, but {dataset} has {classes} classes"
-        )
 
 
 def with_probabilities(model: Sequential, loss: str) -> Sequential:
@@ -49,8 +31,9 @@ def with_probabilities(model: Sequential, loss: str) -> Sequential:
     return Sequential([*model.layers, Softmax()], model.input_shape, model.meta)
 
 
-def make_model(config: RunConfig) -> Sequential:
-    """The network ``config.model`` names (a preset or an architecture .json file), seeded."""
+def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
+    """The network ``config.model`` names (a preset, built for the shape and classes of
+    ``pictures``, or an architecture .json file, which must fit them), seeded."""
     manual_seed(config.seed)
     name = config.model
     if name.endswith(".json"):
@@ -62,9 +45,15 @@ def make_model(config: RunConfig) -> Sequential:
             raise CnnlabError(f"{name}: not valid JSON ({err})") from None
         model = model_from_config(architecture, name, rng=config.seed)
     else:
-        model = build(name, activation=config.activation, seed=config.seed)
+        model = build(
+            name, activation=config.activation, seed=config.seed,
+            input_shape=pictures.input_shape, n_classes=len(pictures.class_names),
+        )  # fmt: skip
     model = with_probabilities(model, config.loss)
-    check_fits(model, config.dataset, name)
+    try:
+        check_fits(model, pictures)
+    except CnnlabError as err:
+        raise CnnlabError(f"{name}: {err}") from None
     return model
 
 
@@ -93,7 +82,9 @@ def make_schedule(config: RunConfig, steps_per_epoch: int) -> Any:
     return None
 
 
-def make_augment(config: RunConfig) -> Any:
-    """``random_handwriting`` with ``recipes.AUGMENT``'s settings when the run augments its
-    training images, else None."""
-    return partial(random_handwriting, **recipes.AUGMENT) if config.augment else None
+def make_augment(config: RunConfig, kind: str) -> Any:
+    """When the run augments: for digits (never mirrored) ``random_handwriting`` with
+    ``recipes.AUGMENT``'s settings, crop-and-flip for other pictures; else None."""
+    if not config.augment:
+        return None
+    return partial(random_handwriting, **recipes.AUGMENT) if kind == "digits" else random_crop_flip

@@ -8,15 +8,22 @@ it back, including files written before this schema (missing fields take their o
 
 ``subset=N`` means the first N training images, on both front ends: the same images whatever
 the seed, and a resumed run finds them again.
+
+``dataset`` is a named picture set (``data.PICTURE_DATASETS``) or a folder of pictures, one
+sub-folder per class; ``image_size`` resizes a folder's pictures (and renders ``shapes``).
+Without a ``recipe``, digits get ``default`` and every other set ``pictures``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cnnlab import data
+from cnnlab.data.folders import MAX_SIZE as MAX_IMAGE_SIZE
+from cnnlab.data.folders import MIN_SIZE as MIN_IMAGE_SIZE
 from cnnlab.engine import validate as check
 from cnnlab.engine.backend import DEVICES
 from cnnlab.engine.errors import CnnlabError
@@ -39,8 +46,9 @@ _OLD_NAMES = {"preset": "model", "learning_rate": "lr"}
 class RunConfig:
     """One training run. ``None`` means "the recipe's" until ``resolve`` fills it in."""
 
-    recipe: str = "default"
-    dataset: str = "mnist-sample"
+    recipe: str | None = None  # None: "default" for digits, "pictures" for other pictures
+    dataset: str = "mnist-sample"  # a named set, or a folder of pictures
+    image_size: int | None = None  # a folder's pictures are resized to this (default 32)
     data_dir: str | None = None
     subset: int | None = None  # train on the first N training images only
     model: str | None = None  # a preset name or an architecture .json file
@@ -60,10 +68,12 @@ class RunConfig:
     device: str = "cpu"
     monitor: bool = False  # record per-layer gradient flow (the command line's figure)
 
-    def resolve(self, n_train: int) -> RunConfig:
-        """Every None replaced by the recipe's value for ``n_train`` training images; validated."""
+    def resolve(self, n_train: int, kind: str = "digits") -> RunConfig:
+        """Every None replaced by the recipe's value for ``n_train`` training images of ``kind``
+        (``"digits"`` or ``"images"``); validated."""
         self.validate()
-        recipe = get_recipe(self.recipe)
+        name = self.recipe or ("default" if kind == "digits" else "pictures")
+        recipe = get_recipe(name)
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
         smoothing = self.label_smoothing
@@ -71,6 +81,7 @@ class RunConfig:
             smoothing = recipe.label_smoothing if self.loss == "cross-entropy" else 0.0
         resolved = dataclasses.replace(
             self,
+            recipe=name,
             model=self.model if self.model is not None else recipe.model,
             optimizer=optimizer,
             lr=self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer],
@@ -89,14 +100,20 @@ class RunConfig:
 
     def validate(self) -> None:
         """Refuse a value no run can use; None (the recipe's) is always allowed."""
-        check.choice(WHO, "recipe", self.recipe, tuple(RECIPES))
-        check.choice(WHO, "dataset", self.dataset, data.IMAGE_DATASETS)
+        if self.dataset not in data.PICTURE_DATASETS and not Path(self.dataset).is_dir():
+            raise CnnlabError(
+                f"{WHO}: dataset must be one of {', '.join(map(repr, data.PICTURE_DATASETS))} "
+                f"or a folder of pictures, got {self.dataset!r}"
+            )
         check.choice(WHO, "activation", self.activation, tuple(ACTIVATIONS))
         check.choice(WHO, "loss", self.loss, tuple(LOSSES))
         check.choice(WHO, "device", self.device, tuple(DEVICES))
         check.integer(WHO, "seed", self.seed, 0)
         check.number(WHO, "momentum", self.momentum, 0, 1, high_open=True)
         optional = {
+            "recipe": lambda v: check.choice(WHO, "recipe", v, tuple(RECIPES)),
+            "image_size": lambda v: check.integer(WHO, "image_size", v, MIN_IMAGE_SIZE)
+            and check.number(WHO, "image_size", v, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
             "optimizer": lambda v: check.choice(WHO, "optimizer", v, tuple(OPTIMIZERS)),
             "schedule": lambda v: check.choice(WHO, "schedule", v, SCHEDULES),
             "model": lambda v: v.endswith(".json") or check.choice(WHO, "model", v, tuple(PRESETS)),

@@ -70,6 +70,14 @@ class RunFolder:
                 "--resume"
             )
 
+    def remove_if_empty(self) -> None:
+        """Remove the folder when it holds nothing but its lock file (a run that failed before
+        writing anything); call it while holding :meth:`lock`."""
+        if {entry.name for entry in self.path.iterdir()} <= {LOCK_FILE}:
+            with contextlib.suppress(OSError):
+                (self.path / LOCK_FILE).unlink(missing_ok=True)
+                self.path.rmdir()
+
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Be the one process writing this run: an exclusive ``flock`` on ``.lock`` (which

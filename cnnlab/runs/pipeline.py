@@ -18,13 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import data
+from cnnlab.data.imageset import ImageSet
+from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.backend import array_module, to_device, to_numpy
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
 from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
-from cnnlab.engine.train import Callback, TrainState, fit, to_input
+from cnnlab.engine.train import Callback, TrainState, fit
 from cnnlab.runs.build import (
     make_augment,
     make_loss,
@@ -35,18 +36,19 @@ from cnnlab.runs.build import (
 from cnnlab.runs.config import DEFAULT_LR, RunConfig
 from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
-
-INPUT_NOTE = "28x28 grey in [0, 1], ink bright on dark"
+from cnnlab.runs.inputs import check_fits, data_meta, prepare
 
 
 @dataclass
 class RunData:
-    """A run's training and test images (uint8 ``(N, 28, 28)``) and int64 labels ``(N,)``."""
+    """A run's pictures: training and test images (uint8 ``(N, C, H, W)``), int64 labels
+    ``(N,)``, and the set they come from (names, kind, skipped files)."""
 
     images: np.ndarray
     labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
+    pictures: ImageSet
 
 
 @dataclass
@@ -60,6 +62,7 @@ class RunStart:
     n_test: int
     steps_per_epoch: int
     state: TrainState  # where training starts (not at 0 after a resume)
+    pictures: ImageSet  # the data set: class names, skipped files, whether it came from cache
 
 
 @dataclass
@@ -84,12 +87,15 @@ class RunCallback(Callback):
 
 
 def load_data(config: RunConfig, progress: bool = True) -> RunData:
-    """The config's data set; ``subset`` keeps the first N training images."""
-    images, labels = data.load(config.dataset, "train", config.data_dir, progress=progress)
-    test_images, test_labels = data.load(config.dataset, "test", config.data_dir, progress=progress)
+    """The config's data set; ``subset`` keeps the first N training images. A folder is split
+    into training and test pictures by ``config.seed``."""
+    pictures = load_image_set(
+        config.dataset, config.image_size, config.data_dir, seed=config.seed, progress=progress
+    )
+    images, labels = pictures.x_train, pictures.y_train
     if config.subset:
         images, labels = images[: config.subset], labels[: config.subset]
-    return RunData(images, labels.astype(np.int64), test_images, test_labels.astype(np.int64))
+    return RunData(images, labels, pictures.x_test, pictures.y_test, pictures)
 
 
 def train_run(
@@ -99,14 +105,21 @@ def train_run(
     should_stop: Callable[[], bool] | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Train ``config`` from scratch into ``folder``; ``progress`` shows download bars."""
+    """Train ``config`` from scratch into ``folder``; ``progress`` shows download bars.
+
+    A run that fails leaves ``folder`` as it found it: removed again while still empty.
+    """
     config.validate()
     with folder.lock():  # one writer per run folder
-        folder.refuse_if_used()
-        run_data = load_data(config, progress)
-        config = config.resolve(len(run_data.images))
-        model = make_model(config)
-        return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+        try:
+            folder.refuse_if_used()
+            run_data = load_data(config, progress)
+            config = config.resolve(len(run_data.images), run_data.pictures.kind)
+            model = make_model(config, run_data.pictures)
+            return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+        except BaseException:
+            folder.remove_if_empty()  # a failed run leaves nothing behind
+            raise
 
 
 def resume_run(
@@ -126,7 +139,8 @@ def resume_run(
                 f"{path}: the checkpoint's run configuration is damaged ({err})"
             ) from None
         run_data = load_data(config, progress)
-        config = config.resolve(len(run_data.images))  # a no-op but for very old checkpoints
+        # A no-op but for very old checkpoints.
+        config = config.resolve(len(run_data.images), run_data.pictures.kind)
         return _fit(
             config, folder, checkpoint.model, checkpoint.state, checkpoint, run_data, callbacks,
             should_stop,
@@ -166,28 +180,25 @@ def _fit(
 ) -> RunResult:
     xp = array_module(config.device)
     model.to(config.device)
-    model.meta.update(
-        {
-            "dataset": config.dataset,
-            "class_names": list(data.class_names(config.dataset)),
-            "input": INPUT_NOTE,
-        }
-    )
+    check_fits(model, run_data.pictures)  # a resumed model and the data it finds now
+    model.meta.update(data_meta(run_data.pictures, config.seed))
     optimizer = make_optimizer(model, config)
     if checkpoint is not None:
         optimizer.load_state_arrays(
             [xp.asarray(a) for a in checkpoint.optimizer_arrays], checkpoint.optimizer_steps
         )
-    x = to_device(to_input(run_data.images), config.device)
+    x = to_device(prepare(model, run_data.images), config.device)
     y = to_device(run_data.labels, config.device)
-    x_test = to_device(to_input(run_data.test_images), config.device)
+    x_test = to_device(prepare(model, run_data.test_images), config.device)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     folder.write_json(
         folder.config_file,
         {**config.to_json(), "architecture": model.config(), "n_train": len(x),
          "n_test": len(x_test)},
     )  # fmt: skip
-    run = RunStart(config, folder, model, len(x), len(x_test), steps_per_epoch, state)
+    run = RunStart(
+        config, folder, model, len(x), len(x_test), steps_per_epoch, state, run_data.pictures
+    )
     for callback in callbacks:
         if isinstance(callback, RunCallback):
             callback.on_run_begin(run)
@@ -200,7 +211,8 @@ def _fit(
             model, make_loss(config), optimizer, x, y,
             epochs=config.epochs, batch_size=config.batch_size,
             validation=(x_test, run_data.test_labels), seed=config.seed,
-            schedule=make_schedule(config, steps_per_epoch), augment=make_augment(config),
+            schedule=make_schedule(config, steps_per_epoch),
+            augment=make_augment(config, run_data.pictures.kind),
             callbacks=[*callbacks, watch, saver], state=state,
         )  # fmt: skip
     except TrainingDivergedError as err:  # no model.npz is written

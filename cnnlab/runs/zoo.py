@@ -1,4 +1,8 @@
-"""Ready-made architectures for 28×28 grey digits.
+"""Ready-made architectures: four for 28×28 grey digits, ``vgg`` for small colour pictures.
+
+Every preset takes the data's ``input_shape`` ``(C, H, W)`` and number of classes, so each also
+fits other pictures (the dense layer's width follows the image size); the defaults are the
+shapes each was designed for.
 
 Pooling is placed *before* the activation: max-pooling and a monotone activation (ReLU,
 sigmoid, tanh) commute, so the network computes exactly the same function as conv → ReLU → pool,
@@ -29,6 +33,8 @@ from cnnlab.engine.rng import resolve_rng
 from cnnlab.engine.sequential import Sequential
 
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+DIGITS = (1, 28, 28)
+COLOUR = (3, 32, 32)
 
 
 def init_for(activation: str) -> str:
@@ -46,39 +52,66 @@ def _parts(activation: str, seed: int | np.random.Generator | None, dtype: Any) 
     return act, kw, rng
 
 
+def _head(
+    features: list[Layer], input_shape: tuple[int, int, int], name: str, dtype: Any
+) -> tuple[list[Layer], int]:
+    """``features`` followed by a Flatten, and the number of values it flattens."""
+    try:
+        c, h, w = Sequential(features).output_shape(tuple(input_shape))
+    except CnnlabError as err:
+        raise CnnlabError(
+            f"preset {name!r} cannot take input {tuple(input_shape)}: {err}"
+        ) from None
+    return [*features, Flatten(dtype=dtype)], c * h * w
+
+
 def lenet5(
-    activation: str = "relu", seed: int | np.random.Generator | None = 0, dtype: Any = np.float32
+    activation: str = "relu",
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] = DIGITS,
+    n_classes: int = 10,
 ) -> Sequential:
     """LeNet-5: conv 6@5×5 pad 2 → pool → conv 16@5×5 → pool → dense 120 → 84 → 10."""
     act, kw, _ = _parts(activation, seed, dtype)
-    layers = [
-        Conv2D(1, 6, 5, padding=2, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
+    layers, flat = _head([
+        Conv2D(input_shape[0], 6, 5, padding=2, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
         Conv2D(6, 16, 5, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
-        Flatten(dtype=dtype),
-        Dense(400, 120, **kw), act(dtype=dtype),
+    ], input_shape, "lenet5", dtype)  # fmt: skip
+    layers += [
+        Dense(flat, 120, **kw), act(dtype=dtype),
         Dense(120, 84, **kw), act(dtype=dtype),
-        Dense(84, 10, init="glorot", rng=kw["rng"], dtype=dtype),
+        Dense(84, n_classes, init="glorot", rng=kw["rng"], dtype=dtype),
     ]  # fmt: skip
-    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "lenet5"})
+    return Sequential(layers, input_shape=input_shape, meta={"preset": "lenet5"})
 
 
 def simple(
-    activation: str = "relu", seed: int | np.random.Generator | None = 0, dtype: Any = np.float32
+    activation: str = "relu",
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] = DIGITS,
+    n_classes: int = 10,
 ) -> Sequential:
     """conv 32@3×3 → pool → conv 64@3×3 → pool → dropout 0.5 → dense 10."""
     act, kw, rng = _parts(activation, seed, dtype)
-    layers = [
-        Conv2D(1, 32, 3, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
+    layers, flat = _head([
+        Conv2D(input_shape[0], 32, 3, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
         Conv2D(32, 64, 3, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
-        Flatten(dtype=dtype),
+    ], input_shape, "simple", dtype)  # fmt: skip
+    layers += [
         Dropout(0.5, rng=rng, dtype=dtype),
-        Dense(1600, 10, init="glorot", rng=rng, dtype=dtype),
-    ]  # fmt: skip
-    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "simple"})
+        Dense(flat, n_classes, init="glorot", rng=rng, dtype=dtype),
+    ]
+    return Sequential(layers, input_shape=input_shape, meta={"preset": "simple"})
 
 
 def default(
-    activation: str = "relu", seed: int | np.random.Generator | None = 0, dtype: Any = np.float32
+    activation: str = "relu",
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] = DIGITS,
+    n_classes: int = 10,
 ) -> Sequential:
     """cnnlab's own: two unpadded 5×5 conv blocks and a small dense head, for accuracy per second.
 
@@ -88,19 +121,24 @@ def default(
     reaches 99.1% after 2 epochs (``--recipe fast``) and 99.4% after 10.
     """
     act, kw, rng = _parts(activation, seed, dtype)
-    layers = [
-        Conv2D(1, 16, 5, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
+    layers, flat = _head([
+        Conv2D(input_shape[0], 16, 5, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
         Conv2D(16, 32, 5, **kw), MaxPool2D(2, dtype=dtype), act(dtype=dtype),
-        Flatten(dtype=dtype),
-        Dense(32 * 4 * 4, 128, **kw), act(dtype=dtype),
+    ], input_shape, "default", dtype)  # fmt: skip
+    layers += [
+        Dense(flat, 128, **kw), act(dtype=dtype),
         Dropout(0.25, rng=rng, dtype=dtype),
-        Dense(128, 10, init="glorot", rng=rng, dtype=dtype),
+        Dense(128, n_classes, init="glorot", rng=rng, dtype=dtype),
     ]  # fmt: skip
-    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "default"})
+    return Sequential(layers, input_shape=input_shape, meta={"preset": "default"})
 
 
 def fast(
-    activation: str = "relu", seed: int | np.random.Generator | None = 0, dtype: Any = np.float32
+    activation: str = "relu",
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] = DIGITS,
+    n_classes: int = 10,
 ) -> Sequential:
     """The shortest way to 99% on MNIST: batch normalisation and a cheap second convolution.
 
@@ -110,19 +148,53 @@ def fast(
     fast``: 99.1–99.2% on MNIST). Normalising after the pooling touches 4× fewer values.
     """
     act, kw, rng = _parts(activation, seed, dtype)
-    layers = [
-        Conv2D(1, 12, 5, **kw), MaxPool2D(2, dtype=dtype), BatchNorm2D(12, dtype=dtype),
-        act(dtype=dtype),
+    layers, flat = _head([
+        Conv2D(input_shape[0], 12, 5, **kw), MaxPool2D(2, dtype=dtype),
+        BatchNorm2D(12, dtype=dtype), act(dtype=dtype),
         Conv2D(12, 32, 3, **kw), MaxPool2D(2, dtype=dtype), BatchNorm2D(32, dtype=dtype),
         act(dtype=dtype),
-        Flatten(dtype=dtype),
-        Dense(32 * 5 * 5, 128, **kw), act(dtype=dtype),
-        Dense(128, 10, init="glorot", rng=rng, dtype=dtype),
+    ], input_shape, "fast", dtype)  # fmt: skip
+    layers += [
+        Dense(flat, 128, **kw), act(dtype=dtype),
+        Dense(128, n_classes, init="glorot", rng=rng, dtype=dtype),
     ]  # fmt: skip
-    return Sequential(layers, input_shape=(1, 28, 28), meta={"preset": "fast"})
+    return Sequential(layers, input_shape=input_shape, meta={"preset": "fast"})
 
 
-PRESETS = {"default": default, "fast": fast, "lenet5": lenet5, "simple": simple}
+def vgg(
+    activation: str = "relu",
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] = COLOUR,
+    n_classes: int = 10,
+) -> Sequential:
+    """A small VGG-style network for colour pictures, with batch normalisation.
+
+    Three blocks of conv 3×3 (padding 1) → max-pool 2×2 → batchnorm → activation, widths
+    16, 32, 64 (32 → 16 → 8 → 4), then dense 128 → dropout 0.25 → ``n_classes``. As in VGG,
+    only 3×3 filters, and the width doubles whenever pooling halves the size; batch
+    normalisation lets a high learning rate train it in a few epochs. Narrow enough that an
+    epoch of 6,000 32×32 pictures takes seconds on one CPU core.
+    """
+    act, kw, rng = _parts(activation, seed, dtype)
+    blocks: list[Layer] = []
+    channels = input_shape[0]
+    for width in (16, 32, 64):
+        blocks += [
+            Conv2D(channels, width, 3, padding=1, **kw), MaxPool2D(2, dtype=dtype),
+            BatchNorm2D(width, dtype=dtype), act(dtype=dtype),
+        ]  # fmt: skip
+        channels = width
+    layers, flat = _head(blocks, input_shape, "vgg", dtype)
+    layers += [
+        Dense(flat, 128, **kw), act(dtype=dtype),
+        Dropout(0.25, rng=rng, dtype=dtype),
+        Dense(128, n_classes, init="glorot", rng=rng, dtype=dtype),
+    ]  # fmt: skip
+    return Sequential(layers, input_shape=input_shape, meta={"preset": "vgg"})
+
+
+PRESETS = {"default": default, "fast": fast, "lenet5": lenet5, "simple": simple, "vgg": vgg}
 
 
 def build(
@@ -130,8 +202,14 @@ def build(
     activation: str = "relu",
     seed: int | np.random.Generator | None = 0,
     dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] | None = None,
+    n_classes: int = 10,
 ) -> Sequential:
-    """Build the preset ``name`` ("default", "fast", "lenet5" or "simple")."""
+    """Build the preset ``name`` (one of ``PRESETS``) for pictures ``input_shape`` ``(C, H, W)``
+    (default: the shape the preset was designed for) and ``n_classes`` classes."""
     if name not in PRESETS:
         raise CnnlabError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return PRESETS[name](activation=activation, seed=seed, dtype=dtype)
+    shape = {"input_shape": tuple(input_shape)} if input_shape is not None else {}
+    return PRESETS[name](
+        activation=activation, seed=seed, dtype=dtype, n_classes=n_classes, **shape
+    )

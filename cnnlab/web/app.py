@@ -21,8 +21,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab.runs.folder import DEFAULT_RUNS_DIR
 from cnnlab.web.registry import ModelRegistry
-from cnnlab.web.routes import models, predict, train
+from cnnlab.web.routes import models, predict, teach, train
 from cnnlab.web.security import RequestGuard, allowed_hosts, send_json, without_paths
+from cnnlab.web.teach import Project
 from cnnlab.web.training import TrainingManager
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -103,6 +104,7 @@ def create_app(
     app.state.registry = registry
     app.state.trainer = TrainingManager(runs_dir, on_finished=registry.activate)
     app.state.data_dir = data_dir
+    app.state.teach = Project(runs_dir)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(RequestGuard, hosts=allowed_hosts(hosts))  # outermost: checked first
     _add_error_handlers(app)
@@ -115,7 +117,7 @@ def create_app(
         )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for routes in (models.router, predict.router, train.router):
+    for routes in (models.router, predict.router, train.router, teach.router):
         app.include_router(routes)
     return app
 

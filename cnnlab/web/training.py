@@ -8,7 +8,6 @@ to ``on_finished``, which makes it the one used for predictions.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -198,14 +197,9 @@ class TrainingManager:
     def _train(self, config: RunConfig, folder: RunFolder) -> dict[str, Any]:
         """``train_run`` into ``folder``, reporting events. Only a finished run that reads
         better than chance becomes the active model."""
-        try:
-            result = train_run(
-                config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
-            )
-        except BaseException:
-            with contextlib.suppress(OSError):
-                folder.path.rmdir()  # only while still empty: a failed run leaves nothing
-            raise
+        result = train_run(
+            config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
+        )
         chance = 1 / len(result.model.meta["class_names"])
         activate = not result.stopped and result.test_accuracy > chance
         if activate and self.on_finished is not None:

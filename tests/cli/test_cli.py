@@ -116,17 +116,18 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
-    keys = ["file", "label", "probabilities", "runner_up", "top", "unsure"]
+    keys = ["class", "file", "label", "probabilities", "runner_up", "top", "unsure"]
     assert [sorted(r) for r in results] == [keys]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
+    assert results[0]["class"] == str(results[0]["label"])
     # --top-k shapes the JSON too: the k best classes, best first.
     best = sorted(range(10), key=lambda i: -probabilities[i])[:2]
     assert results[0]["top"] == [{"class": str(i), "probability": probabilities[i]} for i in best]
     # --save-preprocessed says where it wrote (on stderr, so stdout stays JSON).
     assert (pre / "digit.28x28.png").exists()
-    assert captured.err.strip() == f"wrote 1 preprocessed 28x28 inputs to {pre}/"
+    assert captured.err.strip() == f"wrote 1 network inputs to {pre}/"
 
 
 @pytest.mark.parametrize(("bias", "answer"), [(0.0, "0?  unsure: maybe 1"), (9.0, "3  (")])
@@ -214,7 +215,7 @@ def other_model(path: Path) -> None:
         ("missing-image", "no such image file"),
         ("corrupt-image", "not an image"),
         ("huge-image", "pixels"),
-        ("wrong-input-shape", "(1, 32, 32)"),
+        ("wrong-input-shape", "takes 32x32 grey pictures, but mnist-sample has 28x28 grey"),
         ("unwritable-out", "cannot write"),
         ("run-exists", "already holds a run"),
         ("bad-lr", "must be a finite number > 0"),

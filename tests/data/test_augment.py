@@ -10,6 +10,7 @@ from cnnlab.data.augment import (
     elastic_displacement,
     gaussian_matrix,
     random_affine,
+    random_crop_flip,
     random_handwriting,
 )
 from cnnlab.engine.errors import CnnlabError
@@ -179,3 +180,37 @@ def test_probability_distorts_that_share_and_leaves_the_rest_exactly() -> None:
     }  # fmt: skip
     assert untouched[0.0].all() and not untouched[1.0].any()
     assert 0.15 < 1 - untouched[0.25].mean() < 0.35  # 100 expected distorted, binomial sd 8.7
+
+
+def test_crop_and_flip_by_hand() -> None:
+    x = np.arange(2 * 1 * 3 * 3, dtype=np.float32).reshape(2, 1, 3, 3)
+    rng = np.random.default_rng(0)
+    out = random_crop_flip(x, rng, padding=1)
+    # Replay the generator's draws: offsets for each picture, then which are mirrored.
+    replay = np.random.default_rng(0)
+    dy, dx = replay.integers(0, 3, 2), replay.integers(0, 3, 2)
+    mirror = replay.random(2) < 0.5
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    for i in range(2):
+        expected = padded[i, :, dy[i] : dy[i] + 3, dx[i] : dx[i] + 3]
+        np.testing.assert_array_equal(out[i], expected[..., ::-1] if mirror[i] else expected)
+    assert out.dtype == x.dtype and out.shape == x.shape
+
+
+def test_crop_and_flip_without_padding_or_flip_is_the_identity() -> None:
+    x = np.random.default_rng(1).random((4, 3, 5, 6)).astype(np.float32)
+    out = random_crop_flip(x, np.random.default_rng(2), padding=0, flip=False)
+    np.testing.assert_array_equal(out, x)
+
+
+def test_crop_and_flip_keeps_every_value_of_an_unshifted_flip() -> None:
+    x = np.random.default_rng(1).random((64, 3, 4, 4)).astype(np.float32)
+    out = random_crop_flip(x, np.random.default_rng(3), padding=0)
+    flipped = (out != x).any(axis=(1, 2, 3))
+    assert 16 < flipped.sum() < 48  # about half
+    np.testing.assert_array_equal(out[flipped], x[flipped][..., ::-1])
+
+
+def test_crop_and_flip_refuses_flat_batches() -> None:
+    with pytest.raises(CnnlabError, match=r"\(N, C, H, W\)"):
+        random_crop_flip(np.zeros((2, 5, 5)), np.random.default_rng(0))

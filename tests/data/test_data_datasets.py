@@ -53,13 +53,16 @@ def loaded_label(**kwargs: object) -> int:
     return int(labels[0])
 
 
-def test_registry_lists_the_four_data_sets() -> None:
-    assert cnnlab.data.names() == ("mnist", "fashion-mnist", "mnist-sample", "sonar")
+def test_registry_lists_the_six_data_sets() -> None:
+    assert cnnlab.data.names() == (
+        "mnist", "fashion-mnist", "mnist-sample", "sonar", "cifar10", "shapes",
+    )  # fmt: skip
     assert tuple(cnnlab.data.DATASETS) == cnnlab.data.names()
     assert cnnlab.data.class_names("mnist") == tuple("0123456789")
     assert cnnlab.data.class_names("fashion-mnist")[0] == "T-shirt/top"
     assert cnnlab.data.class_names("fashion-mnist")[9] == "Ankle boot"
     assert cnnlab.data.class_names("sonar") == ("rock", "mine")
+    assert cnnlab.data.class_names("cifar10")[3] == "cat"
 
 
 def test_unknown_name_lists_valid_names() -> None:

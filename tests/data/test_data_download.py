@@ -286,3 +286,24 @@ def test_pinned_checksums_are_those_of_the_real_files(name: str) -> None:
     for filename, digest in download.SHA256[name].items():
         real = SHARED / "data" / name / f"{filename}.gz"
         assert sha256(gzip.decompress(real.read_bytes())) == digest, filename
+
+
+def test_cifar10_archive_downloads_verified_by_its_sha256(
+    server: Routes, isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cifar_files import archive, write_batches
+
+    from cnnlab.data import cifar
+
+    monkeypatch.setattr(cifar, "SYSTEM_DIRS", (isolated / "system",))
+    body = archive(write_batches(isolated / "scratch", per_file=3))
+    server.routes[f"/bad/{cifar.ARCHIVE}"] = body[:-1] + b"!"
+    server.routes[f"/good/{cifar.ARCHIVE}"] = body
+    monkeypatch.setattr(cifar, "ARCHIVE_SHA256", sha256(body))
+    data = cifar.load(mirrors=[server.url + "bad/", server.url + "good/"], progress=False)
+    assert data.x_test.shape == (3, 3, 32, 32)
+    cache = isolated / "cache" / "cnnlab" / "cifar10"
+    assert files_in(cache) == [cifar.FOLDER, cifar.ARCHIVE]
+    # The second time it comes from the cache.
+    cifar.load(mirrors=[dead_url()], progress=False)
+    assert server.requests == [f"/bad/{cifar.ARCHIVE}", f"/good/{cifar.ARCHIVE}"]

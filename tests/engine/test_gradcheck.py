@@ -40,7 +40,7 @@ def test_every_preset_and_activation_passes_at_seeds_0_to_9(preset: str, activat
     """What ``cnnlab gradcheck`` runs (its defaults, on fewer entries), at seeds 0–9."""
     x, true = digits(2, "test")
     for seed in range(10):
-        model = cnnlab.build(preset, activation=activation, seed=seed)
+        model = cnnlab.build(preset, activation=activation, seed=seed, input_shape=(1, 28, 28))
         y = (true + np.random.default_rng(seed).integers(1, 10, size=len(true))) % 10
         check = gradient_check(model, x, y, entries=3, seed=seed)
         failed = [

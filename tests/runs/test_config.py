@@ -34,7 +34,7 @@ def test_mse_gets_no_label_smoothing_from_the_recipe() -> None:
 @pytest.mark.parametrize(
     ("change", "words"),
     [
-        ({"recipe": "slow"}, "recipe must be one of 'default', 'fast', got 'slow'"),
+        ({"recipe": "slow"}, "recipe must be one of 'default', 'fast', 'pictures', got 'slow'"),
         ({"model": "resnet"}, "model must be one of"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"dataset": "sonar"}, "dataset must be one of"),

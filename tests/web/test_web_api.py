@@ -369,7 +369,7 @@ def test_bad_training_settings_are_refused(client, change, words):
 def test_train_options_offer_the_bundled_sample(client):
     options = client.get("/api/train/options").json()
     assert options["datasets"][0] == "mnist-sample"
-    assert set(options["presets"]) == {"default", "fast", "lenet5", "simple"}
+    assert set(options["presets"]) == {"default", "fast", "lenet5", "simple", "vgg"}
     assert options["defaults"]["epochs"] == 1
 
 

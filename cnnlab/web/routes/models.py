@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from cnnlab.engine.sequential import Sequential
+from cnnlab.runs.inputs import kind_of
 from cnnlab.web.registry import ModelRegistry
 from cnnlab.web.schemas import SelectRequest
 
@@ -17,11 +18,20 @@ def registry_of(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def current_model(request: Request) -> tuple[str, Sequential]:
-    """The active (name, model); 503 while there is none."""
+def current_model(request: Request, kind: str = "digits") -> tuple[str, Sequential]:
+    """The active (name, model); 503 while there is none, 409 when it reads pictures of another
+    ``kind`` (``"digits"`` for the Draw tab, ``"images"`` for the Teach tab)."""
     active = registry_of(request).active()
     if active is None:
         raise HTTPException(503, "no model yet: train one in the Train tab or start with --model")
+    if kind_of(active[1]) != kind:
+        raise HTTPException(
+            409,
+            "the active model reads digits; train the Teach classes first"
+            if kind == "images"
+            else "the active model reads pictures, not digits; use the Teach tab or pick a "
+            "digit model in the Train tab",
+        )
     return active
 
 

@@ -1,0 +1,187 @@
+"""What a model expects as input, and how pictures become that input: it follows the data.
+
+A model remembers the data it was trained on in its ``meta`` (written by training):
+``kind`` (``"digits"`` or ``"images"``), ``class_names``, and for pictures the per-channel
+``mean`` and ``std`` of the training split. Models saved before colour support have no ``kind``;
+a 1×28×28 model is then a digit model.
+
+- **Digit models** see ``pixel / 255`` of 28×28 grey digits; a person's photo of a digit first
+  goes through the MNIST-style preprocessing (:mod:`cnnlab.data.preprocess`).
+- **Picture models** see ``(pixel / 255 − mean) / std`` per channel; a photo is decoded and
+  centre-cropped and resized exactly as the training pictures were
+  (:func:`cnnlab.data.folders.decode`). A grey photo given to a colour model is repeated in
+  the three channels; a colour photo given to a grey model becomes its luminance.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cnnlab.data.imageset import ImageSet, channel_stats, normalise
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.train import to_input
+
+DIGIT_SHAPE = (1, 28, 28)
+MAX_NAME = 100  # characters of a class name a model file may carry
+# ITU-R BT.601 luma weights, as Pillow's convert("L") uses.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def kind_of(model: Sequential) -> str:
+    """``"digits"`` or ``"images"``: how ``model`` wants its pictures prepared."""
+    kind = model.meta.get("kind")
+    if kind in ("digits", "images"):
+        return kind
+    return "digits" if model.input_shape in (None, DIGIT_SHAPE) else "images"
+
+
+def data_meta(data: ImageSet, seed: int = 0) -> dict[str, Any]:
+    """The ``meta`` entries a model trained on ``data`` carries, for inference later.
+
+    ``split_seed`` is the seed that split a folder into training and test pictures, so that
+    ``evaluate`` tests on the same pictures the training held out.
+    """
+    meta: dict[str, Any] = {
+        "dataset": data.name,
+        "kind": data.kind,
+        "class_names": list(data.class_names),
+        "split_seed": seed,
+    }
+    c, h, w = data.input_shape
+    if data.kind == "digits":
+        meta["input"] = "28x28 grey in [0, 1], ink bright on dark"
+    else:
+        meta["mean"], meta["std"] = channel_stats(data.x_train)
+        meta["input"] = (
+            f"{h}x{w} {'colour (RGB)' if c == 3 else 'grey'}, centre-cropped, "
+            "(pixel/255 - mean) / std per channel"
+        )
+    return meta
+
+
+def channel_stats_of(model: Sequential) -> tuple[np.ndarray, np.ndarray]:
+    """A picture model's per-channel ``mean`` and ``std`` from its ``meta``, checked: one
+    finite number per input channel, every std > 0 (a model file is a user's file)."""
+    channels = (model.input_shape or DIGIT_SHAPE)[0]
+    stats = []
+    for key in ("mean", "std"):
+        value = model.meta.get(key)
+        try:
+            array = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            array = np.empty(0)
+        low = 0.0 if key == "std" else -np.inf
+        if array.shape != (channels,) or not np.isfinite(array).all() or (array <= low).any():
+            raise CnnlabError(
+                f"the model's meta {key!r} must be {channels} finite number(s)"
+                f"{', each > 0' if key == 'std' else ''}, got {str(value)[:60]}; "
+                "train the model again"
+            )
+        stats.append(array)
+    return stats[0], stats[1]
+
+
+def prepare(model: Sequential, images: np.ndarray) -> np.ndarray:
+    """uint8 pictures ``(N, C, H, W)`` → the model's float input (digit or normalised)."""
+    if kind_of(model) == "digits":
+        return to_input(images[:, 0], model.dtype)
+    mean, std = channel_stats_of(model)
+    return normalise(images, mean, std, model.dtype)
+
+
+def prepare_set(model: Sequential, data: ImageSet, split: str) -> np.ndarray:
+    """The float input of one split of ``data``, after checking ``model`` fits it."""
+    check_fits(model, data)
+    return prepare(model, data.x_train if split == "train" else data.x_test)
+
+
+def describe_shape(shape: tuple[int, ...]) -> str:
+    """``(C, H, W)`` in words, e.g. ``"32x32 colour"``."""
+    c, h, w = shape
+    return f"{h}x{w} {'colour' if c == 3 else 'grey' if c == 1 else f'{c}-channel'}"
+
+
+def check_fits(model: Sequential, data: ImageSet) -> None:
+    """Refuse, in one line, a model whose input or classes do not match ``data``."""
+    wanted = model.input_shape or DIGIT_SHAPE
+    if tuple(wanted) != data.input_shape:
+        raise CnnlabError(
+            f"the model takes {describe_shape(wanted)} pictures, but {data.name} has "
+            f"{describe_shape(data.input_shape)} ones; give it the kind of pictures it takes"
+        )
+    outputs = model.output_shape(tuple(wanted))[-1]
+    if outputs != len(data.class_names):
+        raise CnnlabError(
+            f"the model has {outputs} outputs, but {data.name} has {len(data.class_names)} classes"
+        )
+    names = model.meta.get("class_names")
+    if names and list(names) != list(data.class_names):
+        raise CnnlabError(
+            f"the model's classes ({', '.join(map(str, names))}) are not {data.name}'s "
+            f"({', '.join(data.class_names)}); use the data set it was trained on"
+        )
+
+
+def class_names(model: Sequential) -> list[str]:
+    """The model's class names, or ``"0"``, ``"1"``, … when it has none; refused in one line
+    when its ``meta`` holds a list that is not one short name per output."""
+    outputs = model.output_shape(tuple(model.input_shape or DIGIT_SHAPE))[-1]
+    names = model.meta.get("class_names")
+    if not names:
+        return [str(i) for i in range(outputs)]
+    if (
+        not isinstance(names, list)
+        or len(names) != outputs
+        or not all(isinstance(n, str | int) and len(str(n)) <= MAX_NAME for n in names)
+    ):
+        raise CnnlabError(
+            f"the model's meta 'class_names' must be {outputs} names (one per output, at most "
+            f"{MAX_NAME} characters each), got {str(names)[:60]}; train the model again"
+        )
+    return [str(n) for n in names]
+
+
+@dataclass
+class Picture:
+    """One picture made ready for a model, with what it looked like on the way."""
+
+    x: np.ndarray  # (C, H, W) the network input
+    display: np.ndarray  # (H, W) grey or (H, W, 3) RGB in [0, 1]: what the network sees
+    steps: dict[str, np.ndarray] = field(default_factory=dict)  # preprocessing stages
+
+
+def read_picture(model: Sequential, source: str | os.PathLike | bytes) -> Picture:
+    """A picture file (or its bytes) as ``model``'s input, prepared as its training data was.
+
+    Raises ``CnnlabError`` (one line) for a file that cannot be read; a digit model raises
+    ``NoInkError`` for a blank picture.
+    """
+    if kind_of(model) == "digits":
+        from cnnlab.data.preprocess import preprocess_file
+
+        result = preprocess_file(source)
+        image = np.asarray(result.image, np.float32)
+        steps = {name: np.asarray(step) for name, step in result.steps.items()}
+        return Picture(image[None].astype(model.dtype), image, steps)
+    from cnnlab.data.folders import read_pixels
+
+    channels, size, _ = model.input_shape
+    try:
+        pixels, _ = read_pixels(source, size)
+    except CnnlabError as err:  # too large, unreadable: say which picture
+        name = "the picture" if isinstance(source, bytes | bytearray | memoryview) else source
+        raise type(err)(f"{name}: {err}; give a JPEG or PNG picture") from None
+    if channels == 1:
+        grey = (pixels.astype(np.float32) @ _LUMA).round().astype(np.uint8)
+        batch = grey[None, None]  # (1, 1, H, W)
+    else:
+        batch = pixels.transpose(2, 0, 1)[None]  # (1, 3, H, W)
+    x = prepare(model, batch)[0]
+    display = batch[0].transpose(1, 2, 0).astype(np.float32) / 255
+    display = display[..., 0] if channels == 1 else display
+    return Picture(x, display, {f"centre-cropped {size}x{size}": display})

@@ -1,0 +1,130 @@
+"""Routes of the Teach tab: the project's classes and examples, training them through the lab's
+one training job, and predictions with an occlusion map from the model it trained."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from cnnlab.data.preprocess import ImageTooLargeError
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.explain import maps
+from cnnlab.runs.inputs import class_names, read_picture
+from cnnlab.web import inference
+from cnnlab.web.inputs import PICTURE_SLOTS
+from cnnlab.web.routes.models import current_model
+from cnnlab.web.teach import Project
+from cnnlab.web.training import TrainingBusyError
+
+router = APIRouter()
+OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on the 32×32 input
+
+
+class ProjectRequest(BaseModel):
+    classes: list[str] = Field(min_length=1, max_length=20)
+
+
+def project_of(request: Request) -> Project:
+    return request.app.state.teach
+
+
+def _refused(err: CnnlabError) -> HTTPException:
+    return HTTPException(422, str(err))
+
+
+def _decoding(work: Callable[[], Any]) -> Any:
+    """``work()``, which decodes a picture, in one of the lab's picture slots: 413 when the
+    picture's header claims more pixels than the budget, 422 when it cannot be used."""
+    try:
+        with PICTURE_SLOTS:
+            return work()
+    except ImageTooLargeError as err:
+        raise HTTPException(413, str(err)) from None
+    except CnnlabError as err:
+        raise _refused(err) from None
+
+
+@router.get("/api/teach/project", tags=["teach"])
+def project(request: Request) -> dict[str, Any]:
+    """The project's classes and how many examples each has."""
+    return project_of(request).state()
+
+
+@router.post("/api/teach/project", tags=["teach"])
+def create_project(request: Request, body: ProjectRequest) -> dict[str, Any]:
+    """Start over with 2 to 10 named classes (their examples are removed)."""
+    try:
+        return project_of(request).create(body.classes)
+    except CnnlabError as err:
+        raise _refused(err) from None
+
+
+@router.post("/api/teach/examples", tags=["teach"])
+async def add_example(request: Request, label: str) -> dict[str, Any]:
+    """Add the picture in the body (PNG, JPEG, …) as an example of class ``label``."""
+    picture = await request.body()
+    add = project_of(request).add_example
+    return await run_in_threadpool(_decoding, lambda: add(label, picture))
+
+
+@router.post("/api/teach/train", tags=["teach"], status_code=202)
+def train(request: Request) -> dict[str, Any]:
+    """Train the project's examples in the background (the Train tab's job); 409 while busy."""
+    trainer = request.app.state.trainer
+    try:
+        trainer.start(project_of(request).run_config())
+    except TrainingBusyError as err:
+        raise HTTPException(409, str(err)) from None
+    except CnnlabError as err:
+        raise _refused(err) from None
+    return train_status(request)
+
+
+@router.get("/api/teach/train", tags=["teach"])
+def train_status(request: Request) -> dict[str, Any]:
+    """The job's state with its latest epoch, test accuracy (when done) or error."""
+    trainer = request.app.state.trainer
+    events, _ = trainer.events_after(0)
+    status: dict[str, Any] = {"state": trainer.state, "epoch": 0}
+    config = trainer.config
+    status["epochs"] = config.epochs if config else None
+    for event in events:
+        if event["type"] == "epoch":
+            status["epoch"] = int(event["epoch"])
+        elif event["type"] == "done":
+            status["test_accuracy"] = event["test_accuracy"]
+            status["run"] = event["run"]
+        elif event["type"] == "error":
+            status["error"] = event["message"]
+    return status
+
+
+@router.post("/api/teach/predict", tags=["teach"])
+async def predict(request: Request) -> dict[str, Any]:
+    """The active picture model's answer for the picture in the body: class names,
+    probabilities and an occlusion map (base64 PNG; bright where covering the picture lowers
+    the answer's probability)."""
+    picture = await request.body()
+    _, model = current_model(request, "images")
+
+    def work() -> dict[str, Any]:
+        x = _decoding(lambda: read_picture(model, picture).x)
+        probs = maps.predict_one(model, x[None])
+        label = int(np.argmax(probs))
+        occ = maps.occlusion(model, x[None], label, OCCLUSION_PATCH, OCCLUSION_STRIDE)
+        heat = np.clip(occ.base_probability - occ.pixel_map, 0, None)
+        names = class_names(model)
+        return {
+            "label": label,
+            "class_name": names[label],
+            "class_names": names,
+            "probabilities": [round(float(p), 6) for p in probs],
+            "occlusion": inference.png_base64(heat, 0.0, max(float(heat.max()), 1e-6), True),
+        }
+
+    return await run_in_threadpool(work)

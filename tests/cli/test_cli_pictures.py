@@ -1,0 +1,165 @@
+"""A person's own pictures, end to end through the command line: train on a folder, evaluate per
+class by name, predict with class names, explain a colour photo, info and export — and the
+named colour sets (``shapes``, ``cifar10``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from picture_folders import CLASSES, save, scene, write_picture_folder
+
+import cnnlab as cl
+from cnnlab.cli import main
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A folder of 3 × 40 colour pictures (mixed sizes and formats) and a run trained on it."""
+    base = tmp_path_factory.mktemp("pictures")
+    pictures = write_picture_folder(base / "scenes", per_class=40)
+    run = base / "run"
+    args = ["train", "--dataset", str(pictures), "--image-size", "24", "--epochs", "8",
+            "--batch-size", "16", "--out", str(run), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    return pictures, run
+
+
+def test_a_folder_of_colour_pictures_trains_to_95_percent(trained: tuple[Path, Path]) -> None:
+    _, run = trained
+    model = cl.Sequential.load(run / "model.npz")
+    assert model.input_shape == (3, 24, 24)
+    assert model.meta["class_names"] == list(CLASSES) and model.meta["kind"] == "images"
+    assert len(model.meta["mean"]) == len(model.meta["std"]) == 3
+    assert model.meta["test_accuracy"] >= 0.95
+    config = json.loads((run / "config.json").read_text())
+    assert config["image_size"] == 24 and config["n_test"] == 24
+    assert (run / "misclassified.png").exists() and (run / "filters.png").exists()
+
+
+def test_evaluate_reports_each_class_by_name(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    _, run = trained
+    assert main(["evaluate", str(run), "--json"]) == 0  # the data set it was trained on
+    report = json.loads(capsys.readouterr().out)
+    assert [row["class"] for row in report["per_class"]] == list(CLASSES)
+    assert report["images"] == 24 and report["accuracy"] >= 0.95
+    assert main(["evaluate", str(run), "--dataset", "mnist-sample"]) == 2
+    assert "takes 24x24 colour pictures, but mnist-sample has 28x28 grey" in capsys.readouterr().err
+
+
+def test_predict_answers_with_class_names(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _, run = trained
+    rng = np.random.default_rng(99)
+    for kind, fmt, suffix in (("sea", "PNG", ".png"), ("sunset", "JPEG", ".jpg")):
+        save(scene(kind, 300, 200, rng), tmp_path / f"new-{kind}{suffix}", fmt)
+    assert main(["predict", str(run), str(tmp_path), "--json", "--save-preprocessed",
+                 str(tmp_path / "seen")]) == 0  # fmt: skip
+    results = json.loads(capsys.readouterr().out)
+    assert [(Path(r["file"]).name, r["class"]) for r in results] == [
+        ("new-sea.png", "sea"), ("new-sunset.jpg", "sunset"),
+    ]  # fmt: skip
+    assert (tmp_path / "seen" / "new-sea.24x24.png").exists()
+
+
+def test_explain_draws_colour_filters_maps_and_occlusion_on_a_photo(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    _, run = trained
+    out = tmp_path / "cat"
+    assert main(["explain", str(run), "photo:cat", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "network input 24×24" in printed and "occlusion" in printed
+    for name in ("filters_layer1.png", "occlusion.png", "activation_maps_layer0.png",
+                 "report.html"):  # fmt: skip
+        assert (out / name).stat().st_size > 1000
+    assert not (out / "top_patches.png").exists()  # drawn from digits only
+    # A digit given to this colour model is refused in one line.
+    assert main(["explain", str(run), "mnist-sample:test:3", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "28x28 grey input, but the model takes 24x24 colour" in err and "\n" not in err
+
+
+def test_info_shows_what_the_model_was_trained_on(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    _, run = trained
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "class_names: forest, sea, sunset" in out and "kind: images" in out
+    assert "24x24 colour (RGB)" in out
+
+
+def test_shapes_trains_from_its_name(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "shapes", "--image-size", "16", "--subset", "600",
+            "--epochs", "1", "--augment", "--out", str(run), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    model = cl.Sequential.load(run / "model.npz")
+    assert model.meta["preset"] == "vgg" and model.input_shape == (3, 16, 16)
+    assert model.meta["class_names"][0] == "circle"
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"] == "pictures" and config["augment"] is True
+
+
+def test_cifar10_trains_from_binary_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from cifar_files import write_batches
+
+    from cnnlab.data import cifar
+
+    write_batches(tmp_path / "data" / cifar.FOLDER, per_file=20)
+    run = tmp_path / "run"
+    args = ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "data"), "--epochs",
+            "1", "--out", str(run), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    assert cl.Sequential.load(run / "model.npz").meta["class_names"][3] == "cat"
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--data-dir", str(tmp_path / "data"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 20
+
+
+def test_presets_follow_the_data_and_a_fixed_architecture_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    def train(model: str, out: str) -> int:
+        return main(["train", "--dataset", "shapes", "--model", model, "--epochs", "1",
+                     "--subset", "60", "--out", str(tmp_path / out), "--quiet"])  # fmt: skip
+
+    assert train("default", "r") == 0  # a preset follows the data: a 3-channel network
+    assert cl.Sequential.load(tmp_path / "r" / "model.npz").input_shape == (3, 32, 32)
+    digit_only = tmp_path / "digit.json"
+    digit_only.write_text(json.dumps(cl.build("lenet5").config()))
+    capsys.readouterr()
+    assert train(str(digit_only), "r2") == 2
+    err = capsys.readouterr().err.strip()
+    assert "takes 28x28 grey pictures, but shapes has 32x32 colour" in err and "\n" not in err
+
+
+def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_picture_folder(tmp_path / "one", per_class=2, classes=("sea",))
+    out = ["--out", str(tmp_path / "run"), "--quiet"]
+    assert main(["train", "--dataset", str(tmp_path / "one"), *out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs at least 2 class folders" in err and "\n" not in err
+    assert main(["train", "--dataset", str(tmp_path / "nowhere"), *out]) == 2
+    assert "or a folder of pictures" in capsys.readouterr().err
+
+
+def test_a_failed_run_leaves_no_empty_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_picture_folder(tmp_path / "one", per_class=2, classes=("sea",))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "one", "--quiet"]) == 2
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

@@ -1,0 +1,135 @@
+"""The Teach tab's API: name classes, add drawn examples, train through the lab's one job, and
+ask the trained model — plus every refusal in one line, and the project as a data set the CLI
+can use."""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from threadpoolctl import threadpool_limits
+
+import cnnlab
+from cnnlab.web.app import create_app
+
+CLASSES = ["circle", "cross", "line"]
+
+
+def drawing(kind: str, rng: np.random.Generator, size: int = 224) -> bytes:
+    """A PNG of dark ink on white, as the Teach pad sends: a circle, a cross or a line."""
+    image = Image.new("RGBA", (size, size), (255, 255, 255, 255))
+    pen = ImageDraw.Draw(image)
+    cx, cy = rng.uniform(0.35, 0.65, 2) * size
+    r = rng.uniform(0.2, 0.3) * size
+    ink = (29, 42, 91, 255)
+    if kind == "circle":
+        pen.ellipse((cx - r, cy - r, cx + r, cy + r), outline=ink, width=14)
+    elif kind == "cross":
+        pen.line((cx - r, cy - r, cx + r, cy + r), fill=ink, width=14)
+        pen.line((cx - r, cy + r, cx + r, cy - r), fill=ink, width=14)
+    else:
+        angle = rng.uniform(-0.3, 0.3)
+        dx, dy = r * np.cos(angle), r * np.sin(angle)
+        pen.line((cx - dx, cy - dy, cx + dx, cy + dy), fill=ink, width=14)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    # One BLAS thread, as `cnnlab serve` runs (cnnlab/cli/main.py): many threads on tiny
+    # batches made this training 30x slower on a busy 2-core machine.
+    with (
+        threadpool_limits(1, user_api="blas"),
+        TestClient(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
+    ):
+        yield test_client
+        test_client.app.state.trainer.stop()
+        test_client.app.state.trainer.join(60)
+
+
+def wait_for_training(client: TestClient, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.get("/api/teach/train").json()
+        if status["state"] != "running":
+            return status
+        time.sleep(0.1)
+    raise AssertionError("training did not end")
+
+
+def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    started = time.monotonic()
+    state = client.post("/api/teach/project", json={"classes": CLASSES}).json()
+    assert [c["name"] for c in state["classes"]] == CLASSES
+    for _ in range(10):
+        for name in CLASSES:
+            response = client.post(
+                f"/api/teach/examples?label={name}", content=drawing(name, rng),
+                headers={"Content-Type": "image/png"},
+            )  # fmt: skip
+            assert response.status_code == 200, response.text
+    assert [c["examples"] for c in response.json()["classes"]] == [10, 10, 10]
+    trained_from = time.monotonic()
+    assert client.post("/api/teach/train").status_code == 202
+    status = wait_for_training(client)
+    assert status["state"] == "finished", status
+    answers = []
+    for name in CLASSES:
+        result = client.post("/api/teach/predict", content=drawing(name, rng)).json()
+        assert result["class_names"] == CLASSES
+        assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
+        assert len(result["occlusion"]) > 100
+        answers.append(result["class_name"])
+    now = time.monotonic()
+    print(f"first example to a trained model answering: {now - started:.1f} s "
+          f"(of which training and three answers {now - trained_from:.1f} s)")  # fmt: skip
+    assert answers == CLASSES
+    # The Draw tab reads digits: with the Teach model active it says so instead of guessing.
+    refused = client.post(
+        "/api/predict", content=drawing("line", rng), headers={"Content-Type": "image/png"}
+    )
+    assert refused.status_code == 409 and "Teach tab" in refused.json()["detail"]
+    # The project is an image-folder data set, and the run an ordinary run folder.
+    data_dir = tmp_path / "runs" / "teach" / "project" / "data"
+    assert sorted(p.name for p in data_dir.iterdir()) == CLASSES
+    run = tmp_path / "runs" / status["run"]
+    model = cnnlab.Sequential.load(run / "model.npz")
+    assert model.meta["class_names"] == CLASSES and model.input_shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        (["only"], "name 2 to 10 classes"),
+        (["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k"], "name 2 to 10 classes"),
+        (["cat", "Cat"], "must differ"),
+        (["cat", "../dog"], "letters, digits, spaces"),
+    ],
+)
+def test_bad_class_names_are_refused(client: TestClient, classes: list, message: str) -> None:
+    response = client.post("/api/teach/project", json={"classes": classes})
+    assert response.status_code == 422 and message in response.json()["detail"]
+
+
+def test_bad_examples_and_early_training_are_refused(client: TestClient) -> None:
+    client.post("/api/teach/project", json={"classes": ["a", "b"]})
+    bad = client.post("/api/teach/examples?label=a", content=b"not a picture")
+    assert bad.status_code == 422 and "not usable" in bad.json()["detail"]
+    unknown = client.post(
+        "/api/teach/examples?label=z", content=drawing("line", np.random.default_rng(1))
+    )
+    assert unknown.status_code == 422 and "no class 'z'" in unknown.json()["detail"]
+    early = client.post("/api/teach/train")
+    assert early.status_code == 422 and "at least 2 examples" in early.json()["detail"]
+    no_model = client.post("/api/teach/predict", content=drawing("line", np.random.default_rng(2)))
+    assert no_model.status_code == 503
