@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.folder import DEFAULT_RUNS_DIR, model_path, newest_run
@@ -48,6 +49,22 @@ def positive_float(text: str) -> float:
 def load_model(path: str | Path) -> Sequential:
     """Load the model a ``MODEL`` argument names (a model file or a run folder)."""
     return Sequential.load(model_path(path))
+
+
+COMPLETIONS = "completions"  # an argparse action's values that shell completion suggests
+
+
+def add_dataset_argument(parser: argparse.ArgumentParser, default: str | None, tail: str) -> None:
+    """``--dataset NAME|PATH``: a named picture set or a folder of one's own pictures
+    (completion offers the names, then folders); ``tail`` ends the help."""
+    action = parser.add_argument(
+        "--dataset",
+        default=default,
+        metavar="NAME|PATH",
+        help=f"a data set ({', '.join(data.PICTURE_DATASETS)}) or a folder of pictures, one "
+        f"sub-folder per class{tail}",
+    )
+    setattr(action, COMPLETIONS, data.PICTURE_DATASETS)
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:

@@ -1,8 +1,9 @@
 """Shell completion: a bash script generated from the parser itself, so it never goes stale.
 
 ``eval "$(cnnlab --print-completion bash)"`` in ``~/.bashrc`` completes the commands, each
-command's options, the values of options with fixed choices (``--dataset``, ``--format``, ...)
-and ``experiment``'s names; anything else falls back to file names.
+command's options, the values of options with fixed choices (``--format``, ...) or with
+suggested ones (an action's ``completions``: ``--dataset`` offers the named data sets and, when
+none matches, folders) and ``experiment``'s names; anything else falls back to file names.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from cnnlab.cli._common import COMPLETIONS
 from cnnlab.cli.main import command_parsers
 
 
@@ -22,9 +24,12 @@ def _choices(parser: argparse.ArgumentParser) -> tuple[dict[str, list[str]], lis
     by_option: dict[str, list[str]] = {}
     positional: list[str] = []
     for action in parser._actions:
-        if action.choices is None or isinstance(action, argparse._SubParsersAction):
+        choices = (
+            action.choices if action.choices is not None else getattr(action, COMPLETIONS, None)
+        )
+        if choices is None or isinstance(action, argparse._SubParsersAction):
             continue
-        values = [str(choice) for choice in action.choices]
+        values = [str(choice) for choice in choices]
         for option in action.option_strings:
             by_option[option] = values
         if not action.option_strings:

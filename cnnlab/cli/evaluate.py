@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab import data
-from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
+from cnnlab.cli._common import (
+    Formatter,
+    add_dataset_argument,
+    add_model_argument,
+    chosen_model,
+    load_model,
+)
 from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall
@@ -27,10 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     add_model_argument(p)
-    p.add_argument(
-        "--dataset", metavar="NAME|PATH", help=f"a data set ({', '.join(data.PICTURE_DATASETS)}) "
-        "or a folder of pictures, one sub-folder per class [the one the model was trained on]"
-    )  # fmt: skip
+    add_dataset_argument(p, None, " [the one the model was trained on]")
     p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")

@@ -14,8 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cnnlab import data
-from cnnlab.cli._common import Formatter, positive_float, positive_int
+from cnnlab.cli._common import Formatter, add_dataset_argument, positive_float, positive_int
 from cnnlab.engine.backend import DEVICES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Conv2D
@@ -52,10 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=Formatter,
     )
-    p.add_argument(
-        "--dataset", default="mnist-sample", metavar="NAME|PATH", help="a data set ("
-        f"{', '.join(data.PICTURE_DATASETS)}) or a folder of pictures, one sub-folder per class"
-    )  # fmt: skip
+    add_dataset_argument(p, "mnist-sample", "")
     p.add_argument(
         "--image-size", type=positive_int, metavar="N", help="resize a folder's pictures to "
         "N×N, centre-cropped [32]"

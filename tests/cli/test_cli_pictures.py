@@ -81,14 +81,14 @@ def test_explain_draws_colour_filters_maps_and_occlusion_on_a_photo(
     assert main(["explain", str(run), "photo:cat", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "network input 24×24" in printed and "occlusion" in printed
-    for name in ("filters_layer1.png", "occlusion.png", "activation_maps_layer0.png",
+    for name in ("filters_conv1.png", "occlusion.png", "activation_maps_conv1.png",
                  "report.html"):  # fmt: skip
         assert (out / name).stat().st_size > 1000
     assert not (out / "top_patches.png").exists()  # drawn from digits only
     # A digit given to this colour model is refused in one line.
     assert main(["explain", str(run), "mnist-sample:test:3", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "28x28 grey input, but the model takes 24x24 colour" in err and "\n" not in err
+    assert "mnist-sample pictures are 28x28 grey, but the model takes 24x24 colour" in err and "\n" not in err
 
 
 def test_info_shows_what_the_model_was_trained_on(

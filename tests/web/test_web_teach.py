@@ -15,6 +15,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from threadpoolctl import threadpool_limits
+from web_helpers import LAB_URL
 
 import cnnlab
 from cnnlab.web.app import create_app
@@ -49,11 +50,18 @@ def client(tmp_path: Path) -> TestClient:
     # batches made this training 30x slower on a busy 2-core machine.
     with (
         threadpool_limits(1, user_api="blas"),
-        TestClient(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
+        TestClient(
+            create_app(None, runs_dir=str(tmp_path / "runs")), base_url=LAB_URL
+        ) as test_client,
     ):
         yield test_client
         test_client.app.state.trainer.stop()
         test_client.app.state.trainer.join(60)
+
+
+def send(client: TestClient, path: str, picture: bytes, **headers: str):
+    """POST a picture as the Teach page does: its bytes, labelled with their type."""
+    return client.post(path, content=picture, headers={"Content-Type": "image/png", **headers})
 
 
 def wait_for_training(client: TestClient, timeout: float = 300) -> dict:
@@ -73,19 +81,16 @@ def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path
     assert [c["name"] for c in state["classes"]] == CLASSES
     for _ in range(10):
         for name in CLASSES:
-            response = client.post(
-                f"/api/teach/examples?label={name}", content=drawing(name, rng),
-                headers={"Content-Type": "image/png"},
-            )  # fmt: skip
+            response = send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
             assert response.status_code == 200, response.text
     assert [c["examples"] for c in response.json()["classes"]] == [10, 10, 10]
     trained_from = time.monotonic()
-    assert client.post("/api/teach/train").status_code == 202
+    assert client.post("/api/teach/train", json={}).status_code == 202
     status = wait_for_training(client)
     assert status["state"] == "finished", status
     answers = []
     for name in CLASSES:
-        result = client.post("/api/teach/predict", content=drawing(name, rng)).json()
+        result = send(client, "/api/teach/predict", drawing(name, rng)).json()
         assert result["class_names"] == CLASSES
         assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
         assert len(result["occlusion"]) > 100
@@ -95,9 +100,7 @@ def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path
           f"(of which training and three answers {now - trained_from:.1f} s)")  # fmt: skip
     assert answers == CLASSES
     # The Draw tab reads digits: with the Teach model active it says so instead of guessing.
-    refused = client.post(
-        "/api/predict", content=drawing("line", rng), headers={"Content-Type": "image/png"}
-    )
+    refused = send(client, "/api/predict", drawing("line", rng))
     assert refused.status_code == 409 and "Teach tab" in refused.json()["detail"]
     # The project is an image-folder data set, and the run an ordinary run folder.
     data_dir = tmp_path / "runs" / "teach" / "project" / "data"
@@ -123,13 +126,47 @@ def test_bad_class_names_are_refused(client: TestClient, classes: list, message:
 
 def test_bad_examples_and_early_training_are_refused(client: TestClient) -> None:
     client.post("/api/teach/project", json={"classes": ["a", "b"]})
-    bad = client.post("/api/teach/examples?label=a", content=b"not a picture")
+    bad = send(client, "/api/teach/examples?label=a", b"not a picture")
     assert bad.status_code == 422 and "not usable" in bad.json()["detail"]
-    unknown = client.post(
-        "/api/teach/examples?label=z", content=drawing("line", np.random.default_rng(1))
-    )
+    unknown = send(client, "/api/teach/examples?label=z", drawing("line", np.random.default_rng(1)))
     assert unknown.status_code == 422 and "no class 'z'" in unknown.json()["detail"]
-    early = client.post("/api/teach/train")
+    early = client.post("/api/teach/train", json={})
     assert early.status_code == 422 and "at least 2 examples" in early.json()["detail"]
-    no_model = client.post("/api/teach/predict", content=drawing("line", np.random.default_rng(2)))
+    no_model = send(client, "/api/teach/predict", drawing("line", np.random.default_rng(2)))
     assert no_model.status_code == 503
+
+
+def test_a_picture_over_the_pixel_budget_is_refused_from_its_header(client: TestClient) -> None:
+    from hostile_files import png_claiming
+
+    client.post("/api/teach/project", json={"classes": ["a", "b"]})
+    for path in ("/api/teach/examples?label=a", "/api/teach/predict"):
+        response = send(client, path, png_claiming(5000, 4000))  # 20 MP; the budget is 16
+        if path.endswith("predict"):  # no picture model yet: refused before decoding
+            assert response.status_code == 503
+            continue
+        assert response.status_code == 413, response.text
+        assert "too large" in response.json()["detail"] and "\n" not in response.json()["detail"]
+    assert client.get("/api/teach/project").json()["classes"][0]["examples"] == 0
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("post", "/api/teach/project", {"json": {"classes": ["a", "b"]}}),
+        ("post", "/api/teach/examples?label=a", {"content": b"x"}),
+        ("post", "/api/teach/train", {"json": {}}),
+        ("post", "/api/teach/predict", {"content": b"x"}),
+    ],
+)
+def test_teach_changes_come_only_from_the_labs_own_page(
+    client: TestClient, method: str, path: str, body: dict
+) -> None:
+    headers = {"Origin": "http://evil.example", "Content-Type": "image/png"}
+    refused = getattr(client, method)(path, headers=headers, **body)
+    assert refused.status_code == 403 and "may not change the lab" in refused.json()["detail"]
+    other_host = getattr(client, method)(
+        path, headers={"Host": "evil.example", "Content-Type": "image/png"}, **body
+    )
+    assert other_host.status_code == 421
+    assert client.get("/api/teach/project").json()["classes"] == []
