@@ -35,10 +35,12 @@ class TrainingBusyError(CnnlabError):
     """A training job is already running."""
 
 
-def available_datasets(data_dir: str | None) -> list[str]:
-    """The image data sets that can be trained on without a download: the bundled sample and
-    MNIST / Fashion-MNIST when their files are found locally."""
-    return [name for name in data.IMAGE_DATASETS if data.available(name, data_dir)]
+def available_datasets(data_dir: str | None) -> dict[str, str]:
+    """The data sets that can be trained on without a download, each with its kind
+    (``"digits"`` or ``"images"``): the bundled sample, MNIST / Fashion-MNIST when their files
+    are found locally, and the generated colour ``shapes``."""
+    digits = [name for name in data.IMAGE_DATASETS if data.available(name, data_dir)]
+    return {**dict.fromkeys(digits, "digits"), "shapes": "images"}
 
 
 def filters_for_page(model: Sequential) -> list[list[list[float]]]:

@@ -88,7 +88,10 @@ def test_explain_draws_colour_filters_maps_and_occlusion_on_a_photo(
     # A digit given to this colour model is refused in one line.
     assert main(["explain", str(run), "mnist-sample:test:3", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "mnist-sample pictures are 28x28 grey, but the model takes 24x24 colour" in err and "\n" not in err
+    assert (
+        "mnist-sample pictures are 28x28 grey, but the model takes 24x24 colour" in err
+        and "\n" not in err
+    )
 
 
 def test_info_shows_what_the_model_was_trained_on(
@@ -163,3 +166,33 @@ def test_a_failed_run_leaves_no_empty_run_folder(
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--dataset", "one", "--quiet"]) == 2
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize(("bias", "answer"), [(0.0, "cat?  unsure: maybe dog"), (9.0, "owl  (")])
+def test_predict_says_when_a_picture_model_is_unsure_by_class_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture, bias: float, answer: str
+) -> None:
+    # A colour model that ignores its input: equal logits (every class a third) or a clear owl.
+    meta = {"kind": "images", "class_names": ["cat", "dog", "owl"], "mean": [0.5] * 3,
+            "std": [0.25] * 3}  # fmt: skip
+    model = cl.Sequential([cl.Flatten(), cl.Dense(3 * 8 * 8, 3)], input_shape=(3, 8, 8), meta=meta)
+    model.layers[1].params["W"][...] = 0
+    model.layers[1].params["b"][...] = [0, 0, bias]
+    model.save(tmp_path / "model.npz")
+    assert main(["predict", str(tmp_path / "model.npz"), "photo:cat", "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["class"] == ("owl" if bias else "cat") and result["unsure"] is (not bias)
+    assert result["runner_up"] == ("cat" if bias else "dog")
+    assert main(["predict", str(tmp_path / "model.npz"), "photo:cat"]) == 0
+    assert capsys.readouterr().out.startswith(f"photo:cat: {answer}")
+
+
+def test_a_picture_model_with_bad_class_names_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    meta = {"kind": "images", "class_names": ["cat"], "mean": [0.5] * 3, "std": [0.25] * 3}
+    model = cl.Sequential([cl.Flatten(), cl.Dense(3 * 8 * 8, 3)], input_shape=(3, 8, 8), meta=meta)
+    model.save(tmp_path / "model.npz")
+    assert main(["predict", str(tmp_path / "model.npz"), "photo:cat"]) == 2
+    err = capsys.readouterr().err
+    assert "'class_names' must be 3 names" in err and err.count("\n") == 1

@@ -25,6 +25,7 @@ from web_helpers import (
 )
 
 import cnnlab
+from cnnlab.data.shapes import CLASSES as SHAPES
 from cnnlab.web.app import MAX_BODY_BYTES, create_app
 
 
@@ -409,3 +410,19 @@ def test_serve_refuses_a_port_in_use(capsys):
     err = capsys.readouterr().err
     assert status == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+
+
+def test_the_train_tab_offers_the_colour_shapes_and_trains_them(client, runs_dir):
+    options = client.get("/api/train/options").json()
+    assert "shapes" in options["datasets"] and options["dataset_kinds"]["shapes"] == "images"
+    assert options["dataset_kinds"]["mnist-sample"] == "digits"
+    config = {"dataset": "shapes", "recipe": "pictures", "epochs": 1, "subset": 64}
+    assert client.post("/api/train", json=config).status_code == 202
+    events = read_events(client)
+    assert events[0]["type"] == "start" and events[0]["train_size"] == 64, events[-1]
+    assert np.array(events[0]["filters"]).ndim == 3  # a colour model's filters, channel-averaged
+    done = events[-1]
+    assert done["type"] == "done", done
+    model = cnnlab.Sequential.load(runs_dir / done["run"] / "model.npz")
+    assert model.meta["kind"] == "images" and model.input_shape == (3, 32, 32)
+    assert model.meta["class_names"] == list(SHAPES)

@@ -30,9 +30,12 @@ def trainer_of(request: Request) -> TrainingManager:
 
 @router.get("/api/train/options", tags=["train"])
 def train_options(request: Request) -> dict[str, Any]:
-    """What the Train panel offers: data sets found locally, recipes, presets and defaults."""
+    """What the Train panel offers: data sets found locally (digits, and the generated colour
+    ``shapes``) with their kinds, recipes, presets and defaults."""
+    kinds = available_datasets(request.app.state.data_dir)
     return {
-        "datasets": available_datasets(request.app.state.data_dir),
+        "datasets": list(kinds),
+        "dataset_kinds": kinds,  # "digits" or "images": the page picks the recipe by it
         "recipes": recipes(),
         "presets": list(PRESETS),
         "activations": list(ACTIVATIONS),

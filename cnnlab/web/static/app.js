@@ -491,6 +491,12 @@
     fillSelect($("f-dataset"), options.datasets, d.dataset);
     fillSelect($("f-recipe"), Object.keys(recipes), d.recipe);
     $("f-recipe").addEventListener("change", () => applyRecipe($("f-recipe").value));
+    // Colour pictures train with the pictures recipe, digits with the default one.
+    $("f-dataset").addEventListener("change", () => {
+      const recipe = options.dataset_kinds[$("f-dataset").value] === "images" ? "pictures" : d.recipe;
+      $("f-recipe").value = recipe;
+      applyRecipe(recipe);
+    });
     $("f-recipe-note").textContent = describeRecipe(d.recipe);
     fillSelect($("f-preset"), options.presets, d.preset);
     fillSelect($("f-activation"), options.activations, d.activation);

@@ -1,0 +1,58 @@
+"""What a model's meta says about its input is a user's file: checked before it is used."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cnnlab as cl
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.runs.inputs import class_names, prepare
+
+
+def picture_model(**meta: object) -> cl.Sequential:
+    """A 3-class colour model of 8×8 inputs with the given meta over sound defaults."""
+    sound = {"kind": "images", "class_names": ["cat", "dog", "owl"], "mean": [0.5] * 3,
+             "std": [0.25] * 3}  # fmt: skip
+    return cl.Sequential(
+        [cl.Flatten(), cl.Dense(3 * 8 * 8, 3)], input_shape=(3, 8, 8), meta={**sound, **meta}
+    )
+
+
+def test_sound_meta_prepares_pictures_and_names_classes() -> None:
+    model = picture_model()
+    assert class_names(model) == ["cat", "dog", "owl"]
+    x = prepare(model, np.full((2, 3, 8, 8), 255, np.uint8))
+    np.testing.assert_allclose(x, (1 - 0.5) / 0.25)
+    assert class_names(picture_model(class_names=None)) == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("meta", "words"),
+    [
+        ({"class_names": ["cat", "dog"]}, "must be 3 names"),
+        ({"class_names": "cat,dog,owl"}, "must be 3 names"),
+        ({"class_names": ["cat", "dog", "x" * 500]}, "at most 100 characters"),
+        ({"class_names": ["cat", {"a": 1}, "owl"]}, "must be 3 names"),
+    ],
+)
+def test_bad_class_names_are_one_line(meta: dict, words: str) -> None:
+    with pytest.raises(CnnlabError, match=words) as err:
+        class_names(picture_model(**meta))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("meta", "words"),
+    [
+        ({"mean": [0.5, 0.5]}, "'mean' must be 3 finite"),
+        ({"mean": ["a", "b", "c"]}, "'mean' must be 3 finite"),
+        ({"mean": None}, "'mean' must be 3 finite"),
+        ({"std": [0.2, 0.0, 0.2]}, "'std' must be 3 finite number\\(s\\), each > 0"),
+        ({"std": [0.2, float("nan"), 0.2]}, "'std' must be 3 finite"),
+    ],
+)
+def test_bad_channel_statistics_are_one_line_never_nan(meta: dict, words: str) -> None:
+    with pytest.raises(CnnlabError, match=words) as err:
+        prepare(picture_model(**meta), np.zeros((1, 3, 8, 8), np.uint8))
+    assert "\n" not in str(err.value)
