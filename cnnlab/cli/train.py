@@ -222,11 +222,12 @@ def run(args: argparse.Namespace) -> int:
     previous = {signum: signal.signal(signum, ctrl_c) for signum in CtrlC.SIGNALS}
     try:
         if args.resume:
-            result = resume_run(args.resume, callbacks, stop)
+            result = resume_run(args.resume, callbacks, stop, progress=not args.quiet)
         else:
             config = config_from_args(args)
             config.validate()
-            result = train_run(config, RunFolder.create(args.out), callbacks, stop)
+            folder = RunFolder.create(args.out)
+            result = train_run(config, folder, callbacks, stop, progress=not args.quiet)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -12,6 +12,7 @@ from cnnlab.data.augment import random_crop_flip, random_handwriting
 from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
+from cnnlab.engine.limits import check_activations
 from cnnlab.engine.losses import LOSSES
 from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
 from cnnlab.engine.rng import manual_seed
@@ -54,6 +55,12 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
         check_fits(model, pictures)
     except CnnlabError as err:
         raise CnnlabError(f"{name}: {err}") from None
+    # The bounds every model file is loaded under: a model too big for them would train, then
+    # be refused by every command that reads it.
+    try:
+        check_activations(model.layers, pictures.input_shape, name)
+    except CnnlabError as err:
+        raise CnnlabError(f"{err} at this picture size; use a smaller --image-size") from None
     return model
 
 

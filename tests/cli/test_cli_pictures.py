@@ -196,3 +196,17 @@ def test_a_picture_model_with_bad_class_names_is_one_line(
     assert main(["predict", str(tmp_path / "model.npz"), "photo:cat"]) == 2
     err = capsys.readouterr().err
     assert "'class_names' must be 3 names" in err and err.count("\n") == 1
+
+
+def test_a_picture_size_too_big_for_a_model_file_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # vgg's first conv unfolds 27 numbers a pixel: 300×300 is past the engine's loading bound,
+    # so the model could be trained but never read back.
+    pictures = write_picture_folder(tmp_path / "scenes", per_class=2)
+    args = ["train", "--dataset", str(pictures), "--image-size", "300", "--quiet", "--out",
+            str(tmp_path / "r")]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "more than the limit" in err and "use a smaller --image-size" in err
+    assert err.count("\n") == 1 and not (tmp_path / "r").exists()
