@@ -170,3 +170,19 @@ def test_teach_changes_come_only_from_the_labs_own_page(
     )
     assert other_host.status_code == 421
     assert client.get("/api/teach/project").json()["classes"] == []
+
+
+def test_teach_training_is_the_labs_one_job_with_its_run_folder_cap(
+    client: TestClient, tmp_path: Path
+) -> None:
+    from cnnlab.web.training import MAX_RUNS
+
+    rng = np.random.default_rng(3)
+    client.post("/api/teach/project", json={"classes": ["a", "b"]})
+    for name in ("a", "a", "b", "b"):
+        send(client, f"/api/teach/examples?label={name}", drawing("line", rng))
+    for n in range(MAX_RUNS):  # as many old run folders as the lab ever makes
+        (tmp_path / "runs" / f"old-{n}").mkdir()
+    full = client.post("/api/teach/train", json={})
+    assert full.status_code == 422 and f"limit of {MAX_RUNS}" in full.json()["detail"]
+    assert client.get("/api/train").json()["state"] == "idle"
