@@ -109,9 +109,9 @@ def train_run(
 
     A run that fails leaves ``folder`` as it found it: removed again while still empty.
     """
-    config.validate()
     with folder.lock():  # one writer per run folder
         try:
+            config.validate()
             folder.refuse_if_used()
             run_data = load_data(config, progress)
             config = config.resolve(len(run_data.images), run_data.pictures.kind)

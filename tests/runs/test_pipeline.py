@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 import cnnlab as cl
 from cnnlab.engine.train import TrainState
@@ -56,3 +57,25 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> N
     expected = straight.model.state_arrays()
     for key, value in resumed.model.state_arrays().items():
         np.testing.assert_array_equal(value, expected[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RunConfig(lr=-1.0),  # refused by validate
+        RunConfig(dataset="shapes", model="no-such-preset", subset=16),  # refused building
+    ],
+)
+def test_a_failed_run_leaves_no_folder_behind(tmp_path: Path, config: RunConfig) -> None:
+    folder = RunFolder.new(tmp_path / "runs")
+    with pytest.raises(cl.CnnlabError):
+        train_run(config, folder, progress=False)
+    assert not folder.path.exists()  # not even the lock file
+
+
+def test_a_failed_run_keeps_a_folder_that_holds_something(tmp_path: Path) -> None:
+    folder = RunFolder.new(tmp_path / "runs")
+    (folder.path / "notes.txt").write_text("mine")
+    with pytest.raises(cl.CnnlabError):
+        train_run(RunConfig(lr=-1.0), folder, progress=False)
+    assert (folder.path / "notes.txt").read_text() == "mine"
