@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
-import io
 import json
 import os
 import warnings
@@ -37,9 +36,16 @@ import numpy as np
 
 from cnnlab.data.download import cache_dir
 from cnnlab.data.imageset import ImageSet
-from cnnlab.data.preprocess import MAX_PIXELS, ImageTooLargeError, _one_line, _pil, _upright
+from cnnlab.data.preprocess import (
+    MAX_PIXELS,
+    ImageTooLargeError,
+    _one_line,
+    _pil,
+    _upright,
+    picture_stream,
+)
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.fileio import atomic_write, open_regular_file
+from cnnlab.engine.fileio import atomic_write
 from cnnlab.engine.progress import ProgressBar
 
 IMAGE_SUFFIXES = frozenset(
@@ -202,21 +208,14 @@ def read_pixels(source: str | os.PathLike | bytes, size: int) -> tuple[np.ndarra
     """One picture (a path or the file's bytes) as uint8 ``(size, size, 3)`` (grey repeated in
     each channel) and ``"grey"`` or ``"colour"``.
 
-    Raises ``ImageTooLargeError`` when the header claims more than ``MAX_PIXELS`` pixels (the
-    same budget as a digit photo's: nothing is decoded) and ``CnnlabError`` for anything else
-    that cannot be read; the message is the reason, without the file's name.
+    Read as a digit photo is (:func:`cnnlab.data.preprocess.picture_stream`), under the same
+    budget: ``ImageTooLargeError`` when the file is over ``MAX_FILE_BYTES`` or its header claims
+    more than ``MAX_PIXELS`` pixels (nothing is decoded), ``CnnlabError`` for anything else that
+    cannot be read.
     """
     Image = _pil()
-    try:
-        stream = (
-            io.BytesIO(bytes(source))
-            if isinstance(source, bytes | bytearray | memoryview)
-            else open_regular_file(source)
-        )
-    except OSError as err:
-        raise CnnlabError(f"cannot be opened ({err.strerror or err})") from None
-    except CnnlabError:
-        raise CnnlabError("not a regular file") from None
+    # Read whole: Pillow reading a file allocates what its chunks declare.
+    stream = picture_stream(source, "the file")
     try:
         with stream, Image.open(stream) as img:
             width, height = img.size  # from the header: nothing is decoded yet

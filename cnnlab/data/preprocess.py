@@ -122,22 +122,7 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
     """
     Image = _pil()
     name = _describe(source)
-    if isinstance(source, bytes | bytearray | memoryview):
-        stream = io.BytesIO(bytes(source))
-    else:
-        try:
-            with open_regular_file(source) as handle:
-                size = os.fstat(handle.fileno()).st_size
-                if size > MAX_FILE_BYTES:
-                    raise ImageTooLargeError(
-                        f"{name} is {size / 2**20:.0f} MB, more than the "
-                        f"{MAX_FILE_BYTES >> 20} MB a picture may take; save it smaller"
-                    )
-                stream = io.BytesIO(handle.read())  # read(n) would allocate n bytes first
-        except OSError as err:
-            raise CnnlabError(
-                f"cannot open {name}: {err.strerror or err}; check the path"
-            ) from None
+    stream = picture_stream(source)
     with stream, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -168,6 +153,29 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
             raise CnnlabError(
                 f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG or JPEG"
             ) from None
+
+
+def picture_stream(source: str | os.PathLike | bytes, name: str | None = None) -> io.BytesIO:
+    """A picture's bytes in memory, for Pillow: the bytes given, or the file read whole.
+
+    A path that is not a regular file is refused before it is opened, and a file over
+    ``MAX_FILE_BYTES`` (``ImageTooLargeError``) before it is read; every failure is one line
+    naming the picture as ``name`` (default: its path).
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(bytes(source))
+    name = name or _describe(source)
+    try:
+        with open_regular_file(source) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageTooLargeError(
+                    f"{name} is {size / 2**20:.0f} MB, more than the "
+                    f"{MAX_FILE_BYTES >> 20} MB a picture may take; save it smaller"
+                )
+            return io.BytesIO(handle.read())  # read(n) would allocate n bytes first
+    except OSError as err:
+        raise CnnlabError(f"cannot open {name}: {err.strerror or err}; check the path") from None
 
 
 def _one_line(err: Exception) -> str:

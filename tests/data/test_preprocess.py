@@ -258,7 +258,16 @@ def _run_capped(code: str) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
-def test_a_png_chunk_claiming_2_gib_allocates_nothing_of_the_sort(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "read",
+    [
+        "print(p.load_image(path).shape)",  # a digit photo
+        "import cnnlab.data.folders as f; print(f.read_pixels(path, 32)[1])",  # a folder's picture
+    ],
+)
+def test_a_png_chunk_claiming_2_gib_allocates_nothing_of_the_sort(
+    tmp_path: Path, read: str
+) -> None:
     """Pillow reads a chunk at its declared length; from a file it allocates that first."""
     out = io.BytesIO()
     Image.new("L", (30, 36), 200).save(out, "PNG")
@@ -268,10 +277,10 @@ def test_a_png_chunk_claiming_2_gib_allocates_nothing_of_the_sort(tmp_path: Path
     path = tmp_path / "claims.png"
     path.write_bytes(bytes(data))
     printed = _run_capped(
-        f"try: print(p.load_image({str(path)!r}).shape)\n"
-        "except p.CnnlabError as err: print('refused', err)\n"
+        f"path = {str(path)!r}\ntry: {read}\nexcept p.CnnlabError as err: print('refused', err)\n"
     )
-    assert printed.startswith(("(36, 30)", "refused"))
+    assert printed.startswith(("(36, 30)", "grey", "refused"))
+    assert "MemoryError" not in printed  # a decoder's catch-all must not have hidden it
 
 
 def test_a_picture_file_over_the_byte_limit_is_refused_unread(tmp_path: Path) -> None:
