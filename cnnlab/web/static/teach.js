@@ -248,7 +248,10 @@
   let busy = false;
 
   async function predict() {
-    if (!trained || busy) return;
+    // Never mid-stroke: a timer set before the pen went down (the one after training) would read
+    // a half-drawn picture — the likely cause of the browser test reading "line" for a circle
+    // once, under load; pen-up asks again.
+    if (!trained || busy || (last && source() === "pad")) return;
     busy = true;
     try {
       const picture = await currentPicture();
