@@ -26,11 +26,11 @@ def test_the_default_recipe_augments_and_the_fast_one_does_not() -> None:
     assert RunConfig().resolve(10_000).augment is True
     assert RunConfig(dataset="mnist").resolve(60_000).augment is True
     assert RunConfig(recipe="fast").resolve(60_000).augment is False
-    assert build.make_augment(RunConfig(augment=False).resolve(100)) is None
+    assert build.make_augment(RunConfig(augment=False).resolve(100), "digits") is None
 
 
 def test_the_recipe_distortion_is_seeded_finite_and_keeps_the_pixel_scale() -> None:
-    augment = build.make_augment(RunConfig().resolve(10_000))
+    augment = build.make_augment(RunConfig().resolve(10_000), "digits")
     images = _digits()
     a = augment(images, np.random.default_rng([0, 1, 2]))
     assert a.shape == images.shape and a.dtype == np.float32
@@ -57,3 +57,10 @@ def test_training_distorts_every_batch_with_the_recipe_settings(
     config = RunConfig(model="simple", subset=64, batch_size=16, epochs=1)
     train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
     assert calls == [AUGMENT] * 4
+
+
+def test_pictures_other_than_digits_are_cropped_and_flipped_not_handwriting_distorted() -> None:
+    from cnnlab.data.augment import random_crop_flip
+
+    config = RunConfig(augment=True).resolve(100, "images")
+    assert build.make_augment(config, "images") is random_crop_flip
