@@ -7,6 +7,8 @@ import base64
 import io
 import json
 import struct
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -426,3 +428,39 @@ def test_the_train_tab_offers_the_colour_shapes_and_trains_them(client, runs_dir
     model = cnnlab.Sequential.load(runs_dir / done["run"] / "model.npz")
     assert model.meta["kind"] == "images" and model.input_shape == (3, 32, 32)
     assert model.meta["class_names"] == list(SHAPES)
+
+
+def test_predictions_run_on_at_most_the_model_threads(client, monkeypatch) -> None:
+    """Requests beyond the limit wait in the event loop instead of crowding the cores."""
+    from cnnlab.web.routes import predict
+
+    monkeypatch.setattr(predict.MODEL_THREADS, "total_tokens", 2)
+    active, most, lock = [0], [0], threading.Lock()
+    real = predict.maps.predict_one
+
+    def slow_predict(model, x):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return real(model, x)
+
+    monkeypatch.setattr(predict.maps, "predict_one", slow_predict)
+    pixels = [[0.0] * 28 for _ in range(28)]
+    codes = []
+    pool = [
+        threading.Thread(
+            target=lambda: codes.append(
+                client.post("/api/predict?steps=false", json={"pixels": pixels}).status_code
+            )
+        )
+        for _ in range(8)
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert codes == [200] * 8
+    assert most[0] == 2
