@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loss", default="cross-entropy", choices=sorted(LOSSES))
     p.add_argument(
         "--label-smoothing", type=float, metavar="EPS", help="cross-entropy against "
-        "(1 − EPS)·one-hot + EPS/10, in [0, 1) [recipe's]"
+        "(1 − EPS)·one-hot + EPS/K for K classes, in [0, 1) [recipe's]"
     )  # fmt: skip
     p.add_argument("--activation", default="relu", choices=sorted(zoo.ACTIVATIONS))
     p.add_argument(
