@@ -38,6 +38,7 @@ from cnnlab.data.download import cache_dir
 from cnnlab.data.imageset import ImageSet
 from cnnlab.data.preprocess import (
     MAX_PIXELS,
+    PICTURE_FORMATS,
     ImageTooLargeError,
     _one_line,
     _pil,
@@ -217,7 +218,7 @@ def read_pixels(source: str | os.PathLike | bytes, size: int) -> tuple[np.ndarra
     # Read whole: Pillow reading a file allocates what its chunks declare.
     stream = picture_stream(source, "the file")
     try:
-        with stream, Image.open(stream) as img:
+        with stream, Image.open(stream, formats=PICTURE_FORMATS) as img:
             width, height = img.size  # from the header: nothing is decoded yet
             if width * height > MAX_PIXELS:
                 raise ImageTooLargeError(

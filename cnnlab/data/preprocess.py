@@ -43,6 +43,9 @@ MAX_SIDE = 1024
 # whose IDAT chunk claims 2 GiB raised MemoryError under a 4 GiB cap; fuzz case image 6478);
 # from memory it gets what is there. 16 MP of 16-bit RGBA, uncompressed, is 128 MB.
 MAX_FILE_BYTES = 128 * 1024 * 1024
+# The formats a picture may be in. Pillow would otherwise try every format it knows on
+# untrusted bytes, EPS among them, which runs Ghostscript.
+PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO too
 MIN_SIDE = 5  # pixels; nothing smaller can hold a recognisable digit
 
 _DETECT_SIDE = 256  # longest side of the copy used to find the digit
@@ -101,6 +104,7 @@ def _pil():
         raise CnnlabError(
             "reading images needs Pillow, which is not installed; run: pip install pillow"
         ) from None
+    Image.init()  # registers every plugin, so PICTURE_FORMATS can name them (once; then a no-op)
     return Image
 
 
@@ -126,7 +130,7 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
     with stream, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(stream)
+            img = Image.open(stream, formats=PICTURE_FORMATS)
         except Image.DecompressionBombError as err:
             claimed = re.search(r"\((\d+) pixels\)", str(err))
             raise ImageTooLargeError(

@@ -368,3 +368,20 @@ def test_a_fifo_or_folder_is_refused_at_once(tmp_path) -> None:
         load_image(fifo)
     with pytest.raises(CnnlabError, match="folder, not a regular file"):
         load_image(tmp_path)
+
+
+def test_an_eps_picture_is_refused_without_running_ghostscript(monkeypatch) -> None:
+    """Pillow would hand EPS to Ghostscript; only the picture formats are tried."""
+    from PIL import EpsImagePlugin
+
+    from cnnlab.data.folders import read_pixels
+
+    def no_ghostscript(*args, **kwargs):
+        raise AssertionError("Ghostscript was asked to run")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(CnnlabError, match="not an image Pillow can read"):
+        load_image(eps)
+    with pytest.raises(CnnlabError, match="not an image Pillow can read"):
+        read_pixels(eps, 32)
