@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,9 @@ class Project:
                 {"name": name, "examples": len(list((self.data_dir / name).glob("*.png")))}
                 for name in self.classes()
             ],
-            "folder": str(self.data_dir),
+            # Where to find it, without the server's own folders: from the lab's runs folder.
+            "folder": f"{self.data_dir.relative_to(self.root.parents[1]).as_posix()} in the "
+            "lab's runs folder",
         }
 
     def create(self, names: list[str]) -> dict[str, Any]:
@@ -82,15 +86,28 @@ class Project:
         if len({n.lower() for n in names}) != len(names):
             raise TeachError("class names must differ from each other")
         with self._lock:
-            if self.data_dir.exists():
-                for old in self.data_dir.glob("*/*.png"):
-                    old.unlink()
-                for folder in self.data_dir.iterdir():
-                    if folder.is_dir():
-                        folder.rmdir()
+            self._clear()
             for name in names:
                 (self.data_dir / name).mkdir(parents=True, exist_ok=True)
         return self.state()
+
+    def _clear(self) -> None:
+        """Remove the old data folder: renamed aside in one step, then deleted without
+        following links (a linked class folder loses its link, never what it points to)."""
+        if not self.data_dir.exists() and not self.data_dir.is_symlink():
+            return
+        aside = self.root / f".old-data-{uuid.uuid4().hex}"
+        try:
+            self.data_dir.rename(aside)
+            if aside.is_symlink():
+                aside.unlink()
+            else:
+                shutil.rmtree(aside)
+        except OSError as err:
+            raise TeachError(
+                f"cannot clear the old project's examples ({err.strerror or err}); "
+                "check the lab's runs folder"
+            ) from None
 
     def add_example(self, name: str, picture: bytes) -> dict[str, Any]:
         """Store one example of class ``name``; returns the project's state."""
@@ -107,11 +124,14 @@ class Project:
         buffer = io.BytesIO()
         Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG")
         folder = self.data_dir / name
-        with self._lock:
-            count = len(list(folder.glob("*.png")))
-            if count >= MAX_EXAMPLES:
+        with self._lock:  # create() holds it too: the class is still there while we write
+            if name not in self.classes() or folder.is_symlink():
+                raise TeachError(f"no class {name[:30]!r} in this project; create it first")
+            taken = [int(p.stem) for p in folder.glob("*.png") if p.stem.isdigit()]
+            if len(taken) >= MAX_EXAMPLES:
                 raise TeachError(f"class {name!r} has {MAX_EXAMPLES} examples, the most it takes")
-            with atomic_write(folder / f"{count:04d}.png") as handle:
+            number = max(taken, default=-1) + 1  # after the highest: never over an example
+            with atomic_write(folder / f"{number:04d}.png") as handle:
                 handle.write(buffer.getvalue())
         return self.state()
 

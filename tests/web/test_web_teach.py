@@ -186,3 +186,46 @@ def test_teach_training_is_the_labs_one_job_with_its_run_folder_cap(
     full = client.post("/api/teach/train", json={})
     assert full.status_code == 422 and f"limit of {MAX_RUNS}" in full.json()["detail"]
     assert client.get("/api/train").json()["state"] == "idle"
+
+
+def _example() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 20), (200, 30, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def test_starting_over_never_deletes_what_a_linked_class_points_to(tmp_path: Path) -> None:
+    from cnnlab.web.teach import Project
+
+    project = Project(tmp_path / "runs")
+    project.create(["a", "b"])
+    project.add_example("a", _example())
+    mine = tmp_path / "my-pictures"
+    mine.mkdir()
+    (mine / "cat.png").write_bytes(_example())
+    (project.data_dir / "linked").symlink_to(mine, target_is_directory=True)
+    (project.data_dir / "a" / "photo.jpg").write_bytes(b"not ours")  # a stray file
+    state = project.create(["x", "y"])
+    assert [c["name"] for c in state["classes"]] == ["x", "y"]
+    assert (mine / "cat.png").exists()
+    assert "runs" not in state["folder"].split("/")[0] and not state["folder"].startswith("/")
+
+
+def test_an_example_never_brings_back_a_class_nor_overwrites_one(tmp_path: Path) -> None:
+    from cnnlab.web.teach import Project, TeachError
+
+    project = Project(tmp_path / "runs")
+    project.create(["a", "b"])
+    for _ in range(3):
+        project.add_example("a", _example())
+    (project.data_dir / "a" / "0000.png").unlink()  # removed by hand
+    project.add_example("a", _example())
+    assert sorted(p.name for p in (project.data_dir / "a").iterdir()) == [
+        "0001.png",
+        "0002.png",
+        "0003.png",
+    ]
+    project.create(["x", "y"])
+    with pytest.raises(TeachError, match="no class 'a'"):
+        project.add_example("a", _example())
+    assert project.classes() == ["x", "y"]
