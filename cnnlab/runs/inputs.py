@@ -66,7 +66,8 @@ def data_meta(data: ImageSet, seed: int = 0) -> dict[str, Any]:
 
 def channel_stats_of(model: Sequential) -> tuple[np.ndarray, np.ndarray]:
     """A picture model's per-channel ``mean`` and ``std`` from its ``meta``, checked: one
-    finite number per input channel, every std > 0 (a model file is a user's file)."""
+    finite number per input channel, every std at least 1e-6 (a model file is a user's file;
+    dividing 0..1 pixels by less overflows float32)."""
     channels = (model.input_shape or DIGIT_SHAPE)[0]
     stats = []
     for key in ("mean", "std"):
@@ -75,11 +76,11 @@ def channel_stats_of(model: Sequential) -> tuple[np.ndarray, np.ndarray]:
             array = np.asarray(value, np.float64)
         except (TypeError, ValueError):
             array = np.empty(0)
-        low = 0.0 if key == "std" else -np.inf
-        if array.shape != (channels,) or not np.isfinite(array).all() or (array <= low).any():
+        low = 1e-6 if key == "std" else -np.inf
+        if array.shape != (channels,) or not np.isfinite(array).all() or (array < low).any():
             raise CnnlabError(
                 f"the model's meta {key!r} must be {channels} finite number(s)"
-                f"{', each > 0' if key == 'std' else ''}, got {str(value)[:60]}; "
+                f"{', each at least 1e-6' if key == 'std' else ''}, got {str(value)[:60]}; "
                 "train the model again"
             )
         stats.append(array)
@@ -119,10 +120,10 @@ def check_fits(model: Sequential, data: ImageSet) -> None:
         raise CnnlabError(
             f"the model has {outputs} outputs, but {data.name} has {len(data.class_names)} classes"
         )
-    names = model.meta.get("class_names")
-    if names and list(names) != list(data.class_names):
+    names = class_names(model) if model.meta.get("class_names") else None  # checked there
+    if names and names != [str(n) for n in data.class_names]:
         raise CnnlabError(
-            f"the model's classes ({', '.join(map(str, names))}) are not {data.name}'s "
+            f"the model's classes ({', '.join(names)}) are not {data.name}'s "
             f"({', '.join(data.class_names)}); use the data set it was trained on"
         )
 
@@ -137,11 +138,14 @@ def class_names(model: Sequential) -> list[str]:
     if (
         not isinstance(names, list)
         or len(names) != outputs
-        or not all(isinstance(n, str | int) and len(str(n)) <= MAX_NAME for n in names)
+        or not all(
+            isinstance(n, str | int) and len(str(n)) <= MAX_NAME and str(n).isprintable()
+            for n in names
+        )
     ):
         raise CnnlabError(
-            f"the model's meta 'class_names' must be {outputs} names (one per output, at most "
-            f"{MAX_NAME} characters each), got {str(names)[:60]}; train the model again"
+            f"the model's meta 'class_names' must be {outputs} printable names (one per output, "
+            f"at most {MAX_NAME} characters each), got {ascii(names)[:60]}; train the model again"
         )
     return [str(n) for n in names]
 

@@ -195,7 +195,7 @@ def test_a_picture_model_with_bad_class_names_is_one_line(
     model.save(tmp_path / "model.npz")
     assert main(["predict", str(tmp_path / "model.npz"), "photo:cat"]) == 2
     err = capsys.readouterr().err
-    assert "'class_names' must be 3 names" in err and err.count("\n") == 1
+    assert "'class_names' must be 3 printable names" in err and err.count("\n") == 1
 
 
 def test_a_picture_size_too_big_for_a_model_file_is_refused_before_training(

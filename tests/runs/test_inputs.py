@@ -30,10 +30,13 @@ def test_sound_meta_prepares_pictures_and_names_classes() -> None:
 @pytest.mark.parametrize(
     ("meta", "words"),
     [
-        ({"class_names": ["cat", "dog"]}, "must be 3 names"),
-        ({"class_names": "cat,dog,owl"}, "must be 3 names"),
+        ({"class_names": ["cat", "dog"]}, "must be 3 printable names"),
+        ({"class_names": "cat,dog,owl"}, "must be 3 printable names"),
+        ({"class_names": 5}, "must be 3 printable names"),
         ({"class_names": ["cat", "dog", "x" * 500]}, "at most 100 characters"),
-        ({"class_names": ["cat", {"a": 1}, "owl"]}, "must be 3 names"),
+        ({"class_names": ["cat", {"a": 1}, "owl"]}, "must be 3 printable names"),
+        ({"class_names": ["cat", "d\nFAKE: 100% owl", "owl"]}, "must be 3 printable names"),
+        ({"class_names": ["\x1b]0;pwned\x07", "dog", "owl"]}, "must be 3 printable names"),
     ],
 )
 def test_bad_class_names_are_one_line(meta: dict, words: str) -> None:
@@ -48,7 +51,8 @@ def test_bad_class_names_are_one_line(meta: dict, words: str) -> None:
         ({"mean": [0.5, 0.5]}, "'mean' must be 3 finite"),
         ({"mean": ["a", "b", "c"]}, "'mean' must be 3 finite"),
         ({"mean": None}, "'mean' must be 3 finite"),
-        ({"std": [0.2, 0.0, 0.2]}, "'std' must be 3 finite number\\(s\\), each > 0"),
+        ({"std": [0.2, 0.0, 0.2]}, "'std' must be 3 finite number\\(s\\), each at least 1e-6"),
+        ({"std": [1e-300] * 3}, "'std' must be 3 finite number\\(s\\), each at least 1e-6"),
         ({"std": [0.2, float("nan"), 0.2]}, "'std' must be 3 finite"),
     ],
 )
