@@ -71,7 +71,7 @@ class ModelRegistry:
             "created": datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds"),
             "accuracy": info.get("accuracy"),
             "preset": info.get("preset"),
-            "dataset": info.get("dataset"),
+            "dataset": Path(str(info["dataset"])).name if info.get("dataset") else None,
             "source": "command line" if name in self._extra else "runs",
             "active": name == active,
         }

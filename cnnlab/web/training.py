@@ -24,6 +24,7 @@ from cnnlab.figures.plots import first_layer_filters
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, train_run
+from cnnlab.web.security import without_paths
 
 PROGRESS_POINTS = 40  # progress events per epoch, at most
 FILTER_INTERVAL_S = 0.5  # the first-layer filters are sent at most this often
@@ -189,10 +190,14 @@ class TrainingManager:
         try:
             result = self._train(config, folder)
         except CnnlabError as err:
-            self._finish("failed", "error", message=str(err))
+            self._finish("failed", "error", message=without_paths(str(err)))
             return
         except Exception as err:  # the thread must always end with an event
-            self._finish("failed", "error", message=f"training failed: {type(err).__name__}: {err}")
+            self._finish(
+                "failed",
+                "error",
+                message=without_paths(f"training failed: {type(err).__name__}: {err}"),
+            )
             return
         self._finish("stopped" if result["stopped"] else "finished", "done", **result)
 

@@ -464,3 +464,12 @@ def test_predictions_run_on_at_most_the_model_threads(client, monkeypatch) -> No
         t.join()
     assert codes == [200] * 8
     assert most[0] == 2
+
+
+def test_the_model_list_shows_a_folder_data_set_by_its_name_only(runs_dir: Path) -> None:
+    model = cnnlab.Sequential.load(runs_dir / MODEL_RUN / "model.npz")
+    model.meta["dataset"] = "/home/someone/private/holiday-photos"
+    model.save(runs_dir / MODEL_RUN / "model.npz")
+    with TestClient(create_app(None, runs_dir=str(runs_dir)), base_url=LAB_URL) as lab:
+        shown = {m["name"]: m for m in lab.get("/api/models").json()["models"]}
+    assert shown[MODEL_RUN]["dataset"] == "holiday-photos"
