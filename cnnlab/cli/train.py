@@ -134,7 +134,10 @@ class ConsoleProgress(RunCallback):
         if pictures.from_cache:
             print("pictures read from the cache of decoded pictures", flush=True)
         if pictures.skipped:
-            shown = "; ".join(f"{path}: {why}" for path, why in pictures.skipped[:5])
+            shown = "; ".join(  # a file name may hold control characters: shown escaped
+                f"{path if str(path).isprintable() else ascii(str(path))}: {why}"
+                for path, why in pictures.skipped[:5]
+            )
             more = f" (and {len(pictures.skipped) - 5} more)" if len(pictures.skipped) > 5 else ""
             print(f"skipped {len(pictures.skipped)} files: {shown}{more}", flush=True)
         print(

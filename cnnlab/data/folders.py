@@ -151,6 +151,12 @@ def scan(
         )
     if len(classes) > MAX_CLASSES:
         raise FolderError(f"{layout['train']}: {len(classes)} class folders, at most {MAX_CLASSES}")
+    odd = [name for name in classes if not name.isprintable()]
+    if odd:  # a class name is printed wherever the model answers: no control characters
+        raise FolderError(
+            f"{layout['train']}: class folder {odd[0]!a} has control characters in its "
+            "name; rename it"
+        )
     names = tuple(classes)
     skipped: list[tuple[str, str]] = []
     budget = [MAX_FILES]

@@ -196,6 +196,10 @@ def test_bad_files_are_counted_listed_and_skipped(pictures: Path) -> None:
         (lambda root: (root / "sea").mkdir(), "holds no pictures"),
         (lambda root: None, "needs at least 2 class folders"),
         (lambda root: (root / "test").mkdir(), "has test/ but no train/"),
+        (
+            lambda root: write_picture_folder(root, per_class=2, classes=("e\x1b]0;pwned\x07",)),
+            "has control characters in its name",
+        ),
     ],
 )
 def test_folder_layout_errors_are_one_line(tmp_path: Path, arrange, message: str) -> None:
