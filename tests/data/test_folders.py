@@ -243,3 +243,19 @@ def test_load_image_set_takes_a_folder_and_the_image_size(pictures: Path) -> Non
 def test_image_size_bounds(pictures: Path) -> None:
     with pytest.raises(FolderError, match="--image-size must be 8 to 512"):
         load_folder(pictures, 4)
+
+
+def test_channel_statistics_take_bounded_memory_whatever_the_picture_size() -> None:
+    import tracemalloc
+
+    from cnnlab.data.imageset import channel_stats
+
+    images = np.random.default_rng(0).integers(0, 256, (120, 3, 256, 256), dtype=np.uint8)
+    reference = images.astype(np.float64) / 255.0
+    tracemalloc.start()
+    mean, std = channel_stats(images)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 80 * 2**20  # the float64 copy of these 22 MB would be 180 MB
+    np.testing.assert_allclose(mean, reference.mean(axis=(0, 2, 3)), atol=1e-6)
+    np.testing.assert_allclose(std, reference.std(axis=(0, 2, 3)), atol=1e-6)
