@@ -26,6 +26,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import sys
 import warnings
 import zipfile
 import zlib
@@ -277,13 +278,30 @@ def _cache_key(files: Sequence[Path], size: int) -> str:
 
 
 def _read_cache(path: Path, n: int, size: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The cached ``(pixels, reasons)`` for ``n`` files, or None when absent or unusable."""
+    """The cached ``(pixels, reasons)`` for ``n`` files, or None when absent or unusable.
+
+    Each member's header is checked before its data is read: ``np.load`` allocates whatever a
+    header declares (a 3 MB file of compressed zeros declaring 3 GiB took 3 GB).
+    """
+    wanted = {"pixels": ((n, size, size, 3), "u"), "reasons": ((n,), "U")}
     try:
+        with zipfile.ZipFile(path) as archive:
+            for name, (shape, kind) in wanted.items():
+                with archive.open(f"{name}.npy") as stream:
+                    version = np.lib.format.read_magic(stream)
+                    read_header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
+                    found, _, dtype = read_header(stream)
+                if found != shape or dtype.kind != kind or dtype.itemsize > 4 * 512:
+                    return None
         with np.load(path, allow_pickle=False) as archive:
             pixels, reasons = archive["pixels"], archive["reasons"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
         return None
-    if pixels.shape != (n, size, size, 3) or pixels.dtype != np.uint8 or reasons.shape != (n,):
+    if pixels.dtype != np.uint8:
         return None
     return pixels, reasons
 
@@ -374,8 +392,12 @@ def load_folder(
     if cached is None:
         pixels, reasons = _decode_all(files, size=image_size, progress=progress, workers=workers)
         if cache:
-            with atomic_write(cache_file) as handle:
-                np.savez(handle, pixels=pixels, reasons=reasons)
+            try:
+                with atomic_write(cache_file) as handle:
+                    np.savez(handle, pixels=pixels, reasons=reasons)
+            except (OSError, CnnlabError) as err:  # a cache is a convenience, never a failure
+                if progress:
+                    print(f"note: the decode cache was not written ({err})", file=sys.stderr)
     else:
         pixels, reasons = cached
     ok = np.isin(reasons, ("grey", "colour"))

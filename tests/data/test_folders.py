@@ -259,3 +259,44 @@ def test_channel_statistics_take_bounded_memory_whatever_the_picture_size() -> N
     assert peak < 80 * 2**20  # the float64 copy of these 22 MB would be 180 MB
     np.testing.assert_allclose(mean, reference.mean(axis=(0, 2, 3)), atol=1e-6)
     np.testing.assert_allclose(std, reference.std(axis=(0, 2, 3)), atol=1e-6)
+
+
+def _poisoned_cache(path: Path, arrays: dict) -> None:
+    import zipfile as zf
+
+    with zf.ZipFile(path, "w", zf.ZIP_DEFLATED) as archive:
+        for name, (shape, dtype, body) in arrays.items():
+            out = io.BytesIO()
+            header = {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(out, header)
+            archive.writestr(f"{name}.npy", out.getvalue() + body)
+
+
+@pytest.mark.parametrize(
+    "arrays",
+    [
+        {"pixels": ((10**12,), "u1", b""), "reasons": ((30,), "<U6", b"")},
+        {"pixels": ((1 << 31,), "u1", bytes(1 << 20)), "reasons": ((30,), "<U6", b"")},
+        {"pixels": ((30, 16, 16, 3), "u1", b""), "reasons": ((30,), [("a", "<i4")], b"")},
+        {"pixels": ((30, 16, 16, 3), "u1", b""), "reasons": ((30,), "<i8", b"")},
+    ],
+)
+def test_a_poisoned_decode_cache_is_ignored_before_it_is_read(
+    pictures: Path, isolated_cache: Path, arrays: dict
+) -> None:
+    first = load_folder(pictures, 16, progress=False)
+    (cached,) = isolated_cache.glob("*.npz")
+    _poisoned_cache(cached, arrays)
+    again = load_folder(pictures, 16, progress=False)  # decodes again instead
+    assert not again.from_cache
+    np.testing.assert_array_equal(again.x_train, first.x_train)
+
+
+def test_a_cache_that_cannot_be_written_is_skipped(
+    pictures: Path, isolated_cache: Path, capsys: pytest.CaptureFixture
+) -> None:
+    isolated_cache.parent.mkdir(parents=True, exist_ok=True)
+    isolated_cache.write_text("a file where the cache folder goes")
+    data = load_folder(pictures, 16, progress=True)
+    assert len(data.y_train) > 0
+    assert "decode cache was not written" in capsys.readouterr().err
