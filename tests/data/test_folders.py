@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -300,3 +302,28 @@ def test_a_cache_that_cannot_be_written_is_skipped(
     data = load_folder(pictures, 16, progress=True)
     assert len(data.y_train) > 0
     assert "decode cache was not written" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB is Linux's")
+@pytest.mark.parametrize("kind", ["16-bit grey PNG", "float TIFF"])
+def test_a_big_deep_picture_is_shrunk_before_it_is_converted(kind: str) -> None:
+    """16 MP of 16-bit or float pixels, a few KB on disk: decoded to 32 px within ~100 MB."""
+    code = (
+        "import io, resource, sys, numpy as np\n"
+        "from PIL import Image\n"
+        "from cnnlab.data.folders import read_pixels\n"
+        "kind = sys.argv[1]\n"
+        "dtype, fmt = (np.uint16, 'PNG') if kind.startswith('16') else (np.float32, 'TIFF')\n"
+        "out = io.BytesIO()\n"
+        "Image.fromarray(np.zeros((4000, 4000), dtype)).save(out, fmt)\n"
+        "data = out.getvalue(); del out\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "read_pixels(data, 32)\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, kind], capture_output=True, text=True, env=env, check=True
+    )
+    assert int(done.stdout.strip()) < 100  # MB more than before decoding (was 300-370)
