@@ -5,8 +5,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from cnnlab.engine.errors import CnnlabError
 
 Image = pytest.importorskip("PIL.Image")
 
+from children import python_child  # noqa: E402
 from digits_wild import make_wild_digits, mnist_test  # noqa: E402
 from hostile_files import fifo_writer  # noqa: E402
 
@@ -231,12 +230,7 @@ def test_without_pillow_the_module_imports_and_explains() -> None:
         "    try: call()\n"
         "    except p.CnnlabError as err: print(err)\n"
     )
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
-    )
-    lines = done.stdout.splitlines()
+    lines = python_child(code).splitlines()
     assert len(lines) == 2 and all("pip install pillow" in line for line in lines)
 
 
@@ -248,13 +242,7 @@ def _run_capped(code: str) -> str:
         "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
         "resource.setrlimit(resource.RLIMIT_AS, (size + 2**30, size + 2**30))\n"
     )
-    root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    done = subprocess.run(
-        [sys.executable, "-c", prologue + code], capture_output=True, text=True, env=env
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+    return python_child(prologue + code)
 
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs Linux's /proc")
