@@ -10,6 +10,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.data import load
+from cnnlab.engine.errors import install_hint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -46,3 +47,10 @@ def test_the_engine_example_runs_and_its_step_lowers_the_loss() -> None:
     assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
     after = loss_fn.forward(scope["model"].forward(x), y)
     assert np.isfinite(scope["loss"]) and after < scope["loss"]
+
+
+@pytest.mark.parametrize("extras", ["lab", "onnx", "torch", "lab,test"])
+def test_install_hints_are_the_readmes_commands(extras: str) -> None:
+    commands = install_hint(extras).split(", then ")
+    for command in commands:
+        assert f"`{command.removesuffix(' in the cnnlab folder')}`" in README.read_text()

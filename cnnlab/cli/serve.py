@@ -7,7 +7,7 @@ import socket
 import sys
 
 from cnnlab.cli._common import Formatter
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError
 
 DESCRIPTION = """\
 Start the web lab: draw a digit and watch the network read it, train a network live, and
@@ -96,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.web.app import create_app
         from cnnlab.web.security import GuardedHttpToolsProtocol
     except ImportError as err:
-        raise CnnlabError(
-            f"the web lab needs {err.name}, which is not installed; run: pip install 'cnnlab[lab]'"
-        ) from None
+        raise MissingPackageError(f"the web lab needs {err.name}", "lab") from None
     app = create_app(
         args.model,
         runs_dir=args.runs_dir,
