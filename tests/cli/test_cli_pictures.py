@@ -156,7 +156,7 @@ def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     err = capsys.readouterr().err.strip()
     assert "needs at least 2 class folders" in err and "\n" not in err
     assert main(["train", "--dataset", str(tmp_path / "nowhere"), *out]) == 2
-    assert "or a folder of pictures" in capsys.readouterr().err
+    assert "/nowhere' does not exist" in capsys.readouterr().err
 
 
 def test_a_failed_run_leaves_no_empty_run_folder(
