@@ -458,3 +458,15 @@ def test_train_on_a_missing_folder_says_it_does_not_exist(
     assert line.startswith(f"cnnlab train: error: the folder '{missing}' does not exist; ")
     assert line.endswith("mnist-sample, mnist, fashion-mnist, shapes, cifar10")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_confusion_matrix_is_headed_by_class_names_cut_to_fit() -> None:
+    from cnnlab.cli.evaluate import confusion_lines
+
+    names = ["cat", "a-very-long-class-name-for-a-dog-breed", "car"]
+    matrix = np.array([[5, 0, 1], [0, 12, 0], [2, 0, 7]])
+    header, *rows = confusion_lines(matrix, names)
+    assert header.split() == ["cat", "a-very-…", "car"]
+    assert [row.split()[0] for row in rows] == ["cat", "a-very-long-class-name-…", "car"]
+    assert [[int(v) for v in row.split()[1:]] for row in rows] == matrix.tolist()
+    assert len({len(line) for line in (header, *rows)}) == 1  # the columns line up

@@ -5,6 +5,7 @@ named colour sets (``shapes``, ``cifar10``)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,10 @@ def test_evaluate_reports_each_class_by_name(
     report = json.loads(capsys.readouterr().out)
     assert [row["class"] for row in report["per_class"]] == list(CLASSES)
     assert report["images"] == 24 and report["accuracy"] >= 0.95
+    assert main(["evaluate", str(run), "--png", os.devnull]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[lines.index("confusion matrix (rows: true class, columns: predicted)") + 1]
+    assert header.split() == list(CLASSES)
     assert main(["evaluate", str(run), "--dataset", "mnist-sample"]) == 2
     assert "takes 24x24 colour pictures, but mnist-sample has 28x28 grey" in capsys.readouterr().err
 
