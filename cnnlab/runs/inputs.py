@@ -150,6 +150,19 @@ def class_names(model: Sequential) -> list[str]:
     return [str(n) for n in names]
 
 
+def class_index(names: list[str], label: str) -> int:
+    """The index of the class ``label`` names: a class name (exact, case-sensitive), else an
+    index into ``names``; refused in one line listing the names otherwise."""
+    if label in names:
+        return names.index(label)
+    if label.strip().isdecimal() and int(label) < len(names):
+        return int(label)
+    raise CnnlabError(
+        f"{label!r} is not one of the model's classes; give a class name "
+        f"({', '.join(names)}) or an index from 0 to {len(names) - 1}"
+    )
+
+
 @dataclass
 class Picture:
     """One picture made ready for a model, with what it looked like on the way."""

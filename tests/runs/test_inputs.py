@@ -7,7 +7,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs.inputs import class_names, prepare
+from cnnlab.runs.inputs import class_index, class_names, prepare
 
 
 def picture_model(**meta: object) -> cl.Sequential:
@@ -60,3 +60,15 @@ def test_bad_channel_statistics_are_one_line_never_nan(meta: dict, words: str) -
     with pytest.raises(CnnlabError, match=words) as err:
         prepare(picture_model(**meta), np.zeros((1, 3, 8, 8), np.uint8))
     assert "\n" not in str(err.value)
+
+
+def test_class_index_takes_a_name_or_an_index_and_lists_the_names_otherwise() -> None:
+    names = ["cat", "dog", "7"]
+    assert [class_index(names, text) for text in ("cat", "dog", "7", "0", "2")] == [0, 1, 2, 0, 2]
+    for wrong in ("Cat", "cat ", "3", "-1", "bird"):
+        with pytest.raises(CnnlabError) as err:
+            class_index(names, wrong)
+        assert str(err.value) == (
+            f"{wrong!r} is not one of the model's classes; give a class name (cat, dog, 7) or an "
+            "index from 0 to 2"
+        )
