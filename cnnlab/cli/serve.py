@@ -12,8 +12,9 @@ from cnnlab.engine.errors import CnnlabError, MissingPackageError
 DESCRIPTION = """\
 Start the web lab: draw a digit and watch the network read it, train a network live, and
 step through a convolution. The page works offline; it is served from this machine only
-unless --host says otherwise. Without --model the newest run in --runs-dir is used, and
-without any run the page offers to train one. Stop with Ctrl-C.
+unless --host says otherwise. Without --model the lab starts with the newest run in
+--runs-dir whose model reads the digits 0-9 (28x28 grey: what the Draw tab is for), else the
+newest run; without any run the page offers to train one. Stop with Ctrl-C.
 
 examples:
   cnnlab serve

@@ -40,6 +40,17 @@ def kind_of(model: Sequential) -> str:
     return "digits" if model.input_shape in (None, DIGIT_SHAPE) else "images"
 
 
+def reads_digits(model: Sequential) -> bool:
+    """Whether ``model`` reads the ten digits 0-9 from 28×28 grey pictures: what a drawing on
+    the web lab's Draw tab is for (a Fashion-MNIST model reads such pictures, but clothes)."""
+    if kind_of(model) != "digits" or tuple(model.input_shape or DIGIT_SHAPE) != DIGIT_SHAPE:
+        return False
+    try:
+        return class_names(model) == list("0123456789")
+    except CnnlabError:  # a meta that does not fit the model
+        return False
+
+
 def data_meta(data: ImageSet, seed: int = 0) -> dict[str, Any]:
     """The ``meta`` entries a model trained on ``data`` carries, for inference later.
 

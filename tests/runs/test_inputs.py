@@ -7,7 +7,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs.inputs import class_index, class_names, prepare
+from cnnlab.runs.inputs import class_index, class_names, prepare, reads_digits
 
 
 def picture_model(**meta: object) -> cl.Sequential:
@@ -72,3 +72,15 @@ def test_class_index_takes_a_name_or_an_index_and_lists_the_names_otherwise() ->
             f"{wrong!r} is not one of the model's classes; give a class name (cat, dog, 7) or an "
             "index from 0 to 2"
         )
+
+
+def test_reads_digits_means_the_ten_digits_from_28x28_grey_pictures() -> None:
+    named = cl.build("lenet5")
+    named.meta["class_names"] = list("0123456789")
+    clothes = cl.build("lenet5")
+    clothes.meta.update(kind="digits", class_names=[f"c{i}" for i in range(10)])
+    grey = cl.build("lenet5", input_shape=(1, 32, 32))
+    colour = cl.build("lenet5", input_shape=(3, 28, 28))
+    four = cl.build("lenet5", n_classes=4)
+    assert reads_digits(cl.build("lenet5")) and reads_digits(named)
+    assert not any(reads_digits(m) for m in (clothes, grey, colour, four))
