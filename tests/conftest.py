@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from cnnlab.data import load
+from cnnlab.engine.errors import install_hint
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -78,8 +79,8 @@ def pytest_terminal_summary(terminalreporter) -> None:
         for line in sorted(set(_SKIPPED)):
             terminalreporter.write_line(line)
         terminalreporter.write_line(
-            "only tests marked gpu may skip: install what is missing (pip install -e "
-            "'.[lab,test]'; the browser tests need Debian's chromium at /usr/bin/chromium)"
+            f"only tests marked gpu may skip: install what is missing ({install_hint('lab,test')}; "
+            "the browser tests need Debian's chromium at /usr/bin/chromium)"
         )
 
 

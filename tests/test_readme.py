@@ -1,4 +1,4 @@
-"""The README's Python example runs as written (with its placeholders filled in)."""
+"""The README's Python examples run as written (the first with its placeholders filled in)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.data import load
+from cnnlab.engine.errors import install_hint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -36,3 +37,20 @@ def test_the_load_and_predict_example_runs(
     first, second = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"\[\d \d \d \d \d\] \[7 2 1 0 4\]", first)
     assert re.fullmatch(r"\[\d\]", second)
+
+
+def test_the_engine_example_runs_and_its_step_lowers_the_loss() -> None:
+    cl.manual_seed(0)
+    scope: dict = {}
+    exec(python_block("The engine in ten lines"), scope)  # a NameError if it misses a name
+    x, y, loss_fn = scope["x"], scope["y"], scope["loss_fn"]
+    assert x.shape == (64, 1, 28, 28) and y.shape == (64,)
+    after = loss_fn.forward(scope["model"].forward(x), y)
+    assert np.isfinite(scope["loss"]) and after < scope["loss"]
+
+
+@pytest.mark.parametrize("extras", ["lab", "onnx", "torch", "lab,test"])
+def test_install_hints_are_the_readmes_commands(extras: str) -> None:
+    commands = install_hint(extras).split(", then ")
+    for command in commands:
+        assert f"`{command.removesuffix(' in the cnnlab folder')}`" in README.read_text()

@@ -79,7 +79,7 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def chosen_model(model: str | None, runs_dir: str | Path) -> Path:
-    """The model file ``MODEL`` names or, without one, the newest run's (as ``serve`` does)."""
+    """The model file ``MODEL`` names or, without one, the newest run's."""
     if model is not None:
         return model_path(model)
     newest = newest_run(runs_dir)

@@ -52,6 +52,29 @@ def load_for(model: Sequential, dataset: str | None, data_dir: str | None) -> da
     )
 
 
+ROW_NAME = 24  # characters of a class name heading a row of the confusion matrix, at most
+COLUMN_NAME = 8  # ... and heading a column
+
+
+def _cut(name: str, width: int) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def confusion_lines(matrix: np.ndarray, names: list[str]) -> list[str]:
+    """The ``(K, K)`` confusion matrix as text: a header of predicted classes, then one row per
+    true class, each headed by its class name (cut to ``ROW_NAME`` or ``COLUMN_NAME``
+    characters, ending in "…", when longer)."""
+    label = min(max(5, *(len(n) for n in names)), ROW_NAME)
+    cell = max(len(str(matrix.max())), min(max(len(n) for n in names), COLUMN_NAME), 3)
+    heads = [_cut(n, label).ljust(label) for n in names]
+    lines = [" " * (label + 1) + " ".join(_cut(n, cell).rjust(cell) for n in names)]
+    lines += [
+        f"{head} {' '.join(str(v).rjust(cell) for v in row)}"
+        for head, row in zip(heads, matrix, strict=True)
+    ]
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.inputs import prepare_set
 
@@ -98,10 +121,7 @@ def run(args: argparse.Namespace) -> int:
     for name, p, r, s in zip(names, precision, recall, matrix.sum(axis=1), strict=True):
         print(f"{name.ljust(width)}  {100 * p:8.2f}%  {100 * r:5.2f}%  {s:7d}")
     print("\nconfusion matrix (rows: true class, columns: predicted)")
-    cell = max(len(str(matrix.max())), 3)
-    print(" " * (width + 1) + " ".join(str(i).rjust(cell) for i in range(len(names))))
-    for i, name in enumerate(names):
-        print(name.ljust(width) + " " + " ".join(str(v).rjust(cell) for v in matrix[i]))
+    print("\n".join(confusion_lines(matrix, names)))
     if png:
         print(f"\nconfusion matrix drawn to {png}")
     return 0

@@ -16,12 +16,13 @@ photo bundled with cnnlab (photo:cat, photo:coffee, photo:astronaut, photo:rocke
 of a data set written DATASET:SPLIT:INDEX, e.g. mnist-sample:test:17 or shapes:test:3.
 
 Prints the top-3 prediction, the occlusion and saliency summaries and the strongest filters,
-and writes to --out: preprocessing.png, prediction.png, activation_maps_conv<n>.png (conv
-layer n, counted from 1 among the conv layers as the web lab counts them), filters_conv1.png,
-occlusion.png (Zeiler & Fergus), saliency.png, top_patches.png (the 9 patches of
---patch-dataset that excite each filter of the second conv layer most; digit models only) and
-report.html, one self-contained page with every figure. A colour model's first-layer filters
-are drawn as colour patches.
+and writes to --out (default: runs/explain/<IMAGE's file name>/ under the current folder,
+e.g. runs/explain/my-digit.png/; the last line names it): preprocessing.png, prediction.png,
+activation_maps_conv<n>.png (conv layer n, counted from 1 among the conv layers as the web lab
+counts them), filters_conv1.png, occlusion.png (Zeiler & Fergus), saliency.png,
+top_patches.png (the 9 patches of --patch-dataset that excite each filter of the second conv
+layer most; digit models only) and report.html, one self-contained page with every figure. A
+colour model's first-layer filters are drawn as colour patches.
 
 example:
   cnnlab explain runs/20250101-120000 mnist-sample:test:17 --out runs/explain/seven
@@ -38,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_argument(p)
     p.add_argument("image", metavar="IMAGE", help="an image file, or DATASET:SPLIT:INDEX")
-    p.add_argument("--out", help="folder for the figures (default: runs/explain/<IMAGE>)")
+    p.add_argument(
+        "--out", help="folder for the figures (default: runs/explain/<IMAGE's file name>/)"
+    )
     p.add_argument(
         "--patches",
         type=positive_int,

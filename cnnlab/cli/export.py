@@ -8,22 +8,23 @@ import warnings
 from pathlib import Path
 
 from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, install_hint
 from cnnlab.engine.fileio import atomic_write_bytes
 from cnnlab.engine.sequential import Sequential
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 
-DESCRIPTION = """\
+DESCRIPTION = f"""\
 Export a model for use outside cnnlab.
 
   onnx         an ONNX graph (opset 17), checked with onnx.checker; input "input"
                (N, C, H, W) float32 as the model takes it (digits: (N, 1, 28, 28) in [0, 1];
                pictures: (pixel/255 - mean) / std per channel, with mean and std in the
                metadata), output "logits" (N, K), or "probabilities" with --probabilities.
-               Needs: pip install "cnnlab[onnx]"
+               Needs: {install_hint("onnx")}
   torchscript  a TorchScript module (torch.jit.trace of cnnlab.export.pytorch.to_torch), for
-               torch.jit.load in Python or C++. Needs: pip install "cnnlab[torch]"
+               torch.jit.load in Python or C++. Needs:
+               {install_hint("torch")}
 
 MODEL is a model file or a run folder holding model.npz. The file is written atomically:
 a failed export leaves no partial file behind.

@@ -7,13 +7,14 @@ import socket
 import sys
 
 from cnnlab.cli._common import Formatter
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError
 
 DESCRIPTION = """\
 Start the web lab: draw a digit and watch the network read it, train a network live, and
 step through a convolution. The page works offline; it is served from this machine only
-unless --host says otherwise. Without --model the newest run in --runs-dir is used, and
-without any run the page offers to train one. Stop with Ctrl-C.
+unless --host says otherwise. Without --model the lab starts with the newest run in
+--runs-dir whose model reads the digits 0-9 (28x28 grey: what the Draw tab is for), else the
+newest run; without any run the page offers to train one. Stop with Ctrl-C.
 
 examples:
   cnnlab serve
@@ -96,9 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.web.app import create_app
         from cnnlab.web.security import GuardedHttpToolsProtocol
     except ImportError as err:
-        raise CnnlabError(
-            f"the web lab needs {err.name}, which is not installed; run: pip install 'cnnlab[lab]'"
-        ) from None
+        raise MissingPackageError(f"the web lab needs {err.name}", "lab") from None
     app = create_app(
         args.model,
         runs_dir=args.runs_dir,

@@ -20,9 +20,11 @@ the prediction vector before, the loss, the gradient norm of every layer, a few 
 with w_old, dL/dW and w_new = w_old − η·dL/dW (the largest-gradient weight of each layer, read
 back from the model after cnnlab.SGD's update), and the prediction vector after.
 
-IMAGE is an image file or DATASET:SPLIT:INDEX (e.g. mnist-sample:test:17); for a data set digit
---label defaults to its true class. The model runs in evaluation mode (no dropout). MODEL is
-not changed on disk unless --save names a file for the updated model.
+IMAGE is an image file or DATASET:SPLIT:INDEX (e.g. mnist-sample:test:17); for a data set's
+picture --label defaults to its true class. --label takes a class's name (exact and
+case-sensitive, e.g. --label sea for a model of a picture folder) or its index. The model runs
+in evaluation mode (no dropout). MODEL is not changed on disk unless --save names a file for
+the updated model.
 
 example:
   cnnlab step runs/20250101-120000 mnist-sample:test:61 --label 8 --lr 0.1
@@ -38,7 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_model_argument(p)
     p.add_argument("image", metavar="IMAGE", help="an image file, or DATASET:SPLIT:INDEX")
-    p.add_argument("--label", type=int, help="the target class (default: the digit's true class)")
+    p.add_argument(
+        "--label",
+        metavar="CLASS",
+        help="the target class, by name or index (default: the data set picture's true class)",
+    )
     p.add_argument("--lr", type=positive_float, default=0.1, help="the learning rate η")
     p.add_argument("--loss", choices=("cross-entropy", "mse"), default="cross-entropy")
     p.add_argument("--save", help="write the updated model to this file")
@@ -52,14 +58,14 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.inputs import load_input
     from cnnlab.explain.step import training_step
     from cnnlab.explain.text import table, vector
-    from cnnlab.runs.inputs import class_names
+    from cnnlab.runs.inputs import class_index, class_names
 
     model = load_model(chosen_model(args.model, args.runs_dir))
     item = load_input(args.image, args.data_dir, model)
-    label = args.label if args.label is not None else item.label
-    if label is None:
-        raise CnnlabError(f"{args.image}: an image file has no known class; pass --label N")
     names = class_names(model)
+    label = class_index(names, args.label) if args.label is not None else item.label
+    if label is None:
+        raise CnnlabError(f"{args.image}: an image file has no known class; pass --label CLASS")
     result = training_step(model, item.as_input(model.dtype), label, args.lr, args.loss)
 
     target = ["0"] * len(result.before)

@@ -14,6 +14,7 @@ ship inside the package and never touch the network.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -124,6 +125,34 @@ SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
 BUNDLED_DIR = Path(__file__).resolve().with_name("bundled")
 SONAR_FILE = "sonar.all-data"
 SONAR_FEATURES = 60
+
+
+class UnknownDatasetError(CnnlabError):
+    """A picture set's name that is neither one cnnlab knows nor a folder that exists."""
+
+
+def check_picture_source(source: str | os.PathLike) -> None:
+    """Refuse, in one line naming the built-in sets, a ``source`` that is neither a named
+    picture set (``PICTURE_DATASETS``) nor an existing folder: a folder that does not exist, a
+    file, a mistyped name or a set that holds no pictures (``sonar``)."""
+    name = str(source)
+    path = Path(name).expanduser()
+    if name in PICTURE_DATASETS or (name not in DATASETS and path.is_dir()):
+        return
+    if name in DATASETS:
+        problem = f"{name!r} is not a picture data set"
+    elif path.exists():
+        problem = f"{name!r} is a file, not a folder"
+    elif any(sep and sep in name for sep in (os.sep, os.altsep)) or name.startswith(("~", ".")):
+        problem = f"the folder {name!r} does not exist"
+    else:
+        close = difflib.get_close_matches(name, PICTURE_DATASETS, n=1)
+        guess = f" (did you mean {close[0]!r}?)" if close else ""
+        problem = f"{name!r} is no built-in data set{guess} and no folder of that name exists"
+    raise UnknownDatasetError(
+        f"{problem}; give a folder of pictures (one sub-folder per class) or a built-in set: "
+        f"{', '.join(PICTURE_DATASETS)}"
+    )
 
 
 def names() -> tuple[str, ...]:

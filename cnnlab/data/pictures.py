@@ -8,13 +8,12 @@ user's own pictures (:mod:`cnnlab.data.folders`, which needs Pillow). Kept apart
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cnnlab.data import cifar, shapes
-from cnnlab.data.datasets import DATASETS, IMAGE_DATASETS, PICTURE_DATASETS, class_names, load
+from cnnlab.data.datasets import IMAGE_DATASETS, check_picture_source, class_names, load
 from cnnlab.data.folders import load_folder
 from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
@@ -52,9 +51,5 @@ def load_image_set(
         if image_size not in (None, 32):
             raise CnnlabError("cifar10 pictures are 32x32; leave out --image-size")
         return cifar.load(data_dir, progress=progress, **download)
-    if name in DATASETS or not Path(name).expanduser().is_dir():
-        raise CnnlabError(
-            f"{name!r} is neither a picture data set ({', '.join(PICTURE_DATASETS)}) nor a "
-            "folder; give one of those names, or a folder with one sub-folder of pictures per class"
-        )
+    check_picture_source(name)
     return load_folder(name, image_size or 32, seed=seed, progress=progress)

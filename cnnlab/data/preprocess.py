@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError
 from cnnlab.engine.fileio import open_regular_file
 
 # A digit needs a few hundred pixels a side; a 16-megapixel photo is the largest accepted,
@@ -101,9 +101,7 @@ def _pil():
     try:
         from PIL import Image
     except ImportError:
-        raise CnnlabError(
-            "reading images needs Pillow, which is not installed; run: pip install pillow"
-        ) from None
+        raise MissingPackageError("reading images needs Pillow", "lab") from None
     Image.init()  # registers every plugin, so PICTURE_FORMATS can name them (once; then a no-op)
     return Image
 

@@ -26,3 +26,29 @@ class NonFiniteLossError(TrainingDivergedError):
 
 class PickleRefusedError(CnnlabError):
     """A file holds pickled Python objects, which cnnlab never loads (they can run code)."""
+
+
+# PyTorch's CPU build: plain PyPI's torch wheel for Linux brings CUDA's libraries (gigabytes).
+TORCH_CPU_INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+
+
+def install_hint(extras: str) -> str:
+    """The command that installs the optional packages of ``extras`` (``"lab"``, ``"onnx"``,
+    ``"torch"``, ``"lab,test"``, …), worded as the README words it: ``pip install -e
+    ".[extras]"`` in the cnnlab folder, PyTorch first from its CPU index when they need it."""
+    wanted = extras.split(",")
+    if wanted == ["torch"]:
+        return TORCH_CPU_INSTALL
+    command = f'pip install -e ".[{extras}]" in the cnnlab folder'
+    if {"torch", "test"} & set(wanted):
+        return f"{TORCH_CPU_INSTALL}, then {command}"
+    return command
+
+
+class MissingPackageError(CnnlabError):
+    """An optional package is not installed; the message names the command that installs it."""
+
+    def __init__(self, need: str, extras: str) -> None:
+        """``need`` says what needs what (``"ONNX export needs onnx"``); ``extras`` is the
+        extra that brings it."""
+        super().__init__(f"{need}, which is not installed; install it with: {install_hint(extras)}")

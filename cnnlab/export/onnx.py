@@ -1,11 +1,11 @@
 """Export a cnnlab model as an ONNX graph, for ONNX Runtime and any other ONNX consumer.
 
-``onnx`` (and ``onnxruntime``, to run the result) are an optional extra:
-``pip install "cnnlab[onnx]"``. The graph is built node by node with ``onnx.helper`` in
-evaluation mode: dropout disappears and batch norm uses its running statistics. It takes
-``"input"`` of shape ``(N, *input_shape)`` float32 with a dynamic batch size ``N`` and gives
-``"logits"`` ``(N, K)``, or ``"probabilities"`` when the model ends in a softmax or
-``probabilities=True`` appends one.
+``onnx`` (and ``onnxruntime``, to run the result) are the optional extra ``onnx``; without
+them the export is a ``MissingPackageError`` naming the command. The graph is built node by
+node with ``onnx.helper`` in evaluation mode: dropout disappears and batch norm uses its
+running statistics. It takes ``"input"`` of shape ``(N, *input_shape)`` float32 with a
+dynamic batch size ``N`` and gives ``"logits"`` ``(N, K)``, or ``"probabilities"`` when the
+model ends in a softmax or ``probabilities=True`` appends one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.engine.backend import to_numpy
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError
 from cnnlab.engine.fileio import atomic_write_bytes
 from cnnlab.engine.layers import (
     AvgPool2D,
@@ -38,7 +38,6 @@ from cnnlab.engine.layers import (
 from cnnlab.engine.sequential import Sequential
 
 OPSET = 17
-INSTALL_HINT = 'ONNX export needs the onnx package; install it with: pip install "cnnlab[onnx]"'
 _ACTIVATIONS = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh"}
 
 
@@ -46,7 +45,7 @@ def _import_onnx() -> Any:
     try:
         import onnx
     except ImportError:
-        raise CnnlabError(INSTALL_HINT) from None
+        raise MissingPackageError("ONNX export needs the onnx package", "onnx") from None
     return onnx
 
 

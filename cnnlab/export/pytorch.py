@@ -1,6 +1,6 @@
 """Move a model between cnnlab and PyTorch: ``to_torch(model)`` and ``from_torch(module)``.
 
-PyTorch is an optional extra (``pip install "cnnlab[torch]"``); it is imported inside the
+PyTorch is an optional extra (``engine.errors.install_hint("torch")``); it is imported inside the
 functions, so ``import cnnlab.export.pytorch`` needs only NumPy. Both directions copy the
 weights and the batch-norm running statistics, keep the dtype (float32 or float64) and the
 training flag, and refuse a module or option that cnnlab cannot reproduce exactly with one line
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab.engine.backend import to_numpy
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError
 from cnnlab.engine.layers import (
     AvgPool2D,
     BatchNorm1D,
@@ -36,14 +36,12 @@ from cnnlab.engine.layers import (
 )
 from cnnlab.engine.sequential import Sequential
 
-INSTALL_HINT = 'PyTorch is not installed; install it with: pip install "cnnlab[torch]"'
-
 
 def _import_torch() -> Any:
     try:
         import torch
     except ImportError:
-        raise CnnlabError(INSTALL_HINT) from None
+        raise MissingPackageError("cnnlab.export.pytorch needs torch", "torch") from None
     return torch
 
 

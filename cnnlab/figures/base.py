@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import MissingPackageError
 from cnnlab.engine.fileio import atomic_write_bytes
 
 DPI = 110
@@ -26,9 +26,7 @@ def new_figure(width: float, height: float) -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise CnnlabError(
-            'figures need matplotlib: pip install "cnnlab[lab]" (or pip install matplotlib)'
-        ) from None
+        raise MissingPackageError("figures need matplotlib", "lab") from None
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 

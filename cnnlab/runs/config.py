@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cnnlab import data
@@ -100,11 +99,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Refuse a value no run can use; None (the recipe's) is always allowed."""
-        if self.dataset not in data.PICTURE_DATASETS and not Path(self.dataset).is_dir():
-            raise CnnlabError(
-                f"{WHO}: dataset must be one of {', '.join(map(repr, data.PICTURE_DATASETS))} "
-                f"or a folder of pictures, got {self.dataset!r}"
-            )
+        data.check_picture_source(self.dataset)
         check.choice(WHO, "activation", self.activation, tuple(ACTIVATIONS))
         check.choice(WHO, "loss", self.loss, tuple(LOSSES))
         check.choice(WHO, "device", self.device, tuple(DEVICES))

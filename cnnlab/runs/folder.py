@@ -187,6 +187,11 @@ def list_runs(runs_dir: str | os.PathLike) -> dict[str, Path]:
     return {f.parent.name: f for f in runs_dir.glob(f"*/{MODEL_FILE}") if f.is_file()}
 
 
+def runs_newest_first(runs_dir: str | os.PathLike) -> list[Path]:
+    """The model files of the runs under ``runs_dir``, the one written last first."""
+    return sorted(list_runs(runs_dir).values(), key=lambda f: f.stat().st_mtime, reverse=True)
+
+
 def newest_run(runs_dir: str | os.PathLike) -> Path | None:
     """The model file of the run under ``runs_dir`` written last, or None when there is none."""
-    return max(list_runs(runs_dir).values(), key=lambda f: f.stat().st_mtime, default=None)
+    return next(iter(runs_newest_first(runs_dir)), None)

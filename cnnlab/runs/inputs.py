@@ -40,6 +40,17 @@ def kind_of(model: Sequential) -> str:
     return "digits" if model.input_shape in (None, DIGIT_SHAPE) else "images"
 
 
+def reads_digits(model: Sequential) -> bool:
+    """Whether ``model`` reads the ten digits 0-9 from 28×28 grey pictures: what a drawing on
+    the web lab's Draw tab is for (a Fashion-MNIST model reads such pictures, but clothes)."""
+    if kind_of(model) != "digits" or tuple(model.input_shape or DIGIT_SHAPE) != DIGIT_SHAPE:
+        return False
+    try:
+        return class_names(model) == list("0123456789")
+    except CnnlabError:  # a meta that does not fit the model
+        return False
+
+
 def data_meta(data: ImageSet, seed: int = 0) -> dict[str, Any]:
     """The ``meta`` entries a model trained on ``data`` carries, for inference later.
 
@@ -148,6 +159,19 @@ def class_names(model: Sequential) -> list[str]:
             f"at most {MAX_NAME} characters each), got {ascii(names)[:60]}; train the model again"
         )
     return [str(n) for n in names]
+
+
+def class_index(names: list[str], label: str) -> int:
+    """The index of the class ``label`` names: a class name (exact, case-sensitive), else an
+    index into ``names``; refused in one line listing the names otherwise."""
+    if label in names:
+        return names.index(label)
+    if label.strip().isdecimal() and int(label) < len(names):
+        return int(label)
+    raise CnnlabError(
+        f"{label!r} is not one of the model's classes; give a class name "
+        f"({', '.join(names)}) or an index from 0 to {len(names) - 1}"
+    )
 
 
 @dataclass

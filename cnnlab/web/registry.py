@@ -13,7 +13,14 @@ from fastapi import HTTPException
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.folder import METRICS_FILE, list_runs, model_name, model_path, newest_run
+from cnnlab.runs.folder import (
+    METRICS_FILE,
+    list_runs,
+    model_name,
+    model_path,
+    runs_newest_first,
+)
+from cnnlab.runs.inputs import reads_digits
 
 
 class ModelRegistry:
@@ -34,9 +41,7 @@ class ModelRegistry:
                 self._extra[name] = path
             self._active = (name, model.eval())
         else:
-            newest = newest_run(self.runs_dir)
-            if newest is not None:
-                self._active = (model_name(newest), Sequential.load(newest).eval())
+            self._active = starting_model(self.runs_dir)
 
     def files(self) -> dict[str, Path]:
         return {**list_runs(self.runs_dir), **self._extra}
@@ -82,6 +87,20 @@ class ModelRegistry:
         models = [self._describe(n, p, active) for n, p in self.files().items()]
         models.sort(key=lambda m: m["created"], reverse=True)
         return {"active": active, "models": models}
+
+
+def starting_model(runs_dir: Path) -> tuple[str, Sequential] | None:
+    """The model the lab starts with: the newest run whose model reads digits (the Draw tab,
+    the page's first), else the newest run; None when there is no run."""
+    runs = runs_newest_first(runs_dir)
+    for path in runs:
+        try:
+            model = Sequential.load(path).eval()
+        except CnnlabError:
+            continue  # the listing shows it as unreadable
+        if reads_digits(model):
+            return model_name(path), model
+    return (model_name(runs[0]), Sequential.load(runs[0]).eval()) if runs else None
 
 
 def read_meta(path: Path) -> dict[str, Any]:

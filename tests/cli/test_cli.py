@@ -447,3 +447,26 @@ def test_a_full_disk_is_one_line_and_leaves_the_file_as_it_was(
     assert "No space left on device" in str(info.value) and "\n" not in str(info.value)
     assert (tmp_path / "model.npz").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_train_on_a_missing_folder_says_it_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    assert main(["train", "--dataset", str(missing), "--out", str(tmp_path / "run")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"cnnlab train: error: the folder '{missing}' does not exist; ")
+    assert line.endswith("mnist-sample, mnist, fashion-mnist, shapes, cifar10")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_confusion_matrix_is_headed_by_class_names_cut_to_fit() -> None:
+    from cnnlab.cli.evaluate import confusion_lines
+
+    names = ["cat", "a-very-long-class-name-for-a-dog-breed", "car"]
+    matrix = np.array([[5, 0, 1], [0, 12, 0], [2, 0, 7]])
+    header, *rows = confusion_lines(matrix, names)
+    assert header.split() == ["cat", "a-very-…", "car"]
+    assert [row.split()[0] for row in rows] == ["cat", "a-very-long-class-name-…", "car"]
+    assert [[int(v) for v in row.split()[1:]] for row in rows] == matrix.tolist()
+    assert len({len(line) for line in (header, *rows)}) == 1  # the columns line up

@@ -185,6 +185,22 @@ def test_step_needs_a_label_for_an_image_file(model_file, tmp_path, capsys):
     assert "pass --label" in capsys.readouterr().err
 
 
+def test_step_takes_a_class_name_as_label(model_file, tmp_path, capsys):
+    named = cnnlab.Sequential.load(model_file)
+    named.meta["class_names"] = ["zero", "one", "two", "three", "four", "five", "six", "seven",
+                                 "eight", "nine"]  # fmt: skip
+    named.save(tmp_path / "named.npz")
+    args = ["step", str(tmp_path / "named.npz"), "mnist-sample:test:61", "--out", str(tmp_path)]
+    out = run(capsys, *args, "--label", "eight")
+    assert "target class eight," in out and "P(eight)" in out
+    assert out == run(capsys, *args, "--label", "8")  # the same step, by index
+    assert main([*args, "--label", "Eight"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.endswith("'Eight' is not one of the model's classes; give a class name (zero, "
+                         "one, two, three, four, five, six, seven, eight, nine) or an index from "
+                         "0 to 9")  # fmt: skip
+
+
 def test_gradcheck_passes_and_prints_every_parameter(tmp_path, capsys):
     out = run(capsys, "gradcheck", "--model", "lenet5", "--entries", "3", "--out", str(tmp_path))
     number = r"([0-9.e+-]+)"

@@ -11,6 +11,7 @@ import pytest
 
 import cnnlab
 from cnnlab.cli import main
+from cnnlab.engine.errors import install_hint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -123,7 +124,7 @@ def test_missing_package_says_how_to_install(
 ) -> None:
     monkeypatch.setitem(sys.modules, package, None)
     assert main(["export", str(run_folder), "--format", fmt]) == 2
-    assert f'pip install "cnnlab[{extra}]"' in capsys.readouterr().err
+    assert install_hint(extra) in capsys.readouterr().err
     assert sorted(p.name for p in run_folder.iterdir()) == ["model.npz"]
 
 

@@ -5,6 +5,7 @@ named colour sets (``shapes``, ``cifar10``)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,10 @@ def test_evaluate_reports_each_class_by_name(
     report = json.loads(capsys.readouterr().out)
     assert [row["class"] for row in report["per_class"]] == list(CLASSES)
     assert report["images"] == 24 and report["accuracy"] >= 0.95
+    assert main(["evaluate", str(run), "--png", os.devnull]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[lines.index("confusion matrix (rows: true class, columns: predicted)") + 1]
+    assert header.split() == list(CLASSES)
     assert main(["evaluate", str(run), "--dataset", "mnist-sample"]) == 2
     assert "takes 24x24 colour pictures, but mnist-sample has 28x28 grey" in capsys.readouterr().err
 
@@ -156,7 +161,7 @@ def test_bad_folders_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture)
     err = capsys.readouterr().err.strip()
     assert "needs at least 2 class folders" in err and "\n" not in err
     assert main(["train", "--dataset", str(tmp_path / "nowhere"), *out]) == 2
-    assert "or a folder of pictures" in capsys.readouterr().err
+    assert "/nowhere' does not exist" in capsys.readouterr().err
 
 
 def test_a_failed_run_leaves_no_empty_run_folder(

@@ -309,3 +309,30 @@ def test_available_says_whether_a_download_would_be_needed(isolated: Path) -> No
     assert not cnnlab.data.available("mnist", isolated)
     (isolated / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").unlink()
     assert not cnnlab.data.available("mnist", isolated / "data" / "mnist")
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        ("{tmp}/no/such/dir", "the folder '{tmp}/no/such/dir' does not exist"),
+        ("mnsit", "'mnsit' is no built-in data set (did you mean 'mnist'?) and no folder of"),
+        ("{tmp}/file.png", "'{tmp}/file.png' is a file, not a folder"),
+        ("sonar", "'sonar' is not a picture data set"),
+    ],
+)
+def test_a_source_that_is_no_picture_set_says_why_and_lists_the_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, problem: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # "mnsit" is no folder here
+    (tmp_path / "file.png").write_bytes(b"")
+    source, problem = source.format(tmp=tmp_path), problem.format(tmp=tmp_path)
+    with pytest.raises(datasets.UnknownDatasetError) as err:
+        datasets.check_picture_source(source)
+    message = str(err.value)
+    assert message.startswith(problem) and "\n" not in message
+    assert message.endswith("built-in set: " + ", ".join(datasets.PICTURE_DATASETS))
+
+
+def test_a_picture_set_or_an_existing_folder_passes(tmp_path: Path) -> None:
+    for source in (*datasets.PICTURE_DATASETS, str(tmp_path)):
+        datasets.check_picture_source(source)  # raises for any other

@@ -16,6 +16,7 @@ from picture_folders import CLASSES, scene, write_picture_folder
 from PIL import Image
 
 from cnnlab.data import folders
+from cnnlab.data.datasets import UnknownDatasetError
 from cnnlab.data.folders import FolderError, decode, load_folder
 from cnnlab.data.pictures import load_image_set
 
@@ -233,7 +234,7 @@ def test_a_set_larger_than_memory_is_refused_before_decoding(
 def test_a_path_that_is_not_a_folder_or_a_name(tmp_path: Path) -> None:
     with pytest.raises(FolderError, match="no such folder"):
         load_folder(tmp_path / "missing", 16)
-    with pytest.raises(ValueError, match="neither a picture data set"):
+    with pytest.raises(UnknownDatasetError, match="does not exist"):
         load_image_set(str(tmp_path / "missing"))
 
 

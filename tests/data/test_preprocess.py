@@ -22,7 +22,7 @@ from cnnlab.data.preprocess import (
     preprocess_digit,
     preprocess_file,
 )
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, install_hint
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -231,7 +231,7 @@ def test_without_pillow_the_module_imports_and_explains() -> None:
         "    except p.CnnlabError as err: print(err)\n"
     )
     lines = python_child(code).splitlines()
-    assert len(lines) == 2 and all("pip install pillow" in line for line in lines)
+    assert len(lines) == 2 and all(install_hint("lab") in line for line in lines)
 
 
 def _run_capped(code: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 import cnnlab
 from cnnlab.data import load
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError, install_hint
 from cnnlab.export.onnx import export_onnx, to_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -206,5 +207,5 @@ def test_refuses_low_opset_and_non_models(trained: dict) -> None:
 
 def test_missing_onnx_says_how_to_install(trained: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(CnnlabError, match=r'pip install "cnnlab\[onnx\]"'):
+    with pytest.raises(MissingPackageError, match=re.escape(install_hint("onnx"))):
         to_onnx(trained["lenet5"])

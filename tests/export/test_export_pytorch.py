@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import numpy as np
 import pytest
 
 import cnnlab
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, MissingPackageError, install_hint
 from cnnlab.export.pytorch import from_torch, to_torch
 
 torch = pytest.importorskip("torch")
@@ -197,5 +198,5 @@ def test_to_torch_refuses_non_models() -> None:
 def test_missing_torch_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
     for call in (lambda: to_torch(MODELS[0][1]), lambda: from_torch(object())):
-        with pytest.raises(CnnlabError, match=r'pip install "cnnlab\[torch\]"'):
+        with pytest.raises(MissingPackageError, match=re.escape(install_hint("torch"))):
             call()

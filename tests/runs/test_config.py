@@ -37,7 +37,7 @@ def test_mse_gets_no_label_smoothing_from_the_recipe() -> None:
         ({"recipe": "slow"}, "recipe must be one of 'default', 'fast', 'pictures', got 'slow'"),
         ({"model": "resnet"}, "model must be one of"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
-        ({"dataset": "sonar"}, "dataset must be one of"),
+        ({"dataset": "sonar"}, "'sonar' is not a picture data set"),
         ({"lr": float("nan")}, "lr must be a finite number > 0"),
         ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
         ({"subset": 2.5}, "subset must be an integer >= 1, got 2.5"),

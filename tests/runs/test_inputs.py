@@ -7,7 +7,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs.inputs import class_names, prepare
+from cnnlab.runs.inputs import class_index, class_names, prepare, reads_digits
 
 
 def picture_model(**meta: object) -> cl.Sequential:
@@ -60,3 +60,27 @@ def test_bad_channel_statistics_are_one_line_never_nan(meta: dict, words: str) -
     with pytest.raises(CnnlabError, match=words) as err:
         prepare(picture_model(**meta), np.zeros((1, 3, 8, 8), np.uint8))
     assert "\n" not in str(err.value)
+
+
+def test_class_index_takes_a_name_or_an_index_and_lists_the_names_otherwise() -> None:
+    names = ["cat", "dog", "7"]
+    assert [class_index(names, text) for text in ("cat", "dog", "7", "0", "2")] == [0, 1, 2, 0, 2]
+    for wrong in ("Cat", "cat ", "3", "-1", "bird"):
+        with pytest.raises(CnnlabError) as err:
+            class_index(names, wrong)
+        assert str(err.value) == (
+            f"{wrong!r} is not one of the model's classes; give a class name (cat, dog, 7) or an "
+            "index from 0 to 2"
+        )
+
+
+def test_reads_digits_means_the_ten_digits_from_28x28_grey_pictures() -> None:
+    named = cl.build("lenet5")
+    named.meta["class_names"] = list("0123456789")
+    clothes = cl.build("lenet5")
+    clothes.meta.update(kind="digits", class_names=[f"c{i}" for i in range(10)])
+    grey = cl.build("lenet5", input_shape=(1, 32, 32))
+    colour = cl.build("lenet5", input_shape=(3, 28, 28))
+    four = cl.build("lenet5", n_classes=4)
+    assert reads_digits(cl.build("lenet5")) and reads_digits(named)
+    assert not any(reads_digits(m) for m in (clothes, grey, colour, four))

@@ -7,6 +7,7 @@ training form, the convolution buttons) and checks numbers on the page. Screensh
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,7 +49,16 @@ def model_file(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_file: Path) -> Iterator[Server]:
+    import cnnlab
+
     runs = make_runs_dir(tmp_path_factory.mktemp("lab") / "runs", model_file)
+    # A colour run newer than the digit model: the lab still starts with the digit model, the
+    # one the Draw tab reads (the tests below draw on it and find MODEL_RUN in the model chip).
+    colour = runs / "colour" / "model.npz"
+    colour.parent.mkdir()
+    cnnlab.build("vgg", input_shape=(3, 16, 16), n_classes=3).save(colour)
+    later = (runs / MODEL_RUN / "model.npz").stat().st_mtime + 60
+    os.utime(colour, (later, later))
     lab = Server("--runs-dir", str(runs))
     yield lab
     lab.close()
