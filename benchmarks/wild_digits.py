@@ -18,7 +18,7 @@ The photographs use ``tests/digits_wild.py``: tinted or grey paper and ink of ei
 gradients, shadows, noise, blur, JPEG, slight rotation.
 
     python benchmarks/wild_digits.py RUN_OR_MODEL [--group tune|heldout|all] [--per-class 40]
-        [--ablate zoom,outlines,slant]
+        [--ablate zoom,outlines,deskew]
 
 ``--ablate`` switches preprocessing steps off, for the ablation table in benchmarks/README.md.
 
@@ -216,11 +216,11 @@ def _no_outlines() -> None:
     preprocess._fill_outlines = lambda ink: ink
 
 
-def _no_slant() -> None:
-    preprocess._limit_slant = lambda norm: norm
+def _no_deskew() -> None:
+    preprocess._deskew = lambda norm: norm
 
 
-ABLATIONS = {"zoom": _no_zoom, "outlines": _no_outlines, "slant": _no_slant}
+ABLATIONS = {"zoom": _no_zoom, "outlines": _no_outlines, "deskew": _no_deskew}
 
 
 def evaluate(model, samples: list[Sample]) -> dict[str, float]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cnnlab.data.preprocess import NoInkError, preprocess_digit
+from cnnlab.data.preprocess import NoInkError, _slant, preprocess_digit
 
 Image = pytest.importorskip("PIL.Image")
 ImageDraw = pytest.importorskip("PIL.ImageDraw")
@@ -69,3 +69,22 @@ def test_a_digits_own_loops_stay_open(digit: str) -> None:
     result = preprocess_digit(_page(digit, 400, 300, at=(80, 20))).image
     centre = result[10:18, 11:17] if digit == "0" else result[17:22, 11:17]
     assert centre.min() < 0.2, "the loop was filled in"
+
+
+def _sheared(page: np.ndarray, k: float) -> np.ndarray:
+    """``page`` sheared by ``k`` columns per row (negative leans the top right), white fill."""
+    h, w = page.shape
+    img = Image.fromarray(page).transform(
+        (w, h), Image.Transform.AFFINE, (1, k, -k * h / 2, 0, 1, 0), Image.Resampling.BILINEAR,
+        fillcolor=255,
+    )  # fmt: skip
+    return np.asarray(img)
+
+
+@pytest.mark.parametrize("digit", ["1", "4", "6", "7"])
+@pytest.mark.parametrize("k", [-0.8, 0.6])
+def test_a_slanted_digit_is_sheared_upright(digit: str, k: float) -> None:
+    upright = _page(digit, 600, 300, at=(200, 120))
+    slanted = preprocess_digit(_sheared(upright, k)).image
+    assert abs(_slant(slanted)) < 0.05  # before deskewing: about |k|
+    assert _corr(slanted, preprocess_digit(upright).image) > 0.9
