@@ -446,6 +446,17 @@ def _noise(residual: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(residual - np.median(residual))))
 
 
+def _paper_noise(residual: np.ndarray) -> float:
+    """Noise of the paper, from the side of the background the ink is not on: the (h, w)
+    residuals at or above the fit and those at or below it each give 1.4826 × their median
+    size, and the smaller is the paper's. A digit cropped to its ink can be half the picture,
+    which made the two-sided estimate (``_noise``) several times too big: 202 of 500 bundled
+    test digits cut out to their ink and enlarged 8× were "no ink found" (0 of 500 with 2
+    pixels of margin; 0 of either now)."""
+    sides = [np.abs(part) for part in (residual[residual >= 0], residual[residual <= 0])]
+    return min(1.4826 * float(np.median(side)) for side in sides if side.size)
+
+
 def _detect(grey: np.ndarray):
     """Find the digit on a ≤256 px copy of (H, W) ``grey``.
 
@@ -458,7 +469,7 @@ def _detect(grey: np.ndarray):
     background = _Background(small)
     # Decide on a lightly smoothed copy: noise drops by more than half, strokes hardly fade.
     residual = _blur3(small - background.level(_centres(h)[:, None], _centres(w)[None, :]))
-    sigma = _noise(residual)
+    sigma = _paper_noise(residual)
     # Polarity: ink is on the side of the background with the heavier tail.
     tail = max(4 * sigma, 0.5 * _MIN_CONTRAST)
     bright = residual[residual > tail].sum()
