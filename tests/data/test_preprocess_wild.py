@@ -114,3 +114,18 @@ def test_a_digit_cropped_to_its_ink_is_found() -> None:
         )
         found.append(_corr(cropped, framed) > 0.9)
     assert len(found) == 81 and sum(found) >= 80
+
+
+@pytest.mark.parametrize("digit", ["2", "5"])
+def test_a_shadow_across_a_corner_is_not_taken_for_the_digit(digit: str) -> None:
+    # Grey ink, and a soft shadow darkening the far corner by half: the smooth background
+    # cannot follow its edge, so the shadow was the heaviest "ink"; it is a solid blob on the
+    # picture's edge, so the digit is looked for again against a surface that follows it.
+    page = _page(digit, 400, 120, at=(60, 60)).astype(np.float32) / 255
+    yy, xx = np.mgrid[0:400, 0:400] / 400
+    shadow = 0.5 / (1 + np.exp(-(xx + yy - 1.6) / 0.03))
+    result = preprocess_digit(np.clip(1 - 0.4 * (1 - page) - shadow, 0, 1))
+    left, top, right, bottom = result.bbox
+    assert 60 <= left < right <= 200 and 60 <= top < bottom <= 220  # before: the whole corner
+    assert result.inverted is True
+    assert _corr(result.image, preprocess_digit(_page(digit, 400, 120, at=(60, 60))).image) > 0.6
