@@ -33,8 +33,11 @@ from hostile_files import fifo_writer  # noqa: E402
 MNIST_COM = 14.0  # MNIST's mean centre of mass, row and column, pixel centres at integers
 
 
-def _digit(index: int = 1002) -> np.ndarray:
-    """A test digit of the bundled MNIST sample as float32 (28, 28) in [0, 1], ink bright."""
+def _digit(index: int = 1056) -> np.ndarray:
+    """A test digit of the bundled MNIST sample as float32 (28, 28) in [0, 1], ink bright.
+
+    1056 (a 2) and 1059 (a 4) are upright (slant under 0.02): preprocessing shears a digit
+    upright, so a slanted one would not come back as it went in."""
     return mnist_test()[0][index].astype(np.float32) / 255
 
 
@@ -96,7 +99,7 @@ def test_photo_of_a_digit_becomes_the_mnist_digit(dark_ink: bool) -> None:
 
 
 def test_mnist_digit_itself_is_left_nearly_unchanged() -> None:
-    digit = _digit(1010)
+    digit = _digit(1059)
     result = preprocess_digit(digit)
     assert result.inverted is False
     assert _corr(result.image, digit) > 0.9
