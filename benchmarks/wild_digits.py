@@ -7,7 +7,8 @@ the tuning):
   ``printed``: digits in matplotlib's fonts (DejaVu, Computer Modern, STIX) photographed on
   paper; ``photo-mnist``: MNIST test digits of the bundled sample, upscaled and photographed;
   ``outlined``: the fonts drawn as hollow outlines; ``tiny``: bundled test digits 20-50 px tall
-  on 1200-2400 px photos; ``slanted``: bundled test digits sheared beyond MNIST's usual slant;
+  on 1200-2400 px photos; ``cropped``: bundled test digits cut out to their ink, enlarged;
+  ``slanted``: bundled test digits sheared beyond MNIST's usual slant;
   ``uci-lowres``: the UCI optical-recognition digits (43 writers, none of them MNIST's; 8×8
   bitmaps, read from scikit-learn's copy), upscaled, blurred, both polarities; ``photo-uci``:
   the same digits photographed on paper (these two were held out until issue 15's first stop
@@ -23,7 +24,7 @@ The photographs use ``tests/digits_wild.py``: tinted or grey paper and ink of ei
 gradients, shadows, noise, blur, JPEG, slight rotation.
 
     python benchmarks/wild_digits.py RUN_OR_MODEL [--group tune|heldout|all] [--per-class 40]
-        [--ablate zoom,outlines,deskew]
+        [--ablate zoom,outlines,deskew,paper-noise,shadows]
 
 ``--ablate`` switches preprocessing steps off, for the ablation table in benchmarks/README.md.
 
@@ -84,13 +85,13 @@ def _upscaled(digit: np.ndarray, factor: float) -> np.ndarray:
     return np.clip(np.asarray(big, np.float32), 0, 1)
 
 
-def _png(ink: np.ndarray, dark_ink: bool) -> bytes:
-    """An ink map as a plain grey PNG with a margin, dark-on-light or light-on-dark."""
+def _png(ink: np.ndarray, dark_ink: bool, margin: bool = True) -> bytes:
+    """An ink map as a plain grey PNG, with a margin or without, dark-on-light or light-on-dark."""
     import io
 
     from PIL import Image
 
-    page = np.pad(ink, ink.shape[0] // 2)
+    page = np.pad(ink, ink.shape[0] // 2 if margin else 0)
     grey = (1 - page) if dark_ink else page
     out = io.BytesIO()
     Image.fromarray((grey * 255 + 0.5).astype(np.uint8), "L").save(out, "PNG")
@@ -240,6 +241,18 @@ def _upscaled_mnist(label: int, rng: np.random.Generator, factor: float) -> np.n
     return _upscaled(images[pool[rng.integers(len(pool))]].astype(np.float32) / 255, factor)
 
 
+def _cropped(per_class: int, rng: np.random.Generator) -> list[Sample]:
+    """Bundled test digits cut out to their ink (no margin), enlarged 4-12×, either polarity."""
+    samples = []
+    for label in range(10):
+        for _ in range(per_class):
+            ink = _upscaled_mnist(label, rng, factor=rng.uniform(4, 12))
+            rows, cols = np.flatnonzero(ink.max(1) > 0.1), np.flatnonzero(ink.max(0) > 0.1)
+            tight = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+            samples.append((_png(tight, rng.random() < 0.5, margin=False), label))
+    return samples
+
+
 def _uci(label: int, rng: np.random.Generator) -> np.ndarray:
     images, labels = _uci_digits()
     pool = np.flatnonzero(labels == label)
@@ -264,6 +277,7 @@ SOURCES = {
         "photo-mnist": _photographed(_bundled_test),
         "outlined": _photographed(_outlined),
         "tiny": _tiny,
+        "cropped": _cropped,
         "slanted": _photographed(_slanted),
         "uci-lowres": _uci_lowres,
         "photo-uci": _photographed(_uci),
@@ -286,11 +300,25 @@ def _no_outlines() -> None:
     preprocess._fill_outlines = lambda ink: ink
 
 
+def _no_paper_noise() -> None:
+    preprocess._paper_noise = preprocess._noise
+
+
+def _no_shadows() -> None:
+    preprocess._shadow_like = lambda kept: False
+
+
 def _no_deskew() -> None:
     preprocess._deskew = lambda norm: norm
 
 
-ABLATIONS = {"zoom": _no_zoom, "outlines": _no_outlines, "deskew": _no_deskew}
+ABLATIONS = {
+    "zoom": _no_zoom,
+    "outlines": _no_outlines,
+    "deskew": _no_deskew,
+    "paper-noise": _no_paper_noise,
+    "shadows": _no_shadows,
+}
 
 
 def evaluate(model, samples: list[Sample]) -> dict[str, float]:

@@ -701,10 +701,10 @@ def _deskew(ink: np.ndarray) -> np.ndarray:
     and trim it to its ink again (before scaling: a steep slant makes a digit wider than tall).
 
     MNIST's writers were not deskewed (bundled training sample: slant 5th-95th percentiles
-    -0.58 … 0.33, median -0.125), yet upright input reads best: on the tune sources of
-    benchmarks/wild_digits.py deskewing everything beat shearing only slants beyond that range
-    back to its edge (full-MNIST model, mean of seven sources 96.86 against 96.36 %) and
-    shearing to MNIST's median slant (96.46 %); see benchmarks/README.md.
+    -0.58 … 0.33, median -0.125), yet upright input reads best. On the seven tune sources
+    benchmarks/wild_digits.py had then (full-MNIST model, mean accuracy): shearing only slants
+    beyond that range back to its edge 96.36 %, shearing to MNIST's median slant 96.46 %,
+    shearing upright 96.86 % after scaling and 97.18 % before it (benchmarks/README.md).
     """
     slant = _slant(ink)
     if slant == 0:
