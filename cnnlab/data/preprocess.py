@@ -688,12 +688,14 @@ def _normalise(crop: np.ndarray) -> np.ndarray:
 
 def _slant(ink: np.ndarray) -> float:
     """Shear of an (H, W) ink image: columns moved per row down, from its second moments
-    (mu11 / mu02); negative when the top leans right, as italic writing does."""
+    (mu11 / mu02); negative when the top leans right, as italic writing does. Ink in a
+    single row has no slant (0)."""
     rows, cols = np.arange(ink.shape[0]), np.arange(ink.shape[1])
     mass = ink.sum()
     dy = rows - (ink.sum(1) @ rows) / mass
     dx = cols - (ink.sum(0) @ cols) / mass
-    return float((dy @ ink @ dx) / (ink.sum(1) @ dy**2))
+    spread = ink.sum(1) @ dy**2
+    return float((dy @ ink @ dx) / spread) if spread > 0 else 0.0
 
 
 def _deskew(ink: np.ndarray) -> np.ndarray:

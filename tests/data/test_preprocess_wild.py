@@ -5,6 +5,7 @@ Every picture is drawn here with Pillow and matplotlib's DejaVu fonts (no data f
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,14 @@ def test_a_shadow_across_a_corner_is_not_taken_for_the_digit(digit: str) -> None
     assert 60 <= left < right <= 200 and 60 <= top < bottom <= 220  # before: the whole corner
     assert result.inverted is True
     assert _corr(result.image, preprocess_digit(_page(digit, 400, 120, at=(60, 60))).image) > 0.6
+
+
+def test_ink_in_a_single_row_has_no_slant() -> None:
+    # A 17 × 2000 strip of noise was cut down to one row of ink: its slant was 0 / 0 (NaN),
+    # and deskewing it raised ValueError instead of reading it or saying "no ink".
+    line = np.zeros((3, 9), np.float32)
+    line[1, 2:7] = 1
+    assert _slant(line) == 0.0
+    noise = np.random.default_rng(1).random((17, 2000)).astype(np.float32)
+    with contextlib.suppress(NoInkError):  # "no ink" is a fine answer; ValueError was not
+        assert preprocess_digit(noise).image.shape == (28, 28)
