@@ -78,10 +78,10 @@ class Preprocessed:
     ``image`` is the (28, 28) float32 network input in [0, 1], ink bright on dark like MNIST.
     ``steps`` maps each stage to a 2-D float32 array in [0, 1] for display: "raw" (the input's
     grey levels, at most 512 px a side), "grey" (background removed, polarity fixed so ink is
-    bright, at the detection size), "cropped" (the digit cut out), "fitted" (in its 20×20 box)
-    and "centred" (the final 28×28). ``inverted`` says the input had dark ink on a light ground.
-    ``bbox`` is the digit's (left, top, right, bottom) in input pixels, right and bottom
-    exclusive.
+    bright, at the detection size), "cropped" (the digit cut out), "upright" (hollow strokes
+    filled, slant sheared away), "fitted" (in its 20×20 box) and "centred" (the final 28×28).
+    ``inverted`` says the input had dark ink on a light ground. ``bbox`` is the digit's (left,
+    top, right, bottom) in input pixels, right and bottom exclusive.
     """
 
     image: np.ndarray
@@ -761,7 +761,8 @@ def preprocess_digit(image: np.ndarray) -> Preprocessed:
     whole = _as_grey_array(image)
     grey, (y0, x0), (background, sign, ink, kept) = _find_digit(whole)
     crop, (left, top, right, bottom) = _render(grey, background, sign, kept)
-    fitted, centred = _centre(_normalise(_deskew(_fill_outlines(crop))))
+    upright = _deskew(_fill_outlines(crop))
+    fitted, centred = _centre(_normalise(upright))
     raw_view, _ = _shrink(whole, 512)
     grey_view = np.clip(ink / max(float(ink[kept].max()), 1e-6), 0, 1).astype(np.float32)
     return Preprocessed(
@@ -770,6 +771,7 @@ def preprocess_digit(image: np.ndarray) -> Preprocessed:
             "raw": np.clip(raw_view, 0, 1).astype(np.float32),
             "grey": grey_view,
             "cropped": crop,
+            "upright": np.clip(upright, 0, 1),
             "fitted": fitted,
             "centred": centred,
         },

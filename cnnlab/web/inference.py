@@ -20,6 +20,7 @@ from cnnlab.explain.maps import maps_after_activation
 STEP_TITLES = {
     "raw": "raw",
     "cropped": "cropped",
+    "upright": "filled, upright",
     "fitted": "20×20",
     "centred": "centred 28×28",
 }

@@ -92,7 +92,7 @@ def test_photo_of_a_digit_becomes_the_mnist_digit(dark_ink: bool) -> None:
     # The box is in input pixels and surrounds where the digit was drawn.
     left, top, right, bottom = result.bbox
     assert 420 <= left < right <= 665 and 30 <= top < bottom <= 275
-    for name in ("raw", "grey", "cropped", "fitted", "centred"):
+    for name in ("raw", "grey", "cropped", "upright", "fitted", "centred"):
         step = result.steps[name]
         assert step.ndim == 2 and step.dtype == np.float32
         assert step.min() >= 0 and step.max() <= 1

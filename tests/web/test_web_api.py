@@ -89,7 +89,7 @@ def test_predict_png_of_a_dark_on_light_digit_shows_each_step(client, test_digit
     assert body["label"] == labels[index]
     assert body["inverted"] is True
     steps = {s["name"]: s for s in body["steps"]}
-    assert list(steps) == ["raw", "cropped", "fitted", "centred"]
+    assert list(steps) == ["raw", "cropped", "upright", "fitted", "centred"]
     assert decode_png(steps["centred"]["png"]).shape == (28, 28)
     assert max(steps["fitted"]["width"], steps["fitted"]["height"]) == 20
     assert (steps["raw"]["width"], steps["raw"]["height"]) == (168, 168)

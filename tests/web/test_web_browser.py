@@ -147,6 +147,7 @@ def test_drawing_a_one_predicts_1_with_bars_summing_to_1(desktop):
     assert [steps.nth(i).get_attribute("data-step") for i in range(steps.count())] == [
         "raw",
         "cropped",
+        "upright",
         "fitted",
         "centred",
     ]

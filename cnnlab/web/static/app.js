@@ -318,7 +318,7 @@
     $("pred-label").textContent = "?";
     $("pred-label").classList.remove("long");
     $("pred-conf").textContent = "Draw a digit to see what the network reads.";
-    $("steps").replaceChildren(el("p", { class: "placeholder", text: "The preprocessing steps appear here: raw → cropped → 20×20 → centred 28×28." }));
+    $("steps").replaceChildren(el("p", { class: "placeholder", text: "The preprocessing steps appear here: raw → cropped → filled, upright → 20×20 → centred 28×28." }));
     $("maps").replaceChildren(el("p", { class: "placeholder", text: "Each conv layer's maps appear here while you draw." }));
     $("occlusion").replaceChildren();
     $("occlude").disabled = true;
