@@ -360,10 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, make in SOURCES[group].items():
             samples = make(args.per_class, np.random.default_rng(args.seed))
             r = evaluate(model, samples)
+            flagged = r["errors_flagged"]
             print(
                 f"{group:8s} {name:20s} {r['accuracy']:7.2%} of {r['n']}   unsure "
-                f"{r['unsure']:6.1%}, sure ones right {r['sure_accuracy']:7.2%}, errors "
-                f"flagged {r['errors_flagged']:6.1%}"
+                f"{r['unsure']:6.1%}, sure ones right {r['sure_accuracy']:7.2%}, "
+                + ("no errors" if np.isnan(flagged) else f"errors flagged {flagged:6.1%}")
             )
     return 0
 
