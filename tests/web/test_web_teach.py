@@ -5,6 +5,7 @@ can use."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def wait_for_training(client: TestClient, timeout: float = 300) -> dict:
     raise AssertionError("training did not end")
 
 
-def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path) -> None:
+def test_three_drawn_classes_train_and_answer(
+    client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(0)
     started = time.monotonic()
     state = client.post("/api/teach/project", json={"classes": CLASSES}).json()
@@ -108,6 +111,41 @@ def test_three_drawn_classes_train_and_answer(client: TestClient, tmp_path: Path
     run = tmp_path / "runs" / status["run"]
     model = cnnlab.Sequential.load(run / "model.npz")
     assert model.meta["class_names"] == CLASSES and model.input_shape == (3, 32, 32)
+    _answers_share_the_model_threads(client, monkeypatch)
+
+
+def _answers_share_the_model_threads(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teach answers (an occlusion map each) wait for the Draw tab's one-per-core threads."""
+    from cnnlab.explain import maps
+    from cnnlab.web.routes import predict
+
+    monkeypatch.setattr(predict.MODEL_THREADS, "total_tokens", 1)
+    active, most, lock = [0], [0], threading.Lock()
+    real = maps.predict_one
+
+    def slow_predict(model, x):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return real(model, x)
+
+    monkeypatch.setattr(maps, "predict_one", slow_predict)
+    picture, codes = drawing("circle", np.random.default_rng(1)), []
+    pool = [
+        threading.Thread(
+            target=lambda: codes.append(send(client, "/api/teach/predict", picture).status_code)
+        )
+        for _ in range(4)
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert codes == [200] * 4
+    assert most[0] == 1
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from cnnlab.runs.inputs import class_names, read_picture
 from cnnlab.web import inference
 from cnnlab.web.inputs import PICTURE_SLOTS
 from cnnlab.web.routes.models import current_model
+from cnnlab.web.routes.predict import MODEL_THREADS
 from cnnlab.web.teach import Project
 from cnnlab.web.training import TrainingBusyError
 
@@ -127,4 +129,5 @@ async def predict(request: Request) -> dict[str, Any]:
             "occlusion": inference.png_base64(heat, 0.0, max(float(heat.max()), 1e-6), True),
         }
 
-    return await run_in_threadpool(work)
+    # A prediction with its occlusion map is ~100 forward passes: one per core, as /api/predict.
+    return await anyio.to_thread.run_sync(work, limiter=MODEL_THREADS)
