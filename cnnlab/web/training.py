@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnlab import data
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import TrainState
 from cnnlab.figures.plots import first_layer_filters
@@ -190,7 +190,9 @@ class TrainingManager:
         try:
             result = self._train(config, folder)
         except CnnlabError as err:
-            self._finish("failed", "error", message=without_paths(str(err)))
+            # "diverged" lets a front end that sets no learning rate (Teach) give its own advice.
+            diverged = isinstance(err, TrainingDivergedError)
+            self._finish("failed", "error", message=without_paths(str(err)), diverged=diverged)
             return
         except Exception as err:  # the thread must always end with an event
             self._finish(

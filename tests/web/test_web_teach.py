@@ -162,6 +162,29 @@ def test_bad_class_names_are_refused(client: TestClient, classes: list, message:
     assert response.status_code == 422 and message in response.json()["detail"]
 
 
+def test_a_run_that_does_not_learn_asks_for_other_examples(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Teach sets no learning rate, so "train again with a lower learning rate" is no advice.
+    from cnnlab.engine.errors import TrainingDivergedError
+    from cnnlab.web.routes.teach import TEACH_DIVERGED
+
+    def stuck(config, folder):
+        raise TrainingDivergedError(
+            "training stopped learning at step 30: train again with a lower learning rate"
+        )
+
+    rng = np.random.default_rng(2)
+    client.post("/api/teach/project", json={"classes": CLASSES})
+    for _ in range(3):
+        for name in CLASSES:
+            send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
+    monkeypatch.setattr(client.app.state.trainer, "_train", stuck)
+    assert client.post("/api/teach/train", json={}).status_code == 202
+    status = wait_for_training(client)
+    assert status["state"] == "failed" and status["error"] == TEACH_DIVERGED
+
+
 def test_bad_examples_and_early_training_are_refused(client: TestClient) -> None:
     client.post("/api/teach/project", json={"classes": ["a", "b"]})
     bad = send(client, "/api/teach/examples?label=a", b"not a picture")

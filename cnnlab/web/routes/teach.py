@@ -25,6 +25,10 @@ from cnnlab.web.training import TrainingBusyError
 
 router = APIRouter()
 OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on the 32×32 input
+TEACH_DIVERGED = (
+    "training did not learn from these examples; add more examples to each class, make the "
+    "classes look more different from each other, and train again"
+)
 
 
 class ProjectRequest(BaseModel):
@@ -102,7 +106,8 @@ def train_status(request: Request) -> dict[str, Any]:
             status["test_accuracy"] = event["test_accuracy"]
             status["run"] = event["run"]
         elif event["type"] == "error":
-            status["error"] = event["message"]
+            # Teach sets no learning rate: a run that did not learn needs other examples.
+            status["error"] = TEACH_DIVERGED if event.get("diverged") else event["message"]
     return status
 
 
