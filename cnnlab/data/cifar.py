@@ -72,7 +72,10 @@ def _refuse_pickle(folders: Sequence[Path]) -> None:
     """Raise if one of ``folders`` holds the Python (pickle) distribution instead."""
     for folder in folders:
         for hint in ("cifar-10-batches-py", "cifar-10-python.tar.gz", "data_batch_1"):
-            if (folder / hint).exists():
+            path = folder / hint
+            # An empty folder left by an earlier try is no distribution: it must not block
+            # the binary version's download.
+            if path.is_file() or (path.is_dir() and any(path.iterdir())):
                 raise CifarError(
                     f"{folder / hint} is the Python (pickled) version of CIFAR-10, which cnnlab "
                     f"does not read; download the binary version (cifar-10-binary.tar.gz) from "
@@ -84,6 +87,7 @@ def _extract(archive: Path, dest: Path) -> Path:
     """Extract the expected ``.bin`` members of ``archive`` into ``dest/FOLDER``; return it."""
     wanted = {f"{FOLDER}/{f}" for files in SPLIT_FILES.values() for f in files}
     out = dest / FOLDER
+    written: list[Path] = []
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
@@ -94,13 +98,20 @@ def _extract(archive: Path, dest: Path) -> Path:
                 source = tar.extractfile(member)
                 with atomic_write(out / Path(member.name).name) as handle:
                     handle.write(source.read())
-    except (tarfile.TarError, OSError, EOFError) as err:
+                written.append(out / Path(member.name).name)
+        if not _holds(out):
+            raise CifarError(
+                f"{archive}: lacks the CIFAR-10 batch files; is this the binary version?"
+            )
+    except (CifarError, tarfile.TarError, OSError, EOFError) as err:
+        for path in written:  # no half-extracted set left behind to be mistaken for data
+            path.unlink(missing_ok=True)
+        if isinstance(err, CifarError):
+            raise
         raise CifarError(
             f"{archive}: not a readable CIFAR-10 archive ({err}); delete it and download "
             f"cifar-10-binary.tar.gz again from {BINARY_URL}"
         ) from None
-    if not _holds(out):
-        raise CifarError(f"{archive}: lacks the CIFAR-10 batch files; is this the binary version?")
     return out
 
 

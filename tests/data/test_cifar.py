@@ -65,9 +65,28 @@ def test_an_unextracted_archive_is_extracted_without_strays(tmp_path: Path) -> N
 
 def test_the_pickle_distribution_is_refused_with_a_pointer(tmp_path: Path) -> None:
     (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x80\x04")
     with pytest.raises(CifarError, match=r"pickled.*cifar-10-binary\.tar\.gz") as caught:
         cifar.load(tmp_path)
     assert "\n" not in str(caught.value)
+
+
+def test_an_empty_pickle_folder_does_not_stand_in_the_way(tmp_path: Path) -> None:
+    # Left by an earlier try, it blocked the binary version's download with "pickled".
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(CifarError, match=r"--data-dir .* holds neither"):
+        cifar.load(tmp_path, mirrors=["http://127.0.0.1:9/"])
+
+
+def test_a_failed_extraction_leaves_no_batch_files(tmp_path: Path) -> None:
+    records = write_batches(tmp_path / "scratch")
+    del records["test_batch.bin"]  # an archive without the test batch
+    folder = tmp_path / "given"
+    folder.mkdir()
+    (folder / cifar.ARCHIVE).write_bytes(archive(records, {}))
+    with pytest.raises(CifarError, match="lacks the CIFAR-10 batch files"):
+        cifar.load(folder)
+    assert not list((folder / cifar.FOLDER).glob("*.bin"))
 
 
 def test_damaged_and_foreign_files_are_refused(tmp_path: Path) -> None:
