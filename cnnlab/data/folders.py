@@ -23,6 +23,7 @@ the image size, so a second run with unchanged files starts at once, and any cha
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -58,6 +59,9 @@ MAX_CLASSES = 1000
 MIN_SIZE, MAX_SIZE = 8, 512  # image sizes a network here can train on
 TEST_FRACTION = 0.2
 _CACHE_VERSION = 1
+# The decode cache keeps its most recently used files within this many bytes (32 px: 3 KB a
+# picture, so about 680,000 pictures); older ones are deleted after each write.
+CACHE_BYTES = 2 * 1024**3
 # Bytes per pixel value held while training: the uint8 decoded copy plus the float32 input.
 _BYTES_PER_VALUE = 1 + 4
 _GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -321,6 +325,22 @@ def _read_cache(path: Path, n: int, size: int) -> tuple[np.ndarray, np.ndarray] 
     return pixels, reasons
 
 
+def _prune_cache(newest: Path) -> None:
+    """Delete the least recently used decode-cache files beside ``newest`` beyond
+    ``CACHE_BYTES`` in all (``newest`` itself always stays)."""
+    entries = []
+    for path in newest.parent.glob("*.npz"):
+        with contextlib.suppress(OSError):  # another process may be pruning too
+            info = path.stat()
+            entries.append((path != newest, -info.st_mtime_ns, info.st_size, path))
+    total = 0
+    for _, _, size, path in sorted(entries):
+        total += size
+        if total > CACHE_BYTES and path != newest:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 def _decode_all(
     files: Sequence[Path], size: int, progress: bool, workers: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -410,11 +430,14 @@ def load_folder(
             try:
                 with atomic_write(cache_file) as handle:
                     np.savez(handle, pixels=pixels, reasons=reasons)
+                _prune_cache(cache_file)
             except (OSError, CnnlabError) as err:  # a cache is a convenience, never a failure
                 if progress:
                     print(f"note: the decode cache was not written ({err})", file=sys.stderr)
     else:
         pixels, reasons = cached
+        with contextlib.suppress(OSError):
+            os.utime(cache_file)  # recently used: pruned last
     ok = np.isin(reasons, ("grey", "colour"))
     skipped += [(str(f), str(r)) for f, r, good in zip(files, reasons, ok, strict=True) if not good]
     n_train = len(found["train"])

@@ -70,6 +70,18 @@ def test_the_second_run_reads_the_cache_and_a_change_invalidates_it(
     assert load_folder(pictures, 20, progress=False).x_train.shape[-1] == 20  # size is in the key
 
 
+def test_the_cache_keeps_the_recently_used_files_within_its_limit(
+    pictures: Path, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_folder(pictures, 16, progress=False)
+    (first,) = isolated_cache.iterdir()
+    monkeypatch.setattr(folders, "CACHE_BYTES", first.stat().st_size + 1)
+    load_folder(pictures, 20, progress=False)  # over the limit: the older file goes
+    (second,) = isolated_cache.iterdir()
+    assert second != first
+    assert load_folder(pictures, 20, progress=False).from_cache
+
+
 def test_a_damaged_cache_file_is_ignored(pictures: Path, isolated_cache: Path) -> None:
     load_folder(pictures, 16, progress=False)
     (cache_file,) = isolated_cache.iterdir()
