@@ -151,8 +151,10 @@ def _glyph(font_path: Path, label: int, size: int) -> np.ndarray:
 def _hand(group: str) -> Callable[[int, np.random.Generator], np.ndarray]:
     """Ink of a digit in one of the ``group``'s handwriting fonts, 20-300 px tall."""
 
+    fonts: list[Path] = []  # found on first use: a group not asked for needs no fonts
+
     def ink_of(label: int, rng: np.random.Generator) -> np.ndarray:
-        fonts = _hand_fonts(group)
+        fonts[:] = fonts or _hand_fonts(group)
         return _glyph(fonts[rng.integers(len(fonts))], label, int(rng.uniform(20, 300)))
 
     return ink_of
@@ -309,7 +311,7 @@ def _no_shadows() -> None:
 
 
 def _no_deskew() -> None:
-    preprocess._deskew = lambda norm: norm
+    preprocess._deskew = lambda ink: ink
 
 
 ABLATIONS = {
