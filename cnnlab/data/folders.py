@@ -4,7 +4,9 @@ Layout: ``PATH/<class>/*.jpg`` (any depth below the class folder), or ``PATH/tra
 with an optional ``PATH/test/<class>/``. Without a ``test/`` folder a seeded, stratified fifth of
 each class is held out for testing. Hidden files are ignored; every other file that cannot be
 used is counted, listed in ``ImageSet.skipped`` with its reason, and left out — one bad picture
-never stops a run.
+never stops a run. Links are followed only while they lead inside the folder given, and each
+file is used once: a picture reached by two paths keeps the class of the folder it lies in, and
+one in both ``train/`` and ``test/`` is kept for training only (the rule: :func:`scan`).
 
 Each picture is decoded upright (EXIF orientation), palette/CMYK/16-bit/alpha converted (alpha
 laid on white), then **centre-cropped** to a square and resized to ``image_size``. Cropping keeps
@@ -74,13 +76,24 @@ class FolderError(CnnlabError):
 # ---------------------------------------------------------------------------- finding the files
 
 
-def _walk(folder: Path, skipped: list[tuple[str, str]], budget: list[int]) -> list[Path]:
-    """Every image file below ``folder``, following links but never visiting a folder twice."""
+def _outside(path: Path, root: Path) -> str | None:
+    """Where ``path`` really leads (its links resolved) when that is outside the resolved folder
+    ``root``; None when it stays inside."""
+    target = os.path.realpath(path)
+    return None if Path(target).is_relative_to(root) else target
+
+
+def _walk(
+    folder: Path, root: Path, skipped: list[tuple[str, str]], budget: list[int]
+) -> list[tuple[Path, tuple[int, int], bool]]:
+    """Every image file below ``folder`` as ``(path, (st_dev, st_ino), reached through a link)``,
+    sorted by path. Links are followed while they lead inside the resolved folder ``root``; a
+    folder is never visited twice."""
     seen: set[tuple[int, int]] = set()
-    stack = [folder]
-    found: list[Path] = []
+    stack = [(folder, folder.is_symlink())]
+    found: list[tuple[Path, tuple[int, int], bool]] = []
     while stack:
-        current = stack.pop()
+        current, via_link = stack.pop()
         try:
             info = current.stat()
             entries = list(os.scandir(current))
@@ -101,20 +114,24 @@ def _walk(folder: Path, skipped: list[tuple[str, str]], budget: list[int]) -> li
                 )
             path = Path(entry.path)
             try:
-                is_dir = entry.is_dir()
-                is_file = entry.is_file()
+                is_dir, is_file, is_link = entry.is_dir(), entry.is_file(), entry.is_symlink()
+                image = is_file and path.suffix.lower() in IMAGE_SUFFIXES
+                stats = entry.stat() if image else None  # of the file a link leads to
             except OSError as err:
                 skipped.append((str(path), f"cannot read: {err.strerror or err}"))
                 continue
-            if is_dir:
-                stack.append(path)
+            outside = _outside(path, root) if is_link and (is_dir or is_file) else None
+            if outside is not None:
+                skipped.append((str(path), f"link leads outside the data folder: {outside}"))
+            elif is_dir:
+                stack.append((path, via_link or is_link))
             elif not is_file:
                 skipped.append((str(path), "not a regular file (a broken or looping link?)"))
-            elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            elif not image:
                 skipped.append((str(path), f"not an image file ({path.suffix or 'no suffix'})"))
             else:
-                found.append(path)
-    return sorted(found)
+                found.append((path, (stats.st_dev, stats.st_ino), via_link or is_link))
+    return sorted(found, key=lambda item: item[0])
 
 
 def _class_folders(root: Path) -> dict[str, Path]:
@@ -133,12 +150,21 @@ def scan(
     Returns the class names (sorted folder names), ``{"train": [(file, label)], "test": [...]}``
     (``test`` empty when the folder has no ``test/``) and the ``(path, reason)`` of files that
     are not usable images.
+
+    Links are followed only while they lead inside ``root`` (resolved): a link in a class folder
+    that leads outside is skipped, and a ``train/``, ``test/`` or class folder that does is
+    refused. Each file (its device and inode) is used once, however many paths reach it: a
+    training picture before a test one (a test picture the model was trained on would flatter
+    it), then where the file lies before where a link leads to it (so a link in class ``a`` to a
+    picture of class ``b`` never relabels it), then in class and path order. Every other path to
+    it is skipped, naming the path kept and its class.
     """
     root = Path(root).expanduser()
     if not root.is_dir():
         raise FolderError(
             f"{root}: no such folder; give a folder with one sub-folder of pictures per class"
         )
+    real_root = Path(os.path.realpath(root))
     layout = {"train": root, "test": None}
     if (root / "train").is_dir():
         layout = {
@@ -165,7 +191,7 @@ def scan(
     names = tuple(classes)
     skipped: list[tuple[str, str]] = []
     budget = [MAX_FILES]
-    files: dict[str, list[tuple[Path, int]]] = {"train": [], "test": []}
+    walked: list[tuple[str, int, Path, tuple[int, int], bool]] = []
     for split, base in layout.items():
         if base is None:
             continue
@@ -176,16 +202,48 @@ def scan(
                 f"{base}: class folder {unknown[0]!r} is not among the training classes "
                 f"({', '.join(names)}); rename it or add it to train/"
             )
+        for folder in [base, *folders.values()]:
+            outside = _outside(folder, real_root)
+            if outside is not None:
+                raise FolderError(
+                    f"{folder}: a link that leads outside the data folder ({outside}); move "
+                    f"the pictures into {root}"
+                )
         for label, name in enumerate(names):
-            found = _walk(folders[name], skipped, budget) if name in folders else []
+            found = _walk(folders[name], real_root, skipped, budget) if name in folders else []
             if split == "train" and not found:
                 raise FolderError(
                     f"{folders[name]}: class folder {name!r} holds no pictures; add some "
                     "(.jpg, .png, ...) or remove the folder"
                 )
-            files[split] += [(path, label) for path in found]
+            walked += [(split, label, *item) for item in found]
         stray = [e for e in os.scandir(base) if e.is_file() and not e.name.startswith(".")]
         skipped += [(e.path, "not inside a class folder") for e in sorted(stray, key=str)]
+    # The stable sort keeps class and path order among equals (see the docstring's rule).
+    keeper: dict[tuple[int, int], int] = {}
+    for i in sorted(range(len(walked)), key=lambda i: (walked[i][0] == "test", walked[i][4])):
+        keeper.setdefault(walked[i][3], i)
+    files: dict[str, list[tuple[Path, int]]] = {"train": [], "test": []}
+    for i, (split, label, path, key, _) in enumerate(walked):
+        kept_split, kept_label, kept_path = walked[keeper[key]][:3]
+        if keeper[key] == i:
+            files[split].append((path, label))
+        else:
+            role = "training" if kept_split == "train" else "test"
+            skipped.append(
+                (
+                    str(path),
+                    f"the same file as {kept_path}, already a {role} picture of class "
+                    f"{names[kept_label]!r}",
+                )
+            )
+    counts = np.bincount([label for _, label in files["train"]], minlength=len(names))
+    if not counts.all():
+        name = names[int(np.argmin(counts))]
+        raise FolderError(
+            f"{layout['train'] / name}: class folder {name!r} holds only pictures that another "
+            "class already has (links to them); add pictures of its own or remove the folder"
+        )
     return names, files, skipped
 
 

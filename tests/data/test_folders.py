@@ -205,6 +205,134 @@ def test_bad_files_are_counted_listed_and_skipped(pictures: Path) -> None:
     assert len(data.y_train) + len(data.y_test) == 30  # every good picture is still there
 
 
+@pytest.fixture
+def symlinks(tmp_path: Path) -> None:
+    try:
+        (tmp_path / "probe").symlink_to(tmp_path, target_is_directory=True)
+    except (OSError, NotImplementedError):
+        pytest.skip("this platform cannot make symbolic links")
+    (tmp_path / "probe").unlink()
+
+
+def _labels(files: dict) -> dict[Path, tuple[str, int]]:
+    return {path: (split, label) for split, found in files.items() for path, label in found}
+
+
+@pytest.mark.usefixtures("symlinks")
+@pytest.mark.parametrize("holder", ["forest", "sunset"])  # walked before and after sea
+def test_a_link_to_another_class_s_picture_never_gives_it_a_second_label(
+    pictures: Path, holder: str
+) -> None:
+    picture, link = pictures / "sea" / "001.png", pictures / holder / "stolen.png"
+    link.symlink_to(picture)
+    names, files, skipped = folders.scan(pictures)
+    assert len(files["train"]) == 30 and _labels(files)[picture] == ("train", names.index("sea"))
+    assert skipped == [
+        (str(link), f"the same file as {picture}, already a training picture of class 'sea'")
+    ]
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_a_folder_link_into_another_class_adds_nothing(pictures: Path) -> None:
+    (pictures / "forest" / "more").symlink_to(pictures / "sea", target_is_directory=True)
+    names, files, skipped = folders.scan(pictures)
+    labels = _labels(files)
+    assert len(labels) == 30 and all(
+        p.parent.name == names[label] for p, (_, label) in labels.items()
+    )
+    assert len(skipped) == 10
+    assert all(Path(p).parent == pictures / "forest" / "more" for p, _ in skipped)
+    assert all(why.endswith("already a training picture of class 'sea'") for _, why in skipped)
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_a_class_of_links_to_another_class_only_is_refused(pictures: Path) -> None:
+    (pictures / "moon").mkdir()
+    (pictures / "moon" / "sea").symlink_to(pictures / "sea", target_is_directory=True)
+    with pytest.raises(FolderError, match="'moon' holds only pictures that another class"):
+        folders.scan(pictures)
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_links_that_lead_outside_the_data_folder_are_skipped(
+    pictures: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "private.png").write_bytes(_png("L", np.zeros((9, 9), np.uint8)))
+    (pictures / "sea" / "x.png").symlink_to(elsewhere / "private.png")
+    (pictures / "sea" / "away").symlink_to(elsewhere, target_is_directory=True)
+    (pictures / "forest" / "up").symlink_to("../..", target_is_directory=True)
+    _, files, skipped = folders.scan(pictures)
+    assert len(files["train"]) == 30
+    assert sorted(skipped) == [
+        (str(pictures / "forest" / "up"), f"link leads outside the data folder: {tmp_path}"),
+        (str(pictures / "sea" / "away"), f"link leads outside the data folder: {elsewhere}"),
+        (
+            str(pictures / "sea" / "x.png"),
+            f"link leads outside the data folder: {elsewhere / 'private.png'}",
+        ),
+    ]
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_a_link_to_the_file_system_root_pulls_in_nothing(pictures: Path) -> None:
+    (pictures / "sea" / "root").symlink_to(pictures.anchor, target_is_directory=True)
+    _, files, skipped = folders.scan(pictures)
+    assert len(files["train"]) == 30
+    assert all(path.is_relative_to(pictures) for path, _ in files["train"])
+    assert skipped == [
+        (str(pictures / "sea" / "root"), f"link leads outside the data folder: {pictures.anchor}")
+    ]
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_a_class_folder_that_leads_outside_is_refused(pictures: Path, tmp_path: Path) -> None:
+    write_picture_folder(tmp_path / "elsewhere", per_class=2, classes=("moon",))
+    (pictures / "moon").symlink_to(tmp_path / "elsewhere" / "moon", target_is_directory=True)
+    with pytest.raises(FolderError, match="moon: a link that leads outside the data folder"):
+        folders.scan(pictures)
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_links_inside_the_data_folder_work_and_count_each_file_once(tmp_path: Path) -> None:
+    write_picture_folder(tmp_path / "train", per_class=3)
+    write_picture_folder(tmp_path / "extra", per_class=2, classes=("sea",), seed=1)
+    sea = tmp_path / "train" / "sea"
+    (sea / "more").symlink_to(tmp_path / "extra" / "sea", target_is_directory=True)
+    (sea / "again.jpg").symlink_to(sea / "000.jpg")
+    names, files, skipped = folders.scan(tmp_path)
+    labels = _labels(files)
+    assert labels[sea / "more" / "001.png"] == ("train", names.index("sea"))
+    assert len(labels) == 9 + 2 and sea / "again.jpg" not in labels
+    assert skipped == [
+        (
+            str(sea / "again.jpg"),
+            f"the same file as {sea / '000.jpg'}, already a training picture of class 'sea'",
+        )
+    ]
+
+
+@pytest.mark.usefixtures("symlinks")
+def test_a_training_picture_is_never_also_a_test_picture(tmp_path: Path) -> None:
+    write_picture_folder(tmp_path / "train", per_class=3)
+    write_picture_folder(tmp_path / "test", per_class=2)
+    train, test = tmp_path / "train", tmp_path / "test"
+    (test / "sea" / "copy.jpg").symlink_to(train / "sea" / "000.jpg")
+    (test / "forest" / "copy.jpg").hardlink_to(train / "sea" / "000.jpg")
+    (test / "sunset" / "linked").symlink_to(train / "sunset", target_is_directory=True)
+    _, files, skipped = folders.scan(tmp_path)
+    assert len(files["train"]) == 9 and len(files["test"]) == 6
+    assert all(path.is_relative_to(train) for path, _ in files["train"])
+    reasons = dict(skipped)
+    training = f"the same file as {train / 'sea' / '000.jpg'}, already a training picture"
+    assert reasons[str(test / "sea" / "copy.jpg")] == f"{training} of class 'sea'"
+    assert reasons[str(test / "forest" / "copy.jpg")] == f"{training} of class 'sea'"
+    assert len(reasons) == 2 + 3
+    data = load_folder(tmp_path, 16, progress=False)
+    assert len(data.y_train) == 9 and len(data.y_test) == 6
+
+
 @pytest.mark.parametrize(
     ("arrange", "message"),
     [
