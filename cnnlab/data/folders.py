@@ -40,15 +40,7 @@ import numpy as np
 
 from cnnlab.data.download import cache_dir
 from cnnlab.data.imageset import ImageSet
-from cnnlab.data.preprocess import (
-    MAX_PIXELS,
-    PICTURE_FORMATS,
-    ImageTooLargeError,
-    _one_line,
-    _pil,
-    _upright,
-    picture_stream,
-)
+from cnnlab.data.preprocess import _pil, _upright, open_picture
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
 from cnnlab.engine.progress import ProgressBar
@@ -289,45 +281,29 @@ def _palette_is_grey(img) -> bool:
     return bool((rgb == rgb[:, :1]).all())
 
 
-def read_pixels(source: str | os.PathLike | bytes, size: int) -> tuple[np.ndarray, str]:
+def read_pixels(
+    source: str | os.PathLike | bytes, size: int, name: str = "the file"
+) -> tuple[np.ndarray, str]:
     """One picture (a path or the file's bytes) as uint8 ``(size, size, 3)`` (grey repeated in
     each channel) and ``"grey"`` or ``"colour"``.
 
-    Read as a digit photo is (:func:`cnnlab.data.preprocess.picture_stream`), under the same
-    budget: ``ImageTooLargeError`` when the file is over ``MAX_FILE_BYTES`` or its header claims
-    more than ``MAX_PIXELS`` pixels (nothing is decoded), ``CnnlabError`` for anything else that
-    cannot be read.
+    Read as a digit photo is, under the same budget (:func:`cnnlab.data.preprocess.open_picture`,
+    whose one-line errors name the picture as ``name``).
     """
     Image = _pil()
-    # Read whole: Pillow reading a file allocates what its chunks declare.
-    stream = picture_stream(source, "the file")
-    try:
-        with stream, Image.open(stream, formats=PICTURE_FORMATS) as img:
-            width, height = img.size  # from the header: nothing is decoded yet
-            if width * height > MAX_PIXELS:
-                raise ImageTooLargeError(
-                    f"too large ({width}×{height} pixels; the limit is {MAX_PIXELS:,})"
-                )
-            # Decode a JPEG at the smallest power-of-two scale that keeps both sides >= size.
-            img.draft(None, (size, size))
-            img = _as_8bit(_shrunk(_upright(img), size))
-            side = min(img.size)
-            left, top = (img.size[0] - side) / 2, (img.size[1] - side) / 2
-            img = img.resize(
-                (size, size),
-                Image.Resampling.BILINEAR,
-                box=(left, top, left + side, top + side),
-                reducing_gap=3.0,
-            )
-            pixels = np.asarray(img)
-    except CnnlabError:
-        raise
-    except Image.DecompressionBombError:
-        raise ImageTooLargeError(f"too large (more than {MAX_PIXELS:,} pixels)") from None
-    except Image.UnidentifiedImageError:
-        raise CnnlabError("not an image Pillow can read") from None
-    except Exception as err:  # a damaged file can raise nearly anything inside a decoder
-        raise CnnlabError(f"damaged or unreadable ({_one_line(err)})") from None
+    with open_picture(source, name=name) as img:
+        # Decode a JPEG at the smallest power-of-two scale that keeps both sides >= size.
+        img.draft(None, (size, size))
+        img = _as_8bit(_shrunk(_upright(img), size))
+        side = min(img.size)
+        left, top = (img.size[0] - side) / 2, (img.size[1] - side) / 2
+        img = img.resize(
+            (size, size),
+            Image.Resampling.BILINEAR,
+            box=(left, top, left + side, top + side),
+            reducing_gap=3.0,
+        )
+        pixels = np.asarray(img)
     if pixels.ndim == 2:
         return np.repeat(pixels[:, :, None], 3, axis=2), "grey"
     return pixels, "colour"
@@ -409,7 +385,9 @@ def _decode_all(
     reasons = np.empty(len(files), dtype=object)
     workers = workers or min(32, os.cpu_count() or 1)
     with (
-        warnings.catch_warnings(),  # entered here, not in the workers: the filters are global
+        # The warning filters are one global list: each worker's open_picture saves and restores
+        # it around Image.open, in any order, so it is also set here, around all of them.
+        warnings.catch_warnings(),
         concurrent.futures.ThreadPoolExecutor(workers) as pool,
         ProgressBar(len(files), desc="decoding", unit="img", enabled=progress) as bar,
     ):

@@ -22,11 +22,14 @@ Pillow is needed only to read files, and is imported when that happens.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -115,13 +118,30 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
     Returns float32 (H, W) in [0, 1], at most ``MAX_SIDE`` pixels a side (bigger pictures are
     shrunk, aspect kept). Colour becomes luminance; transparent pixels are laid on white when
     the visible strokes are dark and on black when they are light; EXIF orientation is applied;
-    16-bit and palette images are accepted. An image with more than ``max_pixels`` pixels is
-    refused from its header, before it is decoded; a path that is not a regular file (a FIFO, a
-    device) is refused before it is opened. Every failure is a one-line ``CnnlabError``.
+    16-bit and palette images are accepted. Refused as ``open_picture`` says; every failure is
+    a one-line ``CnnlabError``.
+    """
+    with open_picture(source, max_pixels) as img:
+        return _shrink(_to_grey(_decode_small(img)), MAX_SIDE)[0]
+
+
+@contextlib.contextmanager
+def open_picture(
+    source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS, name: str | None = None
+) -> Iterator[Any]:
+    """Open a picture file (a path or its bytes) for decoding: yields the Pillow image, its
+    pixels not yet decoded. The one way cnnlab reads a user's picture (digits and folders).
+
+    A path that is not a regular file is refused before it is opened, a file over
+    ``MAX_FILE_BYTES`` before it is read, and a header claiming more than ``max_pixels``
+    pixels before anything is decoded (``ImageTooLargeError``); only ``PICTURE_FORMATS`` are
+    tried. A failure while the caller decodes inside the block (a damaged file can raise
+    nearly anything inside a decoder) becomes a one-line ``CnnlabError`` too, naming the
+    picture as ``name`` (default: its path).
     """
     Image = _pil()
-    name = _describe(source)
-    stream = picture_stream(source)
+    name = name or _describe(source)
+    stream = picture_stream(source, name)
     with stream, warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -140,18 +160,22 @@ def load_image(source: str | os.PathLike | bytes, max_pixels: int = MAX_PIXELS) 
             raise CnnlabError(
                 f"cannot read {name}: {_one_line(err)}; save it again as PNG or JPEG"
             ) from None
-        width, height = img.size  # from the header only: nothing is decoded yet
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"{name} is {width}×{height} = {width * height} pixels, more than the limit of "
-                f"{max_pixels}; scale it down before using it"
-            )
-        try:
-            return _shrink(_to_grey(_decode_small(img)), MAX_SIDE)[0]
-        except (OSError, ValueError, SyntaxError, EOFError) as err:
-            raise CnnlabError(
-                f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG or JPEG"
-            ) from None
+        with img:
+            width, height = img.size  # from the header only: nothing is decoded yet
+            if width * height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{name} is {width}×{height} = {width * height} pixels, more than the limit "
+                    f"of {max_pixels}; scale it down before using it"
+                )
+            try:
+                yield img
+            except CnnlabError:
+                raise
+            except Exception as err:
+                raise CnnlabError(
+                    f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG "
+                    "or JPEG"
+                ) from None
 
 
 def picture_stream(source: str | os.PathLike | bytes, name: str | None = None) -> io.BytesIO:

@@ -199,11 +199,8 @@ def read_picture(model: Sequential, source: str | os.PathLike | bytes) -> Pictur
     from cnnlab.data.folders import read_pixels
 
     channels, size, _ = model.input_shape
-    try:
-        pixels, _ = read_pixels(source, size)
-    except CnnlabError as err:  # too large, unreadable: say which picture
-        name = "the picture" if isinstance(source, bytes | bytearray | memoryview) else source
-        raise type(err)(f"{name}: {err}; give a JPEG or PNG picture") from None
+    name = "the picture" if isinstance(source, bytes | bytearray | memoryview) else str(source)
+    pixels, _ = read_pixels(source, size, name)  # its one-line errors name the picture
     if channels == 1:
         grey = (pixels.astype(np.float32) @ _LUMA).round().astype(np.uint8)
         batch = grey[None, None]  # (1, 1, H, W)

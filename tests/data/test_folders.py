@@ -196,12 +196,11 @@ def test_bad_files_are_counted_listed_and_skipped(pictures: Path) -> None:
     assert reasons.keys() == {"notes.txt", "broken.jpg", "bomb.png", "big.png", "loop", "self.png",
                               "stray.png"}  # fmt: skip
     assert reasons["notes.txt"] == "not an image file (.txt)"
-    assert reasons["bomb.png"].startswith("too large") and reasons["big.png"].startswith(
-        "too large"
-    )
+    assert "more than the limit" in reasons["bomb.png"]
+    assert "more than the limit" in reasons["big.png"]
     assert "symlink loop" in reasons["loop"]
     assert reasons["stray.png"] == "not inside a class folder"
-    assert reasons["broken.jpg"].startswith(("damaged", "not an image"))
+    assert "the file" in reasons["broken.jpg"] and "save it" in reasons["broken.jpg"]
     assert len(data.y_train) + len(data.y_test) == 30  # every good picture is still there
 
 
