@@ -40,7 +40,7 @@ import numpy as np
 
 from cnnlab.data.download import cache_dir
 from cnnlab.data.imageset import ImageSet
-from cnnlab.data.preprocess import _pil, _upright, open_picture
+from cnnlab.data.preprocess import _pil, _upright, open_picture, quiet_pillow
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
 from cnnlab.engine.progress import ProgressBar
@@ -380,7 +380,7 @@ def _decode_all(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Decode every file on a thread pool: uint8 ``(n, size, size, 3)`` and one reason each
     (``"grey"``, ``"colour"``, or why the file was skipped)."""
-    Image = _pil()
+    _pil()  # without Pillow: one error now, not one per file
     pixels = np.zeros((len(files), size, size, 3), np.uint8)
     reasons = np.empty(len(files), dtype=object)
     workers = workers or min(32, os.cpu_count() or 1)
@@ -391,7 +391,7 @@ def _decode_all(
         concurrent.futures.ThreadPoolExecutor(workers) as pool,
         ProgressBar(len(files), desc="decoding", unit="img", enabled=progress) as bar,
     ):
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        quiet_pillow()
         for i, (image, reason) in enumerate(pool.map(lambda f: decode(f, size), files)):
             if image is not None:
                 pixels[i] = image

@@ -143,7 +143,7 @@ def open_picture(
     name = name or _describe(source)
     stream = picture_stream(source, name)
     with stream, warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        quiet_pillow()
         try:
             img = Image.open(stream, formats=PICTURE_FORMATS)
         except Image.DecompressionBombError as err:
@@ -176,6 +176,13 @@ def open_picture(
                     f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG "
                     "or JPEG"
                 ) from None
+
+
+def quiet_pillow() -> None:
+    """Silence Pillow's warnings in the current ``warnings.catch_warnings`` block: its bomb
+    warning (cnnlab's own pixel budget is lower) and a damaged file's "Truncated File Read",
+    "Corrupt EXIF data" and the like, which printed lines around cnnlab's one-line answer."""
+    warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 
 
 def picture_stream(source: str | os.PathLike | bytes, name: str | None = None) -> io.BytesIO:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -376,3 +377,20 @@ def test_an_eps_picture_is_refused_without_running_ghostscript(monkeypatch) -> N
         load_image(eps)
     with pytest.raises(CnnlabError, match="not an image Pillow can read"):
         read_pixels(eps, 32)
+
+
+def test_a_damaged_picture_gives_one_line_and_no_pillow_warnings() -> None:
+    # A TIFF whose tag sizes are garbled made Pillow print "Tag data larger than file" and
+    # "Truncated File Read" around cnnlab's own one-line answer.
+    out = io.BytesIO()
+    Image.fromarray(np.full((40, 50), 200, np.uint8)).save(out, "TIFF")
+    data = bytearray(out.getvalue())
+    entry = data.index((284).to_bytes(2, "little") + (3).to_bytes(2, "little"))  # planar config
+    data[entry + 4 : entry + 8] = (0xFFFF).to_bytes(4, "little")  # its count: past the file
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            load_image(bytes(data))
+        except CnnlabError as err:
+            assert "\n" not in str(err)
+    assert [str(w.message) for w in caught] == []
