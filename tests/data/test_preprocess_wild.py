@@ -150,7 +150,7 @@ def test_a_strip_of_noise_is_no_digit(shape: tuple[int, int]) -> None:
 @pytest.mark.parametrize("digit", ["0", "6", "8", "9"])
 def test_a_small_blurred_digit_reads_like_the_sharp_one(digit: str) -> None:
     # Written about 20 px tall, enlarged and blurred by a pixel of that size, its loops stay
-    # open (a pin, not a cure: about 15 px with 2 px of blur correlates 0.1-0.3, loops shut).
+    # open (a pin, not a cure: about 11 px with 2 px of blur correlates 0.1-0.3, loops shut).
     from PIL import ImageFilter
 
     sharp = _page(digit, 400, 300, at=(60, 20))
