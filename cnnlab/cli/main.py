@@ -76,6 +76,29 @@ def unrecognized(extra: list[str], parser: argparse.ArgumentParser) -> str:
     return f"unrecognized arguments: {' '.join(extra)}" + "".join(f"; {h}" for h in hints)
 
 
+def unknown_command(argv: list[str], parser: argparse.ArgumentParser) -> str | None:
+    """The error for a first word that is no command, with the commands it resembles (argparse
+    lists every choice but suggests none); None when the command is known or absent."""
+    takes_value = {
+        option
+        for action in parser._actions
+        if action.nargs != 0 and not isinstance(action, argparse._SubParsersAction)
+        for option in action.option_strings
+    }
+    words = iter(argv)
+    for word in words:
+        if word.startswith("-"):
+            if word in takes_value:  # "--threads 2": skip its value
+                next(words, None)
+            continue
+        if word in COMMANDS:
+            return None
+        close = difflib.get_close_matches(word, COMMANDS, n=2)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        return f"unknown command {word!r}{hint} (commands: {', '.join(COMMANDS)})"
+    return None
+
+
 def print_completion(args: argparse.Namespace) -> int:
     """``--print-completion SHELL``: the completion script on stdout."""
     from cnnlab.cli.completion import bash_completion
@@ -87,6 +110,9 @@ def print_completion(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
+    problem = unknown_command(sys.argv[1:] if argv is None else argv, parser)
+    if problem:
+        parser.error(problem)
     args, extra = parser.parse_known_args(argv)
     if extra:  # the sub-command's usage, not the top level's
         command = command_parsers(parser).get(args.command, parser)

@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
                 h, w = item.image.shape[:2]
                 save_png(out / f"{stem}.{h}x{w}.png", item.image)
         print(
-            f"wrote {len(ready)} network inputs to {out}/",
+            f"wrote {len(ready)} network input{'s' if len(ready) != 1 else ''} to {out}/",
             file=sys.stderr if args.json else sys.stdout,
         )
     return 2 if len(ready) < len(read) else 0

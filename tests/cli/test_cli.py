@@ -127,7 +127,7 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert results[0]["top"] == [{"class": str(i), "probability": probabilities[i]} for i in best]
     # --save-preprocessed says where it wrote (on stderr, so stdout stays JSON).
     assert (pre / "digit.28x28.png").exists()
-    assert captured.err.strip() == f"wrote 1 network inputs to {pre}/"
+    assert captured.err.strip() == f"wrote 1 network input to {pre}/"
 
 
 @pytest.mark.parametrize(("bias", "answer"), [(0.0, "0?  unsure: maybe 1"), (9.0, "3  (")])

@@ -38,6 +38,23 @@ def test_a_mistyped_option_gets_a_suggestion_and_the_commands_usage(
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "last"),
+    [
+        (["trian"], "unknown command 'trian'; did you mean train? (commands: "),
+        (["--threads", "2", "evalute", "x"], "unknown command 'evalute'; did you mean evaluate?"),
+        (["zzz"], "unknown command 'zzz' (commands: evaluate, "),
+    ],
+)
+def test_a_mistyped_command_gets_a_suggestion(
+    argv: list[str], last: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"cnnlab: error: {last}")
+
+
 def complete(script: str, *words: str) -> list[str]:
     """What bash offers after ``cnnlab WORDS...`` (the last word is the one being typed)."""
     words_array = " ".join(shlex.quote(w) for w in ("cnnlab", *words))
