@@ -93,7 +93,9 @@ def _walk(
             skipped.append((str(current), f"cannot list the folder: {err.strerror or err}"))
             continue
         if (info.st_dev, info.st_ino) in seen:
-            skipped.append((str(current), "symlink loop: this folder was already read"))
+            skipped.append(
+                (str(current), "this folder was already read (a link loop, or another link to it)")
+            )
             continue
         seen.add((info.st_dev, info.st_ino))
         for entry in entries:
