@@ -101,3 +101,35 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def most_at_once(monkeypatch, limit: int, requests: int, send) -> tuple[list[int], int]:
+    """Run ``send()`` (one HTTP request, returning its status code) from ``requests`` threads
+    at once with the lab's model-thread limiter at ``limit``, each prediction held 50 ms.
+    Returns the status codes and the most predictions that ran at the same time."""
+    import time
+
+    from cnnlab.explain import maps
+    from cnnlab.web.routes import predict
+
+    monkeypatch.setattr(predict.MODEL_THREADS, "total_tokens", limit)
+    active, most, lock = [0], [0], threading.Lock()
+    real = maps.predict_one
+
+    def slow_predict(model, x):
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return real(model, x)
+
+    monkeypatch.setattr(maps, "predict_one", slow_predict)
+    codes: list[int] = []
+    pool = [threading.Thread(target=lambda: codes.append(send())) for _ in range(requests)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return codes, most[0]

@@ -7,8 +7,6 @@ import base64
 import io
 import json
 import struct
-import threading
-import time
 import zlib
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from web_helpers import (
     LAB_URL,
     MODEL_RUN,
     digit_png,
+    most_at_once,
     sample_digits,
 )
 
@@ -432,38 +431,14 @@ def test_the_train_tab_offers_the_colour_shapes_and_trains_them(client, runs_dir
 
 def test_predictions_run_on_at_most_the_model_threads(client, monkeypatch) -> None:
     """Requests beyond the limit wait in the event loop instead of crowding the cores."""
-    from cnnlab.web.routes import predict
-
-    monkeypatch.setattr(predict.MODEL_THREADS, "total_tokens", 2)
-    active, most, lock = [0], [0], threading.Lock()
-    real = predict.maps.predict_one
-
-    def slow_predict(model, x):
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.05)
-        with lock:
-            active[0] -= 1
-        return real(model, x)
-
-    monkeypatch.setattr(predict.maps, "predict_one", slow_predict)
     pixels = [[0.0] * 28 for _ in range(28)]
-    codes = []
-    pool = [
-        threading.Thread(
-            target=lambda: codes.append(
-                client.post("/api/predict?steps=false", json={"pixels": pixels}).status_code
-            )
-        )
-        for _ in range(8)
-    ]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+
+    def send() -> int:
+        return client.post("/api/predict?steps=false", json={"pixels": pixels}).status_code
+
+    codes, most = most_at_once(monkeypatch, limit=2, requests=8, send=send)
     assert codes == [200] * 8
-    assert most[0] == 2
+    assert most == 2
 
 
 def test_the_model_list_shows_a_folder_data_set_by_its_name_only(runs_dir: Path) -> None:

@@ -5,7 +5,6 @@ can use."""
 from __future__ import annotations
 
 import io
-import threading
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from threadpoolctl import threadpool_limits
-from web_helpers import LAB_URL
+from web_helpers import LAB_URL, most_at_once
 
 import cnnlab
 from cnnlab.web.app import create_app
@@ -116,36 +115,14 @@ def test_three_drawn_classes_train_and_answer(
 
 def _answers_share_the_model_threads(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     """Teach answers (an occlusion map each) wait for the Draw tab's one-per-core threads."""
-    from cnnlab.explain import maps
-    from cnnlab.web.routes import predict
+    picture = drawing("circle", np.random.default_rng(1))
 
-    monkeypatch.setattr(predict.MODEL_THREADS, "total_tokens", 1)
-    active, most, lock = [0], [0], threading.Lock()
-    real = maps.predict_one
+    def answer() -> int:
+        return send(client, "/api/teach/predict", picture).status_code
 
-    def slow_predict(model, x):
-        with lock:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        time.sleep(0.05)
-        with lock:
-            active[0] -= 1
-        return real(model, x)
-
-    monkeypatch.setattr(maps, "predict_one", slow_predict)
-    picture, codes = drawing("circle", np.random.default_rng(1)), []
-    pool = [
-        threading.Thread(
-            target=lambda: codes.append(send(client, "/api/teach/predict", picture).status_code)
-        )
-        for _ in range(4)
-    ]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    codes, most = most_at_once(monkeypatch, limit=1, requests=4, send=answer)
     assert codes == [200] * 4
-    assert most[0] == 1
+    assert most == 1
 
 
 @pytest.mark.parametrize(
