@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.data.augment import _bilinear
 from cnnlab.engine.errors import CnnlabError, MissingPackageError
 from cnnlab.engine.fileio import open_regular_file
 
@@ -487,12 +488,7 @@ class _Background:
             gh, gw = self.cells.shape
             gy = np.clip(fy / self.cell_size[0] - 0.5, 0, gh - 1)
             gx = np.clip(fx / self.cell_size[1] - 0.5, 0, gw - 1)
-            y0, x0 = np.floor(gy).astype(int), np.floor(gx).astype(int)
-            y1, x1 = np.minimum(y0 + 1, gh - 1), np.minimum(x0 + 1, gw - 1)
-            ty, tx = gy - y0, gx - x0
-            c = self.cells
-            top = (1 - tx) * c[y0, x0] + tx * c[y0, x1]
-            level = level + (1 - ty) * top + ty * ((1 - tx) * c[y1, x0] + tx * c[y1, x1])
+            level = level + _bilinear(self.cells[None], gy[None], gx[None])[0]
         return level.astype(np.float32)
 
 
@@ -753,13 +749,10 @@ def _deskew(ink: np.ndarray) -> np.ndarray:
     wide = np.pad(ink, ((0, 0), (pad, pad)))
     cy = (ink.sum(1) @ np.arange(h)) / ink.sum()
     # Row i reads its columns shifted by slant * (i - cy): the centre row stays put.
-    src = np.arange(wide.shape[1])[None, :] + slant * (np.arange(h)[:, None] - cy)
-    left = np.clip(np.floor(src).astype(int), 0, wide.shape[1] - 2)
-    frac = np.clip(src - left, 0, 1)
-    rows = np.arange(h)[:, None]
-    upright = ((1 - frac) * wide[rows, left] + frac * wide[rows, left + 1]).astype(np.float32)
-    cols = np.flatnonzero(upright.any(0))
-    return upright[:, cols[0] : cols[-1] + 1]
+    rows, cols = np.mgrid[0:h, 0 : wide.shape[1]].astype(np.float64)
+    upright = _bilinear(wide[None], rows[None], (cols + slant * (rows - cy))[None])[0]
+    inked = np.flatnonzero(upright.any(0))
+    return upright[:, inked[0] : inked[-1] + 1]
 
 
 def _centre(norm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
