@@ -23,6 +23,7 @@ Pillow is needed only to read files, and is imported when that happens.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import re
@@ -436,12 +437,10 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 class _Background:
-    """A robust quadratic fit of the paper's brightness over the image, in [-1, 1] coordinates;
-    with ``local``, plus the median of what the fit leaves in each of about 16 × 16 cells,
-    interpolated: a surface that follows a shadow's edge (and would eat a stroke wider than
-    half a cell, so it is only a second try)."""
+    """A robust quadratic fit of the paper's brightness over the image, in [-1, 1] coordinates
+    (``localised``: plus what the fit leaves, cell by cell)."""
 
-    def __init__(self, small: np.ndarray, local: bool = False) -> None:
+    def __init__(self, small: np.ndarray) -> None:
         # Fit on at most 64 × 64 samples of the (h, w) copy. Start from the commonest grey level
         # (the paper, even when ink covers much of the picture), then refit on the samples close
         # to the fit, so that the ink never pulls the surface.
@@ -462,18 +461,24 @@ class _Background:
             spread = 1.4826 * np.median(np.abs(resid[use]))
             use = np.abs(resid) <= 3 * spread + 0.01
         self.coef = coef
-        self.cells = None
-        if local:
-            cell = max(4, max(h, w) // 16)
-            gh, gw = -(-h // cell), -(-w // cell)
-            left = (
-                small - self._design(*np.meshgrid(_centres(h), _centres(w), indexing="ij")) @ coef
-            )
-            # Cells running past the edge are padded with NaN: their medians are of real pixels.
-            left = np.pad(left, ((0, gh * cell - h), (0, gw * cell - w)), constant_values=np.nan)
-            blocks = left.reshape(gh, cell, gw, cell).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
-            self.cells = np.nanmedian(blocks, axis=-1)
-            self.cell_size = (cell / h, cell / w)  # fractions of the picture
+        self.cells: np.ndarray | None = None  # see ``localised``
+        self.cell_size = (1.0, 1.0)
+
+    def localised(self, small: np.ndarray) -> _Background:
+        """This fit plus the median of what it leaves of the (h, w) copy ``small`` in each of
+        about 16 × 16 cells, interpolated: a surface that follows a shadow's edge (and would eat
+        a stroke wider than half a cell, so it is only a second try)."""
+        h, w = small.shape
+        cell = max(4, max(h, w) // 16)
+        gh, gw = -(-h // cell), -(-w // cell)
+        left = small - self.level(_centres(h)[:, None], _centres(w)[None, :])
+        # Cells running past the edge are padded with NaN: their medians are of real pixels.
+        left = np.pad(left, ((0, gh * cell - h), (0, gw * cell - w)), constant_values=np.nan)
+        blocks = left.reshape(gh, cell, gw, cell).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
+        local = copy.copy(self)
+        local.cells = np.nanmedian(blocks, axis=-1).astype(np.float32)
+        local.cell_size = (cell / h, cell / w)  # fractions of the picture
+        return local
 
     @staticmethod
     def _design(fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
@@ -540,7 +545,7 @@ def _detect(grey: np.ndarray):
     found = _detect_against(small, _Background(small))
     if _shadow_like(found[3]):
         try:
-            again = _detect_against(small, _Background(small, local=True))
+            again = _detect_against(small, found[0].localised(small))
         except NoInkError:
             return found
         # A digit beside a shadow keeps its contrast against the local surface; a big blurred
