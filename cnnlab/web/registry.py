@@ -93,6 +93,7 @@ def starting_model(runs_dir: Path) -> tuple[str, Sequential] | None:
     """The model the lab starts with: the newest run whose model reads digits (the Draw tab,
     the page's first), else the newest run; None when there is no run."""
     runs = runs_newest_first(runs_dir)
+    newest = None  # runs[0]'s model, kept so that falling back does not load it again
     for path in runs:
         try:
             model = Sequential.load(path).eval()
@@ -100,7 +101,11 @@ def starting_model(runs_dir: Path) -> tuple[str, Sequential] | None:
             continue  # the listing shows it as unreadable
         if reads_digits(model):
             return model_name(path), model
-    return (model_name(runs[0]), Sequential.load(runs[0]).eval()) if runs else None
+        if path == runs[0]:
+            newest = model
+    if not runs:
+        return None
+    return model_name(runs[0]), newest or Sequential.load(runs[0]).eval()
 
 
 def read_meta(path: Path) -> dict[str, Any]:
