@@ -105,7 +105,7 @@ def starting_model(runs_dir: Path) -> tuple[str, Sequential] | None:
             newest = model
     if not runs:
         return None
-    return model_name(runs[0]), newest or Sequential.load(runs[0]).eval()
+    return model_name(runs[0]), newest if newest is not None else Sequential.load(runs[0]).eval()
 
 
 def read_meta(path: Path) -> dict[str, Any]:
