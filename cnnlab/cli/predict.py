@@ -21,13 +21,12 @@ from cnnlab.cli._common import (
 from cnnlab.data.folders import IMAGE_SUFFIXES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
-from cnnlab.runs import confidence
 from cnnlab.runs.folder import RunFolder
-from cnnlab.runs.inputs import class_names
+from cnnlab.runs.predict import UNSURE_BELOW, Reading, none_of_these, read
 
 if TYPE_CHECKING:
     from cnnlab.engine.sequential import Sequential
-    from cnnlab.explain.inputs import InputImage
+    from cnnlab.runs.pictures import Picture
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "photo:cat a bundled photo. An image that cannot be read is reported on its own\n"
             "line and the others are still predicted; the exit status is then 2. Without MODEL\n"
             "(a .npz file or a run folder) the newest run is used.\n"
-            f"When the top probability is below {confidence.UNSURE_BELOW:.0%}, the answer says\n"
+            f"When the top probability is below {UNSURE_BELOW:.0%}, the answer says\n"
             "it is unsure and names the runner-up."
         ),
         formatter_class=Formatter,
@@ -80,18 +79,18 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
 
 def read_inputs(
     paths: list[str], data_dir: str | None, model: Sequential
-) -> list[tuple[str, InputImage | str]]:
-    """(source, the input prepared for ``model``) for each image, or (source, why it could not
+) -> list[tuple[str, Picture | str]]:
+    """(source, the picture prepared for ``model``) for each image, or (source, why it could not
     be read)."""
-    from cnnlab.explain.inputs import load_input
+    from cnnlab.runs.pictures import read_picture
 
-    read: list[tuple[str, InputImage | str]] = []
+    found: list[tuple[str, Picture | str]] = []
     for source, problem in expand(paths):
         try:
-            read.append((source, problem or load_input(source, data_dir, model)))
+            found.append((source, problem or read_picture(model, source, data_dir=data_dir)))
         except CnnlabError as err:
-            read.append((source, str(err)))  # each message names its image
-    return read
+            found.append((source, str(err)))  # each message names its image
+    return found
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
@@ -110,36 +109,45 @@ def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[
     return None, [first, *images]
 
 
+def present(reading: Reading, top_k: int) -> dict[str, Any]:
+    """One reading as the JSON entry ``--json`` prints (and the text lines are made of)."""
+    p = reading.probabilities
+    top = np.argsort(-p, kind="stable")[:top_k]
+    return {
+        "label": reading.label,
+        "class": reading.class_name,
+        "known": reading.known,
+        "unsure": reading.unsure,
+        "runner_up": reading.runner_up_name,
+        "probabilities": [float(v) for v in p],
+        "top": [{"class": reading.class_names[i], "probability": float(p[i])} for i in top],
+    }
+
+
+def answer(result: dict[str, Any], unknown: str) -> str:
+    """The words of one answer: the class; unsure with the runner-up; or ``unknown`` ("not a
+    digit") with the closest class."""
+    if not result["known"]:
+        closest = result["top"][0]
+        return f"{unknown} (closest: {closest['class']}, {closest['probability']:.0%})"
+    if result["unsure"]:
+        return f"{result['class']}?  unsure: maybe {result['runner_up']}"
+    return result["class"]
+
+
 def run(args: argparse.Namespace) -> int:
     model_arg, args.images = split_model(args.model, args.images)
     model = load_model(chosen_model(model_arg, args.runs_dir))
-    names = class_names(model)
-    read = read_inputs(args.images, args.data_dir, model)
-    ready = [item for _, item in read if not isinstance(item, str)]
-    probabilities = iter(
-        model.predict_proba(np.concatenate([item.as_input(model.dtype) for item in ready]))
-        if ready
-        else []
-    )  # (N, C, H, W) in, (N, K) out
+    pictures = read_inputs(args.images, args.data_dir, model)
+    ready = [item for _, item in pictures if not isinstance(item, str)]
+    readings = iter(read(model, ready))
+    unknown = none_of_these(model)
     results: list[dict[str, Any]] = []
-    for source, item in read:
+    for source, item in pictures:
         if isinstance(item, str):
             results.append({"file": source, "label": None, "probabilities": None, "error": item})
-            continue
-        p = next(probabilities)
-        top = np.argsort(-p, kind="stable")[: args.top_k]
-        reading = confidence.read(p)
-        results.append(
-            {
-                "file": source,
-                "label": reading.label,
-                "class": names[reading.label],
-                "unsure": reading.unsure,
-                "runner_up": names[reading.runner_up],
-                "probabilities": [float(v) for v in p],
-                "top": [{"class": names[i], "probability": float(p[i])} for i in top],
-            }
-        )
+        else:
+            results.append({"file": source, **present(next(readings), args.top_k)})
     if args.json:
         print(json.dumps(results, indent=2))
     for result in results:
@@ -148,20 +156,17 @@ def run(args: argparse.Namespace) -> int:
         elif not args.json:
             best = ", ".join(f"{t['class']}: {100 * t['probability']:.1f}%" for t in result["top"])
             vector = ", ".join(f"{v:.2f}" for v in result["probabilities"])
-            answer = names[result["label"]]
-            if result["unsure"]:
-                answer += f"?  unsure: maybe {result['runner_up']}"
-            print(f"{result['file']}: {answer}  ({best})")
+            print(f"{result['file']}: {answer(result, unknown)}  ({best})")
             print(f"  prediction = [{vector}]")
     if args.save_preprocessed:
         out = Path(args.save_preprocessed)
-        for source, item in read:
+        for source, item in pictures:
             if not isinstance(item, str):
                 stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem)
-                h, w = item.image.shape[:2]
-                save_png(out / f"{stem}.{h}x{w}.png", item.image)
+                h, w = item.display.shape[:2]
+                save_png(out / f"{stem}.{h}x{w}.png", item.display)
         print(
             f"wrote {len(ready)} network input{'s' if len(ready) != 1 else ''} to {out}/",
             file=sys.stderr if args.json else sys.stdout,
         )
-    return 2 if len(ready) < len(read) else 0
+    return 2 if len(ready) < len(pictures) else 0

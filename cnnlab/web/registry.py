@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException
-
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.folder import (
@@ -21,6 +19,12 @@ from cnnlab.runs.folder import (
     runs_newest_first,
 )
 from cnnlab.runs.inputs import reads_digits
+
+
+class UnknownModelError(CnnlabError):
+    """No model of that name."""
+
+    http_status = 404
 
 
 class ModelRegistry:
@@ -58,11 +62,11 @@ class ModelRegistry:
     def select(self, name: str) -> None:
         files = self.files()
         if name not in files:
-            raise HTTPException(404, f"no model named {name!r}; GET /api/models lists them")
+            raise UnknownModelError(f"no model named {name!r}; GET /api/models lists them")
         try:
             self.activate(name, files[name])
         except CnnlabError as err:
-            raise HTTPException(422, f"model {name!r} cannot be used: {err}") from None
+            raise CnnlabError(f"model {name!r} cannot be used: {err}") from None
 
     def _describe(self, name: str, path: Path, active: str | None) -> dict[str, Any]:
         stat = path.stat()

@@ -116,12 +116,12 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
-    keys = ["class", "file", "label", "probabilities", "runner_up", "top", "unsure"]
+    keys = ["class", "file", "known", "label", "probabilities", "runner_up", "top", "unsure"]
     assert [sorted(r) for r in results] == [keys]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
-    assert results[0]["class"] == str(results[0]["label"])
+    assert results[0]["class"] == str(results[0]["label"]) and results[0]["known"] is True
     # --top-k shapes the JSON too: the k best classes, best first.
     best = sorted(range(10), key=lambda i: -probabilities[i])[:2]
     assert results[0]["top"] == [{"class": str(i), "probability": probabilities[i]} for i in best]
@@ -144,6 +144,26 @@ def test_predict_says_when_it_is_unsure(
     assert main(["predict", str(tmp_path / "model.npz"), str(tmp_path / "digit.png")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"{tmp_path / 'digit.png'}: {answer}")
+
+
+def test_predict_says_when_a_picture_is_none_of_the_classes(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.runs import predict
+
+    real = predict.assess
+    monkeypatch.setattr(
+        predict, "assess", lambda model, x: (real(model, x)[0], np.zeros(len(x), bool))
+    )
+    digit_png(tmp_path / "digit.png", index=3)
+    args = ["predict", str(run_dir), str(tmp_path / "digit.png")]
+    assert main([*args, "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["known"] is False and result["label"] == int(np.argmax(result["probabilities"]))
+    assert main(args) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    closest = f"{result['class']}, {max(result['probabilities']):.0%}"
+    assert first.startswith(f"{tmp_path / 'digit.png'}: not a digit (closest: {closest})  (")
 
 
 def test_predict_reads_a_data_set_digit(run_dir: Path, capsys: pytest.CaptureFixture) -> None:

@@ -12,6 +12,7 @@ from explain_support import trained_small_cnn
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.explain.report import Section, render
+from cnnlab.runs.pictures import read_picture
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +167,7 @@ def test_step_prints_the_numbers_the_engine_used(model_file, tmp_path, capsys):
         assert w_new == after.layers[int(layer)].params["W"][idx]  # what the model holds
     loss = float(re.search(r"L = ([0-9.]+)", out)[1])
     assert loss == pytest.approx(
-        -np.log(
-            before.predict_proba(cnnlab.explain.load_input("mnist-sample:test:61").as_input())[0, 8]
-        ),
+        -np.log(before.predict_proba(read_picture(before, "mnist-sample:test:61").x[None])[0, 8]),
         rel=1e-4,
     )
     assert is_png(tmp_path / "step.png")
