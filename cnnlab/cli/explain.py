@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.prediction import explain_prediction
     from cnnlab.explain.text import table, vector
     from cnnlab.runs.inputs import class_names, kind_of
-    from cnnlab.runs.pictures import read_picture
+    from cnnlab.runs.pictures import needed, read_picture
 
-    model = load_model(chosen_model(args.model, args.runs_dir))
+    model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))
     item = read_picture(model, args.image, data_dir=args.data_dir)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug

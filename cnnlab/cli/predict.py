@@ -22,6 +22,7 @@ from cnnlab.data.folders import IMAGE_SUFFIXES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
 from cnnlab.runs.folder import RunFolder
+from cnnlab.runs.pictures import needed_by, read_picture
 from cnnlab.runs.predict import UNSURE_BELOW, Reading, none_of_these, read
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "shapes:test:3) is a picture of a data set and\n"
             "photo:cat a bundled photo. An image that cannot be read is reported on its own\n"
             "line and the others are still predicted; the exit status is then 2. Without MODEL\n"
-            "(a .npz file or a run folder) the newest run is used.\n"
+            "(a .npz file or a run folder) the newest run that can read the images is used:\n"
+            "one of the digits 0-9 for image files, of the data set's classes for\n"
+            "DATASET:SPLIT:INDEX, of pictures for photo:NAME; stderr names it.\n"
             f"When the top probability is below {UNSURE_BELOW:.0%}, the answer says\n"
             "it is unsure and names the runner-up."
         ),
@@ -82,8 +85,6 @@ def read_inputs(
 ) -> list[tuple[str, Picture | str]]:
     """(source, the picture prepared for ``model``) for each image, or (source, why it could not
     be read)."""
-    from cnnlab.runs.pictures import read_picture
-
     found: list[tuple[str, Picture | str]] = []
     for source, problem in expand(paths):
         try:
@@ -102,11 +103,30 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 
 def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[str]]:
-    """(MODEL, IMAGEs) from the positionals: the first one is the model when it is a ``.npz``
-    file or a run folder, and otherwise the first image (the newest run is then used)."""
-    if first is None or Path(first).suffix == ".npz" or RunFolder(first).model_file.is_file():
-        return first, images
-    return None, [first, *images]
+    """(MODEL, IMAGEs) from the positionals. The first one is the model when it is a ``.npz``
+    file or a run folder (one holding a model, a configuration or a checkpoint), or when it is
+    followed by images and is no picture: a path that does not exist, without an image suffix,
+    is a mistyped model, never an image. Refused in one line when no image is left."""
+    words = [first, *images] if first is not None else images
+    head = Path(words[0])
+    run = RunFolder(head)
+    named = (
+        head.suffix == ".npz"
+        or any(f.is_file() for f in (run.model_file, run.config_file, run.checkpoint_file))
+        or (
+            len(words) > 1
+            and not head.exists()
+            and head.suffix.lower() not in IMAGE_SUFFIXES
+            and ":" not in words[0]  # photo:NAME, DATASET:SPLIT:INDEX
+        )
+    )
+    model, rest = (words[0], words[1:]) if named else (None, words)
+    if not rest:
+        raise CnnlabError(
+            f"no image given after the model {model}; name the pictures to read: "
+            "cnnlab predict [MODEL] IMAGE [IMAGE ...]"
+        )
+    return model, rest
 
 
 def present(reading: Reading, top_k: int) -> dict[str, Any]:
@@ -137,7 +157,7 @@ def answer(result: dict[str, Any], unknown: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     model_arg, args.images = split_model(args.model, args.images)
-    model = load_model(chosen_model(model_arg, args.runs_dir))
+    model = load_model(chosen_model(model_arg, args.runs_dir, *needed_by(args.images)))
     pictures = read_inputs(args.images, args.data_dir, model)
     ready = [item for _, item in pictures if not isinstance(item, str)]
     readings = iter(read(model, ready))

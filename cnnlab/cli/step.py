@@ -58,9 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.step import training_step
     from cnnlab.explain.text import table, vector
     from cnnlab.runs.inputs import class_index, class_names
-    from cnnlab.runs.pictures import read_picture
+    from cnnlab.runs.pictures import needed, read_picture
 
-    model = load_model(chosen_model(args.model, args.runs_dir))
+    model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))
     item = read_picture(model, args.image, data_dir=args.data_dir)
     names = class_names(model)
     label = class_index(names, args.label) if args.label is not None else item.label

@@ -15,8 +15,8 @@ preprocessing run in one of ``PICTURE_SLOTS`` (a few at once: each may allocate 
 Every problem is a one-line ``CnnlabError`` naming the picture; a picture whose header claims
 too many pixels is an ``ImageTooLargeError``, a digit model's blank picture a ``NoInkError``.
 
-``can_read(model, source)`` says whether a model is of the kind a source needs, so a command
-given no model can choose one (:func:`cnnlab.runs.folder.newest_model`).
+``needed(source)`` says which kind of model a source is for, so a command given no model can
+choose one (:func:`cnnlab.runs.folder.newest_model`).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,9 @@ class Picture:
     display: np.ndarray  # (H, W) grey or (H, W, 3) RGB in [0, 1]: what the network sees
     source: str  # what was given: a path, a photo or data set name, "the picture"
     steps: dict[str, np.ndarray] = field(default_factory=dict)  # preprocessing stages, in order
-    size: tuple[int, int] = (0, 0)  # (width, height) of the picture as read
+    # (width, height) as read: a digit's picture or drawing before preprocessing (a file over
+    # 1024 px a side is read shrunk), a picture model's centre-cropped square
+    size: tuple[int, int] = (0, 0)
     inverted: bool = False  # dark ink on a light ground, turned around for a digit model
     label: int | None = None  # the true class, when the picture comes from a data set
 
@@ -97,23 +100,36 @@ def read_picture(
     return _from_file(model, text, text)
 
 
-def can_read(model: Sequential, source: Source) -> bool:
-    """Whether ``model`` is the kind of model ``source`` is for: a data set's picture needs a
-    model of that data set's classes, a bundled photo a picture model, and a file or a drawing
-    a model of the digits 0-9."""
+def reads_dataset(model: Sequential, name: str) -> bool:
+    """Whether ``model`` was made for the named data set: it has that set's classes."""
+    from cnnlab.data.datasets import DATASETS
+
+    info = DATASETS.get(name)
+    try:
+        return info is not None and class_names(model) == list(info.classes)
+    except CnnlabError:  # a meta that does not fit the model
+        return False
+
+
+def needed(source: Source) -> tuple[Callable[[Sequential], bool], str]:
+    """Which models can read ``source``, and that kind in words ("that reads digits"): a data
+    set's picture needs a model of that set's classes, a bundled photo a picture model, and a
+    file or a drawing a model of the digits 0-9."""
     if isinstance(source, str | os.PathLike) and not Path(source).exists():
         spec = _SPEC.match(os.fspath(source))
         if spec:
-            from cnnlab.data.datasets import DATASETS
-
-            info = DATASETS.get(spec["name"])
-            try:
-                return info is not None and class_names(model) == list(info.classes)
-            except CnnlabError:
-                return False
+            name = spec["name"]
+            return (lambda model: reads_dataset(model, name)), f"of {name}'s classes"
         if _PHOTO.match(os.fspath(source)):
-            return kind_of(model) == "images"
-    return reads_digits(model)
+            return (lambda model: kind_of(model) == "images"), "that reads pictures"
+    return reads_digits, "that reads digits"
+
+
+def needed_by(sources: Sequence[Source]) -> tuple[Callable[[Sequential], bool], str]:
+    """``needed`` for several sources at once: the models that can read every one of them."""
+    needs = [needed(source) for source in sources]
+    words = " and ".join(dict.fromkeys(words for _, words in needs))
+    return (lambda model: all(fits(model) for fits, _ in needs)), words
 
 
 def photo_path(name: str) -> Path:

@@ -394,7 +394,10 @@ def test_without_model_the_newest_run_is_used(
     for args in commands:
         assert main(args) == 0, args
         captured = capsys.readouterr()
-        assert captured.err.splitlines()[0] == f"using the newest run: {Path('runs', 'newest')}"
+        first = captured.err.splitlines()[0]
+        assert first.startswith("using the newest run") and first.endswith(
+            f": {Path('runs', 'newest')}"
+        )
     images, _ = load("mnist-sample", "test")
     assert main(["predict", "mnist-sample:test:17", "mnist-sample:test:18", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
@@ -403,6 +406,22 @@ def test_without_model_the_newest_run_is_used(
     # A model named first still wins.
     assert main(["predict", str(tmp_path / "runs" / "older"), "mnist-sample:test:17"]) == 0
     assert "using the newest run" not in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_is_refused_and_leaves_it_as_it_was(
+    run_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Resuming a finished run rewrote its model, making an old run the newest one.
+    def files() -> dict[str, int]:  # the lock file records who last held it
+        return {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.name != ".lock"}
+
+    before = files()
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"cnnlab train: error: {run_dir}: this run finished its 1 epochs; there is nothing to "
+        "resume (train a new run to train longer)"
+    )
+    assert files() == before
 
 
 def test_the_first_progress_rate_counts_the_first_steps_time(
