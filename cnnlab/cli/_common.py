@@ -11,6 +11,7 @@ from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.folder import DEFAULT_RUNS_DIR, model_path, newest_model, newest_run
+from cnnlab.runs.predict import Reading
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -104,3 +105,13 @@ def chosen_model(
     path = found if isinstance(found, Path) else found[0]
     print(f"using the newest run{f' {kind}' if kind else ''}: {path.parent}", file=sys.stderr)
     return path
+
+
+def answer(reading: Reading, unknown: str) -> str:
+    """A reading in words, as every command says it: the class; the class and "unsure" with
+    the runner-up; or ``unknown`` ("not a digit") with the closest class and its probability."""
+    if not reading.known:
+        return f"{unknown} (closest: {reading.class_name}, {reading.probability:.0%})"
+    if reading.unsure:
+        return f"{reading.class_name}?  unsure: maybe {reading.runner_up_name}"
+    return reading.class_name

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model, positive_int
+from cnnlab.cli._common import (
+    Formatter,
+    add_model_argument,
+    answer,
+    chosen_model,
+    load_model,
+    positive_int,
+)
 
 DESCRIPTION = """\
 Explain one prediction. IMAGE is an image file (prepared as `cnnlab predict` does), a colour
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.text import table, vector
     from cnnlab.runs.inputs import class_names, kind_of
     from cnnlab.runs.pictures import needed, read_picture
+    from cnnlab.runs.predict import none_of_these, read
 
     model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))
     item = read_picture(model, args.image, data_dir=args.data_dir)
@@ -77,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"image: {item.source}{truth}")
     h, w = item.display.shape[:2]
     print("preprocessing: " + (" -> ".join(item.steps) or "none") + f" -> network input {h}×{w}")
-    print("\nprediction vector: " + vector(result.probabilities))
+    (reading,) = read(model, [item])
+    print(f"\nanswer: {answer(reading, none_of_these(model))}")
+    print("prediction vector: " + vector(result.probabilities))
     top = [[r + 1, names[i], f"{p:.4f}"] for r, (i, p) in enumerate(result.top_k(3))]
     print(table(["rank", "class", "probability"], top))
     occ = result.occlusion

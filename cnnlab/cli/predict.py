@@ -14,6 +14,7 @@ import numpy as np
 from cnnlab.cli._common import (
     Formatter,
     add_model_argument,
+    answer,
     chosen_model,
     load_model,
     positive_int,
@@ -144,17 +145,6 @@ def present(reading: Reading, top_k: int) -> dict[str, Any]:
     }
 
 
-def answer(result: dict[str, Any], unknown: str) -> str:
-    """The words of one answer: the class; unsure with the runner-up; or ``unknown`` ("not a
-    digit") with the closest class."""
-    if not result["known"]:
-        closest = result["top"][0]
-        return f"{unknown} (closest: {closest['class']}, {closest['probability']:.0%})"
-    if result["unsure"]:
-        return f"{result['class']}?  unsure: maybe {result['runner_up']}"
-    return result["class"]
-
-
 def run(args: argparse.Namespace) -> int:
     model_arg, args.images = split_model(args.model, args.images)
     model = load_model(chosen_model(model_arg, args.runs_dir, *needed_by(args.images)))
@@ -163,20 +153,24 @@ def run(args: argparse.Namespace) -> int:
     readings = iter(read(model, ready))
     unknown = none_of_these(model)
     results: list[dict[str, Any]] = []
+    said: list[str | None] = []  # each answer in words, None for an image not read
     for source, item in pictures:
         if isinstance(item, str):
             results.append({"file": source, "label": None, "probabilities": None, "error": item})
+            said.append(None)
         else:
-            results.append({"file": source, **present(next(readings), args.top_k)})
+            reading = next(readings)
+            results.append({"file": source, **present(reading, args.top_k)})
+            said.append(answer(reading, unknown))
     if args.json:
         print(json.dumps(results, indent=2))
-    for result in results:
-        if result["label"] is None:
+    for result, words in zip(results, said, strict=True):
+        if words is None:
             print(f"cnnlab predict: error: {result['error']}", file=sys.stderr)
         elif not args.json:
             best = ", ".join(f"{t['class']}: {100 * t['probability']:.1f}%" for t in result["top"])
             vector = ", ".join(f"{v:.2f}" for v in result["probabilities"])
-            print(f"{result['file']}: {answer(result, unknown)}  ({best})")
+            print(f"{result['file']}: {words}  ({best})")
             print(f"  prediction = [{vector}]")
     if args.save_preprocessed:
         out = Path(args.save_preprocessed)

@@ -48,6 +48,7 @@ def test_explain_prints_top3_and_writes_a_self_contained_report(model_file, tmp_
     ranks = re.findall(r"^\s+(\d)\s+(\d)\s+([0-9.]+)$", out, re.M)
     assert [r[0] for r in ranks] == ["1", "2", "3"]
     assert ranks[0][1] == "7"  # digit 17 of the test sample is a 7
+    assert re.search(r"^answer: 7(\?  unsure: maybe \d)?$", out, re.M)  # worded as predict's
     probs = [float(r[2]) for r in ranks]
     assert probs == sorted(probs, reverse=True) and probs[0] > 0.5
     assert "occlusion (6×6 grey patch" in out
