@@ -92,17 +92,20 @@ def chosen_model(
     said on stderr."""
     if model is not None:
         return model_path(model)
-    found = newest_run(runs_dir) if fits is None else newest_model(runs_dir, fits)
-    if found is None and newest_run(runs_dir) is None:
+    if fits is None:
+        path = newest_run(runs_dir)
+    else:
+        found = newest_model(runs_dir, fits)
+        path = found[0] if found else None
+    if path is None and newest_run(runs_dir) is None:
         raise CnnlabError(
             f"no MODEL given and no run in {runs_dir}/; train one with cnnlab train, or name a "
             "model file or run folder"
         )
-    if found is None:
+    if path is None:
         raise CnnlabError(
             f"no MODEL given and no run in {runs_dir}/ {kind}; name a model file or run folder"
         )
-    path = found if isinstance(found, Path) else found[0]
     print(f"using the newest run{f' {kind}' if kind else ''}: {path.parent}", file=sys.stderr)
     return path
 
