@@ -20,6 +20,7 @@ import io
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -41,6 +42,8 @@ from user_machine import child_env  # noqa: E402
 import cnnlab  # noqa: E402
 
 GIB = 1 << 30
+TOKEN = secrets.token_urlsafe(32)  # the lab's API asks for it
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TARGET_MB = 1024
 ENV = child_env()
 
@@ -197,6 +200,8 @@ def start_server(model: Path, runs: Path) -> tuple[subprocess.Popen, int]:
             str(model),
             "--runs-dir",
             str(runs),
+            "--token",
+            TOKEN,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -215,7 +220,7 @@ def start_server(model: Path, runs: Path) -> tuple[subprocess.Popen, int]:
 def post(port: int, path: str, body: bytes, kind: str) -> int:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
-        conn.request("POST", path, body=body, headers={"Content-Type": kind})
+        conn.request("POST", path, body=body, headers={"Content-Type": kind, **AUTH})
         response = conn.getresponse()
         response.read()
         return response.status

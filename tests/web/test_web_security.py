@@ -14,8 +14,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from fastapi.testclient import TestClient
-from web_helpers import LAB_URL, MODEL_RUN, Server
+from web_helpers import LAB_URL, MODEL_RUN, Server, lab_client
 
 from cnnlab.web.app import create_app
 from cnnlab.web.security import GuardedHttpToolsProtocol, host_name, without_paths
@@ -53,7 +52,7 @@ def test_the_loopback_names_are_answered_on_any_port(client, host):
 
 def test_the_names_given_at_start_are_answered(runs_dir):
     app = create_app(None, runs_dir=str(runs_dir), hosts=("lab.local",))
-    with TestClient(app, base_url="http://lab.local:8000") as c:
+    with lab_client(app, "http://lab.local:8000") as c:
         assert c.get("/api/health").status_code == 200
         assert c.get("/api/health", headers={"Host": "other.local"}).status_code == 421
 
@@ -186,12 +185,14 @@ def test_an_oversized_request_head_is_a_431(model_file):
     server = Server("--model", str(model_file))
     try:
         head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 40_000
-        answer = raw_request(server.url, head + b"\r\n\r\n")
+        answer = raw_request(server.origin, head + b"\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
-        unfinished = raw_request(server.url, head)  # never ends: refused once over the limit
+        unfinished = raw_request(server.origin, head)  # never ends: refused once over the limit
         assert unfinished.startswith(b"HTTP/1.1 431"), unfinished[:80]
         ok = raw_request(
-            server.url, b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            server.origin,
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Authorization: Bearer " + server.token.encode() + b"\r\n\r\n",
         )
         assert ok.startswith(b"HTTP/1.1 200")
     finally:
@@ -222,7 +223,8 @@ def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
         assert idle == b"" and half == b""
         whole = raw_request(
             f"http://127.0.0.1:{port}",
-            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Authorization: Bearer " + app.state.token.encode() + b"\r\n\r\n",
         )
         assert whole.startswith(b"HTTP/1.1 200")
     finally:
@@ -325,8 +327,112 @@ def test_the_lab_creates_a_bounded_number_of_run_folders(client, runs_dir, monke
 def test_an_unwritable_runs_folder_fails_before_training(tmp_path, model_file):
     (tmp_path / "file").write_text("not a folder")
     app = create_app(str(model_file), runs_dir=str(tmp_path / "file" / "runs"))
-    with TestClient(app, base_url=LAB_URL) as c:
+    with lab_client(app) as c:
         response = c.post("/api/train", json=TRAIN)
         assert response.status_code == 422
         assert "cannot create a run folder" in detail(response)
         assert c.get("/api/train").json()["state"] == "idle"
+
+
+# --------------------------------------------------------------------- the token
+
+
+def api_routes(app) -> list[tuple[str, str]]:
+    """(method, path) of every API route in the lab's schema, path parameters filled in."""
+    import re
+
+    return [
+        (method.upper(), re.sub(r"\{[^}]*\}", "x", path))
+        for path, methods in app.openapi()["paths"].items()
+        for method in methods
+        if path.startswith("/api")
+    ]
+
+
+def test_every_api_route_asks_for_the_token(client):
+    routes = api_routes(client.app)
+    assert len(routes) >= 10
+    for method, path in routes:
+        for header, status in (("", 401), ("Bearer not-the-token", 403), ("Basic abc", 401)):
+            response = client.request(method, path, json={}, headers={"Authorization": header})
+            assert response.status_code == status, (method, path, header)
+            assert "?token=" in detail(response)
+    wrong = client.get("/api/health?token=nope", headers={"Authorization": ""})
+    assert wrong.status_code == 403
+    right = f"/api/health?token={client.app.state.token}"
+    assert client.get(right, headers={"Authorization": ""}).status_code == 200
+
+
+def test_the_printed_address_sets_a_strict_cookie_and_leaves_the_address_bar(runs_dir):
+    from fastapi.testclient import TestClient
+
+    app = create_app(None, runs_dir=str(runs_dir))
+    with TestClient(app, base_url=LAB_URL, follow_redirects=False) as browser:
+        assert browser.get("/").status_code == 200  # the page itself holds nothing private
+        assert browser.get("/api/models").status_code == 401
+        assert browser.get("/?token=wrong").status_code == 403
+        first = browser.get(f"/?token={app.state.token}")
+        assert first.status_code == 303 and first.headers["location"] == "/"
+        cookie = first.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert app.state.token in cookie
+        assert browser.get("/api/models").json()["active"] == MODEL_RUN  # the cookie is kept
+        response = browser.post("/api/models/select", json={"name": MODEL_RUN})
+        assert response.status_code == 200
+
+
+def test_serve_prints_the_token_it_was_given(model_file, tmp_path):
+    token = "a-token-of-my-own-0123"
+    server = Server("--model", str(model_file), "--runs-dir", str(tmp_path / "runs"))
+    other = Server("--model", str(model_file), "--token", token, "--runs-dir", str(tmp_path))
+    try:
+        assert other.token == token and server.token != token
+        assert len(server.token) >= 40  # 32 random bytes
+        for lab, status in ((server, 403), (other, 200)):
+            ask = (
+                b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+            )
+            assert raw_request(lab.origin, ask).startswith(f"HTTP/1.1 {status}".encode())
+    finally:
+        server.close()
+        other.close()
+
+
+# --------------------------------------------------------------------- the runs folder
+
+
+@pytest.mark.parametrize("inside", ["", "teach", "teach/project", "teach/project/data"])
+@pytest.mark.parametrize("mode", [0o777, 0o757, 0o733])
+def test_a_runs_folder_other_users_can_write_is_refused(tmp_path, inside, mode):
+    from cnnlab.runs.folder import SharedFolderError
+
+    runs = tmp_path / "runs"
+    (runs / inside).mkdir(parents=True, exist_ok=True)
+    (runs / inside).chmod(mode)
+    try:
+        with pytest.raises(SharedFolderError, match="writable by other users") as info:
+            create_app(None, runs_dir=str(runs))
+        assert "\n" not in str(info.value) and "chmod go-w" in str(info.value)
+    finally:
+        (runs / inside).chmod(0o755)
+    assert create_app(None, runs_dir=str(runs)).state.token
+
+
+def test_a_planted_teach_link_is_refused_and_nothing_outside_is_deleted(tmp_path):
+    from cnnlab.runs.folder import SharedFolderError
+    from cnnlab.web.teach import Project, TeachError
+
+    owners = tmp_path / "owners" / "data"
+    owners.mkdir(parents=True)
+    (owners / "thesis.txt").write_text("keep me")
+    runs = tmp_path / "runs"
+    (runs / "teach").mkdir(parents=True)
+    (runs / "teach" / "project").symlink_to(owners.parent)
+    with pytest.raises(SharedFolderError, match="is a link"):
+        create_app(None, runs_dir=str(runs))
+    project = Project(runs)  # a link planted after the lab started
+    for action in (lambda: project.create(["a", "b"]), lambda: project.add_example("a", b"")):
+        with pytest.raises(TeachError, match="is a link"):
+            action()
+    assert (owners / "thesis.txt").read_text() == "keep me"

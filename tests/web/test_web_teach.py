@@ -15,7 +15,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from threadpoolctl import threadpool_limits
-from web_helpers import LAB_URL, most_at_once
+from web_helpers import lab_client, most_at_once
 
 import cnnlab
 from cnnlab.web.app import create_app
@@ -50,9 +50,7 @@ def client(tmp_path: Path) -> TestClient:
     # batches made this training 30x slower on a busy 2-core machine.
     with (
         threadpool_limits(1, user_api="blas"),
-        TestClient(
-            create_app(None, runs_dir=str(tmp_path / "runs")), base_url=LAB_URL
-        ) as test_client,
+        lab_client(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
     ):
         yield test_client
         test_client.app.state.trainer.stop()
