@@ -7,7 +7,9 @@ before anything is built or read, the loader checks here:
 
 - the declared layers' arguments (kernel, stride, padding, channels, features, layer count);
 - the layers against the input shape: no output, and no unfolded conv input, of one sample may
-  hold more than ``MAX_ACTIVATION`` numbers (16 MB in float64);
+  hold more than ``MAX_ACTIVATION`` numbers (16 MB in float64). A file that declares no input
+  shape is checked at the one its meta describes, else at the digits' 1×28×28 (what cnnlab
+  feeds such a model), and refused when its layers take neither;
 - the weights: at most ``MAX_WEIGHTS`` numbers in all;
 - the archive's members: each one is declared by the architecture (or is a checkpoint's
   state, no bigger than the weights it belongs to), and is read in bounded chunks, never
@@ -38,6 +40,8 @@ MAX_CONFIG_BYTES = 1 << 20  # the architecture entry (JSON)
 CHUNK_BYTES = 1 << 20  # members are read this much at a time
 # A checkpoint's extra members (``cnnlab.engine.checkpoint``): its record and optimizer state.
 CHECKPOINT_MEMBER = re.compile(r"checkpoint|optimizer\.\d+")
+ASSUMED_INPUT = (1, 28, 28)  # a model file without input_shape is fed 28×28 grey digits
+_DESCRIBED = re.compile(r"(\d{1,6})x(\d{1,6}) (colour|grey)")
 OPTIMIZER_ARRAYS_PER_WEIGHT = 2  # Adam keeps two moments per weight array, SGD one velocity
 
 # Integer arguments with an upper bound, by name (any layer type that takes them).
@@ -81,10 +85,26 @@ def check_arguments(specs: list[dict[str, Any]], source: object) -> None:
                 )
 
 
-def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: object) -> None:
+def assumed_input_shape(layers: list[Any], meta: dict[str, Any]) -> tuple[int, ...]:
+    """The input shape of a model file that declares none: the one its meta's ``input``
+    describes (``"32x32 colour ..."``), else a first dense layer's features, else the digits'
+    ``ASSUMED_INPUT``."""
+    described = meta.get("input")
+    match = _DESCRIBED.match(described) if isinstance(described, str) else None
+    if match:
+        h, w, colour = int(match[1]), int(match[2]), match[3] == "colour"
+        return (3 if colour else 1, h, w)
+    first = getattr(layers[0], "in_features", None) if layers else None
+    return (first,) if isinstance(first, int) else ASSUMED_INPUT
+
+
+def check_activations(
+    layers: list[Any], input_shape: tuple[int, ...], source: object, declared: bool = True
+) -> None:
     """Walk the layers from one sample of ``input_shape``; refuse any layer whose output, or
     whose unfolded (im2col) input for a conv, would hold more than ``MAX_ACTIVATION``
-    numbers."""
+    numbers. With ``declared=False`` (a shape assumed, not given by the file) layers that do
+    not take that shape are refused too: nothing else would bound them."""
     shape = tuple(input_shape)
     for i, layer in enumerate([None, *layers]):
         if layer is not None:
@@ -92,7 +112,13 @@ def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: o
             try:
                 shape = tuple(layer.output_shape(shape))
             except (CnnlabError, ValueError):
-                return  # the layers do not fit together: Sequential says where
+                if declared:
+                    return  # the layers do not fit together: Sequential says where
+                raise CnnlabError(
+                    f"{source}: refused: it declares no input_shape and layer {i - 1} "
+                    f"({layer!r}) does not take the {describe(input_shape)} input its meta "
+                    "implies; save the model with its input_shape"
+                ) from None
         else:
             unfolded = 0
         size = max(math.prod(shape), unfolded)
@@ -102,6 +128,10 @@ def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: o
                 f"{source}: refused: {where} would hold {size:,} numbers for one sample, more "
                 f"than the limit of {MAX_ACTIVATION:,}; this is not a network cnnlab can run"
             )
+
+
+def describe(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape)
 
 
 def _unfolded_size(layer: Any, shape: tuple[int, ...]) -> int:

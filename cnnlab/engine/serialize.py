@@ -301,6 +301,9 @@ def _load_archive(
     )
     if input_shape:
         limits.check_activations(layers, input_shape, path)
+    else:
+        assumed = limits.assumed_input_shape(layers, meta)
+        limits.check_activations(layers, assumed, path, declared=False)
     weights = {
         prefix + key: value
         for i, layer in enumerate(layers)

@@ -66,6 +66,32 @@ def test_activations_too_big_for_the_input_are_refused(tmp_path: Path) -> None:
         cnnlab.Sequential.load(on_disk(tmp_path, model_file(config)))
 
 
+def test_without_an_input_shape_activations_are_bounded_at_the_assumed_one(
+    tmp_path: Path,
+) -> None:
+    """No ``input_shape``: the digits' 1×28×28 is assumed (what every command feeds such a
+    model), or the size the meta's ``input`` describes; layers taking neither are refused."""
+    config = config_with(0, kernel_size=63, padding=62)  # 63² taps × 90² positions at 28×28
+    config["input_shape"] = None
+    path = on_disk(tmp_path, model_file(config))
+    assert peak_bytes(cnnlab.Sequential.load, path) < 4 * MB
+    with pytest.raises(CnnlabError, match=r"layer 0 \(Conv2D\(1, 2, 63.*would hold 32,148,900"):
+        cnnlab.Sequential.load(path)
+    config = seed_model().config()
+    config["input_shape"] = None
+    config["meta"] = {"input": "600x600 grey"}  # 9 taps × 598² positions
+    with pytest.raises(CnnlabError, match="would hold 3,218,436 numbers"):
+        cnnlab.Sequential.load(on_disk(tmp_path, model_file(config)))
+    config["meta"] = {"input": "28x28 colour (RGB)"}  # the conv takes one channel, not three
+    with pytest.raises(CnnlabError, match=r"declares no input_shape and layer 0 .* 3×28×28"):
+        cnnlab.Sequential.load(on_disk(tmp_path, model_file(config)))
+    del config["meta"]
+    assert cnnlab.Sequential.load(on_disk(tmp_path, model_file(config))).input_shape is None
+    dense = cnnlab.Sequential([cnnlab.Dense(60, 2)])  # a first dense layer names its input
+    dense.save(tmp_path / "dense.npz")
+    assert cnnlab.Sequential.load(tmp_path / "dense.npz").layers[0].in_features == 60
+
+
 def test_a_conv_unfolding_too_much_is_refused() -> None:
     layers = [cnnlab.Conv2D(1, 1, 31, padding=15)]  # 31² taps × 256² positions = 63 M
     with pytest.raises(CnnlabError, match="would hold 62,980,096 numbers"):
