@@ -11,6 +11,8 @@ before anything is built or read, the loader checks here:
   shape is checked at the one its meta describes, else at the digits' 1×28×28 (what cnnlab
   feeds such a model), and refused when its layers take neither;
 - the weights: at most ``MAX_WEIGHTS`` numbers in all;
+- the archive's directory: at most ``MAX_MEMBERS`` entries, counted from its end record
+  before ``zipfile`` reads (and builds an object for) every entry;
 - the archive's members: each one is declared by the architecture (or is a checkpoint's
   state, no bigger than the weights it belongs to), and is read in bounded chunks, never
   past the size its header states.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from typing import IO, Any
 
 import numpy as np
@@ -36,6 +39,7 @@ MAX_CHANNELS = 4096  # conv channels, batch-norm features
 MAX_FEATURES = 1 << 16  # dense outputs; dense inputs are bounded by the activations
 MAX_WEIGHTS = 1 << 24  # weights and buffers in all (64 MB in float32)
 MAX_ACTIVATION = 1 << 21  # numbers in one sample's output of any layer
+MAX_MEMBERS = 4 * MAX_LAYERS + 16  # a model's arrays, its checkpoint's state and record
 MAX_CONFIG_BYTES = 1 << 20  # the architecture entry (JSON)
 CHUNK_BYTES = 1 << 20  # members are read this much at a time
 # A checkpoint's extra members (``cnnlab.engine.checkpoint``): its record and optimizer state.
@@ -179,6 +183,37 @@ def check_extra_member(name: str, nbytes: int, weights: list[int], source: objec
         raise CnnlabError(
             f"{source}: refused: {name!r} holds {nbytes:,} bytes, more than checkpoint state "
             f"for these weights can ({bound:,})"
+        )
+
+
+def check_zip_directory(handle: IO[bytes], max_members: int, source: object) -> None:
+    """Refuse a zip archive whose end record lists more than ``max_members`` entries, or a
+    central directory bigger than such entries need, before anything reads that directory
+    (``zipfile`` holds an object per entry: a million empty entries took 580 MB). The
+    handle's position is left at the start. A file without an end record is left to
+    ``zipfile`` to refuse."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    tail_start = max(0, size - (1 << 16) - 22)  # the end record plus the longest comment
+    handle.seek(tail_start)
+    tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    entries = directory = 0
+    if at >= 0 and len(tail) >= at + 22:
+        entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator >= 0 and at - locator == 20:  # a zip64 end record says more
+            (offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+            if 0 <= offset <= size - 56:
+                handle.seek(offset)
+                record = handle.read(56)
+                if record[:4] == b"PK\x06\x06":
+                    entries, directory = struct.unpack("<QQ", record[32:48])
+    handle.seek(0)
+    if entries > max_members or directory > max_members * (46 + 1024):
+        raise CnnlabError(
+            f"{source}: refused: the archive lists {entries:,} entries in a {directory:,}-byte "
+            f"directory; a cnnlab file has at most {max_members:,}"
         )
 
 

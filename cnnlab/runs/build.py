@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from cnnlab.data.augment import random_crop_flip, random_handwriting
 from cnnlab.data.imageset import ImageSet
+from cnnlab.engine import limits
 from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import read_regular_file
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.limits import check_activations
 from cnnlab.engine.losses import LOSSES
@@ -39,10 +40,10 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
     name = config.model
     if name.endswith(".json"):
         try:
-            architecture = json.loads(Path(name).read_text())
+            architecture = json.loads(read_regular_file(name, limits.MAX_CONFIG_BYTES))
         except OSError as err:
             raise CnnlabError(f"{name}: cannot read it ({err.strerror})") from None
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:
             raise CnnlabError(f"{name}: not valid JSON ({err})") from None
         model = model_from_config(architecture, name, rng=config.seed)
     else:

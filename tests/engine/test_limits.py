@@ -186,3 +186,32 @@ def test_the_presets_are_far_inside_the_limits() -> None:
         limits.check_arguments(config["layers"], name)
         limits.check_activations(model.layers, model.input_shape, name)
         assert model.num_params() < limits.MAX_WEIGHTS // 16
+
+
+def test_an_archive_listing_too_many_entries_is_refused_from_its_end_record(
+    tmp_path: Path,
+) -> None:
+    members = model_members() | {f"x{i}.npy": b"" for i in range(limits.MAX_MEMBERS + 1)}
+    path = on_disk(tmp_path, archive(members))
+    assert peak_bytes(cnnlab.Sequential.load, path) < 2 * MB  # zipfile's directory: 500+ KB
+    with pytest.raises(CnnlabError, match=r"lists 1,052 entries .* at most 1,040"):
+        cnnlab.Sequential.load(path)
+
+
+def test_the_meta_is_read_without_the_weights(tmp_path: Path) -> None:
+    from cnnlab.engine.serialize import read_meta
+
+    members = model_members()
+    members["layers.0.W.npy"] = b"damaged"  # loading the model would refuse it
+    path = on_disk(tmp_path, archive(members))
+    assert read_meta(path) == {"preset": "fuzz"}
+    with pytest.raises(CnnlabError, match="damaged"):
+        cnnlab.Sequential.load(path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_a_model_linked_to_an_unreadable_regular_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "model.npz").symlink_to("/proc/self/mem")
+    with pytest.raises(CnnlabError, match="cannot read it") as info:
+        cnnlab.Sequential.load(tmp_path / "model.npz")
+    assert "\n" not in str(info.value)

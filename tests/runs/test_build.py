@@ -10,6 +10,7 @@ import pytest
 
 from cnnlab.data import load
 from cnnlab.data.augment import random_handwriting
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.runs import build
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
@@ -64,3 +65,21 @@ def test_pictures_other_than_digits_are_cropped_and_flipped_not_handwriting_dist
 
     config = RunConfig(augment=True).resolve(100, "images")
     assert build.make_augment(config, "images") is random_crop_flip
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "big"])
+def test_an_architecture_file_that_is_no_small_regular_file_is_one_line(
+    tmp_path: Path, kind: str
+) -> None:
+    import os
+
+    path = tmp_path / "arch.json"
+    if kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("[" + " " * (2 << 20) + "]")
+    with pytest.raises(CnnlabError, match=r"not a regular file|more than 1,048,576 bytes") as info:
+        build.make_model(RunConfig(model=str(path)), None)
+    assert "\n" not in str(info.value)

@@ -436,3 +436,26 @@ def test_a_planted_teach_link_is_refused_and_nothing_outside_is_deleted(tmp_path
         with pytest.raises(TeachError, match="is a link"):
             action()
     assert (owners / "thesis.txt").read_text() == "keep me"
+
+
+def test_a_listing_reads_no_device_fifo_or_weights(client, runs_dir, model_file, monkeypatch):
+    import os
+    import shutil
+
+    from cnnlab.engine import serialize
+
+    for name, plant in (("zero", lambda p: p.symlink_to("/dev/zero")), ("fifo", os.mkfifo)):
+        (runs_dir / name).mkdir()
+        shutil.copyfile(model_file, runs_dir / name / "model.npz")
+        plant(runs_dir / name / "metrics.json")
+    read = []
+    real = serialize._read_member
+    monkeypatch.setattr(
+        serialize,
+        "_read_member",
+        lambda a, m, like=None: read.append(m.filename) or real(a, m, like),
+    )
+    listing = client.get("/api/models").json()["models"]
+    assert {m["name"] for m in listing} == {MODEL_RUN, "zero", "fifo"}
+    assert set(read) == {"cnnlab.npy"}  # the architecture entries alone, no weights
+    assert all(m["accuracy"] is None for m in listing if m["name"] != MODEL_RUN)
