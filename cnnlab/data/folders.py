@@ -50,6 +50,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 MAX_FILES = 1_000_000  # a folder tree bigger than this is surely the wrong folder
 MAX_CLASSES = 1000
+MAX_CLASS_NAME = 100  # characters of a class name, as a model file keeps it
 MIN_SIZE, MAX_SIZE = 8, 512  # image sizes a network here can train on
 TEST_FRACTION = 0.2
 _CACHE_VERSION = 1
@@ -181,6 +182,12 @@ def scan(
         raise FolderError(
             f"{layout['train']}: class folder {odd[0]!a} has control characters in its "
             "name; rename it"
+        )
+    long = [name for name in classes if len(name) > MAX_CLASS_NAME]
+    if long:  # a model file carries its class names; longer ones would be refused there
+        raise FolderError(
+            f"{layout['train']}: class folder {long[0][:40]!a}... has a {len(long[0])}-character "
+            f"name, more than the {MAX_CLASS_NAME} a model keeps; rename it"
         )
     names = tuple(classes)
     skipped: list[tuple[str, str]] = []

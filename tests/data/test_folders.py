@@ -342,6 +342,10 @@ def test_a_training_picture_is_never_also_a_test_picture(tmp_path: Path) -> None
             lambda root: write_picture_folder(root, per_class=2, classes=("e\x1b]0;pwned\x07",)),
             "has control characters in its name",
         ),
+        (
+            lambda root: write_picture_folder(root, per_class=2, classes=("s" * 101,)),
+            "has a 101-character name, more than the 100 a model keeps",
+        ),
     ],
 )
 def test_folder_layout_errors_are_one_line(tmp_path: Path, arrange, message: str) -> None:
