@@ -204,8 +204,9 @@ def _fit(
             callback.on_run_begin(run)
     saver = _Checkpointer(run, optimizer, should_stop or (lambda: False))
     # Before the saver: a diverged epoch never replaces the last good checkpoint.
-    advice = min(config.lr / 10, DEFAULT_LR[config.optimizer])  # the usual lr, or lower
-    watch = DivergenceWatch(len(model.meta["class_names"]), advice)
+    usual = DEFAULT_LR[config.optimizer]  # the usual lr, or lower; far below it, the usual
+    advice = usual if config.lr < usual / 1000 else min(config.lr / 10, usual)
+    watch = DivergenceWatch(len(model.meta["class_names"]), advice, used=config.lr)
     try:
         state = fit(
             model, make_loss(config), optimizer, x, y,
