@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -161,7 +162,10 @@ class RequestGuard:
                 message["headers"] = [*message.get("headers", []), NOSNIFF]
             await send(message)
 
-        await self.app(scope, receive, nosniff)
+        try:
+            await self.app(scope, receive, nosniff)
+        except ClientDisconnect:
+            return  # the client left before its body was in: nobody to answer, nothing to log
 
     async def welcome(self, scope: Scope, send: Send) -> None:
         """The first visit with the right token: set the cookie and go on to the clean URL

@@ -459,3 +459,43 @@ def test_a_listing_reads_no_device_fifo_or_weights(client, runs_dir, model_file,
     assert {m["name"] for m in listing} == {MODEL_RUN, "zero", "fifo"}
     assert set(read) == {"cnnlab.npy"}  # the architecture entries alone, no weights
     assert all(m["accuracy"] is None for m in listing if m["name"] != MODEL_RUN)
+
+
+def test_a_client_leaving_mid_body_and_odd_event_ids_log_no_traceback(model_file, tmp_path):
+    import time
+
+    server = Server("--model", str(model_file), "--runs-dir", str(tmp_path / "runs"))
+    auth = b"Authorization: Bearer " + server.token.encode() + b"\r\n"
+    try:
+        host, port = server.origin.split("//")[1].rstrip("/").rsplit(":", 1)
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                    + auth
+                    + b"Content-Length: 100000\r\n\r\n"
+                    + b"\x89PNG" * 10
+                )
+                time.sleep(0.2)
+        for last in ("²", "9" * 5000, "-1", "1e3"):
+            answer = raw_request(
+                server.origin,
+                b"GET /api/train/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                + auth
+                + b"Last-Event-ID: "
+                + last.encode()
+                + b"\r\n\r\n",
+            )
+            assert answer.startswith(b"HTTP/1.1 204"), (last, answer[:60])
+        ok = raw_request(
+            server.origin,
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            + auth
+            + b"\r\n",
+        )
+        assert ok.startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)
+    finally:
+        server.close()
+    time.sleep(0.2)
+    assert "Traceback" not in "".join(server.log), "".join(server.log)[-2000:]

@@ -160,6 +160,34 @@ def test_a_run_that_does_not_learn_asks_for_other_examples(
     assert status["state"] == "failed" and status["error"] == TEACH_DIVERGED
 
 
+def test_starting_over_is_refused_while_the_examples_train(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def held(config, folder):
+        release.wait(60)
+        return {"run": "x", "test_accuracy": 0.9, "stopped": False, "activated": False}
+
+    rng = np.random.default_rng(3)
+    client.post("/api/teach/project", json={"classes": CLASSES})
+    for _ in range(2):
+        for name in CLASSES:
+            send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
+    monkeypatch.setattr(client.app.state.trainer, "_train", held)
+    assert client.post("/api/teach/train", json={}).status_code == 202
+    refused = client.post("/api/teach/project", json={"classes": ["a", "b"]})
+    assert refused.status_code == 409 and "being trained" in refused.json()["detail"]
+    assert [c["name"] for c in client.get("/api/teach/project").json()["classes"]] == sorted(
+        CLASSES
+    )
+    release.set()
+    assert wait_for_training(client)["state"] == "finished"
+    assert client.post("/api/teach/project", json={"classes": ["a", "b"]}).status_code == 200
+
+
 def test_bad_examples_and_early_training_are_refused(client: TestClient) -> None:
     client.post("/api/teach/project", json={"classes": ["a", "b"]})
     bad = send(client, "/api/teach/examples?label=a", b"not a picture")

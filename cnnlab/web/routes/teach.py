@@ -63,9 +63,20 @@ def project(request: Request) -> dict[str, Any]:
 
 @router.post("/api/teach/project", tags=["teach"])
 def create_project(request: Request, body: ProjectRequest) -> dict[str, Any]:
-    """Start over with 2 to 10 named classes (their examples are removed)."""
+    """Start over with 2 to 10 named classes (their examples are removed); 409 while the
+    project's examples are being trained (the model it makes would answer with old classes)."""
+    trainer, project = request.app.state.trainer, project_of(request)
+    config = trainer.config
+    if (
+        trainer.state == "running"
+        and config is not None
+        and config.dataset == str(project.data_dir)
+    ):
+        raise HTTPException(
+            409, "the Teach examples are being trained; wait for it to finish or stop it first"
+        )
     try:
-        return project_of(request).create(body.classes)
+        return project.create(body.classes)
     except CnnlabError as err:
         raise _refused(err) from None
 
