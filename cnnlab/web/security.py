@@ -15,9 +15,10 @@ can even read the answers, under its own host name. So the lab:
   cookie and is sent on to the clean URL, and the page's own requests carry the cookie. A
   script may send ``Authorization: Bearer <token>`` (or ``?token=``) instead;
 - marks every answer ``X-Content-Type-Options: nosniff``;
-- bounds the request head in bytes and in time (``GuardedHttpToolsProtocol``): uvicorn has no
-  limit on either, so one client could hold a connection open for ever or make it buffer an
-  endless header.
+- bounds the request head in bytes and in time, and the body in time
+  (``GuardedHttpToolsProtocol``): uvicorn has no limit on any of them, so one client could
+  hold connections open for ever (200 slow bodies filled the lab's connections) or make it
+  buffer an endless header.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 MAX_HEAD_BYTES = 16 * 1024  # request line plus headers; the page's own are under 1 KB
 HEAD_TIMEOUT_S = 10.0  # from connection (or the previous answer) to the end of the next head
+BODY_TIMEOUT_S = 30.0  # from the end of a head to the end of its body (2 MB at 70 KB/s)
 
 
 def host_name(value: str) -> str:
@@ -211,11 +213,13 @@ class _HeadTooLargeError(Exception):
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a bound on the request head: ``head_bytes_limit``
     bytes (a 431 beyond, whether the head arrives whole or bit by bit) and ``head_timeout_s``
-    seconds from connecting, or from the previous answer, to its end (the connection is
-    closed)."""
+    seconds from connecting, or from the previous answer, to its end; and on the body:
+    ``body_timeout_s`` seconds from the end of the head to its end (either way, too slow and
+    the connection is closed)."""
 
     head_bytes_limit = MAX_HEAD_BYTES
     head_timeout_s = HEAD_TIMEOUT_S
+    body_timeout_s = BODY_TIMEOUT_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -223,20 +227,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_parsed = 0  # bytes of the current head the parser has handed over
         self._in_head = True
         self._head_too_large = False
-        self._head_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # the head's or the body's deadline
 
     def _arm_head_timer(self) -> None:
         self._in_head, self._head_bytes = True, 0
-        self._cancel_head_timer()
-        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
 
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _head_too_slow(self) -> None:
-        self._head_timer = None
+        self._timer = None
         if self._in_head and not self.transport.is_closing():
             self.transport.close()
 
@@ -251,7 +255,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -267,7 +271,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._head_too_large:
             super().send_400_response(msg)
             return
-        self._cancel_head_timer()
+        self._cancel_timer()
         body = json.dumps(
             {"detail": f"request headers over the limit of {self.head_bytes_limit} bytes"}
         ).encode()
@@ -292,8 +296,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self.body_timeout_s, self._body_too_slow)
         super().on_headers_complete()
+
+    def _body_too_slow(self) -> None:
+        self._timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def on_message_complete(self) -> None:
+        self._cancel_timer()  # the body is in: what follows is the answer's time
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)  # a pipelined request's head is already in

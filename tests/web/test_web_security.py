@@ -5,6 +5,7 @@ and time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -199,16 +200,15 @@ def test_an_oversized_request_head_is_a_431(model_file):
         server.close()
 
 
-def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
-    """A server whose head timeout is 0.2 s closes a connection that sends half a head; a
-    socket left open would block ``recv`` until its own 60 s timeout raised."""
+@contextlib.contextmanager
+def quick_server(model_file, **limits):
+    """A lab served with its timeouts shortened to ``limits`` (attributes of
+    ``GuardedHttpToolsProtocol``); yields its URL and the app."""
     import uvicorn
 
-    class QuickTimeout(GuardedHttpToolsProtocol):
-        head_timeout_s = 0.2
-
+    protocol = type("Quick", (GuardedHttpToolsProtocol,), limits)
     app = create_app(str(model_file), runs_dir="unused-runs")
-    config = uvicorn.Config(app, port=0, http=QuickTimeout, log_level="error", lifespan="off")
+    config = uvicorn.Config(app, port=0, http=protocol, log_level="error", lifespan="off")
     server = uvicorn.Server(config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -218,18 +218,39 @@ def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
     try:
         while not server.started:
             threading.Event().wait(0.05)
-        idle = raw_request(f"http://127.0.0.1:{port}", b"")
-        half = raw_request(f"http://127.0.0.1:{port}", b"GET /api/health HTTP/1.1\r\nHost: 12")
-        assert idle == b"" and half == b""
-        whole = raw_request(
-            f"http://127.0.0.1:{port}",
-            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-            b"Authorization: Bearer " + app.state.token.encode() + b"\r\n\r\n",
-        )
-        assert whole.startswith(b"HTTP/1.1 200")
+        yield f"http://127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def health_request(app) -> bytes:
+    return (
+        b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + app.state.token.encode() + b"\r\n\r\n"
+    )
+
+
+def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
+    """A server whose head timeout is 0.2 s closes a connection that sends half a head; a
+    socket left open would block ``recv`` until its own 60 s timeout raised."""
+    with quick_server(model_file, head_timeout_s=0.2) as (url, app):
+        idle = raw_request(url, b"")
+        half = raw_request(url, b"GET /api/health HTTP/1.1\r\nHost: 12")
+        assert idle == b"" and half == b""
+        assert raw_request(url, health_request(app)).startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_that_never_finishes_its_body_is_cut_off(model_file):
+    """The head is whole, the body never ends: closed after the body timeout (0.3 s here)."""
+    with quick_server(model_file, body_timeout_s=0.3) as (url, app):
+        slow = (
+            b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            b"Authorization: Bearer " + app.state.token.encode() + b"\r\n"
+            b"Content-Length: 1000\r\n\r\n\x89PNG"
+        )
+        assert raw_request(url, slow) == b""
+        assert raw_request(url, health_request(app)).startswith(b"HTTP/1.1 200")
 
 
 # --------------------------------------------------------------------- hostile pictures
