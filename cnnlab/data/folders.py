@@ -410,17 +410,43 @@ def _decode_all(
 
 
 def memory_budget() -> int:
-    """Bytes a data set may take: half the memory the system reports as available."""
+    """Bytes a data set may take: half the memory the system reports as available, and no
+    more than half of what the process may still map under its address-space limit
+    (``ulimit -v``, ``RLIMIT_AS``), which a machine with free memory would otherwise overrun
+    with a ``MemoryError``."""
+    return min(_available_memory(), _address_space_left()) // 2
+
+
+def _available_memory() -> int:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 // 2
+                return int(line.split()[1]) * 1024
     except OSError:
         pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 2**31
+        return 2**32
+
+
+def _address_space_left() -> int:
+    """Bytes the process may still map under ``RLIMIT_AS`` (unbounded: a very large number)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return 2**62
+    if limit == resource.RLIM_INFINITY:
+        return 2**62
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, limit - int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return limit
 
 
 def _split(

@@ -374,6 +374,21 @@ def test_a_set_larger_than_memory_is_refused_before_decoding(
     assert not isolated_cache.exists()
 
 
+def test_the_memory_budget_honours_the_address_space_limit() -> None:
+    """Under ``ulimit -v`` (VmSize + 400 MB here) the budget is at most half of what is left,
+    however much memory the machine has free."""
+    code = (
+        "import resource\nfrom pathlib import Path\nimport cnnlab.data.folders as f\n"
+        "size = next(int(l.split()[1]) * 1024 for l in Path('/proc/self/status').read_text()"
+        ".splitlines() if l.startswith('VmSize:'))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + (400 << 20), resource.RLIM_INFINITY))\n"
+        "print(f.memory_budget())"
+    )
+    budget = int(python_child(code))
+    assert 0 < budget <= 200 << 20
+    assert folders.memory_budget() > 200 << 20  # this process has no such limit
+
+
 def test_a_path_that_is_not_a_folder_or_a_name(tmp_path: Path) -> None:
     with pytest.raises(FolderError, match="no such folder"):
         load_folder(tmp_path / "missing", 16)
