@@ -134,6 +134,17 @@ def check_activations(
             )
 
 
+def activation_numbers(layers: list[Any], input_shape: tuple[int, ...]) -> int:
+    """Numbers one sample's forward pass holds through ``layers``: every layer's output and
+    every conv's unfolded input (what training keeps for the backward pass, about)."""
+    shape, total = tuple(input_shape), math.prod(input_shape)
+    for layer in layers:
+        total += _unfolded_size(layer, shape)
+        shape = tuple(layer.output_shape(shape))
+        total += math.prod(shape)
+    return total
+
+
 def describe(shape: tuple[int, ...]) -> str:
     return "×".join(str(d) for d in shape)
 

@@ -27,6 +27,7 @@ from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, fit
 from cnnlab.runs.build import (
+    check_image_size,
     make_augment,
     make_loss,
     make_model,
@@ -113,6 +114,7 @@ def train_run(
         try:
             config.validate()
             folder.refuse_if_used()
+            check_image_size(config)  # before any picture is decoded
             run_data = load_data(config, progress)
             config = config.resolve(len(run_data.images), run_data.pictures.kind)
             model = make_model(config, run_data.pictures)
