@@ -80,6 +80,8 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
     if name.endswith(".json"):
         try:
             architecture = json.loads(read_regular_file(name, limits.MAX_CONFIG_BYTES))
+        except CnnlabError:
+            raise  # not a regular file, or too big: said in one line already
         except OSError as err:
             raise CnnlabError(f"{name}: cannot read it ({err.strerror})") from None
         except (ValueError, RecursionError) as err:
