@@ -3,10 +3,11 @@
 Every case runs in a fresh child process (``python -m cnnlab info|predict ...``, or a
 ``cnnlab serve`` that receives the hostile requests), and its peak resident memory is read from
 the kernel's accounting of that one child (``os.wait4``). The target for every case: refused
-or answered within 1 GB, with one line of output and no traceback. A case still running after
-``--timeout`` seconds is killed and counts as a hang.
+or answered within 500 MB, with one line of output and no traceback, and a refused picture
+within 2 s of CPU. A case still running after ``--timeout`` seconds is killed and counts as a
+hang. CPU seconds are the child's user plus system time (the server's, for the web cases).
 
-    python benchmarks/hostile.py                  # every case (~1 min; builds ~10 MB of files)
+    python benchmarks/hostile.py                  # every case (~3 min; builds ~200 MB of files)
     python benchmarks/hostile.py --only image
 
 Prints a Markdown table; exits 1 when a case misses the target.
@@ -20,7 +21,10 @@ import io
 import json
 import os
 import re
+import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -35,13 +39,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from hostile_files import archive, model_members, npy, with_zero_member  # noqa: E402
+from hostile_files import (  # noqa: E402
+    archive,
+    jpeg_with_scans,
+    model_members,
+    npy,
+    png_claiming,
+    tiff_with_strips,
+    with_zero_member,
+)
+from picture_folders import write_picture_folder  # noqa: E402
 from user_machine import child_env  # noqa: E402
 
 import cnnlab  # noqa: E402
 
 GIB = 1 << 30
-TARGET_MB = 1024
+TOKEN = secrets.token_urlsafe(32)  # the lab's API asks for it
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TARGET_MB = 500
+TARGET_PICTURE_CPU_S = 2.0
 ENV = child_env()
 
 
@@ -55,15 +71,20 @@ class Result:
     hung: bool = False
 
     refused: bool = True  # an answer may take more than one line; a refusal may not
+    cpu_s: float = 0.0
+    picture: bool = False  # a refused picture must also cost at most TARGET_PICTURE_CPU_S
+    expected: bool = True  # the case's own check (e.g. no escape byte printed) held
 
     @property
     def ok(self) -> bool:
         one_line = self.lines <= 1 or not self.refused
-        return self.peak_mb <= TARGET_MB and one_line and not (self.traceback or self.hung)
+        slow = self.picture and self.refused and self.cpu_s > TARGET_PICTURE_CPU_S
+        bad = self.traceback or self.hung or slow or not self.expected
+        return self.peak_mb <= TARGET_MB and one_line and not bad
 
 
-def run_child(args: list[str], timeout: float) -> tuple[int, str, float, bool]:
-    """Run ``python -m cnnlab *args``; (exit status, output, peak RSS in MB, hung)."""
+def run_child(args: list[str], timeout: float) -> tuple[int, str, float, bool, float]:
+    """Run ``python -m cnnlab *args``; (exit status, output, peak RSS in MB, hung, CPU s)."""
     with tempfile.TemporaryFile() as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cnnlab", *args], stdout=out, stderr=subprocess.STDOUT, env=ENV
@@ -75,14 +96,30 @@ def run_child(args: list[str], timeout: float) -> tuple[int, str, float, bool]:
         timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
-        return proc.returncode, out.read().decode(errors="replace"), usage.ru_maxrss / 1024, hung
+        output = out.read().decode(errors="replace")
+        cpu = usage.ru_utime + usage.ru_stime
+        return proc.returncode, output, usage.ru_maxrss / 1024, hung, cpu
 
 
-def cli_case(name: str, args: list[str], timeout: float) -> Result:
-    code, output, peak, hung = run_child(args, timeout)
+def cli_case(
+    name: str,
+    args: list[str],
+    timeout: float,
+    picture: bool = False,
+    check=None,
+    one_line: bool = True,
+) -> Result:
+    """``check(output)``, when given, must hold too (e.g. no escape byte was printed);
+    ``one_line=False`` for a command that prints progress before its one-line refusal."""
+    code, output, peak, hung, cpu = run_child(args, timeout)
     lines = [line for line in output.splitlines() if line.strip()]
-    shown = "hung: killed" if hung else f"exit {code}: {lines[0][:110] if lines else ''}"
-    return Result(name, shown, peak, len(lines), "Traceback" in output, hung, code != 0)
+    first = lines[0][:110].encode("unicode_escape").decode() if lines else ""
+    shown = "hung: killed" if hung else f"exit {code}: {first}"
+    expected = check(output) if check is not None else True
+    return Result(
+        name, shown, peak, len(lines), "Traceback" in output, hung, code != 0 and one_line,
+        cpu, picture, expected,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- hostile files
@@ -184,7 +221,7 @@ def image_files(folder: Path) -> dict[str, Path]:
 # ----------------------------------------------------------------------------- the web lab
 
 
-def start_server(model: Path, runs: Path) -> tuple[subprocess.Popen, int]:
+def start_server(model: Path | None, runs: Path) -> tuple[subprocess.Popen, int, list[str]]:
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -193,10 +230,11 @@ def start_server(model: Path, runs: Path) -> tuple[subprocess.Popen, int]:
             "serve",
             "--port",
             "0",
-            "--model",
-            str(model),
+            *(["--model", str(model)] if model is not None else []),
             "--runs-dir",
             str(runs),
+            "--token",
+            TOKEN,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -208,34 +246,51 @@ def start_server(model: Path, runs: Path) -> tuple[subprocess.Popen, int]:
     if not match:
         proc.kill()
         raise SystemExit(f"the server did not start: {line}")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, int(match.group(1))
+    log: list[str] = []
+    threading.Thread(target=lambda: log.extend(proc.stdout), daemon=True).start()
+    return proc, int(match.group(1)), log
 
 
 def post(port: int, path: str, body: bytes, kind: str) -> int:
+    return request(port, "POST", path, body, {"Content-Type": kind, **AUTH})[0]
+
+
+def get(port: int, path: str, headers: dict | None = None) -> tuple[int, bytes]:
+    return request(port, "GET", path, None, AUTH if headers is None else headers)
+
+
+def request(port: int, method: str, path: str, body, headers: dict) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     try:
-        conn.request("POST", path, body=body, headers={"Content-Type": kind})
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
-        response.read()
-        return response.status
+        return response.status, response.read()
     except OSError:
-        return 0
+        return 0, b""
     finally:
         conn.close()
 
 
-def web_case(name: str, model: Path, runs: Path, send) -> Result:
-    """Start a lab, let ``send(port)`` fire its requests, stop it; the server's peak RSS."""
-    proc, port = start_server(model, runs)
+def web_case(name: str, model: Path | None, runs: Path, send, expect=None) -> Result:
+    """Start a lab, let ``send(port)`` fire its requests (their statuses, or (statuses,
+    extra words for the outcome)), stop it: the server's peak RSS, CPU seconds, and whether
+    its log holds a traceback. ``expect(statuses)`` must hold when given."""
+    proc, port, log = start_server(model, runs)
     try:
-        statuses = send(port)
+        sent = send(port)
     finally:
         proc.send_signal(signal.SIGINT)
         _, _, usage = os.wait4(proc.pid, 0)
+    statuses, note = sent if isinstance(sent, tuple) else (sent, "")
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     outcome = ", ".join(f"{n}× {s or 'no answer'}" for s, n in counts.items())
-    return Result(name, f"HTTP {outcome}", usage.ru_maxrss / 1024, 1, False)
+    traceback = "Traceback" in "".join(log)
+    expected = expect(statuses) if expect is not None else True
+    cpu = usage.ru_utime + usage.ru_stime
+    return Result(
+        name, f"HTTP {outcome}{note}", usage.ru_maxrss / 1024, 1, traceback, False, True, cpu,
+        False, expected,
+    )  # fmt: skip
 
 
 def parallel(port: int, count: int, body: bytes, kind: str, path: str = "/api/predict"):
@@ -282,12 +337,378 @@ def web_cases(folder: Path, model: Path, images: dict[str, Path], bombs: dict[st
     )
 
 
+# ----------------------------------------------------------------------------- the second probe
+
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07"
+
+
+def no_escape(output: str) -> bool:
+    return "\x1b" not in output and "\x07" not in output
+
+
+def zip_of_entries(path: Path, count: int) -> Path:
+    """A zip archive of ``count`` empty entries, its local headers and central directory
+    written by hand (zipfile would take minutes), streamed to ``path``."""
+    import struct
+
+    central = io.BytesIO()
+    with open(path, "wb") as out:
+        for i in range(count):
+            name = f"{i:07d}".encode()
+            offset = out.tell()
+            out.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, 0, 0, 0, 7, 0))
+            out.write(name)
+            central.write(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    20,
+                    20,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    7,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    offset,
+                )
+            )
+            central.write(name)
+        start = out.tell()
+        out.write(central.getvalue())
+        size = out.tell() - start
+        if count >= 0xFFFF:  # zip64 end record and locator
+            out.write(
+                struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, 45, 45, 0, 0, count, count, size, start)
+            )
+            out.write(struct.pack("<IIQI", 0x07064B50, 0, start + size, 1))
+        small = min(count, 0xFFFF)
+        out.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, small, small, size, start, 0))
+    return path
+
+
+def model_cases(folder: Path, good: Path, digit: Path) -> list[tuple[str, list[str], dict]]:
+    """(name, cnnlab arguments, cli_case options) of the model-file and printing cases."""
+    base = model_members()
+    seed = json.loads(str(np.load(io.BytesIO(base["cnnlab.npy"]))))
+    cases = []
+    shapeless = json.loads(json.dumps(seed))
+    shapeless["input_shape"] = None
+    shapeless["layers"][0].update(out_channels=2, kernel_size=63, padding=62)
+    path = write_model(folder / "shapeless.npz", shapeless)
+    cases.append(
+        ("predict: no input_shape, Conv2D 63×63 padding 62", ["predict", str(path), str(digit)], {})
+    )
+    path = zip_of_entries(folder / "entries.npz", 1_000_000)
+    cases.append(("info: zip of 1,000,000 directory entries", ["info", str(path)], {}))
+    pool = cnnlab.Sequential(
+        [
+            cnnlab.Conv2D(1, 2, 3, rng=0),
+            cnnlab.MaxPool2D(17, stride=1),
+            cnnlab.Flatten(),
+            cnnlab.Dense(200, 10, rng=1),
+        ],
+        input_shape=(1, 28, 28),
+    )
+    pool.save(folder / "pool17.npz")
+    cases.append(
+        ("predict: MaxPool2D kernel 17", ["predict", str(folder / "pool17.npz"), str(digit)], {})
+    )
+    for label, accuracy in (("a string", "0.9"), ("a list", [0.9])):
+        model = cnnlab.Sequential.load(good)
+        model.meta.update(test_accuracy=accuracy, note=ESCAPES, class_names=[ESCAPES] * 10)
+        model.save(folder / f"meta-{len(cases)}.npz")
+        cases.append(
+            (
+                f"info: test_accuracy {label}, escapes in meta and class names",
+                ["info", str(folder / f"meta-{len(cases)}.npz")],
+                {"check": no_escape},
+            )
+        )
+    for label, value in (("'x'", "x"), ("1e400", 1e400)):
+        model = cnnlab.Sequential.load(good)
+        model.meta.update(split_seed=value, dataset="mnist-sample")
+        model.save(folder / f"seed-{len(cases)}.npz")
+        cases.append(
+            (
+                f"evaluate: split_seed {label}",
+                ["evaluate", str(folder / f"seed-{len(cases)}.npz")],
+                {},
+            )
+        )
+    model = cnnlab.Sequential.load(good)
+    model.meta["dataset"] = "/usr"
+    model.save(folder / "usr.npz")
+    cases.append(("evaluate: meta dataset '/usr'", ["evaluate", str(folder / "usr.npz")], {}))
+    (folder / "mem.npz").symlink_to("/proc/self/mem")
+    cases.append(("info: model linked to /proc/self/mem", ["info", str(folder / "mem.npz")], {}))
+    (folder / "zero.json").symlink_to("/dev/zero")
+    os.mkfifo(folder / "fifo.json")
+    for label, name in (("linked to /dev/zero", "zero.json"), ("a FIFO", "fifo.json")):
+        train = [
+            "train",
+            "--model",
+            str(folder / name),
+            "--out",
+            str(folder / f"r-{name}"),
+            "--quiet",
+        ]
+        cases.append((f"train: --model z.json {label}", train, {"one_line": False}))
+    named = folder / "escaped"
+    named.mkdir()
+    (named / f"a{ESCAPES}.png").write_bytes(digit.read_bytes())
+    cases.append(
+        (
+            "predict DIR: file names with escapes",
+            ["predict", str(good), str(named)],
+            {"check": no_escape},
+        )
+    )
+    return cases
+
+
+def picture_cases(folder: Path) -> dict[str, Path]:
+    files = {
+        "TIFF of 4,000,000 strips (16 MB)": ("strips.tif", tiff_with_strips(4_000_000)),
+        "progressive JPEG of 65,612 scans": ("scans.jpg", jpeg_with_scans(65_612)),
+        "PNG of 1 × 16,000,000 pixels": ("row.png", png_claiming(16_000_000, 1, bytes(16_000_001))),
+    }
+    out = {}
+    for name, (file, data) in files.items():
+        (folder / file).write_bytes(data)
+        out[f"{name}, {len(data) / 1e6:.1f} MB"] = folder / file
+    return out
+
+
+def train_cases(folder: Path) -> list[tuple[str, list[str], dict]]:
+    """The training cases: refused before decoding, and divergence with no warning lines."""
+    cases = []
+    long = folder / "long-names"
+    write_picture_folder(long, per_class=2, classes=("a" * 101, "b"))
+    out = ["--quiet", "--epochs", "1"]
+    cases.append(
+        (
+            "train: class folder name of 101 characters",
+            ["train", "--dataset", str(long), "--out", str(folder / "t1"), *out],
+            {"one_line": False},
+        )
+    )
+    pics = folder / "pics"
+    write_picture_folder(pics, per_class=2)
+    cases.append(
+        (
+            "train: --image-size 512 --model vgg",
+            [
+                "train",
+                "--dataset",
+                str(pics),
+                "--image-size",
+                "512",
+                "--model",
+                "vgg",
+                "--out",
+                str(folder / "t2"),
+                *out,
+            ],
+            {"one_line": False},
+        )
+    )
+    data = folder / "cifar"
+    (data / "cifar10").mkdir(parents=True)
+    import tarfile
+
+    with tarfile.open(data / "cifar10" / "cifar-10-binary.tar.gz", "w:gz") as tar:
+        for i in range(300_000):
+            tar.addfile(tarfile.TarInfo(f"e{i}"))
+    cases.append(
+        (
+            "train: CIFAR .tar.gz of 300,000 empty members",
+            [
+                "train",
+                "--dataset",
+                "cifar10",
+                "--data-dir",
+                str(data),
+                "--out",
+                str(folder / "t3"),
+                *out,
+            ],
+            {"one_line": False},
+        )
+    )
+    quiet = {"one_line": False, "check": lambda o: "Warning" not in o and "warn" not in o}
+    for label, extra in (
+        ("--lr 1e308", ["--lr", "1e308"]),
+        ("--optimizer sgd --lr 50", ["--optimizer", "sgd", "--lr", "50"]),
+    ):
+        cases.append(
+            (
+                f"train: {label} (divergence)",
+                [
+                    "train",
+                    "--dataset",
+                    "mnist-sample",
+                    "--subset",
+                    "640",
+                    *extra,
+                    "--out",
+                    str(folder / f"t-{label[-3:]}"),
+                    *out,
+                ],
+                quiet,
+            )
+        )
+    tiny = {"one_line": False, "check": lambda o: "lower learning rate" not in o}
+    cases.append(
+        (
+            "train: --lr 1e-300",
+            [
+                "train",
+                "--dataset",
+                "mnist-sample",
+                "--subset",
+                "2000",
+                "--lr",
+                "1e-300",
+                "--out",
+                str(folder / "t-tiny"),
+                *out,
+            ],
+            tiny,
+        )
+    )
+    return cases
+
+
+def raw(port: int, payload: bytes, wait: bool = True) -> socket.socket | None:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(payload)
+    if wait:
+        sock.close()
+        return None
+    return sock
+
+
+def second_web_cases(folder: Path, good: Path):
+    """The token, listings, maps, event ids, clients leaving and slow bodies."""
+    runs = folder / "runs2"
+    runs.mkdir()
+    yield web_case(
+        "web: /api/models with no token, a wrong one",
+        good,
+        runs,
+        lambda port: [
+            get(port, "/api/models", {})[0],
+            get(port, "/api/models", {"Authorization": "Bearer wrong"})[0],
+        ],
+        lambda statuses: statuses == [401, 403],
+    )
+    heavy = cnnlab.Sequential(
+        [cnnlab.Flatten(), cnnlab.Dense(784, 5000, rng=0), cnnlab.Dense(5000, 10, rng=1)],
+        input_shape=(1, 28, 28),
+        dtype=np.float64,
+    )
+    heavy.save(folder / "heavy.npz")
+    for i in range(20):
+        (runs / f"heavy{i:02d}").mkdir()
+        os.link(folder / "heavy.npz", runs / f"heavy{i:02d}" / "model.npz")
+    (runs / "zero").mkdir()
+    shutil.copyfile(good, runs / "zero" / "model.npz")
+    (runs / "zero" / "metrics.json").symlink_to("/dev/zero")
+    (runs / "fifo").mkdir()
+    shutil.copyfile(good, runs / "fifo" / "model.npz")
+    os.mkfifo(runs / "fifo" / "metrics.json")
+    yield web_case(
+        "web: 20 listings of 20 float64 runs (31 MB each), metrics.json → /dev/zero and a FIFO",
+        good,
+        runs,
+        lambda port: [get(port, "/api/models")[0] for _ in range(20)],
+        lambda statuses: statuses == [200] * 20,
+    )
+    layers = [cnnlab.Conv2D(1, 8, 3, padding=1, rng=0)]
+    for i in range(126):
+        layers += [cnnlab.ReLU(), cnnlab.Conv2D(8, 8, 3, padding=1, rng=i + 1)]
+    layers += [cnnlab.Flatten(), cnnlab.Dense(8 * 28 * 28, 10, rng=0)]
+    cnnlab.Sequential(layers, input_shape=(1, 28, 28)).save(folder / "deep.npz")
+    pixels = json.dumps({"pixels": (big_ring(28) / 255).tolist()}).encode()
+
+    def maps(port: int):
+        status, body = request(
+            port,
+            "POST",
+            "/api/predict?activations=true",
+            pixels,
+            {"Content-Type": "application/json", **AUTH},
+        )
+        return [status], f", {len(body) / 1e6:.1f} MB of JSON"
+
+    yield web_case(
+        "web: activations=true on a 255-layer model", folder / "deep.npz", folder / "runs3", maps
+    )
+
+    def event_ids(port: int):
+        return [
+            get(port, "/api/train/events", {**AUTH, "Last-Event-ID": last})[0]
+            for last in ("²", "9" * 5000)
+        ]
+
+    yield web_case(
+        "web: Last-Event-ID '²' and 5,000 digits",
+        good,
+        folder / "runs3",
+        event_ids,
+        lambda statuses: statuses == [204, 204],
+    )
+    head = (
+        b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        b"Authorization: Bearer " + TOKEN.encode() + b"\r\nContent-Length: 100000\r\n\r\n\x89PNG"
+    )
+
+    def leaving(port: int):
+        for _ in range(50):
+            raw(port, head)
+        return [get(port, "/api/health")[0]]
+
+    yield web_case(
+        "web: 50 clients leaving mid-body (log checked)", good, folder / "runs3", leaving
+    )
+
+    def slow(port: int):
+        held = [raw(port, head, wait=False) for _ in range(205)]
+        import time
+
+        time.sleep(1)
+        during = get(port, "/api/health")[0]
+        time.sleep(31)  # the body timeout: 30 s
+        after = get(port, "/api/health")[0]
+        for sock in held:
+            sock.close()
+        return [during, after], f" (at 1 s: {during}; at 32 s: {after})"
+
+    yield web_case(
+        "web: 205 slow bodies held open, then /api/health",
+        good,
+        folder / "runs3",
+        slow,
+        lambda statuses: statuses[-1] == 200,
+    )
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=["model", "image", "web"], help="one group of cases")
+    parser.add_argument(
+        "--only", choices=["model", "image", "web", "train"], help="one group of cases"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a hang")
     args = parser.parse_args()
     results: list[Result] = []
@@ -311,19 +732,27 @@ def main() -> int:
                 results.append(
                     cli_case(f"{command}: {name}", [command, str(path), *extra], args.timeout)
                 )
+            for name, argv, options in model_cases(folder, good, digit):
+                results.append(cli_case(name, argv, args.timeout, **options))
         if args.only in (None, "image"):
-            for name, path in images.items():
+            for name, path in {**images, **picture_cases(folder)}.items():
                 results.append(
-                    cli_case(f"predict: {name}", ["predict", str(good), str(path)], args.timeout)
+                    cli_case(
+                        f"predict: {name}", ["predict", str(good), str(path)], args.timeout, True
+                    )
                 )
+        if args.only in (None, "train"):
+            for name, argv, options in train_cases(folder):
+                results.append(cli_case(name, argv, args.timeout, **options))
         if args.only in (None, "web"):
             results.extend(web_cases(folder, good, images, bombs))
-    print("| case | outcome | peak RSS (MB) | lines | traceback | within target |")
-    print("|---|---|---:|---:|---|---|")
+            results.extend(second_web_cases(folder, good))
+    print("| case | outcome | peak RSS (MB) | CPU (s) | lines | traceback | within target |")
+    print("|---|---|---:|---:|---:|---|---|")
     for r in results:
         print(
-            f"| {r.case} | {r.outcome.replace('|', '/')} | {r.peak_mb:,.0f} | {r.lines} | "
-            f"{'yes' if r.traceback else 'no'} | {'yes' if r.ok else '**no**'} |"
+            f"| {r.case} | {r.outcome.replace('|', '/')} | {r.peak_mb:,.0f} | {r.cpu_s:.2f} | "
+            f"{r.lines} | {'yes' if r.traceback else 'no'} | {'yes' if r.ok else '**no**'} |"
         )
     return 0 if all(r.ok for r in results) else 1
 

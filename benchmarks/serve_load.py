@@ -17,6 +17,7 @@ import http.client
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,10 +35,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 from user_machine import child_env  # noqa: E402
 from web_helpers import digit_png, sample_digits, trained_model_file  # noqa: E402
 
+TOKEN = secrets.token_urlsafe(32)  # the lab asks for it on every API request
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+SERVE = [sys.executable, "-m", "cnnlab", "serve", "--port", "0"]
+
 
 def start_server(model: Path) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "serve", "--port", "0", "--model", str(model)],
+        [*SERVE, "--model", str(model), "--token", TOKEN],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -89,7 +96,7 @@ def fire(
             body, kind = bodies[i % len(bodies)]
             start = time.perf_counter()
             try:
-                conn.request("POST", path, body=body, headers={"Content-Type": kind})
+                conn.request("POST", path, body=body, headers={"Content-Type": kind, **AUTH})
                 response = conn.getresponse()
                 payload = response.read()
                 label = json.loads(payload).get("label") if response.status == 200 else None

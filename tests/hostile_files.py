@@ -142,3 +142,47 @@ def fifo_writer(fifo: Path) -> Iterator[None]:
         while thread.is_alive():
             os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
             thread.join(0.05)
+
+
+def tiff_with_strips(strips: int, tags: int = 0, side: int = 64) -> bytes:
+    """A little-endian grey TIFF, ``side`` pixels square, whose strip offset and byte count
+    tags list ``strips`` entries (each pointing at the same zero bytes), after ``tags``
+    filler entries; written by hand, as Pillow would not write such a file."""
+    data_at = 8  # the pixels right after the header
+    pixels = bytes(side * side)
+    arrays_at = data_at + len(pixels)
+    offsets = struct.pack(f"<{strips}I", *([data_at] * strips))
+    counts = struct.pack(f"<{strips}I", *([len(pixels)] * strips))
+    ifd_at = arrays_at + len(offsets) + len(counts)
+    entries = [
+        (256, 3, 1, side),  # width
+        (257, 3, 1, side),  # height
+        (258, 3, 1, 8),  # bits per sample
+        (259, 3, 1, 1),  # no compression
+        (262, 3, 1, 1),  # black is zero
+        (273, 4, strips, arrays_at),  # strip offsets
+        (277, 3, 1, 1),  # samples per pixel
+        (278, 3, 1, max(1, side // strips)),  # rows per strip
+        (279, 4, strips, arrays_at + len(offsets)),  # strip byte counts
+    ]
+    entries += [(40000 + i, 3, 1, 0) for i in range(tags)]  # private tags, one number each
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in sorted(entries):
+        if count == 1 and kind == 3:
+            ifd += struct.pack("<HHIHH", tag, kind, count, value, 0)
+        else:
+            ifd += struct.pack("<HHII", tag, kind, count, value)
+    ifd += struct.pack("<I", 0)
+    return b"II*\0" + struct.pack("<I", ifd_at) + pixels + offsets + counts + ifd
+
+
+def jpeg_with_scans(scans: int) -> bytes:
+    """A small progressive JPEG whose last scan is repeated until it has ``scans`` scans."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 128).save(buffer, "JPEG", progressive=True)
+    data = buffer.getvalue()
+    last = data.rindex(b"\xff\xda")
+    body = data[last:-2]  # the last scan: its header and entropy-coded data, before EOI
+    return data[:-2] + body * (scans - data.count(b"\xff\xda")) + b"\xff\xd9"

@@ -21,6 +21,16 @@ MODEL_RUN = "20260101-120000"  # the run folder name the tests give the trained 
 LAB_URL = "http://127.0.0.1"  # what a TestClient must call the lab: it answers no other host
 
 
+def lab_client(app, base_url: str = LAB_URL):
+    """A TestClient of ``app`` that carries the lab's token on every request, as the page does
+    once its cookie is set."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(
+        app, base_url=base_url, headers={"Authorization": f"Bearer {app.state.token}"}
+    )
+
+
 def sample_digits(split: str) -> tuple[np.ndarray, np.ndarray]:
     """The bundled MNIST sample: uint8 images (N, 28, 28) and labels (N,)."""
     return data.load("mnist-sample", split, progress=False)
@@ -73,7 +83,9 @@ def digit_png(image: np.ndarray, scale: int = 8, invert: bool = False) -> bytes:
 
 
 class Server:
-    """``python -m cnnlab serve --port 0 ...`` in a subprocess; ``url`` once it listens."""
+    """``python -m cnnlab serve --port 0 ...`` in a subprocess, once it listens: ``url`` is the
+    address it printed (with its token: what a person opens), ``origin`` the same without the
+    token, ``token`` the token."""
 
     def __init__(self, *args: str) -> None:
         self.proc = subprocess.Popen(
@@ -83,12 +95,12 @@ class Server:
             text=True,
         )
         line = self.proc.stdout.readline()
-        match = re.search(r"http://[\w.\[\]:]+/", line)
+        match = re.search(r"(http://[\w.\[\]:]+/)\?token=([\w-]+)", line)
         if not match:
             rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
             self.close()
             raise RuntimeError(f"cnnlab serve did not start: {line}{rest}")
-        self.url = match.group(0)
+        self.url, self.origin, self.token = match.group(0), match.group(1), match.group(2)
         self.log: list[str] = []
         # Keep reading the output so the server never blocks on a full pipe.
         threading.Thread(target=lambda: self.log.extend(self.proc.stdout), daemon=True).start()

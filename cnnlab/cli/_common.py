@@ -6,12 +6,42 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.folder import DEFAULT_RUNS_DIR, model_path, newest_model, newest_run
 from cnnlab.runs.predict import Reading
+
+# What a terminal acts on instead of showing: C0 controls but the line breaks and tab, DEL, C1
+# controls (an 8-bit CSI or OSC), and the other characters Python calls unprintable (format
+# characters such as right-to-left overrides, separators, unassigned code points).
+_KEPT = frozenset("\n\r\t")
+
+
+def neutralised(text: str) -> str:
+    """``text`` with every character a terminal would act on written as its escape (``\\x1b``):
+    a class name, file name or meta value cannot set a window title, clear the screen or fill
+    the clipboard (OSC 52) when printed."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c in _KEPT else ascii(c)[1:-1] for c in text)
+
+
+class NeutralisedStream:
+    """A text stream that writes everything through :func:`neutralised`; the command line
+    prints through one for stdout and one for stderr, so no printed string escapes it."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(neutralised(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -43,13 +43,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_for(model: Sequential, dataset: str | None, data_dir: str | None) -> data.ImageSet:
-    """The data set to evaluate ``model`` on: the named one, or the one it was trained on."""
-    dataset = dataset or model.meta.get("dataset") or "mnist-sample"
+    """The data set to evaluate ``model`` on: the named one, or the one it was trained on when
+    that is a set cnnlab knows. A model file's meta never names a folder for cnnlab to read:
+    a model trained on a folder is evaluated on the folder given with ``--dataset``."""
+    if dataset is None:
+        named = model.meta.get("dataset") or "mnist-sample"
+        if named not in data.PICTURE_DATASETS:
+            raise CnnlabError(
+                f"the model was trained on {str(named)[:80]!r}, not a data set cnnlab knows; "
+                "give the folder to evaluate it on with --dataset"
+            )
+        dataset = named
+    seed = model.meta.get("split_seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**32:
+        raise CnnlabError(
+            f"the model's meta 'split_seed' must be a whole number from 0 to 2**32-1, got "
+            f"{ascii(seed)[:40]}; train the model again"
+        )
     size = (model.input_shape or (1, 28, 28))[-1]
     pictures = dataset not in data.IMAGE_DATASETS and dataset != "cifar10"
-    return load_image_set(
-        dataset, size if pictures else None, data_dir, seed=int(model.meta.get("split_seed", 0))
-    )
+    return load_image_set(dataset, size if pictures else None, data_dir, seed=seed)
 
 
 ROW_NAME = 24  # characters of a class name heading a row of the confusion matrix, at most

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
 
@@ -24,7 +25,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"{path}")
     print(model.summary())
     for key, value in sorted(model.meta.items()):
-        if key == "test_accuracy":
-            value = f"{100 * value:.2f}%"
-        print(f"{key}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
+        print(f"{key}: {_shown(key, value)}")
     return 0
+
+
+def _shown(key: str, value: object) -> str:
+    """A meta value as one line: an accuracy as a percentage when it is a finite number, a list
+    joined by commas, anything else as it is (cut to 200 characters)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if key == "test_accuracy" and number and math.isfinite(value):
+        return f"{100 * value:.2f}%"
+    text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+    text = " ".join(text.splitlines())
+    return text if len(text) <= 200 else text[:199] + "…"

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from cnnlab import __version__
-from cnnlab.cli._common import positive_int
+from cnnlab.cli._common import NeutralisedStream, positive_int
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.parallel import one_blas_thread, set_threads
 
@@ -111,7 +111,17 @@ def print_completion(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status. Everything it prints goes through
+    :class:`NeutralisedStream`: names and values from files cannot drive the terminal."""
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = NeutralisedStream(stdout), NeutralisedStream(stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     problem = unknown_command(sys.argv[1:] if argv is None else argv, parser)
     if problem:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import socket
 import sys
 
@@ -16,6 +17,11 @@ unless --host says otherwise. Without --model the lab starts with the newest run
 --runs-dir whose model reads the digits 0-9 (28x28 grey: what the Draw tab is for), else the
 newest run; without any run the page offers to train one. It prints the lab's address, then
 which model it started with and why. Stop with Ctrl-C.
+
+The lab's API answers only to requests that carry its token, as Jupyter's does: open the
+address it prints (ending in ?token=...) once and the browser keeps the token in a cookie.
+Scripts may send "Authorization: Bearer TOKEN". A new random token is made at each start
+unless --token gives one. The lab refuses a --runs-dir that other users can write.
 
 examples:
   cnnlab serve
@@ -45,11 +51,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="another host name the lab answers for besides the loopback names and --host "
         "(e.g. this machine's name with --host 0.0.0.0); repeatable",
     )
+    p.add_argument(
+        "--token",
+        type=_token,
+        default=None,
+        help="the token the lab asks for (default: a new random one each start); 16 to 200 "
+        "letters, digits, - or _",
+    )
     p.add_argument("--runs-dir", default="runs", help="where run folders are listed and written")
     p.add_argument(
         "--data-dir", default=None, help="folder holding MNIST / Fashion-MNIST files for training"
     )
     p.set_defaults(func=run)
+
+
+def _token(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{16,200}", value):
+        raise argparse.ArgumentTypeError(
+            f"must be 16 to 200 letters, digits, - or _ (got {len(value)} characters); "
+            "leave --token out for a random one"
+        )
+    return value
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -104,12 +126,13 @@ def run(args: argparse.Namespace) -> int:
         runs_dir=args.runs_dir,
         data_dir=args.data_dir,
         hosts=(args.host, *args.allow_host),
+        token=args.token,
     )
     _return_freed_memory()
     sock = _bind(args.host, args.port)
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"cnnlab lab: http://{shown}:{port}/", flush=True)
+    print(f"cnnlab lab: http://{shown}:{port}/?token={app.state.token}", flush=True)
     active, why = app.state.registry.active(), app.state.registry.why
     print(f"model: {active[0] if active else 'none'} ({why})", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -10,12 +10,14 @@ The files are looked for like MNIST's: in ``data_dir`` (no fallback when given),
 ``$CNNLAB_DATA``, in the cache (``~/.cache/cnnlab/cifar10``) and in
 ``/usr/share/datasets/cifar10``; each place may hold the ``.bin`` files directly, in
 ``cifar-10-batches-bin/``, in ``cifar10/cifar-10-batches-bin/`` or as the unextracted archive.
-Otherwise the archive is downloaded into the cache, checked against its published SHA-256, and
-only the expected members are extracted.
+Otherwise the archive is downloaded into the cache. An archive, found or downloaded, is checked
+against the published SHA-256 before it is opened, and only the expected members are extracted
+(from at most ``MAX_MEMBERS`` entries).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tarfile
 from collections.abc import Sequence
@@ -26,7 +28,7 @@ import numpy as np
 from cnnlab.data.download import DEFAULT_TIMEOUT, cache_dir, fetch_archive
 from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.fileio import atomic_write, open_regular_file
 
 NAME = "cifar10"
 CLASSES = (
@@ -50,6 +52,8 @@ SPLIT_FILES = {
     "train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
     "test": ("test_batch.bin",),
 }
+ARCHIVE_BYTES = 170_052_171
+MAX_MEMBERS = 64  # entries read from the archive (the published one has 9)
 RECORD = 1 + 3 * 32 * 32
 MAX_RECORDS = 10_000  # per file, as published
 SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets"),)
@@ -90,7 +94,12 @@ def _extract(archive: Path, dest: Path) -> Path:
     written: list[Path] = []
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
+            for count, member in enumerate(tar, start=1):
+                if count > MAX_MEMBERS:
+                    raise CifarError(
+                        f"{archive}: more than {MAX_MEMBERS} entries, CIFAR-10's archive has 9; "
+                        f"download cifar-10-binary.tar.gz again from {BINARY_URL}"
+                    )
                 if member.name not in wanted or not member.isfile():
                     continue  # only the known names: nothing can land outside ``out``
                 if member.size > MAX_RECORDS * RECORD:
@@ -115,6 +124,25 @@ def _extract(archive: Path, dest: Path) -> Path:
     return out
 
 
+def _check_archive(archive: Path) -> None:
+    """Refuse a local archive that is not the published one (its SHA-256): an archive
+    left in a data folder is opened only when it is CIFAR-10's own."""
+    sha = hashlib.sha256()
+    try:
+        with open_regular_file(archive) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size <= ARCHIVE_BYTES:  # a bigger file is not it: not even hashed
+                while chunk := handle.read(1 << 20):
+                    sha.update(chunk)
+    except (OSError, CnnlabError) as err:
+        raise CifarError(f"{archive}: cannot read it ({err}); delete it") from None
+    if size > ARCHIVE_BYTES or sha.hexdigest() != ARCHIVE_SHA256:
+        raise CifarError(
+            f"{archive}: is not the published {ARCHIVE} (its SHA-256 differs); "
+            f"delete it and let cnnlab download it, or fetch it again from {BINARY_URL}"
+        )
+
+
 def find(
     data_dir: str | os.PathLike | None = None,
     *,
@@ -135,6 +163,7 @@ def find(
             return folder
     for folder in folders:
         if (folder / ARCHIVE).is_file():
+            _check_archive(folder / ARCHIVE)
             return _extract(folder / ARCHIVE, folder)
     _refuse_pickle(folders)
     if data_dir is not None:

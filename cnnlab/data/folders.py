@@ -50,6 +50,7 @@ IMAGE_SUFFIXES = frozenset(
 )
 MAX_FILES = 1_000_000  # a folder tree bigger than this is surely the wrong folder
 MAX_CLASSES = 1000
+MAX_CLASS_NAME = 100  # characters of a class name, as a model file keeps it
 MIN_SIZE, MAX_SIZE = 8, 512  # image sizes a network here can train on
 TEST_FRACTION = 0.2
 _CACHE_VERSION = 1
@@ -181,6 +182,12 @@ def scan(
         raise FolderError(
             f"{layout['train']}: class folder {odd[0]!a} has control characters in its "
             "name; rename it"
+        )
+    long = [name for name in classes if len(name) > MAX_CLASS_NAME]
+    if long:  # a model file carries its class names; longer ones would be refused there
+        raise FolderError(
+            f"{layout['train']}: class folder {long[0][:40]!a}... has a {len(long[0])}-character "
+            f"name, more than the {MAX_CLASS_NAME} a model keeps; rename it"
         )
     names = tuple(classes)
     skipped: list[tuple[str, str]] = []
@@ -403,17 +410,43 @@ def _decode_all(
 
 
 def memory_budget() -> int:
-    """Bytes a data set may take: half the memory the system reports as available."""
+    """Bytes a data set may take: half the memory the system reports as available, and no
+    more than half of what the process may still map under its address-space limit
+    (``ulimit -v``, ``RLIMIT_AS``), which a machine with free memory would otherwise overrun
+    with a ``MemoryError``."""
+    return min(_available_memory(), _address_space_left()) // 2
+
+
+def _available_memory() -> int:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024 // 2
+                return int(line.split()[1]) * 1024
     except OSError:
         pass
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 2**31
+        return 2**32
+
+
+def _address_space_left() -> int:
+    """Bytes the process may still map under ``RLIMIT_AS`` (unbounded: a very large number)."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return 2**62
+    if limit == resource.RLIM_INFINITY:
+        return 2**62
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return max(0, limit - int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    return limit
 
 
 def _split(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
 import os
 import re
 import warnings
@@ -52,6 +53,18 @@ MAX_FILE_BYTES = 128 * 1024 * 1024
 # untrusted bytes, EPS among them, which runs Ghostscript.
 PICTURE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG opens MPO too
 MIN_SIDE = 5  # pixels; nothing smaller can hold a recognisable digit
+# Work a decoder may be asked for beyond the pixels, checked before Pillow opens the file:
+# Pillow turns every TIFF strip offset into a Python int and a tile (a 16 MB file of 4 M
+# strips took 795 MB), and a progressive JPEG decodes the whole picture once per scan (65,612
+# scans: 64 s). A camera's TIFF has a strip per few rows, a progressive JPEG about 10 scans.
+MAX_TIFF_STRIPS = 1 << 16  # strips or tiles
+MAX_TIFF_TAGS = 1024  # entries in a directory
+MAX_TIFF_VALUES = 1 << 18  # numbers in one tag (a 16-bit palette has 196,608)
+MAX_JPEG_SCANS = 100
+# A picture 1 pixel by 16 million is within the pixel budget but holds no picture: every step
+# after decoding works on its long side. Longer sides than this many times the shorter one
+# are refused from the header.
+MAX_ASPECT = 100
 
 _DETECT_SIDE = 256  # longest side of the copy used to find the digit
 _ZOOM_BELOW = _DETECT_SIDE // 8  # a digit smaller than this on the copy is found again closer
@@ -146,6 +159,8 @@ def open_picture(
     Image = _pil()
     name = name or _describe(source)
     stream = picture_stream(source, name)
+    with stream.getbuffer() as view:
+        check_decoder_work(view, name)
     with stream, warnings.catch_warnings():
         quiet_pillow()
         try:
@@ -171,6 +186,11 @@ def open_picture(
                     f"{name} is {width}×{height} = {width * height} pixels, more than the limit "
                     f"of {max_pixels}; scale it down before using it"
                 )
+            if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+                raise ImageTooLargeError(
+                    f"{name} is {width}×{height} pixels: one side more than {MAX_ASPECT} times "
+                    "the other is no picture cnnlab can use; crop it"
+                )
             try:
                 yield img
             except CnnlabError:
@@ -180,6 +200,65 @@ def open_picture(
                     f"{name} is damaged or truncated ({_one_line(err)}); save it again as PNG "
                     "or JPEG"
                 ) from None
+
+
+def check_decoder_work(data: memoryview | bytes, name: str) -> None:
+    """Refuse (``ImageTooLargeError``) a picture whose decoding would cost far more than its
+    pixels: a TIFF with more than ``MAX_TIFF_STRIPS`` strips or tiles, ``MAX_TIFF_TAGS``
+    entries or ``MAX_TIFF_VALUES`` numbers in a tag of its first directory, or a JPEG with more
+    than ``MAX_JPEG_SCANS`` scans. Read from the bytes, before Pillow parses anything."""
+    head = bytes(data[:4])
+    if head in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        problem = _tiff_problem(data)
+    elif head[:2] == b"\xff\xd8":
+        scans = _jpeg_scans(data, MAX_JPEG_SCANS + 1)
+        problem = f"more than {MAX_JPEG_SCANS} scans" if scans > MAX_JPEG_SCANS else ""
+    else:
+        problem = ""
+    if problem:
+        raise ImageTooLargeError(
+            f"{name} has {problem}: far more decoding work than its pixels need; save it "
+            "again as PNG or a plain JPEG"
+        )
+
+
+def _jpeg_scans(data: memoryview | bytes, most: int) -> int:
+    """Start-of-scan markers in a JPEG, counted up to ``most`` (entropy-coded data never holds
+    the bytes FF DA: an FF there is followed by 00 or a restart marker)."""
+    return sum(1 for _ in itertools.islice(re.finditer(b"\xff\xda", data), most))
+
+
+# TIFF field types: bytes per value, and whether Pillow makes Python numbers of them.
+_TIFF_NUMBERS = {3: 2, 4: 4, 5: 8, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
+_TIFF_STRIP_TAGS = (273, 279, 324, 325)  # strip and tile offsets and byte counts
+
+
+def _tiff_problem(data: memoryview | bytes) -> str:
+    """What is wrong with a TIFF's first directory (``""`` for nothing), from its bytes."""
+    import struct
+
+    order = "<" if bytes(data[:2]) == b"II" else ">"
+    big = bytes(data[2:4]) in (b"+\0", b"\0+")
+    try:
+        if big:  # BigTIFF: 8-byte offsets and counts, 20-byte entries
+            (offset,) = struct.unpack_from(order + "Q", data, 8)
+            (entries,) = struct.unpack_from(order + "Q", data, offset)
+            first, size, layout = offset + 8, 20, order + "HHQ"
+        else:
+            (offset,) = struct.unpack_from(order + "I", data, 4)
+            (entries,) = struct.unpack_from(order + "H", data, offset)
+            first, size, layout = offset + 2, 12, order + "HHI"
+        if entries > MAX_TIFF_TAGS:
+            return f"{entries:,} tags in a directory, more than {MAX_TIFF_TAGS:,}"
+        for i in range(entries):
+            tag, kind, count = struct.unpack_from(layout, data, first + i * size)
+            if tag in _TIFF_STRIP_TAGS and count > MAX_TIFF_STRIPS:
+                return f"{count:,} strips or tiles, more than {MAX_TIFF_STRIPS:,}"
+            if kind in _TIFF_NUMBERS and count > MAX_TIFF_VALUES:
+                return f"{count:,} numbers in tag {tag}, more than {MAX_TIFF_VALUES:,}"
+    except struct.error:
+        return ""  # a directory past the end: Pillow refuses the file itself
+    return ""
 
 
 def quiet_pillow() -> None:

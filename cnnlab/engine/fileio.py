@@ -82,3 +82,16 @@ def open_regular_file(path: str | os.PathLike) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_regular_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, refused (``CnnlabError``, one line) when it is
+    not a regular file or holds more than ``limit`` bytes; a link to ``/dev/zero`` or a FIFO
+    costs nothing. ``OSError`` when it cannot be opened at all."""
+    with open_regular_file(path) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise CnnlabError(
+            f"{path}: refused: more than {limit:,} bytes, more than such a file ever holds"
+        )
+    return data

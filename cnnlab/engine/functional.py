@@ -249,7 +249,9 @@ def max_pool2d(x: Any, kernel_size: tuple[int, int], stride: int) -> tuple[Any, 
     xp = xp_of(x)
     taps = pool_taps(kernel_size, stride, (h_out, w_out))
     out = x[:, :, taps[0][0], taps[0][1]].copy()
-    winner = xp.zeros(out.shape, dtype=np.uint8)  # which tap held the max, for backward
+    # Which tap held the max, for backward: a byte while the taps fit one (kernels to 16×16).
+    index_type = np.uint8 if len(taps) <= 256 else np.uint16
+    winner = xp.zeros(out.shape, dtype=index_type)
     for index, (rows, cols) in enumerate(taps[1:], start=1):
         candidate = x[:, :, rows, cols]
         better = candidate > out

@@ -7,8 +7,12 @@ before anything is built or read, the loader checks here:
 
 - the declared layers' arguments (kernel, stride, padding, channels, features, layer count);
 - the layers against the input shape: no output, and no unfolded conv input, of one sample may
-  hold more than ``MAX_ACTIVATION`` numbers (16 MB in float64);
+  hold more than ``MAX_ACTIVATION`` numbers (16 MB in float64). A file that declares no input
+  shape is checked at the one its meta describes, else at the digits' 1×28×28 (what cnnlab
+  feeds such a model), and refused when its layers take neither;
 - the weights: at most ``MAX_WEIGHTS`` numbers in all;
+- the archive's directory: at most ``MAX_MEMBERS`` entries, counted from its end record
+  before ``zipfile`` reads (and builds an object for) every entry;
 - the archive's members: each one is declared by the architecture (or is a checkpoint's
   state, no bigger than the weights it belongs to), and is read in bounded chunks, never
   past the size its header states.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import math
 import re
+import struct
 from typing import IO, Any
 
 import numpy as np
@@ -34,10 +39,13 @@ MAX_CHANNELS = 4096  # conv channels, batch-norm features
 MAX_FEATURES = 1 << 16  # dense outputs; dense inputs are bounded by the activations
 MAX_WEIGHTS = 1 << 24  # weights and buffers in all (64 MB in float32)
 MAX_ACTIVATION = 1 << 21  # numbers in one sample's output of any layer
+MAX_MEMBERS = 4 * MAX_LAYERS + 16  # a model's arrays, its checkpoint's state and record
 MAX_CONFIG_BYTES = 1 << 20  # the architecture entry (JSON)
 CHUNK_BYTES = 1 << 20  # members are read this much at a time
 # A checkpoint's extra members (``cnnlab.engine.checkpoint``): its record and optimizer state.
 CHECKPOINT_MEMBER = re.compile(r"checkpoint|optimizer\.\d+")
+ASSUMED_INPUT = (1, 28, 28)  # a model file without input_shape is fed 28×28 grey digits
+_DESCRIBED = re.compile(r"(\d{1,6})x(\d{1,6}) (colour|grey)")
 OPTIMIZER_ARRAYS_PER_WEIGHT = 2  # Adam keeps two moments per weight array, SGD one velocity
 
 # Integer arguments with an upper bound, by name (any layer type that takes them).
@@ -81,10 +89,26 @@ def check_arguments(specs: list[dict[str, Any]], source: object) -> None:
                 )
 
 
-def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: object) -> None:
+def assumed_input_shape(layers: list[Any], meta: dict[str, Any]) -> tuple[int, ...]:
+    """The input shape of a model file that declares none: the one its meta's ``input``
+    describes (``"32x32 colour ..."``), else a first dense layer's features, else the digits'
+    ``ASSUMED_INPUT``."""
+    described = meta.get("input")
+    match = _DESCRIBED.match(described) if isinstance(described, str) else None
+    if match:
+        h, w, colour = int(match[1]), int(match[2]), match[3] == "colour"
+        return (3 if colour else 1, h, w)
+    first = getattr(layers[0], "in_features", None) if layers else None
+    return (first,) if isinstance(first, int) else ASSUMED_INPUT
+
+
+def check_activations(
+    layers: list[Any], input_shape: tuple[int, ...], source: object, declared: bool = True
+) -> None:
     """Walk the layers from one sample of ``input_shape``; refuse any layer whose output, or
     whose unfolded (im2col) input for a conv, would hold more than ``MAX_ACTIVATION``
-    numbers."""
+    numbers. With ``declared=False`` (a shape assumed, not given by the file) layers that do
+    not take that shape are refused too: nothing else would bound them."""
     shape = tuple(input_shape)
     for i, layer in enumerate([None, *layers]):
         if layer is not None:
@@ -92,7 +116,13 @@ def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: o
             try:
                 shape = tuple(layer.output_shape(shape))
             except (CnnlabError, ValueError):
-                return  # the layers do not fit together: Sequential says where
+                if declared:
+                    return  # the layers do not fit together: Sequential says where
+                raise CnnlabError(
+                    f"{source}: refused: it declares no input_shape and layer {i - 1} "
+                    f"({layer!r}) does not take the {describe(input_shape)} input its meta "
+                    "implies; save the model with its input_shape"
+                ) from None
         else:
             unfolded = 0
         size = max(math.prod(shape), unfolded)
@@ -102,6 +132,21 @@ def check_activations(layers: list[Any], input_shape: tuple[int, ...], source: o
                 f"{source}: refused: {where} would hold {size:,} numbers for one sample, more "
                 f"than the limit of {MAX_ACTIVATION:,}; this is not a network cnnlab can run"
             )
+
+
+def activation_numbers(layers: list[Any], input_shape: tuple[int, ...]) -> int:
+    """Numbers one sample's forward pass holds through ``layers``: every layer's output and
+    every conv's unfolded input (what training keeps for the backward pass, about)."""
+    shape, total = tuple(input_shape), math.prod(input_shape)
+    for layer in layers:
+        total += _unfolded_size(layer, shape)
+        shape = tuple(layer.output_shape(shape))
+        total += math.prod(shape)
+    return total
+
+
+def describe(shape: tuple[int, ...]) -> str:
+    return "×".join(str(d) for d in shape)
 
 
 def _unfolded_size(layer: Any, shape: tuple[int, ...]) -> int:
@@ -149,6 +194,37 @@ def check_extra_member(name: str, nbytes: int, weights: list[int], source: objec
         raise CnnlabError(
             f"{source}: refused: {name!r} holds {nbytes:,} bytes, more than checkpoint state "
             f"for these weights can ({bound:,})"
+        )
+
+
+def check_zip_directory(handle: IO[bytes], max_members: int, source: object) -> None:
+    """Refuse a zip archive whose end record lists more than ``max_members`` entries, or a
+    central directory bigger than such entries need, before anything reads that directory
+    (``zipfile`` holds an object per entry: a million empty entries took 580 MB). The
+    handle's position is left at the start. A file without an end record is left to
+    ``zipfile`` to refuse."""
+    handle.seek(0, 2)
+    size = handle.tell()
+    tail_start = max(0, size - (1 << 16) - 22)  # the end record plus the longest comment
+    handle.seek(tail_start)
+    tail = handle.read()
+    at = tail.rfind(b"PK\x05\x06")
+    entries = directory = 0
+    if at >= 0 and len(tail) >= at + 22:
+        entries, directory = struct.unpack("<HI", tail[at + 10 : at + 16])
+        locator = tail.rfind(b"PK\x06\x07", 0, at)
+        if locator >= 0 and at - locator == 20:  # a zip64 end record says more
+            (offset,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
+            if 0 <= offset <= size - 56:
+                handle.seek(offset)
+                record = handle.read(56)
+                if record[:4] == b"PK\x06\x06":
+                    entries, directory = struct.unpack("<QQ", record[32:48])
+    handle.seek(0)
+    if entries > max_members or directory > max_members * (46 + 1024):
+        raise CnnlabError(
+            f"{source}: refused: the archive lists {entries:,} entries in a {directory:,}-byte "
+            f"directory; a cnnlab file has at most {max_members:,}"
         )
 
 

@@ -180,13 +180,18 @@ class _Workers:
     def run(self, jobs: list[Callable[[], Any]], abort: Callable[[], None]) -> list[Any]:
         """Run ``jobs[0]`` here and the others on the threads; their results in order.
 
+        Every job runs under the caller's ``np.errstate`` (a thread starts with NumPy's default:
+        a run the caller watches for overflow itself would print warnings from the others).
         A failing job calls ``abort``, which releases the others from any barrier they wait
         at; the first failure (in job order) is raised once every job has stopped.
         """
 
+        errors = np.geterr()  # the caller's handling of overflow and NaN, in every thread
+
         def guarded(job: Callable[[], Any]) -> Any:
             try:
-                return job()
+                with np.errstate(**errors):
+                    return job()
             except BaseException as err:
                 abort()
                 return err

@@ -140,13 +140,22 @@ def _open_model_file(path: Path) -> BinaryIO:
         raise CnnlabError(
             f"{path}: cannot read it ({err.strerror}); check its permissions"
         ) from None
-    if handle.read(4) != b"PK\x03\x04":
+    try:
+        start = handle.read(4)
+    except OSError as err:  # a "regular" file that cannot be read, such as /proc/self/mem
+        handle.close()
+        raise CnnlabError(f"{path}: cannot read it ({err.strerror or err})") from None
+    if start != b"PK\x03\x04":
         handle.close()
         raise CnnlabError(
             f"{path}: not a cnnlab model file (expected the .npz archive that cnnlab train or "
             "Sequential.save writes)"
         )
-    handle.seek(0)
+    try:
+        limits.check_zip_directory(handle, limits.MAX_MEMBERS, path)
+    except BaseException:
+        handle.close()
+        raise
     return handle
 
 
@@ -264,13 +273,8 @@ def load_with_extras(
             raise CnnlabError(f"{path}: damaged or truncated model file ({err})") from None
 
 
-def _load_archive(
-    archive: zipfile.ZipFile, path: Path, extras: bool
-) -> tuple[Sequential, dict[str, np.ndarray]]:
-    """The architecture first; then, once it is known to be within ``limits``, exactly the
-    members it declares, each checked against its layer before its data is read."""
-    members = _members(archive, path)
-    entry = members.pop(CONFIG_KEY, None)
+def _read_config(archive: zipfile.ZipFile, entry: zipfile.ZipInfo | None, path: Path) -> dict:
+    """The architecture entry of a model archive, parsed and checked for format and version."""
     if entry is None or entry.file_size > limits.MAX_CONFIG_BYTES:
         raise CnnlabError(f"{path}: not a cnnlab model file (no architecture entry)")
     text = _read_member(archive, entry)
@@ -289,6 +293,34 @@ def _load_archive(
         )
     if config.get("dtype") not in ("float32", "float64"):
         raise CnnlabError(f"{path}: unsupported dtype {config.get('dtype')!r}")
+    return config
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` of a model file, from its architecture entry alone: no weight is read
+    (a listing of many models costs kilobytes each, not their weights)."""
+    path = Path(path)
+    with _open_model_file(path) as handle:
+        try:
+            with zipfile.ZipFile(handle) as archive:
+                members = _members(archive, path)
+                meta = _read_config(archive, members.get(CONFIG_KEY), path).get("meta") or {}
+        except CnnlabError:
+            raise
+        except Exception as err:  # the file is untrusted: any failure to parse it is "damaged"
+            raise CnnlabError(f"{path}: damaged or truncated model file ({err})") from None
+    if not isinstance(meta, dict):
+        raise CnnlabError(f"{path}: meta must be a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def _load_archive(
+    archive: zipfile.ZipFile, path: Path, extras: bool
+) -> tuple[Sequential, dict[str, np.ndarray]]:
+    """The architecture first; then, once it is known to be within ``limits``, exactly the
+    members it declares, each checked against its layer before its data is read."""
+    members = _members(archive, path)
+    config = _read_config(archive, members.pop(CONFIG_KEY, None), path)
     input_shape = _input_shape(config, path)
     meta = config.get("meta") or {}
     if not isinstance(meta, dict):
@@ -301,6 +333,9 @@ def _load_archive(
     )
     if input_shape:
         limits.check_activations(layers, input_shape, path)
+    else:
+        assumed = limits.assumed_input_shape(layers, meta)
+        limits.check_activations(layers, assumed, path, declared=False)
     weights = {
         prefix + key: value
         for i, layer in enumerate(layers)

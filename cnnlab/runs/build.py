@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from functools import partial
-from pathlib import Path
+from itertools import takewhile
 from typing import Any
 
 from cnnlab.data.augment import random_crop_flip, random_handwriting
+from cnnlab.data.folders import memory_budget
 from cnnlab.data.imageset import ImageSet
+from cnnlab.engine import limits
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import Softmax
+from cnnlab.engine.fileio import read_regular_file
+from cnnlab.engine.layers import Flatten, Softmax
 from cnnlab.engine.limits import check_activations
 from cnnlab.engine.losses import LOSSES
 from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
@@ -32,6 +35,43 @@ def with_probabilities(model: Sequential, loss: str) -> Sequential:
     return Sequential([*model.layers, Softmax()], model.input_shape, model.meta)
 
 
+# Training holds about this many copies of one batch's activations (forward values kept for
+# backward, their gradients, scratch), each number a float32.
+_TRAINING_COPIES, _NUMBER_BYTES = 3, 4
+MIN_CHECKED = 32  # every preset takes 32×32 pictures
+
+
+def check_image_size(config: RunConfig) -> None:
+    """Refuse, before any picture is decoded, an ``image_size`` the run's preset cannot train
+    at: its conv layers over the activation limits, or a batch of their activations over the
+    memory budget. Only the conv layers depend on the size; they are taken from the preset
+    built small."""
+    if config.image_size is None:
+        return
+    resolved = config.resolve(1, "images")
+    if resolved.model.endswith(".json"):
+        return  # a fixed architecture has its own input size, checked against the data
+    small = build(resolved.model, activation=resolved.activation, input_shape=(3, 32, 32))
+    convs = list(takewhile(lambda layer: not isinstance(layer, Flatten), small.layers))
+
+    def fits(size: int) -> bool:
+        try:
+            check_activations(convs, (3, size, size), "")
+            numbers = limits.activation_numbers(convs, (3, size, size))
+        except (CnnlabError, ValueError):
+            return False  # over the limits, or too small for the layers (checked later)
+        need = resolved.batch_size * numbers * _TRAINING_COPIES * _NUMBER_BYTES
+        return need <= memory_budget()
+
+    size = config.image_size
+    if not fits(size) and fits(MIN_CHECKED):
+        largest = max(s for s in range(MIN_CHECKED, size, 8) if fits(s))
+        raise CnnlabError(
+            f"--image-size {size} is too large for the {resolved.model} model at batch size "
+            f"{resolved.batch_size} on this machine; choose --image-size {largest} or less"
+        )
+
+
 def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
     """The network ``config.model`` names (a preset, built for the shape and classes of
     ``pictures``, or an architecture .json file, which must fit them), seeded."""
@@ -39,10 +79,12 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
     name = config.model
     if name.endswith(".json"):
         try:
-            architecture = json.loads(Path(name).read_text())
+            architecture = json.loads(read_regular_file(name, limits.MAX_CONFIG_BYTES))
+        except CnnlabError:
+            raise  # not a regular file, or too big: said in one line already
         except OSError as err:
             raise CnnlabError(f"{name}: cannot read it ({err.strerror})") from None
-        except json.JSONDecodeError as err:
+        except (ValueError, RecursionError) as err:
             raise CnnlabError(f"{name}: not valid JSON ({err})") from None
         model = model_from_config(architecture, name, rng=config.seed)
     else:

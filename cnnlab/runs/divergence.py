@@ -31,18 +31,20 @@ CHANCE_MARGIN = 1.5  # 15 % for 10 classes
 
 class DivergenceWatch(Callback):
     """A ``fit`` callback that raises ``TrainingDivergedError`` for a run that stopped
-    learning; ``classes`` sets the chance level, ``lr`` is the learning rate to advise."""
+    learning; ``classes`` sets the chance level, ``lr`` is the learning rate to advise and
+    ``used`` the one the run had (the advice says "higher" when ``lr`` is above it)."""
 
-    def __init__(self, classes: int, lr: float) -> None:
+    def __init__(self, classes: int, lr: float, used: float | None = None) -> None:
         self.chance = 1.0 / classes
         self.lr = lr
+        self.direction = "higher" if used is not None and lr > used else "lower"
         self.start = self.smoothed = 0.0  # the first step's loss, the smoothed loss
         self.steps = 0
 
     def _diverged(self, state: TrainState, epoch: int, why: str) -> TrainingDivergedError:
         return TrainingDivergedError(
             f"training stopped learning at step {state.step} (epoch {epoch}): {why}; "
-            f"train again with a lower learning rate, e.g. {self.lr:g}"
+            f"train again with a {self.direction} learning rate, e.g. {self.lr:g}"
         )
 
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,52 @@ CHECKPOINT_FILE = "checkpoint.npz"
 GRADIENT_FLOW_FILE = "gradient_flow.json"
 LOCK_FILE = ".lock"  # holds the PID of the process writing the run
 DEFAULT_RUNS_DIR = "runs"
+
+
+class SharedFolderError(CnnlabError):
+    """A folder cnnlab would write into that another user of the machine can write too."""
+
+
+def _private_group(gid: int, uid: int) -> bool:
+    """Whether group ``gid`` is user ``uid``'s own (named after them, no other members): its
+    write bit lets no one else in, as on systems that give each user a group."""
+    import grp
+    import pwd
+
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return group.gr_name == user.pw_name and not set(group.gr_mem) - {user.pw_name}
+
+
+def check_private(*folders: str | os.PathLike) -> None:
+    """``SharedFolderError`` when one of ``folders`` that exists is a link, is owned by another
+    user, or can be written by another user (group or world write bit): someone else could
+    plant links or files in it for cnnlab to follow or delete. Folders not yet made are fine
+    (cnnlab makes them itself)."""
+    for folder in map(Path, folders):
+        try:
+            info = folder.lstat()
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as err:
+            raise SharedFolderError(f"cannot check {folder} ({err.strerror or err})") from None
+        if stat.S_ISLNK(info.st_mode):
+            raise SharedFolderError(
+                f"{folder} is a link; cnnlab follows no links in the folders it writes: "
+                "remove it or point the option at the folder itself"
+            )
+        uid = os.getuid()
+        others = info.st_mode & 0o002 or (
+            info.st_mode & 0o020 and not _private_group(info.st_gid, uid)
+        )
+        if info.st_uid != uid or others:
+            whose = "owned by another user" if info.st_uid != uid else "writable by other users"
+            raise SharedFolderError(
+                f"{folder} is {whose}, who could plant files there for cnnlab to follow or "
+                f"delete; use a folder of your own (or run: chmod go-w {folder})"
+            )
 
 
 class RunFolder:

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from cnnlab.data.folders import MAX_CLASS_NAME
 from cnnlab.data.imageset import ImageSet, channel_stats, normalise
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import to_input
 
 DIGIT_SHAPE = (1, 28, 28)
-MAX_NAME = 100  # characters of a class name a model file may carry
+MAX_NAME = MAX_CLASS_NAME  # characters of a class name a model file may carry
 # ITU-R BT.601 luma weights, as Pillow's convert("L") uses.
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 

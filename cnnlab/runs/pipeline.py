@@ -27,6 +27,7 @@ from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, fit
 from cnnlab.runs.build import (
+    check_image_size,
     make_augment,
     make_loss,
     make_model,
@@ -113,6 +114,7 @@ def train_run(
         try:
             config.validate()
             folder.refuse_if_used()
+            check_image_size(config)  # before any picture is decoded
             run_data = load_data(config, progress)
             config = config.resolve(len(run_data.images), run_data.pictures.kind)
             model = make_model(config, run_data.pictures)
@@ -212,8 +214,9 @@ def _fit(
             callback.on_run_begin(run)
     saver = _Checkpointer(run, optimizer, should_stop or (lambda: False))
     # Before the saver: a diverged epoch never replaces the last good checkpoint.
-    advice = min(config.lr / 10, DEFAULT_LR[config.optimizer])  # the usual lr, or lower
-    watch = DivergenceWatch(len(model.meta["class_names"]), advice)
+    usual = DEFAULT_LR[config.optimizer]  # the usual lr, or lower; far below it, the usual
+    advice = usual if config.lr < usual / 1000 else min(config.lr / 10, usual)
+    watch = DivergenceWatch(len(model.meta["class_names"]), advice, used=config.lr)
     try:
         state = fit(
             model, make_loss(config), optimizer, x, y,

@@ -20,10 +20,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs.folder import DEFAULT_RUNS_DIR
+from cnnlab.runs.folder import DEFAULT_RUNS_DIR, check_private
 from cnnlab.web.registry import ModelRegistry
 from cnnlab.web.routes import models, predict, teach, train
-from cnnlab.web.security import RequestGuard, allowed_hosts, send_json, without_paths
+from cnnlab.web.security import (
+    RequestGuard,
+    allowed_hosts,
+    new_token,
+    send_json,
+    without_paths,
+)
 from cnnlab.web.teach import Project
 from cnnlab.web.training import TrainingManager
 
@@ -88,11 +94,16 @@ def create_app(
     runs_dir: str = DEFAULT_RUNS_DIR,
     data_dir: str | None = None,
     hosts: tuple[str, ...] = (),
+    token: str | None = None,
 ) -> FastAPI:
     """The web lab. ``model_path`` is a model file or run folder; without it the newest run
     under ``runs_dir`` is used, and without that the page offers to train one.
     ``data_dir`` is where MNIST / Fashion-MNIST files may be found for training. The lab
-    answers only for the loopback names and ``hosts`` (the address it was started on)."""
+    answers only for the loopback names and ``hosts`` (the address it was started on), and
+    its API only to requests carrying ``token`` (a random one when None: ``app.state.token``).
+    A runs folder another user could write is refused (``check_private``)."""
+    teach_project = Project(runs_dir)
+    check_private(runs_dir, *teach_project.folders())
     registry = ModelRegistry(Path(runs_dir), model_path)
     app = FastAPI(
         title="cnnlab lab",
@@ -103,11 +114,12 @@ def create_app(
         redoc_url=None,
     )
     app.state.registry = registry
+    app.state.token = token or new_token()
     app.state.trainer = TrainingManager(runs_dir, on_finished=registry.activate)
     app.state.data_dir = data_dir
-    app.state.teach = Project(runs_dir)
+    app.state.teach = teach_project
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    app.add_middleware(RequestGuard, hosts=allowed_hosts(hosts))  # outermost: checked first
+    app.add_middleware(RequestGuard, hosts=allowed_hosts(hosts), token=app.state.token)  # outermost
     _add_error_handlers(app)
 
     @app.get("/", include_in_schema=False)

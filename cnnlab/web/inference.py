@@ -86,16 +86,33 @@ def step_images(steps: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return out
 
 
+MAX_MAPS = 256  # maps in one answer; the presets have 22 to 112
+MAX_MAP_PIXELS = 1 << 20  # their pixels in all
+
+
+def _count(shown: np.ndarray, every: np.ndarray) -> str:
+    return str(len(every)) if len(shown) == len(every) else f"first {len(shown)} of {len(every)}"
+
+
 def layer_map_images(model: Sequential, x: np.ndarray) -> list[dict[str, Any]]:
     """The maps of every conv layer after its activation (``maps_after_activation``) for one
     network input ``x`` (C, H, W), for the page.
 
     Each entry: layer index, title, map size and one colour PNG per map, all maps of a layer on
-    one shared scale so their strengths compare (from 0 after a ReLU).
+    one shared scale so their strengths compare (from 0 after a ReLU). At most ``MAX_MAPS``
+    maps and ``MAX_MAP_PIXELS`` pixels in all (every preset's maps fit): a model of hundreds
+    of conv layers gets its first ones, not megabytes of pictures.
     """
     layers = []
+    shown = pixels = 0
     for layer_maps in maps_after_activation(model, x[None]):
         maps = layer_maps.maps  # (C_out, H, W)
+        area = max(1, maps.shape[1] * maps.shape[2])
+        room = min(MAX_MAPS - shown, (MAX_MAP_PIXELS - pixels) // area)
+        if room <= 0:
+            break
+        maps = maps[:room]
+        shown, pixels = shown + len(maps), pixels + len(maps) * area
         lo, hi = float(maps.min()), float(maps.max())
         if layer_maps.activation == "ReLU":
             lo = 0.0
@@ -103,7 +120,7 @@ def layer_map_images(model: Sequential, x: np.ndarray) -> list[dict[str, Any]]:
         layers.append(
             {
                 "layer": layer_maps.index,
-                "title": f"conv layer {len(layers) + 1}: {maps.shape[0]} maps, "
+                "title": f"conv layer {len(layers) + 1}: {_count(maps, layer_maps.maps)} maps, "
                 f"{maps.shape[1]}×{maps.shape[2]}, {after}",
                 "width": int(maps.shape[2]),
                 "height": int(maps.shape[1]),

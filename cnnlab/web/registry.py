@@ -4,12 +4,15 @@ command line) and the active one."""
 from __future__ import annotations
 
 import json
+import math
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cnnlab.engine import serialize
 from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.fileio import read_regular_file
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.folder import (
     METRICS_FILE,
@@ -19,6 +22,8 @@ from cnnlab.runs.folder import (
     newest_model,
 )
 from cnnlab.runs.inputs import reads_digits
+
+MAX_METRICS_BYTES = 1 << 20  # a metrics file: one entry per epoch, a few hundred bytes each
 
 
 class UnknownModelError(CnnlabError):
@@ -111,20 +116,26 @@ def starting_model(runs_dir: Path) -> tuple[str, Sequential, str] | None:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """Preset, data set and test accuracy of the model file ``path`` (read by the engine's
-    checked loader); the accuracy falls back to the last epoch of a metrics file beside it."""
+    """Preset, data set and test accuracy of the model file ``path``, from its architecture
+    entry alone (no weights are read); the accuracy falls back to the last epoch of a metrics
+    file beside it, read only when it is a regular file of at most ``MAX_METRICS_BYTES``."""
     info: dict[str, Any] = {}
     try:
-        meta = Sequential.load(path).meta
+        meta = serialize.read_meta(path)
         info.update({k: meta.get(k) for k in ("preset", "dataset", "test_accuracy")})
     except CnnlabError:
         info["error"] = "unreadable model file"
     accuracy = info.pop("test_accuracy", None)
-    if not isinstance(accuracy, int | float):
+    if not isinstance(accuracy, int | float) or isinstance(accuracy, bool):
         try:
-            history = json.loads((path.parent / METRICS_FILE).read_text(encoding="utf-8"))
-            accuracy = history[-1].get("test_accuracy")
-        except (OSError, ValueError, AttributeError, TypeError, KeyError, IndexError):
-            accuracy = None
-    info["accuracy"] = float(accuracy) if isinstance(accuracy, int | float) else None
+            raw = read_regular_file(path.parent / METRICS_FILE, MAX_METRICS_BYTES)
+            last = json.loads(raw.decode("utf-8"))[-1]
+            accuracy = last.get("test_accuracy") if isinstance(last, dict) else None
+        except (CnnlabError, OSError, ValueError, RecursionError, LookupError, AttributeError):
+            accuracy = None  # an unreadable or unexpected metrics file: no accuracy shown
+    usable = isinstance(accuracy, int | float) and not isinstance(accuracy, bool)
+    info["accuracy"] = float(accuracy) if usable and math.isfinite(accuracy) else None
+    for key in ("preset", "dataset"):
+        if not isinstance(info.get(key), str):
+            info[key] = None
     return info

@@ -55,6 +55,20 @@ class Project:
     def data_dir(self) -> Path:
         return self.root / "data"
 
+    def folders(self) -> tuple[Path, ...]:
+        """The folders between the runs folder and the examples, outermost first."""
+        return self.root.parent, self.root, self.data_dir
+
+    def _refuse_links(self) -> None:
+        """A link anywhere between the runs folder and a class folder would let "start over"
+        or a new example reach outside the runs folder: refused, never followed."""
+        for folder in self.folders():
+            if folder.is_symlink():
+                raise TeachError(
+                    f"{folder.relative_to(self.root.parents[1]).as_posix()} in the lab's runs "
+                    "folder is a link, which the lab does not follow; remove it"
+                )
+
     def classes(self) -> list[str]:
         """The project's class names, in the order they were made (sorted, as folders are)."""
         if not self.data_dir.is_dir():
@@ -86,6 +100,7 @@ class Project:
         if len({n.lower() for n in names}) != len(names):
             raise TeachError("class names must differ from each other")
         with self._lock:
+            self._refuse_links()
             self._clear()
             for name in names:
                 (self.data_dir / name).mkdir(parents=True, exist_ok=True)
@@ -113,6 +128,7 @@ class Project:
         """Store one example of class ``name``; returns the project's state."""
         from PIL import Image
 
+        self._refuse_links()
         if name not in self.classes():
             raise TeachError(f"no class {name[:30]!r} in this project; create it first")
         try:
@@ -125,6 +141,7 @@ class Project:
         Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, "PNG")
         folder = self.data_dir / name
         with self._lock:  # create() holds it too: the class is still there while we write
+            self._refuse_links()
             if name not in self.classes() or folder.is_symlink():
                 raise TeachError(f"no class {name[:30]!r} in this project; create it first")
             taken = [int(p.stem) for p in folder.glob("*.png") if p.stem.isdigit()]

@@ -208,9 +208,12 @@ class TrainingManager:
     def _train(self, config: RunConfig, folder: RunFolder) -> dict[str, Any]:
         """``train_run`` into ``folder``, reporting events. Only a finished run that reads
         better than chance becomes the active model."""
-        result = train_run(
-            config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
-        )
+        # Overflow and NaN are caught by the run itself (a one-line event): NumPy's warnings
+        # would only print on the server's terminal (this thread starts with its defaults).
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = train_run(
+                config, folder, [_Reporter(self)], lambda: self.stop_requested, progress=False
+            )
         chance = 1 / len(result.model.meta["class_names"])
         activate = not result.stopped and result.test_accuracy > chance
         if activate and self.on_finished is not None:

@@ -209,6 +209,50 @@ def test_info_shows_the_summary(run_dir: Path, capsys: pytest.CaptureFixture) ->
     assert "Conv2D(1, 6, 5, padding=2)" in out and "total parameters: 61,706" in out
 
 
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07\x9b31m\u202e"
+
+
+@pytest.mark.parametrize("accuracy", ["0.9", [0.9], None, {"a": 1}, True, 1e400])
+def test_info_prints_meta_of_any_type_on_one_line_each_without_escapes(
+    tmp_path: Path, capsys: pytest.CaptureFixture, accuracy: object
+) -> None:
+    model = cl.build("simple", seed=0)
+    model.meta.update(
+        test_accuracy=accuracy, class_names=[f"c{i}{ESCAPES}" for i in range(10)], note=ESCAPES
+    )
+    model.save(tmp_path / f"m{ESCAPES[:5]}.npz")
+    assert main(["info", str(tmp_path / f"m{ESCAPES[:5]}.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out and "\u202e" not in out
+    assert "note: \\x1b]0;pwned\\x07" in out and "m\\x1b]0;p.npz" in out
+    assert "test_accuracy: " in out
+
+
+@pytest.mark.parametrize("seed", ["x", 1e400, -1, 2**40, True])
+def test_evaluate_refuses_a_split_seed_of_the_wrong_type_in_one_line(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, seed: object
+) -> None:
+    model = cl.Sequential.load(run_dir / "model.npz")
+    model.meta["split_seed"] = seed
+    model.save(tmp_path / "seeded.npz")
+    assert main(["evaluate", str(tmp_path / "seeded.npz")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "'split_seed' must be a whole number" in err and "\n" not in err
+
+
+def test_evaluate_never_reads_a_folder_a_model_names(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.cli import evaluate
+
+    model = cl.Sequential.load(run_dir / "model.npz")
+    model.meta["dataset"] = "/usr"
+    model.save(tmp_path / "pointing.npz")
+    monkeypatch.setattr(evaluate, "load_image_set", lambda *a, **k: pytest.fail("read data"))
+    assert main(["evaluate", str(tmp_path / "pointing.npz")]) == 2
+    assert "trained on '/usr', not a data set cnnlab knows" in capsys.readouterr().err
+
+
 def huge_png(path: Path) -> None:
     """A PNG whose header claims 100000 × 100000 pixels (the data is never reached)."""
 

@@ -49,12 +49,15 @@ def test_a_folder_of_colour_pictures_trains_to_95_percent(trained: tuple[Path, P
 def test_evaluate_reports_each_class_by_name(
     trained: tuple[Path, Path], capsys: pytest.CaptureFixture
 ) -> None:
-    _, run = trained
-    assert main(["evaluate", str(run), "--json"]) == 0  # the data set it was trained on
+    pictures, run = trained
+    assert main(["evaluate", str(run), "--json"]) == 2  # a meta never names a folder to read
+    err = capsys.readouterr().err
+    assert "not a data set cnnlab knows; give the folder" in err and "\n" not in err.strip()
+    assert main(["evaluate", str(run), "--dataset", str(pictures), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert [row["class"] for row in report["per_class"]] == list(CLASSES)
     assert report["images"] == 24 and report["accuracy"] >= 0.95
-    assert main(["evaluate", str(run), "--png", os.devnull]) == 0
+    assert main(["evaluate", str(run), "--dataset", str(pictures), "--png", os.devnull]) == 0
     lines = capsys.readouterr().out.splitlines()
     header = lines[lines.index("confusion matrix (rows: true class, columns: predicted)") + 1]
     assert header.split() == list(CLASSES)

@@ -51,12 +51,24 @@ def test_loaded_from_data_dir_environment_and_cache(
     assert cnnlab.data.load("cifar10", "test")[0].shape == (2, 3, 32, 32)
 
 
-def test_an_unextracted_archive_is_extracted_without_strays(tmp_path: Path) -> None:
+def trust(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
+    """Make ``path`` pass for the published archive (its SHA-256 the expected one)."""
+    import hashlib
+
+    monkeypatch.setattr(cifar, "ARCHIVE_SHA256", hashlib.sha256(path.read_bytes()).hexdigest())
+
+
+def test_an_unextracted_archive_is_extracted_without_strays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     records = write_batches(tmp_path / "scratch")
     folder = tmp_path / "given"
     folder.mkdir()
     evil = {"../escaped.bin": b"x", f"{cifar.FOLDER}/readme.html": b"<p>"}
     (folder / cifar.ARCHIVE).write_bytes(archive(records, evil))
+    with pytest.raises(CifarError, match=r"is not the published cifar-10-binary\.tar\.gz"):
+        cifar.load(folder)  # a local archive is opened only when it is the published one
+    trust(monkeypatch, folder / cifar.ARCHIVE)
     data = cifar.load(folder)
     assert np.array_equal(data.y_test, records["test_batch.bin"][:, 0])
     assert sorted(p.name for p in (folder / cifar.FOLDER).iterdir()) == sorted(records)
@@ -78,15 +90,32 @@ def test_an_empty_pickle_folder_does_not_stand_in_the_way(tmp_path: Path) -> Non
         cifar.load(tmp_path, mirrors=["http://127.0.0.1:9/"])
 
 
-def test_a_failed_extraction_leaves_no_batch_files(tmp_path: Path) -> None:
+def test_a_failed_extraction_leaves_no_batch_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     records = write_batches(tmp_path / "scratch")
     del records["test_batch.bin"]  # an archive without the test batch
     folder = tmp_path / "given"
     folder.mkdir()
     (folder / cifar.ARCHIVE).write_bytes(archive(records, {}))
+    trust(monkeypatch, folder / cifar.ARCHIVE)
     with pytest.raises(CifarError, match="lacks the CIFAR-10 batch files"):
         cifar.load(folder)
     assert not list((folder / cifar.FOLDER).glob("*.bin"))
+
+
+def test_an_archive_of_many_entries_is_refused_after_a_few(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = write_batches(tmp_path / "scratch")
+    folder = tmp_path / "given"
+    folder.mkdir()
+    empties = {f"{cifar.FOLDER}/empty{i}": b"" for i in range(cifar.MAX_MEMBERS)}
+    (folder / cifar.ARCHIVE).write_bytes(archive(records, empties))
+    trust(monkeypatch, folder / cifar.ARCHIVE)  # even a trusted archive: entries are counted
+    with pytest.raises(CifarError, match="more than 64 entries") as caught:
+        cifar.load(folder)
+    assert "\n" not in str(caught.value)
 
 
 def test_damaged_and_foreign_files_are_refused(tmp_path: Path) -> None:

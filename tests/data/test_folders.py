@@ -342,6 +342,10 @@ def test_a_training_picture_is_never_also_a_test_picture(tmp_path: Path) -> None
             lambda root: write_picture_folder(root, per_class=2, classes=("e\x1b]0;pwned\x07",)),
             "has control characters in its name",
         ),
+        (
+            lambda root: write_picture_folder(root, per_class=2, classes=("s" * 101,)),
+            "has a 101-character name, more than the 100 a model keeps",
+        ),
     ],
 )
 def test_folder_layout_errors_are_one_line(tmp_path: Path, arrange, message: str) -> None:
@@ -368,6 +372,21 @@ def test_a_set_larger_than_memory_is_refused_before_decoding(
     with pytest.raises(FolderError, match=r"30 pictures at 256×256 need about 0\.03 GB"):
         load_folder(pictures, 256, progress=False, max_bytes=10_000_000)
     assert not isolated_cache.exists()
+
+
+def test_the_memory_budget_honours_the_address_space_limit() -> None:
+    """Under ``ulimit -v`` (VmSize + 400 MB here) the budget is at most half of what is left,
+    however much memory the machine has free."""
+    code = (
+        "import resource\nfrom pathlib import Path\nimport cnnlab.data.folders as f\n"
+        "size = next(int(l.split()[1]) * 1024 for l in Path('/proc/self/status').read_text()"
+        ".splitlines() if l.startswith('VmSize:'))\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + (400 << 20), resource.RLIM_INFINITY))\n"
+        "print(f.memory_budget())"
+    )
+    budget = int(python_child(code))
+    assert 0 < budget <= 200 << 20
+    assert folders.memory_budget() > 200 << 20  # this process has no such limit
 
 
 def test_a_path_that_is_not_a_folder_or_a_name(tmp_path: Path) -> None:

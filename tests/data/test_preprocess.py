@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cnnlab.data.folders import read_pixels
 from cnnlab.data.preprocess import (
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -29,7 +30,7 @@ Image = pytest.importorskip("PIL.Image")
 
 from children import python_child  # noqa: E402
 from digits_wild import make_wild_digits, mnist_test  # noqa: E402
-from hostile_files import fifo_writer  # noqa: E402
+from hostile_files import fifo_writer, jpeg_with_scans, png_claiming, tiff_with_strips  # noqa: E402
 
 MNIST_COM = 14.0  # MNIST's mean centre of mass, row and column, pixel centres at integers
 
@@ -284,6 +285,36 @@ def test_a_picture_file_over_the_byte_limit_is_refused_unread(tmp_path: Path) ->
         load_image(path)
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: tiff_with_strips(70_000), "70,000 strips or tiles, more than 65,536"),
+        (lambda: tiff_with_strips(4, tags=2000), "2,009 tags in a directory, more than 1,024"),
+        (lambda: jpeg_with_scans(101), "more than 100 scans"),
+    ],
+)
+def test_decoding_work_beyond_the_pixels_is_refused_before_pillow_opens_the_file(
+    monkeypatch: pytest.MonkeyPatch, make, message: str
+) -> None:
+    data = make()
+    monkeypatch.setattr(Image, "open", lambda *a, **k: pytest.fail("Pillow opened it"))
+    for read in (load_image, lambda d: read_pixels(d, 32)):
+        with pytest.raises(ImageTooLargeError, match=message) as info:
+            read(data)
+        assert "\n" not in str(info.value)
+
+
+def test_the_same_kinds_of_picture_within_the_bounds_still_load() -> None:
+    assert load_image(tiff_with_strips(64)).shape == (64, 64)
+    assert load_image(jpeg_with_scans(100)).shape == (16, 16)
+
+
+def test_a_picture_of_one_row_of_16_million_pixels_is_refused_from_its_header() -> None:
+    with pytest.raises(ImageTooLargeError, match="16000000×1 pixels: one side more than 100"):
+        load_image(png_claiming(16_000_000, 1))
+    assert load_image(_png(np.zeros((10, 1000), np.uint8))).shape == (10, 1000)
+
+
 def test_naive_resize_is_a_plain_28_by_28() -> None:
     page = np.ones((300, 200), np.float32)
     page[100:200, 90:110] = 0
@@ -365,8 +396,6 @@ def test_a_fifo_or_folder_is_refused_at_once(tmp_path) -> None:
 def test_an_eps_picture_is_refused_without_running_ghostscript(monkeypatch) -> None:
     """Pillow would hand EPS to Ghostscript; only the picture formats are tried."""
     from PIL import EpsImagePlugin
-
-    from cnnlab.data.folders import read_pixels
 
     def no_ghostscript(*args, **kwargs):
         raise AssertionError("Ghostscript was asked to run")

@@ -132,6 +132,18 @@ def test_maxpool_overlapping_windows_route_to_shared_winner() -> None:
     np.testing.assert_array_equal(dx[0, 0], expected)
 
 
+@pytest.mark.parametrize("side", [16, 17, 64])
+def test_maxpool_windows_of_more_than_256_taps_route_to_the_right_winner(side: int) -> None:
+    """A 17×17 window has 289 taps: the winner's index no longer fits a byte."""
+    x = np.zeros((1, 1, side, side), dtype=F64)
+    x[0, 0, -1, -2] = 1.0  # the second-to-last tap
+    layer = cl.MaxPool2D(side, dtype=F64)
+    assert layer.forward(x).item() == 1.0
+    expected = np.zeros_like(x)
+    expected[0, 0, -1, -2] = 3.0
+    np.testing.assert_array_equal(layer.backward(np.full((1, 1, 1, 1), 3.0)), expected)
+
+
 def test_avgpool_hand_computed() -> None:
     layer = cl.AvgPool2D(2, dtype=F64)
     out = layer.forward(POOL_X)

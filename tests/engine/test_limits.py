@@ -66,6 +66,32 @@ def test_activations_too_big_for_the_input_are_refused(tmp_path: Path) -> None:
         cnnlab.Sequential.load(on_disk(tmp_path, model_file(config)))
 
 
+def test_without_an_input_shape_activations_are_bounded_at_the_assumed_one(
+    tmp_path: Path,
+) -> None:
+    """No ``input_shape``: the digits' 1×28×28 is assumed (what every command feeds such a
+    model), or the size the meta's ``input`` describes; layers taking neither are refused."""
+    config = config_with(0, kernel_size=63, padding=62)  # 63² taps × 90² positions at 28×28
+    config["input_shape"] = None
+    path = on_disk(tmp_path, model_file(config))
+    assert peak_bytes(cnnlab.Sequential.load, path) < 4 * MB
+    with pytest.raises(CnnlabError, match=r"layer 0 \(Conv2D\(1, 2, 63.*would hold 32,148,900"):
+        cnnlab.Sequential.load(path)
+    config = seed_model().config()
+    config["input_shape"] = None
+    config["meta"] = {"input": "600x600 grey"}  # 9 taps × 598² positions
+    with pytest.raises(CnnlabError, match="would hold 3,218,436 numbers"):
+        cnnlab.Sequential.load(on_disk(tmp_path, model_file(config)))
+    config["meta"] = {"input": "28x28 colour (RGB)"}  # the conv takes one channel, not three
+    with pytest.raises(CnnlabError, match=r"declares no input_shape and layer 0 .* 3×28×28"):
+        cnnlab.Sequential.load(on_disk(tmp_path, model_file(config)))
+    del config["meta"]
+    assert cnnlab.Sequential.load(on_disk(tmp_path, model_file(config))).input_shape is None
+    dense = cnnlab.Sequential([cnnlab.Dense(60, 2)])  # a first dense layer names its input
+    dense.save(tmp_path / "dense.npz")
+    assert cnnlab.Sequential.load(tmp_path / "dense.npz").layers[0].in_features == 60
+
+
 def test_a_conv_unfolding_too_much_is_refused() -> None:
     layers = [cnnlab.Conv2D(1, 1, 31, padding=15)]  # 31² taps × 256² positions = 63 M
     with pytest.raises(CnnlabError, match="would hold 62,980,096 numbers"):
@@ -160,3 +186,32 @@ def test_the_presets_are_far_inside_the_limits() -> None:
         limits.check_arguments(config["layers"], name)
         limits.check_activations(model.layers, model.input_shape, name)
         assert model.num_params() < limits.MAX_WEIGHTS // 16
+
+
+def test_an_archive_listing_too_many_entries_is_refused_from_its_end_record(
+    tmp_path: Path,
+) -> None:
+    members = model_members() | {f"x{i}.npy": b"" for i in range(limits.MAX_MEMBERS + 1)}
+    path = on_disk(tmp_path, archive(members))
+    assert peak_bytes(cnnlab.Sequential.load, path) < 2 * MB  # zipfile's directory: 500+ KB
+    with pytest.raises(CnnlabError, match=r"lists 1,052 entries .* at most 1,040"):
+        cnnlab.Sequential.load(path)
+
+
+def test_the_meta_is_read_without_the_weights(tmp_path: Path) -> None:
+    from cnnlab.engine.serialize import read_meta
+
+    members = model_members()
+    members["layers.0.W.npy"] = b"damaged"  # loading the model would refuse it
+    path = on_disk(tmp_path, archive(members))
+    assert read_meta(path) == {"preset": "fuzz"}
+    with pytest.raises(CnnlabError, match="damaged"):
+        cnnlab.Sequential.load(path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_a_model_linked_to_an_unreadable_regular_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "model.npz").symlink_to("/proc/self/mem")
+    with pytest.raises(CnnlabError, match="cannot read it") as info:
+        cnnlab.Sequential.load(tmp_path / "model.npz")
+    assert "\n" not in str(info.value)

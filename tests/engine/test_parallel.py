@@ -275,6 +275,22 @@ def test_a_failing_shard_raises_its_error_and_frees_the_others(rng) -> None:
     assert threading.active_count() < 50  # the workers were shut down, not leaked
 
 
+def test_every_shard_runs_under_the_callers_errstate(rng) -> None:
+    """Overflow on every shard: ignored where the caller ignores it (no warning from a worker
+    thread), raised where the caller raises."""
+    import warnings
+
+    model = cl.build("fast", seed=0)
+    x, _ = batch(rng, 64)
+    x = (x.astype(np.float32) + 1) * 1e38  # the first conv overflows on every shard's rows
+    with DataParallel(model, 2) as net, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore", invalid="ignore"):
+            net.forward(x)
+        with np.errstate(over="raise", invalid="raise"), pytest.raises(FloatingPointError):
+            net.forward(x)
+
+
 # -- settings --------------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from cnnlab.data import load
 from cnnlab.data.augment import random_handwriting
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.runs import build
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
@@ -64,3 +65,42 @@ def test_pictures_other_than_digits_are_cropped_and_flipped_not_handwriting_dist
 
     config = RunConfig(augment=True).resolve(100, "images")
     assert build.make_augment(config, "images") is random_crop_flip
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "big"])
+def test_an_architecture_file_that_is_no_small_regular_file_is_one_line(
+    tmp_path: Path, kind: str
+) -> None:
+    import os
+
+    path = tmp_path / "arch.json"
+    if kind == "device":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("[" + " " * (2 << 20) + "]")
+    with pytest.raises(CnnlabError, match=r"not a regular file|more than 1,048,576 bytes") as info:
+        build.make_model(RunConfig(model=str(path)), None)
+    assert "\n" not in str(info.value)
+
+
+def test_an_image_size_the_preset_cannot_train_at_is_refused_before_decoding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from picture_folders import write_picture_folder
+
+    from cnnlab.data import folders
+
+    write_picture_folder(tmp_path / "pics", per_class=2)
+    monkeypatch.setattr(folders, "decode", lambda *a: pytest.fail("decoded anyway"))
+    config = RunConfig(dataset=str(tmp_path / "pics"), image_size=512, model="vgg")
+    with pytest.raises(CnnlabError, match=r"--image-size 512 is too large for the vgg model"):
+        train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()  # removed again: nothing was written
+    monkeypatch.setattr(build, "memory_budget", lambda: 400 << 20)  # as under ulimit -v
+    with pytest.raises(CnnlabError, match=r"batch size 64 on this machine; choose") as info:
+        build.check_image_size(RunConfig(dataset="shapes", image_size=224, model="vgg"))
+    largest = int(str(info.value).split("--image-size ")[-1].split()[0])
+    assert 32 < largest < 224
+    build.check_image_size(RunConfig(dataset="shapes", image_size=largest, model="vgg"))

@@ -92,6 +92,15 @@ def test_chance_accuracy_with_a_loss_that_did_not_fall_is_caught_at_epoch_end() 
         watch.on_epoch_end(state, logs)
 
 
+def test_a_run_far_below_the_usual_rate_is_advised_a_higher_one() -> None:
+    watch = DivergenceWatch(10, lr=1e-3, used=1e-300)
+    state = losses(watch, [2.3] * 30)
+    state.epoch = 1
+    logs = {"train_loss": 2.3, "train_accuracy": 0.1, "test_accuracy": 0.1}
+    with pytest.raises(TrainingDivergedError, match=r"with a higher learning rate, e\.g\. 0\.001"):
+        watch.on_epoch_end(state, logs)
+
+
 def test_a_short_or_learning_run_at_chance_is_not_judged() -> None:
     short = DivergenceWatch(10, lr=0.05)
     state = losses(short, [2.3] * 5)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from web_helpers import LAB_URL, make_runs_dir, trained_model_file
+from web_helpers import lab_client, make_runs_dir, trained_model_file
 
 from cnnlab.web.app import create_app
 
@@ -23,7 +23,7 @@ def runs_dir(tmp_path: Path, model_file: Path) -> Path:
 
 @pytest.fixture
 def client(runs_dir: Path) -> TestClient:
-    with TestClient(create_app(None, runs_dir=str(runs_dir)), base_url=LAB_URL) as test_client:
+    with lab_client(create_app(None, runs_dir=str(runs_dir))) as test_client:
         yield test_client
         test_client.app.state.trainer.stop()
         test_client.app.state.trainer.join(60)

@@ -18,9 +18,9 @@ pytest.importorskip("PIL")
 
 from fastapi.testclient import TestClient
 from web_helpers import (
-    LAB_URL,
     MODEL_RUN,
     digit_png,
+    lab_client,
     most_at_once,
     sample_digits,
 )
@@ -203,7 +203,7 @@ def test_occlusion_refuses_a_bad_patch(client, test_digits):
 
 
 def test_predict_without_any_model_asks_for_training(tmp_path):
-    with TestClient(create_app(None, runs_dir=str(tmp_path / "empty")), base_url=LAB_URL) as empty:
+    with lab_client(create_app(None, runs_dir=str(tmp_path / "empty"))) as empty:
         assert empty.get("/api/models").json() == {"active": None, "models": []}
         response = empty.post("/api/predict", json={"pixels": np.zeros((28, 28)).tolist()})
         assert_refused(response, 503, "train")
@@ -244,7 +244,7 @@ def test_select_accepts_only_listed_names(client, runs_dir, model_file):
 
 def test_model_given_on_the_command_line_is_listed_by_its_stem(tmp_path, model_file):
     app = create_app(str(model_file), runs_dir=str(tmp_path / "runs"))
-    with TestClient(app, base_url=LAB_URL) as c:
+    with lab_client(app) as c:
         listing = c.get("/api/models").json()
     assert listing["active"] == model_file.stem
     assert listing["models"][0]["source"] == "command line"
@@ -260,9 +260,7 @@ def test_predict_says_when_the_model_is_unsure(
     model.layers[1].params["b"][...] = 0
     model.layers[1].params["b"][3] = bias
     model.save(tmp_path / "flat.npz")
-    with TestClient(
-        create_app(str(tmp_path / "flat.npz"), runs_dir=str(tmp_path)), base_url=LAB_URL
-    ) as c:
+    with lab_client(create_app(str(tmp_path / "flat.npz"), runs_dir=str(tmp_path))) as c:
         body = c.post("/api/predict?steps=false", json={"pixels": np.eye(28).tolist()}).json()
     assert (body["unsure"], body["runner_up"], body["known"]) == (unsure, runner_up, True)
     assert body["class_name"] == ("0" if unsure else "3")
@@ -458,6 +456,6 @@ def test_the_model_list_shows_a_folder_data_set_by_its_name_only(runs_dir: Path)
     model = cnnlab.Sequential.load(runs_dir / MODEL_RUN / "model.npz")
     model.meta["dataset"] = "/home/someone/private/holiday-photos"
     model.save(runs_dir / MODEL_RUN / "model.npz")
-    with TestClient(create_app(None, runs_dir=str(runs_dir)), base_url=LAB_URL) as lab:
+    with lab_client(create_app(None, runs_dir=str(runs_dir))) as lab:
         shown = {m["name"]: m for m in lab.get("/api/models").json()["models"]}
     assert shown[MODEL_RUN]["dataset"] == "holiday-photos"

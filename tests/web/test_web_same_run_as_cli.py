@@ -11,8 +11,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient
-from web_helpers import LAB_URL
+from web_helpers import lab_client
 
 import cnnlab as cl
 from cnnlab.cli import main
@@ -28,7 +27,7 @@ def test_cli_and_web_train_the_same_network(tmp_path: Path) -> None:
 
     request = {"recipe": "fast", "preset": "lenet5", "optimizer": "sgd", "learning_rate": 0.03,
                "batch_size": 40, "epochs": 2, "subset": 200, "seed": 7}  # fmt: skip
-    with TestClient(create_app(None, runs_dir=str(tmp_path / "runs")), base_url=LAB_URL) as client:
+    with lab_client(create_app(None, runs_dir=str(tmp_path / "runs"))) as client:
         assert client.post("/api/train", json=request).status_code == 202
         client.app.state.trainer.join(300)
         status = client.get("/api/train").json()

@@ -5,6 +5,7 @@ and time."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -14,8 +15,7 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from fastapi.testclient import TestClient
-from web_helpers import LAB_URL, MODEL_RUN, Server
+from web_helpers import LAB_URL, MODEL_RUN, Server, lab_client
 
 from cnnlab.web.app import create_app
 from cnnlab.web.security import GuardedHttpToolsProtocol, host_name, without_paths
@@ -53,7 +53,7 @@ def test_the_loopback_names_are_answered_on_any_port(client, host):
 
 def test_the_names_given_at_start_are_answered(runs_dir):
     app = create_app(None, runs_dir=str(runs_dir), hosts=("lab.local",))
-    with TestClient(app, base_url="http://lab.local:8000") as c:
+    with lab_client(app, "http://lab.local:8000") as c:
         assert c.get("/api/health").status_code == 200
         assert c.get("/api/health", headers={"Host": "other.local"}).status_code == 421
 
@@ -186,28 +186,29 @@ def test_an_oversized_request_head_is_a_431(model_file):
     server = Server("--model", str(model_file))
     try:
         head = b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 40_000
-        answer = raw_request(server.url, head + b"\r\n\r\n")
+        answer = raw_request(server.origin, head + b"\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
-        unfinished = raw_request(server.url, head)  # never ends: refused once over the limit
+        unfinished = raw_request(server.origin, head)  # never ends: refused once over the limit
         assert unfinished.startswith(b"HTTP/1.1 431"), unfinished[:80]
         ok = raw_request(
-            server.url, b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            server.origin,
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            b"Authorization: Bearer " + server.token.encode() + b"\r\n\r\n",
         )
         assert ok.startswith(b"HTTP/1.1 200")
     finally:
         server.close()
 
 
-def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
-    """A server whose head timeout is 0.2 s closes a connection that sends half a head; a
-    socket left open would block ``recv`` until its own 60 s timeout raised."""
+@contextlib.contextmanager
+def quick_server(model_file, **limits):
+    """A lab served with its timeouts shortened to ``limits`` (attributes of
+    ``GuardedHttpToolsProtocol``); yields its URL and the app."""
     import uvicorn
 
-    class QuickTimeout(GuardedHttpToolsProtocol):
-        head_timeout_s = 0.2
-
+    protocol = type("Quick", (GuardedHttpToolsProtocol,), limits)
     app = create_app(str(model_file), runs_dir="unused-runs")
-    config = uvicorn.Config(app, port=0, http=QuickTimeout, log_level="error", lifespan="off")
+    config = uvicorn.Config(app, port=0, http=protocol, log_level="error", lifespan="off")
     server = uvicorn.Server(config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -217,17 +218,39 @@ def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
     try:
         while not server.started:
             threading.Event().wait(0.05)
-        idle = raw_request(f"http://127.0.0.1:{port}", b"")
-        half = raw_request(f"http://127.0.0.1:{port}", b"GET /api/health HTTP/1.1\r\nHost: 12")
-        assert idle == b"" and half == b""
-        whole = raw_request(
-            f"http://127.0.0.1:{port}",
-            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-        )
-        assert whole.startswith(b"HTTP/1.1 200")
+        yield f"http://127.0.0.1:{port}", app
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def health_request(app) -> bytes:
+    return (
+        b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        b"Authorization: Bearer " + app.state.token.encode() + b"\r\n\r\n"
+    )
+
+
+def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
+    """A server whose head timeout is 0.2 s closes a connection that sends half a head; a
+    socket left open would block ``recv`` until its own 60 s timeout raised."""
+    with quick_server(model_file, head_timeout_s=0.2) as (url, app):
+        idle = raw_request(url, b"")
+        half = raw_request(url, b"GET /api/health HTTP/1.1\r\nHost: 12")
+        assert idle == b"" and half == b""
+        assert raw_request(url, health_request(app)).startswith(b"HTTP/1.1 200")
+
+
+def test_a_client_that_never_finishes_its_body_is_cut_off(model_file):
+    """The head is whole, the body never ends: closed after the body timeout (0.3 s here)."""
+    with quick_server(model_file, body_timeout_s=0.3) as (url, app):
+        slow = (
+            b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+            b"Authorization: Bearer " + app.state.token.encode() + b"\r\n"
+            b"Content-Length: 1000\r\n\r\n\x89PNG"
+        )
+        assert raw_request(url, slow) == b""
+        assert raw_request(url, health_request(app)).startswith(b"HTTP/1.1 200")
 
 
 # --------------------------------------------------------------------- hostile pictures
@@ -326,8 +349,194 @@ def test_the_lab_creates_a_bounded_number_of_run_folders(client, runs_dir, monke
 def test_an_unwritable_runs_folder_fails_before_training(tmp_path, model_file):
     (tmp_path / "file").write_text("not a folder")
     app = create_app(str(model_file), runs_dir=str(tmp_path / "file" / "runs"))
-    with TestClient(app, base_url=LAB_URL) as c:
+    with lab_client(app) as c:
         response = c.post("/api/train", json=TRAIN)
         assert response.status_code == 422
         assert "cannot create a run folder" in detail(response)
         assert c.get("/api/train").json()["state"] == "idle"
+
+
+# --------------------------------------------------------------------- the token
+
+
+def api_routes(app) -> list[tuple[str, str]]:
+    """(method, path) of every API route in the lab's schema, path parameters filled in."""
+    import re
+
+    return [
+        (method.upper(), re.sub(r"\{[^}]*\}", "x", path))
+        for path, methods in app.openapi()["paths"].items()
+        for method in methods
+        if path.startswith("/api")
+    ]
+
+
+def test_every_api_route_asks_for_the_token(client):
+    routes = api_routes(client.app)
+    assert len(routes) >= 10
+    for method, path in routes:
+        for header, status in (("", 401), ("Bearer not-the-token", 403), ("Basic abc", 401)):
+            response = client.request(method, path, json={}, headers={"Authorization": header})
+            assert response.status_code == status, (method, path, header)
+            assert "?token=" in detail(response)
+    wrong = client.get("/api/health?token=nope", headers={"Authorization": ""})
+    assert wrong.status_code == 403
+    right = f"/api/health?token={client.app.state.token}"
+    assert client.get(right, headers={"Authorization": ""}).status_code == 200
+
+
+def test_the_printed_address_sets_a_strict_cookie_and_leaves_the_address_bar(runs_dir):
+    from fastapi.testclient import TestClient
+
+    app = create_app(None, runs_dir=str(runs_dir))
+    with TestClient(app, base_url=LAB_URL, follow_redirects=False) as browser:
+        assert browser.get("/").status_code == 200  # the page itself holds nothing private
+        assert browser.get("/api/models").status_code == 401
+        assert browser.get("/?token=wrong").status_code == 403
+        first = browser.get(f"/?token={app.state.token}")
+        assert first.status_code == 303 and first.headers["location"] == "/"
+        cookie = first.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        assert app.state.token in cookie
+        assert browser.get("/api/models").json()["active"] == MODEL_RUN  # the cookie is kept
+        response = browser.post("/api/models/select", json={"name": MODEL_RUN})
+        assert response.status_code == 200
+
+
+def test_serve_prints_the_token_it_was_given(model_file, tmp_path):
+    token = "a-token-of-my-own-0123"
+    server = Server("--model", str(model_file), "--runs-dir", str(tmp_path / "runs"))
+    other = Server("--model", str(model_file), "--token", token, "--runs-dir", str(tmp_path))
+    try:
+        assert other.token == token and server.token != token
+        assert len(server.token) >= 40  # 32 random bytes
+        for lab, status in ((server, 403), (other, 200)):
+            ask = (
+                b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                b"Authorization: Bearer " + token.encode() + b"\r\n\r\n"
+            )
+            assert raw_request(lab.origin, ask).startswith(f"HTTP/1.1 {status}".encode())
+    finally:
+        server.close()
+        other.close()
+
+
+# --------------------------------------------------------------------- the runs folder
+
+
+@pytest.mark.parametrize("inside", ["", "teach", "teach/project", "teach/project/data"])
+@pytest.mark.parametrize("mode", [0o777, 0o757, 0o733])
+def test_a_runs_folder_other_users_can_write_is_refused(tmp_path, inside, mode):
+    from cnnlab.runs.folder import SharedFolderError
+
+    runs = tmp_path / "runs"
+    (runs / inside).mkdir(parents=True, exist_ok=True)
+    (runs / inside).chmod(mode)
+    try:
+        with pytest.raises(SharedFolderError, match="writable by other users") as info:
+            create_app(None, runs_dir=str(runs))
+        assert "\n" not in str(info.value) and "chmod go-w" in str(info.value)
+    finally:
+        (runs / inside).chmod(0o755)
+    assert create_app(None, runs_dir=str(runs)).state.token
+
+
+def test_a_planted_teach_link_is_refused_and_nothing_outside_is_deleted(tmp_path):
+    from cnnlab.runs.folder import SharedFolderError
+    from cnnlab.web.teach import Project, TeachError
+
+    owners = tmp_path / "owners" / "data"
+    owners.mkdir(parents=True)
+    (owners / "thesis.txt").write_text("keep me")
+    runs = tmp_path / "runs"
+    (runs / "teach").mkdir(parents=True)
+    (runs / "teach" / "project").symlink_to(owners.parent)
+    with pytest.raises(SharedFolderError, match="is a link"):
+        create_app(None, runs_dir=str(runs))
+    project = Project(runs)  # a link planted after the lab started
+    for action in (lambda: project.create(["a", "b"]), lambda: project.add_example("a", b"")):
+        with pytest.raises(TeachError, match="is a link"):
+            action()
+    assert (owners / "thesis.txt").read_text() == "keep me"
+
+
+def test_a_listing_reads_no_device_fifo_or_weights(client, runs_dir, model_file, monkeypatch):
+    import os
+    import shutil
+
+    from cnnlab.engine import serialize
+
+    for name, plant in (("zero", lambda p: p.symlink_to("/dev/zero")), ("fifo", os.mkfifo)):
+        (runs_dir / name).mkdir()
+        shutil.copyfile(model_file, runs_dir / name / "model.npz")
+        plant(runs_dir / name / "metrics.json")
+    read = []
+    real = serialize._read_member
+    monkeypatch.setattr(
+        serialize,
+        "_read_member",
+        lambda a, m, like=None: read.append(m.filename) or real(a, m, like),
+    )
+    listing = client.get("/api/models").json()["models"]
+    assert {m["name"] for m in listing} == {MODEL_RUN, "zero", "fifo"}
+    assert set(read) == {"cnnlab.npy"}  # the architecture entries alone, no weights
+    assert all(m["accuracy"] is None for m in listing if m["name"] != MODEL_RUN)
+
+
+def test_a_client_leaving_mid_body_and_odd_event_ids_log_no_traceback(model_file, tmp_path):
+    import time
+
+    server = Server("--model", str(model_file), "--runs-dir", str(tmp_path / "runs"))
+    auth = b"Authorization: Bearer " + server.token.encode() + b"\r\n"
+    try:
+        host, port = server.origin.split("//")[1].rstrip("/").rsplit(":", 1)
+        for _ in range(3):
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                    + auth
+                    + b"Content-Length: 100000\r\n\r\n"
+                    + b"\x89PNG" * 10
+                )
+                time.sleep(0.2)
+        for last in ("²", "9" * 5000, "-1", "1e3"):
+            answer = raw_request(
+                server.origin,
+                b"GET /api/train/events HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                + auth
+                + b"Last-Event-ID: "
+                + last.encode()
+                + b"\r\n\r\n",
+            )
+            assert answer.startswith(b"HTTP/1.1 204"), (last, answer[:60])
+        ok = raw_request(
+            server.origin,
+            b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            + auth
+            + b"\r\n",
+        )
+        assert ok.startswith(b"HTTP/1.1 200")
+        time.sleep(0.5)
+    finally:
+        server.close()
+    time.sleep(0.2)
+    assert "Traceback" not in "".join(server.log), "".join(server.log)[-2000:]
+
+
+def test_the_maps_of_a_model_of_many_conv_layers_are_capped():
+    import numpy as np
+
+    import cnnlab
+    from cnnlab.web import inference
+
+    layers = [cnnlab.Conv2D(1, 8, 3, padding=1, rng=0)]
+    for i in range(39):
+        layers += [cnnlab.ReLU(), cnnlab.Conv2D(8, 8, 3, padding=1, rng=i + 1)]
+    model = cnnlab.Sequential(layers, input_shape=(1, 28, 28))
+    shown = inference.layer_map_images(model, np.zeros((28, 28), np.float32))
+    assert sum(len(layer["maps"]) for layer in shown) == inference.MAX_MAPS == 256
+    assert len(shown) == 32 and shown[-1]["title"].startswith("conv layer 32: 8 maps")
+    assert all(": 8 maps" in layer["title"] for layer in shown)
+    model = cnnlab.Sequential([cnnlab.Conv2D(1, 300, 3, padding=1, rng=0)], input_shape=(1, 28, 28))
+    (only,) = inference.layer_map_images(model, np.zeros((28, 28), np.float32))
+    assert len(only["maps"]) == 256 and "first 256 of 300 maps" in only["title"]

@@ -15,7 +15,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from threadpoolctl import threadpool_limits
-from web_helpers import LAB_URL, most_at_once
+from web_helpers import lab_client, most_at_once
 
 import cnnlab
 from cnnlab.web.app import create_app
@@ -50,9 +50,7 @@ def client(tmp_path: Path) -> TestClient:
     # batches made this training 30x slower on a busy 2-core machine.
     with (
         threadpool_limits(1, user_api="blas"),
-        TestClient(
-            create_app(None, runs_dir=str(tmp_path / "runs")), base_url=LAB_URL
-        ) as test_client,
+        lab_client(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
     ):
         yield test_client
         test_client.app.state.trainer.stop()
@@ -140,7 +138,7 @@ def test_teach_answers_are_worded_as_the_draw_tabs(
     model.save(tmp_path / "shapes.npz")
     app = create_app(str(tmp_path / "shapes.npz"), runs_dir=str(tmp_path / "runs"))
     picture = drawing("circle", np.random.default_rng(0))
-    with TestClient(app, base_url=LAB_URL) as client:
+    with lab_client(app) as client:
         body = send(client, "/api/teach/predict", picture).json()
         assert (body["class_name"], body["unsure"], body["runner_up"]) == (
             CLASSES[0],
@@ -188,6 +186,34 @@ def test_a_run_that_does_not_learn_asks_for_other_examples(
     assert client.post("/api/teach/train", json={}).status_code == 202
     status = wait_for_training(client)
     assert status["state"] == "failed" and status["error"] == TEACH_DIVERGED
+
+
+def test_starting_over_is_refused_while_the_examples_train(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    release = threading.Event()
+
+    def held(config, folder):
+        release.wait(60)
+        return {"run": "x", "test_accuracy": 0.9, "stopped": False, "activated": False}
+
+    rng = np.random.default_rng(3)
+    client.post("/api/teach/project", json={"classes": CLASSES})
+    for _ in range(2):
+        for name in CLASSES:
+            send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
+    monkeypatch.setattr(client.app.state.trainer, "_train", held)
+    assert client.post("/api/teach/train", json={}).status_code == 202
+    refused = client.post("/api/teach/project", json={"classes": ["a", "b"]})
+    assert refused.status_code == 409 and "being trained" in refused.json()["detail"]
+    assert [c["name"] for c in client.get("/api/teach/project").json()["classes"]] == sorted(
+        CLASSES
+    )
+    release.set()
+    assert wait_for_training(client)["state"] == "finished"
+    assert client.post("/api/teach/project", json={"classes": ["a", "b"]}).status_code == 200
 
 
 def test_bad_examples_and_early_training_are_refused(client: TestClient) -> None:

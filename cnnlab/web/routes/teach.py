@@ -18,6 +18,7 @@ from cnnlab.web import inference
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.routes.predict import MODEL_THREADS
 from cnnlab.web.teach import Project
+from cnnlab.web.training import TrainingBusyError
 
 router = APIRouter()
 OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on the 32×32 input
@@ -43,8 +44,19 @@ def project(request: Request) -> dict[str, Any]:
 
 @router.post("/api/teach/project", tags=["teach"])
 def create_project(request: Request, body: ProjectRequest) -> dict[str, Any]:
-    """Start over with 2 to 10 named classes (their examples are removed)."""
-    return project_of(request).create(body.classes)
+    """Start over with 2 to 10 named classes (their examples are removed); 409 while the
+    project's examples are being trained (the model it makes would answer with old classes)."""
+    trainer, project = request.app.state.trainer, project_of(request)
+    config = trainer.config
+    if (
+        trainer.state == "running"
+        and config is not None
+        and config.dataset == str(project.data_dir)
+    ):
+        raise TrainingBusyError(
+            "the Teach examples are being trained; wait for it to finish or stop it first"
+        )
+    return project.create(body.classes)
 
 
 @router.post("/api/teach/examples", tags=["teach"])

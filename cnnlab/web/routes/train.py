@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -87,8 +88,8 @@ async def train_events(request: Request, after: int = 0) -> Response:
     done or error. Each event's id lets a reconnecting client resume (Last-Event-ID). The
     stream ends after the final event; 204 when there is nothing (more) to send."""
     trainer = trainer_of(request)
-    last = request.headers.get("last-event-id", "")
-    after = max(after, int(last)) if last.isdigit() else after
+    last = request.headers.get("last-event-id", "")  # ASCII digits only: "²" is a digit too
+    after = max(after, int(last)) if re.fullmatch(r"[0-9]{1,18}", last) else after
     pending, ended = trainer.events_after(after)
     if ended and not pending:
         return Response(status_code=204)
