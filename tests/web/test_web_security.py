@@ -533,10 +533,10 @@ def test_the_maps_of_a_model_of_many_conv_layers_are_capped():
     for i in range(39):
         layers += [cnnlab.ReLU(), cnnlab.Conv2D(8, 8, 3, padding=1, rng=i + 1)]
     model = cnnlab.Sequential(layers, input_shape=(1, 28, 28))
-    shown = inference.layer_map_images(model, np.zeros((28, 28), np.float32))
+    shown = inference.layer_map_images(model, np.zeros((1, 28, 28), np.float32))
     assert sum(len(layer["maps"]) for layer in shown) == inference.MAX_MAPS == 256
     assert len(shown) == 32 and shown[-1]["title"].startswith("conv layer 32: 8 maps")
     assert all(": 8 maps" in layer["title"] for layer in shown)
     model = cnnlab.Sequential([cnnlab.Conv2D(1, 300, 3, padding=1, rng=0)], input_shape=(1, 28, 28))
-    (only,) = inference.layer_map_images(model, np.zeros((28, 28), np.float32))
+    (only,) = inference.layer_map_images(model, np.zeros((1, 28, 28), np.float32))
     assert len(only["maps"]) == 256 and "first 256 of 300 maps" in only["title"]
