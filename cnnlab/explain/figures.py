@@ -203,7 +203,15 @@ def plot_step(result: StepResult, class_names: Sequence[str], path: str | Path) 
     log_axis(right, [v for _, v in result.grad_norms])
     right.set_xlabel("‖dL/dθ‖ (log)")
     right.set_title("Gradient norm of each parameter", fontsize=11)
-    fig.suptitle(f"One training step with η = {result.lr:g}", fontsize=12)
+    title = f"One training step with η = {result.lr:g}"
+    if result.probe_before is not None:
+        title += (
+            f"; accuracy on {result.probe_size} other test pictures "
+            f"{100 * result.probe_before:.1f} % → {100 * result.probe_after:.1f} %"
+        )
+    if result.overshot:
+        title += " (overshoot)"
+    fig.suptitle(title, fontsize=12)
     return save(fig, path)
 
 
