@@ -108,8 +108,12 @@ def load_input(spec: str, data_dir: str | Path | None = None, model: Any = None)
     from cnnlab.runs.inputs import kind_of, read_picture
 
     if model is not None and kind_of(model) == "images":
+        from cnnlab.data.folders import read_whole
+
         picture = read_picture(model, path)
-        return InputImage(picture.display, spec, None, picture.steps, x=picture.x)
+        whole, size = read_whole(path, name=spec)  # the picture before it was cropped
+        steps = {"original": whole.astype(np.float32) / 255, **picture.steps}
+        return InputImage(picture.display, spec, None, steps, {"original": size}, x=picture.x)
     grey = load_image(path)  # its errors name the file
     try:
         result = preprocess_digit(grey)
