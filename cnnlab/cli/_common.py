@@ -21,7 +21,8 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        # By identity: a default of 0 equals False, and is still shown.
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "default" in text:
             return action.help
         return super()._get_help_string(action)
 

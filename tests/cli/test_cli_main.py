@@ -100,3 +100,22 @@ def test_perceptron_help_says_what_the_previous_lesson_is() -> None:
     assert '"An Introductory Guide to Deep Neural Networks"' in text
     assert "the post before it in the series" in text and "UCI sonar" in text
     assert "frequency bands" in text and "angle" not in text
+
+
+def test_every_train_option_with_a_default_shows_it_in_help() -> None:
+    import argparse
+
+    from cnnlab.cli.main import build_parser, command_parsers
+
+    train = command_parsers(build_parser())["train"]
+    text = " ".join(train.format_help().split())
+    shown = [
+        action.option_strings[0]
+        for action in train._actions
+        if action.option_strings
+        and not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+    ]
+    assert {"--loss", "--activation", "--seed", "--device"} <= set(shown)
+    for action in train._actions:
+        if action.option_strings and action.option_strings[0] in shown:
+            assert f"(default: {action.default})" in text, action.option_strings[0]
