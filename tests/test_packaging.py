@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,3 +23,14 @@ def test_pyproject_reads_without_deprecation_warnings(monkeypatch: pytest.Monkey
         dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
     assert dist.metadata.license_expression == "MIT"
     assert [Path(f).name for f in dist.metadata.license_files] == ["LICENSE"]
+
+
+def test_the_web_test_client_imports_without_deprecation_warnings() -> None:
+    # Starlette's TestClient warned that running on httpx is deprecated (the test extra's
+    # httpx2 is what it wants). A fresh interpreter: this one may have imported it already.
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import fastapi.testclient"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
