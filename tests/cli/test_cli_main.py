@@ -74,7 +74,11 @@ def test_bash_completion_offers_commands_options_and_choices(
     assert complete(script, "train", "--ep") == ["--epochs"]
     assert complete(script, "--threads", "2", "train", "--dataset", "f") == ["fashion-mnist"]
     assert complete(script, "experiment", "le") == ["learning-rate"]
-    assert complete(script, "export", "m.npz", "--format", "") == ["onnx", "torchscript"]
+    assert complete(script, "export", "m.npz", "--format", "") == [
+        "onnx",
+        "torch-export",
+        "torchscript",
+    ]
     # Every command and each of its options is offered.
     for name, parser in command_parsers(build_parser()).items():
         options = {o for a in parser._actions for o in a.option_strings}
