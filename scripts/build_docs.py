@@ -65,8 +65,15 @@ def execute(path: Path, target: Path, timeout: int) -> tuple[Path, float, str]:
         finally:
             if kernel.has_kernel:  # a kernel the client was given is the caller's to stop
                 kernel.shutdown_kernel(now=True)
-    nbformat.write(static_widgets(notebook), target)
+    write_executed(notebook, target)
     return path, time.perf_counter() - start, error
+
+
+def write_executed(notebook: dict, target: Path) -> None:
+    """Write the executed ``notebook`` to ``target`` as the site shows it: its widgets static."""
+    import nbformat
+
+    nbformat.write(nbformat.from_dict(static_widgets(notebook)), target)
 
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"

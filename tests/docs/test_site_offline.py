@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import nbformat
 from test_tour import ROOT, load_build_docs
 
 build_docs = load_build_docs()
@@ -81,7 +82,10 @@ def test_making_a_site_offline_reports_what_still_loads(tmp_path: Path) -> None:
     assert len(problems) == 11 and all(p.startswith("tour/page.html: ") for p in problems)
 
 
-def test_a_widget_is_kept_as_what_it_showed() -> None:
+KERNEL = {"name": "python3", "display_name": "Python 3"}
+
+
+def test_a_widget_is_kept_as_what_it_showed(tmp_path: Path) -> None:
     image = {"output_type": "display_data", "data": {"image/png": "iVBOR"}, "metadata": {}}
     state = {
         "box": {"model_name": "VBoxModel", "state": {"children": ["IPY_MODEL_slider",
@@ -92,17 +96,20 @@ def test_a_widget_is_kept_as_what_it_showed() -> None:
     view = {"model_id": "box", "version_major": 2, "version_minor": 0}
     printed = {"output_type": "stream", "name": "stdout", "text": "before\n"}
     notebook = {
-        "metadata": {"kernelspec": {}, "widgets": {build_docs.WIDGET_STATE: {"state": state}}},
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": KERNEL, "widgets": {build_docs.WIDGET_STATE: {"state": state}}},
         "cells": [
-            {"cell_type": "markdown", "source": "text"},
-            {"cell_type": "code", "outputs": [
-                printed, {"output_type": "display_data", "data": {build_docs.WIDGET_VIEW: view,
-                                                                  "text/plain": "interactive"}},
+            {"cell_type": "markdown", "id": "a", "metadata": {}, "source": "text"},
+            {"cell_type": "code", "id": "b", "metadata": {}, "execution_count": 1, "source": "",
+             "outputs": [
+                printed, {"output_type": "display_data", "metadata": {},
+                          "data": {build_docs.WIDGET_VIEW: view, "text/plain": "interactive"}},
             ]},
         ],
     }  # fmt: skip
-    static = build_docs.static_widgets(notebook)
-    assert static["metadata"] == {"kernelspec": {}}
+    build_docs.write_executed(notebook, tmp_path / "page.ipynb")
+    static = nbformat.read(tmp_path / "page.ipynb", as_version=4)
+    assert static["metadata"] == {"kernelspec": KERNEL}
     outputs = static["cells"][1]["outputs"]
     assert outputs[:2] == [printed, image]
     assert outputs[2]["text"] == build_docs.STATIC_NOTE and len(outputs) == 3
