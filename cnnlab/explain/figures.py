@@ -33,7 +33,7 @@ def plot_preprocessing(
     to the network's input; ``sizes`` gives the true (height, width) of a stage shown smaller.
     Sizes are written width × height."""
     count = len(steps)
-    fig = new_figure(2.3 * count + 0.4, 2.8)
+    fig = new_figure(max(2.3 * count + 0.4, 5.4), 2.8)  # room for the title over one panel
     axes = fig.subplots(1, count, squeeze=False)[0]
     for ax, (name, image) in zip(axes, steps.items(), strict=True):
         image = np.asarray(image, dtype=float)
