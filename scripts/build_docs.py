@@ -10,11 +10,19 @@ matters, or any error) fails the build, named with its cell. The executed copies
 ``ARCHITECTURE.md`` and the API pages of ``docs/api/`` are gathered in ``build/docs/src/``, and
 MkDocs (``mkdocs.yml``: Material theme, mkdocstrings for the API reference, mkdocs-jupyter for
 the notebooks) writes the site to ``site/``. Needs ``pip install -e ".[docs]"``; no network.
+
+The site loads nothing from the network either: a notebook's widgets (the slider of notebook 9)
+need a kernel and a widget manager fetched from a CDN, so the executed copy keeps what the
+widget last showed, as plain output, and drops the widget (``static_widgets``); the notebook
+pages' MermaidJS loader, unused by the tour, is removed (``without_unused_loaders``); and every
+page is then checked for a script, stylesheet, image or import from another host
+(``external_loads``), which fails the build.
 """
 
 from __future__ import annotations
 
 import argparse
+import html.parser
 import os
 import re
 import shutil
@@ -57,8 +65,139 @@ def execute(path: Path, target: Path, timeout: int) -> tuple[Path, float, str]:
         finally:
             if kernel.has_kernel:  # a kernel the client was given is the caller's to stop
                 kernel.shutdown_kernel(now=True)
-    nbformat.write(notebook, target)
+    write_executed(notebook, target)
     return path, time.perf_counter() - start, error
+
+
+def write_executed(notebook: dict, target: Path) -> None:
+    """Write the executed ``notebook`` to ``target`` as the site shows it: its widgets static."""
+    import nbformat
+
+    nbformat.write(nbformat.from_dict(static_widgets(notebook)), target)
+
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+STATIC_NOTE = "(In Jupyter this is interactive; the page shows it as the notebook left it.)\n"
+
+
+def static_widgets(notebook: dict) -> dict:
+    """``notebook`` with each widget replaced by what its output areas last showed, and a note.
+
+    A widget is drawn in the browser from the state saved in the notebook's metadata, by a
+    widget manager that the HTML fetches from a CDN; without the state and the widget outputs
+    the page needs nothing but itself. The notebook is changed in place and returned.
+    """
+    state = notebook.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def shown(model_id: str, seen: set[str]) -> list[dict]:
+        """The outputs of every Output widget at or under ``model_id``, in order."""
+        if model_id in seen or model_id not in state:
+            return []
+        seen.add(model_id)
+        model = state[model_id].get("state", {})
+        outputs = list(model.get("outputs", []))
+        for child in model.get("children", []):
+            outputs += shown(str(child).removeprefix("IPY_MODEL_"), seen)
+        return outputs
+
+    for cell in notebook.get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        outputs = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if view is None:
+                outputs.append(output)
+                continue
+            outputs += shown(view.get("model_id", ""), set())
+            outputs.append({"output_type": "stream", "name": "stdout", "text": STATIC_NOTE})
+        cell["outputs"] = outputs
+    return notebook
+
+
+# A notebook page's module script that imports MermaidJS from a CDN when the page has diagrams.
+_MERMAID_LOADER = re.compile(
+    r"<script type=\"module\">(?:(?!</script>).)*?mermaid(?:(?!</script>).)*?</script>", re.S
+)
+
+
+def without_unused_loaders(page: str) -> str:
+    """``page`` without the MermaidJS loader when it has no Mermaid diagram to draw."""
+    if 'class="jp-Mermaid' in page:
+        return page
+    return _MERMAID_LOADER.sub("", page)
+
+
+_URL = r"https?://[^\s\"'`)<>]+"
+# In a script: what import(), fetch(), importScripts() or a *src / *url assignment fetches.
+_SCRIPT_LOAD = re.compile(
+    rf"(?:\bimport\s*\(|\bfetch\s*\(|\bimportScripts\s*\(|\bfrom\s|"
+    rf"(?:src|url|href)\w*\s*[=:]\s*)\s*[\"'`]({_URL})",
+    re.I,
+)
+_CSS_LOAD = re.compile(rf"(?:url\(\s*[\"']?|@import\s+[\"']?)({_URL})", re.I)
+_LOADING_LINKS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "manifest"}
+_DATA_SCRIPTS = ("json", "x-mathjax-config", "text/template")
+
+
+class _Loads(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[str] = []
+        self.code: str | None = None  # "script" or "style" while inside one
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        urls = []
+        if tag in ("script", "img", "iframe", "source", "audio", "video", "embed", "track"):
+            urls += [a.get("src", ""), *a.get("srcset", "").replace(",", " ").split()]
+        if tag == "link" and set(a.get("rel", "").lower().split()) & _LOADING_LINKS:
+            urls.append(a.get("href", ""))
+        if tag == "object":
+            urls.append(a.get("data", ""))
+        if tag == "image":  # SVG
+            urls += [a.get("href", ""), a.get("xlink:href", "")]
+        urls += _CSS_LOAD.findall(a.get("style", ""))
+        self.found += [u for u in urls if re.match(r"(https?:)?//", u.strip())]
+        script_type = a.get("type", "").lower()
+        if tag == "style" or (tag == "script" and not any(t in script_type for t in _DATA_SCRIPTS)):
+            self.code = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self.code:
+            self.code = None
+
+    def handle_data(self, data: str) -> None:
+        if self.code == "script":
+            self.found += _SCRIPT_LOAD.findall(data)
+        elif self.code == "style":
+            self.found += _CSS_LOAD.findall(data)
+
+
+def external_loads(page: str) -> list[str]:
+    """The URLs of other hosts that ``page`` (HTML) would fetch as it loads: script, image,
+    frame and media sources, stylesheets and other loading links, CSS ``url()`` and
+    ``@import``, and, in its scripts, ``import()``, ``fetch()``, ``import ... from`` and
+    addresses assigned to a ``src`` or ``url``. Links a reader follows (``<a href>``) are not
+    loads."""
+    parser = _Loads()
+    parser.feed(page)
+    parser.close()
+    return parser.found
+
+
+def make_offline(site: Path) -> list[str]:
+    """Remove the unused loaders from every page of ``site``; ``"page: URL"`` for each external
+    load that remains (none, for a site that opens offline)."""
+    problems = []
+    for page in sorted(site.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        offline = without_unused_loaders(text)
+        if offline != text:
+            page.write_text(offline, encoding="utf-8")
+        problems += [f"{page.relative_to(site)}: {url}" for url in external_loads(offline)]
+    return problems
 
 
 def execute_all(notebooks: list[Path], jobs: int, timeout: int) -> bool:
@@ -113,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     gather()
     command = [sys.executable, "-m", "mkdocs", "build", "--clean", "--strict", "--config-file"]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # no notice about MkDocs 2 in every build
-    return subprocess.run([*command, str(ROOT / "mkdocs.yml")], cwd=ROOT, env=env).returncode
+    built = subprocess.run([*command, str(ROOT / "mkdocs.yml")], cwd=ROOT, env=env).returncode
+    if built:
+        return built
+    problems = make_offline(ROOT / "site")
+    for problem in problems:
+        print(f"loads from the network: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -53,19 +53,24 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+        # By identity: a default of 0 equals False, and is still shown.
+        if any(action.default is v for v in (None, False, argparse.SUPPRESS)) or "default" in text:
             return action.help
         return super()._get_help_string(action)
 
 
-def positive_int(text: str) -> int:
+def positive_int(text: str, minimum: int = 1) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    return positive_int(text, 0)
 
 
 def positive_float(text: str) -> float:

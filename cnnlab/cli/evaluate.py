@@ -88,6 +88,20 @@ def confusion_lines(matrix: np.ndarray, names: list[str]) -> list[str]:
     return lines
 
 
+def class_table(
+    names: list[str], precision: np.ndarray, recall: np.ndarray, support: np.ndarray
+) -> str:
+    """Per-class precision and recall (``(K,)`` fractions) and support as a text table whose
+    columns line up whatever the numbers, 100.00 % included."""
+    from cnnlab.explain.text import table
+
+    rows = [
+        [name, f"{100 * p:.2f}%", f"{100 * r:.2f}%", int(n)]
+        for name, p, r, n in zip(names, precision, recall, support, strict=True)
+    ]
+    return table(["class", "precision", "recall", "support"], rows)
+
+
 def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.inputs import prepare_set
 
@@ -136,10 +150,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{pictures.name} {args.split}: accuracy {100 * accuracy:.2f}% on {matrix.sum():,} images"
     )
-    width = max(5, *(len(n) for n in names))
-    print(f"\n{'class'.ljust(width)}  precision  recall  support")
-    for name, p, r, s in zip(names, precision, recall, matrix.sum(axis=1), strict=True):
-        print(f"{name.ljust(width)}  {100 * p:8.2f}%  {100 * r:5.2f}%  {s:7d}")
+    print("\n" + class_table(names, precision, recall, matrix.sum(axis=1)))
     print("\nconfusion matrix (rows: true class, columns: predicted)")
     print("\n".join(confusion_lines(matrix, names)))
     if png:

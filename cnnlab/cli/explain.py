@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.predict import none_of_these, read
 
     model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))
-    item = read_picture(model, args.image, data_dir=args.data_dir)
+    item = read_picture(model, args.image, data_dir=args.data_dir, original=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug
     patch_images = None
@@ -78,13 +78,14 @@ def run(args: argparse.Namespace) -> int:
         patch_images, _ = digits(args.patches, "test", args.patch_dataset, args.data_dir)
     names = class_names(model)
     result = explain_prediction(
-        model, item, patch_images, names, out_dir=out, occlusion_patch=args.occlusion_patch
-    )
+        model, item, patch_images, names, out_dir=out, occlusion_patch=args.occlusion_patch,
+        patch_source=args.patch_dataset,
+    )  # fmt: skip
 
     truth = f" (true class {names[item.label]})" if item.label is not None else ""
     print(f"image: {item.source}{truth}")
     h, w = item.display.shape[:2]
-    print("preprocessing: " + (" -> ".join(item.steps) or "none") + f" -> network input {h}×{w}")
+    print("preprocessing: " + (" -> ".join(item.steps) or "none") + f" -> network input {w}×{h}")
     (reading,) = read(model, [item])
     print(f"\nanswer: {answer(reading, none_of_these(model))}")
     print("prediction vector: " + vector(result.probabilities))
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     for number, layer in enumerate(result.layers, start=1):
         strongest = layer.maps.reshape(len(layer.maps), -1).max(axis=1)  # (C,)
         best = int(strongest.argmax())
-        size = f"{layer.maps.shape[1]}×{layer.maps.shape[2]}"
+        size = f"{layer.maps.shape[2]}×{layer.maps.shape[1]}"  # width × height
         row = [number, layer.name, layer.maps.shape[0], size, best, f"{strongest[best]:.3f}"]
         rows.append(row)
     header = ["conv layer", "model layer", "maps", "size", "strongest filter", "its peak"]

@@ -1,4 +1,5 @@
-"""``cnnlab export``: write a trained model as ONNX or TorchScript for use outside cnnlab."""
+"""``cnnlab export``: write a trained model as ONNX, a torch.export program or TorchScript for
+use outside cnnlab."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import argparse
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model
 from cnnlab.engine.errors import CnnlabError, install_hint
 from cnnlab.engine.fileio import atomic_write_bytes
 from cnnlab.engine.sequential import Sequential
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "torch-export": ".pt2", "torchscript": ".pt"}
 
 DESCRIPTION = f"""\
 Export a model for use outside cnnlab.
@@ -22,9 +24,11 @@ Export a model for use outside cnnlab.
                pictures: (pixel/255 - mean) / std per channel, with mean and std in the
                metadata), output "logits" (N, K), or "probabilities" with --probabilities.
                Needs: {install_hint("onnx")}
-  torchscript  a TorchScript module (torch.jit.trace of cnnlab.export.pytorch.to_torch), for
-               torch.jit.load in Python or C++. Needs:
-               {install_hint("torch")}
+  torch-export an ExportedProgram (torch.export of cnnlab.export.pytorch.to_torch, any batch
+               size), for torch.export.load(PATH).module(); PyTorch's successor to
+               TorchScript. Needs: {install_hint("torch")}
+  torchscript  a TorchScript module (torch.jit.trace of the same), for torch.jit.load in
+               Python or C++ (PyTorch 2.13 marks TorchScript deprecated). Needs: the same
 
 MODEL is a model file or a run folder holding model.npz. The file is written atomically:
 a failed export leaves no partial file behind.
@@ -37,7 +41,7 @@ example:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="write a model as ONNX or TorchScript",
+        help="write a model as ONNX, a torch.export program or TorchScript",
         description=DESCRIPTION,
         formatter_class=Formatter,
     )
@@ -74,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         from cnnlab.export.onnx import export_onnx
 
         export_onnx(model, output, probabilities=args.probabilities)
+    elif args.fmt == "torch-export":
+        export_program(model, output, probabilities=args.probabilities)
     else:
         export_torchscript(model, output, probabilities=args.probabilities)
     size_kib = output.stat().st_size / 1024
@@ -81,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def export_torchscript(model: Sequential, path: Path, probabilities: bool = False) -> None:
-    """Trace ``to_torch(model)`` in evaluation mode and save it to ``path`` atomically."""
+def _torch_module(model: Sequential, probabilities: bool) -> tuple[Any, Any, Any]:
+    """``to_torch(model)`` in evaluation mode (a softmax appended for ``probabilities``), torch,
+    and an example input of two pictures."""
     from cnnlab.engine.layers import Softmax
     from cnnlab.export.pytorch import to_torch
 
@@ -94,6 +101,26 @@ def export_torchscript(model: Sequential, path: Path, probabilities: bool = Fals
     if probabilities and not isinstance(model.layers[-1], Softmax):
         module.append(torch.nn.Softmax(dim=1))
     example = torch.zeros((2, *model.input_shape), dtype=getattr(torch, str(model.dtype)))
+    return module, torch, example
+
+
+MAX_BATCH = 65536  # the largest batch an exported program accepts
+
+
+def export_program(model: Sequential, path: Path, probabilities: bool = False) -> None:
+    """``torch.export`` ``to_torch(model)`` in evaluation mode, its batch size left free, and
+    save the program to ``path`` atomically."""
+    module, torch, example = _torch_module(model, probabilities)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def export_torchscript(model: Sequential, path: Path, probabilities: bool = False) -> None:
+    """Trace ``to_torch(model)`` in evaluation mode and save it to ``path`` atomically."""
+    module, torch, example = _torch_module(model, probabilities)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # PyTorch marks TorchScript deprecated in favour of torch.export; it still loads fine.

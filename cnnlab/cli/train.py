@@ -66,20 +66,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, help="images per step [recipe's]")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="[recipe's]")
     p.add_argument("--lr", type=positive_float, help="peak learning rate [recipe's]")
-    p.add_argument("--loss", default="cross-entropy", choices=sorted(LOSSES))
+    p.add_argument("--loss", default="cross-entropy", choices=sorted(LOSSES), help="the loss")
     p.add_argument(
         "--label-smoothing", type=float, metavar="EPS", help="cross-entropy against "
         "(1 − EPS)·one-hot + EPS/K for K classes, in [0, 1) [recipe's]"
     )  # fmt: skip
-    p.add_argument("--activation", default="relu", choices=sorted(zoo.ACTIVATIONS))
+    p.add_argument(
+        "--activation", default="relu", choices=sorted(zoo.ACTIVATIONS), help="of the hidden layers"
+    )
     p.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, help="digits: distort half of each "
         "training batch as other writers might (shift, rotation, scale, slant, elastic strokes, "
         "stroke thickness, blur); other pictures: random crops and horizontal flips [recipe's]"
     )  # fmt: skip
     p.add_argument("--subset", type=positive_int, help="use only the first N training images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--seed", type=int, default=0, help="of the weights, shuffling and augmenting")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="where the arrays live")
     p.add_argument("--monitor", action="store_true", help="record per-layer gradient flow")
     p.add_argument("--out", help="run folder [runs/<timestamp>]")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR")

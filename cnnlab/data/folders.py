@@ -318,6 +318,21 @@ def read_pixels(
     return pixels, "colour"
 
 
+def read_whole(
+    source: str | os.PathLike | bytes, longest: int = 512, name: str = "the file"
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The whole picture, upright as it is meant to be seen, for showing beside what a model
+    reads of it: uint8 ``(H, W, 3)`` at most ``longest`` pixels a side, and the picture's own
+    ``(height, width)``. Read under the same budget as ``read_pixels``."""
+    Image = _pil()
+    with open_picture(source, name=name) as img:
+        img = _upright(img)
+        height, width = img.size[1], img.size[0]
+        img = _as_8bit(_shrunk(img, max(1, longest // 2))).convert("RGB")
+        img.thumbnail((longest, longest), Image.Resampling.BILINEAR)
+        return np.asarray(img), (height, width)
+
+
 def decode(source: str | os.PathLike | bytes, size: int) -> tuple[np.ndarray | None, str]:
     """``read_pixels``, or ``(None, reason)``: never raises for a bad file (a folder's bad
     pictures are listed and skipped)."""

@@ -32,7 +32,7 @@ from cnnlab.explain.maps import (
 )
 from cnnlab.explain.monitor import GradientMonitor
 from cnnlab.explain.prediction import explain_prediction
-from cnnlab.explain.step import training_step
+from cnnlab.explain.step import probe_set, training_step
 from cnnlab.figures.plots import first_layer_filters
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "first_layer_filters",
     "gradient_check",
     "occlusion",
+    "probe_set",
     "receptive_field",
     "saliency",
     "top_patches",

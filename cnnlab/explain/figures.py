@@ -29,26 +29,36 @@ def plot_preprocessing(
     path: str | Path,
     sizes: dict[str, tuple[int, int]] | None = None,
 ) -> Path:
-    """The preprocessing stages of the input image, left to right; ``sizes`` gives the true
-    (height, width) of a stage shown smaller."""
+    """The preprocessing stages of the input image, left to right, from the original picture
+    to the network's input; ``sizes`` gives the true (height, width) of a stage shown smaller.
+    Sizes are written width × height."""
     count = len(steps)
-    fig = new_figure(2.3 * count + 0.4, 2.8)
+    fig = new_figure(max(2.3 * count + 0.4, 5.4), 2.8)  # room for the title over one panel
     axes = fig.subplots(1, count, squeeze=False)[0]
     for ax, (name, image) in zip(axes, steps.items(), strict=True):
         image = np.asarray(image, dtype=float)
         ax.imshow(image, cmap="gray")
         h, w = (sizes or {}).get(name, image.shape[:2])
-        shown = "" if (h, w) == image.shape[:2] else f" (shown {image.shape[0]}×{image.shape[1]})"
-        ax.set_title(f"{name}\n{h}×{w}{shown}", fontsize=10)
+        shown = "" if (h, w) == image.shape[:2] else f" (shown {image.shape[1]}×{image.shape[0]})"
+        ax.set_title(f"{name}\n{w}×{h}{shown}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     h, w = np.shape(list(steps.values())[-1])[:2]
-    fig.suptitle(f"Preprocessing: from the image to the network's {h}×{w} input", fontsize=12)
+    fig.suptitle(f"Preprocessing: from the image to the network's {w}×{h} input", fontsize=12)
     return save(fig, path)
 
 
-def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
-    """One conv layer's activation maps as a grid, one shared colour scale centred on 0."""
+def shown_of(count: int, shown: int, what: str) -> str:
+    """``"64 maps"``, or ``"the first 32 of 64 maps"`` when a figure shows fewer."""
+    return f"{count} {what}" if shown >= count else f"the first {shown} of {count} {what}"
+
+
+def plot_maps(
+    layer: LayerMaps, path: str | Path, max_maps: int = 32, label: str | None = None
+) -> Path:
+    """One conv layer's activation maps as a grid, one shared colour scale centred on 0: the
+    first ``max_maps`` of them, the title says how many there are. ``label`` names the layer
+    (default ``"layer " + layer.name``)."""
     maps = layer.maps[:max_maps]
     rows, cols = grid_shape(len(maps))
     fig = new_figure(1.45 * cols + 1.2, 1.45 * rows + 0.9)
@@ -65,7 +75,8 @@ def plot_maps(layer: LayerMaps, path: str | Path, max_maps: int = 32) -> Path:
         ax.set_title(f"filter {k}", fontsize=8)
     h, w = maps.shape[1:]
     fig.suptitle(
-        f"Activation maps of layer {layer.name} ({len(layer.maps)} maps, {h}×{w})\n"
+        f"Activation maps of {label or 'layer ' + layer.name} "
+        f"({shown_of(len(layer.maps), len(maps), 'maps')}, {w}×{h})\n"
         "red = filter responds strongly, blue = negative response",
         fontsize=11,
     )
@@ -130,10 +141,17 @@ def plot_saliency(image: np.ndarray, sal: np.ndarray, class_name: str, path: str
     return save(fig, path)
 
 
-def plot_top_patches(top: TopPatches, path: str | Path, max_filters: int = 32) -> Path:
-    """For each filter, a 3×3 mosaic of the input patches that excite it most."""
-    c_out, k = top.patches.shape[:2]
-    c_out = min(c_out, max_filters)
+def plot_top_patches(
+    top: TopPatches,
+    path: str | Path,
+    max_filters: int = 32,
+    label: str | None = None,
+    source: str = "MNIST",
+) -> Path:
+    """For each filter (the first ``max_filters``), a 3×3 mosaic of the input patches of
+    ``source`` that excite it most. ``label`` names the layer (default its model index)."""
+    filters, k = top.patches.shape[:2]
+    c_out = min(filters, max_filters)
     side = math.ceil(math.sqrt(k))
     size = top.size
     rows, cols = grid_shape(c_out)
@@ -154,8 +172,9 @@ def plot_top_patches(top: TopPatches, path: str | Path, max_filters: int = 32) -
         ax.imshow(mosaic, cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"filter {f}", fontsize=8)
     fig.suptitle(
-        f"Layer {top.layer_index}: the {k} MNIST patches ({size}×{size} pixels each) "
-        "that activate each filter most",
+        f"{label or f'Layer {top.layer_index}'}: the {k} {source} patches ({size}×{size} "
+        f"pixels each) that activate each filter most"
+        + (f" ({shown_of(filters, c_out, 'filters')})" if c_out < filters else ""),
         fontsize=11,
     )
     return save(fig, path)
@@ -203,7 +222,15 @@ def plot_step(result: StepResult, class_names: Sequence[str], path: str | Path) 
     log_axis(right, [v for _, v in result.grad_norms])
     right.set_xlabel("‖dL/dθ‖ (log)")
     right.set_title("Gradient norm of each parameter", fontsize=11)
-    fig.suptitle(f"One training step with η = {result.lr:g}", fontsize=12)
+    title = f"One training step with η = {result.lr:g}"
+    if result.probe_before is not None:
+        title += (
+            f"; accuracy on {result.probe_size} other test pictures "
+            f"{100 * result.probe_before:.1f} % → {100 * result.probe_after:.1f} %"
+        )
+    if result.overshot:
+        title += " (overshoot)"
+    fig.suptitle(title, fontsize=12)
     return save(fig, path)
 
 

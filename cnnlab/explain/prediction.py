@@ -50,19 +50,21 @@ def explain_prediction(
     class_names: list[str] | None = None,
     out_dir: str | Path | None = None,
     occlusion_patch: int = 6,
+    patch_source: str = "mnist-sample",
 ) -> Explanation:
     """Explain ``model``'s prediction for ``item``.
 
     ``patch_images`` ``(N, 1, H, W)`` (grey models only) are searched for the patches that
-    excite each filter of the second conv layer (skipped when None). ``occlusion_patch`` is the
+    excite each filter of the second conv layer (skipped when None); ``patch_source`` names
+    the data set they come from. ``occlusion_patch`` is the
     grey square's side. With ``out_dir``, the figures and ``report.html`` are written there.
     """
     x = item.x.astype(model.dtype)[None]  # (1, C, H, W)
     if model.input_shape and x.shape[1:] != tuple(model.input_shape):
         c, h, w = model.input_shape
         raise CnnlabError(
-            f"{item.source} gives a {x.shape[2]}x{x.shape[3]} {_kind(x.shape[1])} input, but the "
-            f"model takes {h}x{w} {_kind(c)} pictures; give it the kind of picture it was "
+            f"{item.source} gives a {x.shape[3]}×{x.shape[2]} {_kind(x.shape[1])} input, but the "
+            f"model takes {w}×{h} {_kind(c)} pictures; give it the kind of picture it was "
             "trained on"
         )
     probs = predict_one(model, x)
@@ -78,7 +80,7 @@ def explain_prediction(
         top=top_patches(model, patch_images) if patch_images is not None else None,
     )
     if out_dir is not None:
-        result.files = _write(result, item, names, Path(out_dir))
+        result.files = _write(result, item, names, Path(out_dir), patch_source)
     return result
 
 
@@ -86,14 +88,32 @@ def _kind(channels: int) -> str:
     return {1: "grey", 3: "colour"}.get(channels, f"{channels}-channel")
 
 
-def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> dict[str, Path]:
+def conv_label(number: int, layer: LayerMaps) -> str:
+    """How text and figures name a conv layer: its number among the conv layers, counted from 1
+    as the web lab counts them, and its place in the model."""
+    return f"conv layer {number} (model layer {layer.name})"
+
+
+def preprocessing_steps(item: Picture) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+    """``item``'s stages, the original first, ending in the network input (named so, once),
+    and the true (height, width) of the first stage when it is shown smaller."""
+    steps = dict(item.steps)
+    sizes = {name: item.size[::-1] for name in list(steps)[:1] if name in ("raw", "original")}
+    if steps:
+        last, image = list(steps.items())[-1]
+        if np.shape(image) == item.display.shape and np.array_equal(image, item.display):
+            del steps[last]  # the last stage is what the network sees: one panel, not two
+            return {**steps, f"network input\n{last}": item.display}, sizes
+    return {**steps, "network input": item.display}, sizes
+
+
+def _write(
+    result: Explanation, item: Picture, names: list[str], out: Path, patch_source: str
+) -> dict[str, Path]:
     files: dict[str, Path] = {}
     target_name = names[result.target]
-    files["preprocessing"] = figures.plot_preprocessing(
-        {**item.steps, "network input": item.display},
-        out / "preprocessing.png",
-        {"raw": item.size[::-1]},  # the "raw" step is shown at most 512 px a side
-    )
+    steps, sizes = preprocessing_steps(item)
+    files["preprocessing"] = figures.plot_preprocessing(steps, out / "preprocessing.png", sizes)
     top3 = ", ".join(f"{names[i]} {p:.1%}" for i, p in result.top_k(3))
     files["prediction"] = figures.plot_prediction(
         result.probabilities, names, out / "prediction.png", f"Prediction vector (top 3: {top3})"
@@ -101,7 +121,7 @@ def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> d
     # Conv layers are numbered from 1 among themselves, as the web lab numbers them.
     for number, layer in enumerate(result.layers, start=1):
         files[f"maps_conv{number}"] = figures.plot_maps(
-            layer, out / f"activation_maps_conv{number}.png"
+            layer, out / f"activation_maps_conv{number}.png", label=conv_label(number, layer)
         )
     files["filters"] = plot_filters(result.filters, out / "filters_conv1.png")
     files["occlusion"] = figures.plot_occlusion(
@@ -110,11 +130,26 @@ def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> d
     files["saliency"] = figures.plot_saliency(
         item.display, result.saliency, target_name, out / "saliency.png"
     )
+    top_label = ""
     if result.top is not None:
-        files["top_patches"] = figures.plot_top_patches(result.top, out / "top_patches.png")
+        number, layer = next(
+            (n, layer)
+            for n, layer in enumerate(result.layers, start=1)
+            if layer.index == result.top.layer_index
+        )
+        top_label = conv_label(number, layer)
+        files["top_patches"] = figures.plot_top_patches(
+            result.top, out / "top_patches.png", label=top_label[0].upper() + top_label[1:],
+            source=patch_source,
+        )  # fmt: skip
     why = "the true class" if item.label is not None else "the predicted class"
     sections = [
-        Section("Preprocessing", "The image as the network receives it.", [files["preprocessing"]]),
+        Section(
+            "Preprocessing",
+            "The picture as given, then each stage on the way to the network's input "
+            "(sizes are width × height).",
+            [files["preprocessing"]],
+        ),
         Section(
             "Prediction",
             f"Top 3: {top3}.",
@@ -124,7 +159,7 @@ def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> d
         ),
         *(
             Section(
-                f"Activation maps of conv layer {number} (model layer {layer.name})",
+                f"Activation maps of {conv_label(number, layer)}",
                 "Each map is one filter slid over its input: where it is large, the filter "
                 "found its pattern.",
                 [files[f"maps_conv{number}"]],
@@ -133,7 +168,7 @@ def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> d
         ),
         Section(
             "Filters of conv layer 1",
-            f"The weights of each {result.filters.shape[1]}×{result.filters.shape[2]} "
+            f"The weights of each {result.filters.shape[2]}×{result.filters.shape[1]} "
             "first-layer filter.",
             [files["filters"]],
         ),
@@ -152,8 +187,8 @@ def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> d
     if result.top is not None:
         sections.append(
             Section(
-                "What the second conv layer looks for",
-                "For each filter, the MNIST patches that excite it most.",
+                f"What {top_label} looks for",
+                f"For each filter, the {patch_source} patches that excite it most.",
                 [files["top_patches"]],
             )
         )
@@ -162,6 +197,6 @@ def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> d
         f"Why did the network answer {names[int(np.argmax(result.probabilities))]}?",
         sections,
         intro=f"Image: {item.source}. Conv layers: "
-        + ", ".join(layer.name for layer in result.layers),
+        + ", ".join(conv_label(n, layer) for n, layer in enumerate(result.layers, start=1)),
     )
     return files

@@ -6,6 +6,12 @@
 4. weight update: plain SGD, ``w_new = w_old − η·dL/dW``, done by ``cnnlab.SGD`` itself;
 
 then the prediction vector after. Every number is read from the engine's own arrays.
+
+One picture is not the lesson: a step is judged by what it does to pictures it did not see. With
+a ``probe`` (a fixed set of other test pictures, ``probe_set``) the result also holds the
+model's accuracy on them before and after, and ``lesson`` says in words whether the step was a
+small one, as training takes, or overshot: the loss on the picture rose, or the other pictures
+got worse, because η was too large.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
 from cnnlab.engine.optim import SGD
 from cnnlab.engine.sequential import Sequential
 from cnnlab.explain.maps import inference_with_gradients, predict_one
+from cnnlab.runs.recipes import RECIPES
 
 
 @dataclass
@@ -36,6 +43,23 @@ class WeightChange:
     w_new: float  # read back from the model after the optimizer's step
 
 
+PROBE_SIZE = 200  # other test pictures a step is judged on
+PROBE_SEED = 0  # which ones: the same for every step of a data set
+DEFAULT_STEP_LR = RECIPES["default"].lr  # η for a model whose run records none
+
+
+def probe_set(
+    x: np.ndarray, y: np.ndarray, n: int = PROBE_SIZE, seed: int = PROBE_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` pictures of ``x`` ``(N, C, H, W)`` and their labels ``y`` ``(N,)``, chosen by
+    ``seed`` (all of them when there are fewer), in their order in the set."""
+    validate.integer("probe", "n", n, 1)
+    if len(x) != len(y):
+        raise CnnlabError(f"probe: {len(x)} pictures but {len(y)} labels")
+    pick = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    return x[pick], np.asarray(y)[pick]
+
+
 @dataclass
 class StepResult:
     """Everything one training iteration did."""
@@ -49,12 +73,59 @@ class StepResult:
     weights: list[WeightChange]
     after: np.ndarray  # (K,) class probabilities after the step
     loss_after: float
+    probe_size: int = 0  # other pictures the step was judged on (0: none)
+    probe_before: float | None = None  # the model's accuracy on them before the step
+    probe_after: float | None = None  # ... and after
+
+    @property
+    def overshot(self) -> bool:
+        """True when the step made things worse: the loss on the picture rose, or the model
+        got fewer of the probe pictures right."""
+        worse = self.probe_before is not None and self.probe_after < self.probe_before
+        return self.loss_after > self.loss or bool(worse)
+
+    def lesson(self) -> str:
+        """What the step teaches, in plain words: a small step, or an overshoot and why."""
+        loss = f"{self.loss:.4g} → {self.loss_after:.4g}"
+        others = f"{self.probe_size} other test pictures"
+        accuracy = (
+            f"{100 * self.probe_before:.1f} % → {100 * self.probe_after:.1f} %"
+            if self.probe_before is not None
+            else ""
+        )
+        if self.loss_after > self.loss:
+            return (
+                f"Overshoot: η = {self.lr:g} is too large. The step followed the slope of the loss "
+                f"at the old weights so far that it jumped past the low ground it pointed to: "
+                f"the loss on this picture rose ({loss}). A smaller η descends."
+            )
+        if self.overshot:
+            return (
+                f"Overshoot: η = {self.lr:g} is too large. The loss on this picture fell ({loss}), "
+                f"but the step pulled every weight towards this one picture and the model now "
+                f"gets fewer of the {others} right ({accuracy}). Training takes many small steps, "
+                "each on a "
+                "batch of pictures, so that no one picture pulls the weights far."
+            )
+        judged = f", and the {others} are read at least as well ({accuracy})" if accuracy else ""
+        return (
+            f"A small step (η = {self.lr:g}): the loss on this picture fell ({loss}){judged}. "
+            "Training is many such steps over every picture."
+        )
 
 
 def training_step(
-    model: Sequential, x: np.ndarray, label: int, lr: float = 0.1, loss: str = "cross-entropy"
+    model: Sequential,
+    x: np.ndarray,
+    label: int,
+    lr: float = DEFAULT_STEP_LR,
+    loss: str = "cross-entropy",
+    probe: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> StepResult:
     """Run one SGD iteration of ``model`` on one input ``x`` ``(1, C, H, W)`` with class ``label``.
+
+    ``probe`` is ``(x, y)``, other inputs ``(P, C, H, W)`` and their classes ``(P,)`` (as
+    ``probe_set`` picks them): the model's accuracy on them is measured before and after.
 
     Dropout is off and batch norm uses its running statistics, as in evaluation, so the step is
     deterministic and the before/after predictions are the ones ``predict`` would give.
@@ -77,6 +148,16 @@ def training_step(
         loss_fn = MSELoss()
     x = np.asarray(x, dtype=model.dtype)
     y = np.array([label])
+    probe_before = probe_after = None
+    if probe is not None:
+        probe_x = np.asarray(probe[0], dtype=model.dtype)
+        probe_y = np.asarray(probe[1])
+        if len(probe_x) == 0 or len(probe_x) != len(probe_y):
+            raise CnnlabError(
+                f"step: the probe needs pictures and one label each, got {len(probe_x)} "
+                f"pictures and {len(probe_y)} labels"
+            )
+        probe_before = float((model.predict(probe_x) == probe_y).mean())
     before = predict_one(model, x)
     with inference_with_gradients(model):
         outputs = model.forward(x)  # 1. forward pass
@@ -109,6 +190,8 @@ def training_step(
     after = predict_one(model, x)
     with inference_with_gradients(model):
         loss_after = loss_fn.forward(model.forward(x), y)
+    if probe is not None:
+        probe_after = float((model.predict(probe_x) == probe_y).mean())
     return StepResult(
         label=int(label),
         lr=float(lr),
@@ -119,4 +202,7 @@ def training_step(
         weights=weights,
         after=after,
         loss_after=loss_after,
+        probe_size=0 if probe is None else len(probe_y),
+        probe_before=probe_before,
+        probe_after=probe_after,
     )

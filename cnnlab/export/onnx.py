@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
@@ -53,7 +53,7 @@ def to_onnx(model: Sequential, probabilities: bool = False, opset: int = OPSET) 
     """The model as a checked ``onnx.ModelProto`` (float32 weights, opset ``opset`` ≥ 17).
 
     ``probabilities=True`` appends a softmax when the model does not already end in one.
-    The model's meta (preset, data set, class names, and a picture model's per-channel
+    The model's meta (preset, data set by name, class names, and a picture model's per-channel
     ``mean`` and ``std``) goes into ``metadata_props``.
     """
     onnx = _import_onnx()
@@ -128,6 +128,8 @@ def _metadata(model: Sequential, output_name: str) -> dict[str, str]:
     for key in ("preset", "dataset", "activation", "kind", "input"):
         if isinstance(model.meta.get(key), str):
             meta[key] = model.meta[key]
+    if "dataset" in meta:  # a folder's name, not where it lay on the machine that trained
+        meta["dataset"] = PurePath(meta["dataset"]).name or meta["dataset"]
     if isinstance(model.meta.get("class_names"), list):
         meta["class_names"] = json.dumps([str(c) for c in model.meta["class_names"]])
     # A picture model's per-channel normalisation: input = (pixel / 255 - mean) / std.

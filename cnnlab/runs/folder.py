@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.fileio import atomic_write_text
+from cnnlab.engine.fileio import atomic_write_text, open_regular_file
 
 if TYPE_CHECKING:
     from cnnlab.engine.sequential import Sequential
@@ -265,3 +265,28 @@ def newest_model(
             return path, model
         newest = newest or (path, model)
     return newest if fallback else None
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few hundred bytes; more is not one
+
+
+def recorded_optimizer(model_file: str | os.PathLike) -> tuple[str, float] | None:
+    """The optimizer and peak learning rate the run of ``model_file`` (a run folder's
+    ``model.npz``) trained with, from the ``config.json`` beside it; None for a model file
+    outside a run folder or a configuration that does not say (an unreadable file included)."""
+    path = Path(model_file)
+    if path.name != MODEL_FILE:
+        return None
+    try:
+        with open_regular_file(path.parent / CONFIG_FILE) as file:
+            text = file.read(MAX_CONFIG_BYTES + 1)
+        record = json.loads(text) if len(text) <= MAX_CONFIG_BYTES else None
+    except (OSError, ValueError, CnnlabError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    lr = record.get("lr", record.get("learning_rate"))  # older web runs named it so
+    optimizer = record.get("optimizer")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not 0 < lr < float("inf"):
+        return None
+    return (optimizer if isinstance(optimizer, str) else "the run's optimizer", float(lr))

@@ -74,16 +74,19 @@ def read_picture(
     *,
     preprocess: bool = True,
     data_dir: str | os.PathLike | None = None,
+    original: bool = False,
 ) -> Picture:
     """``source`` (see the module's list) as ``model``'s input.
 
     ``preprocess`` applies to a pixel array only: False takes it as the 28×28 input itself.
-    ``data_dir`` is where a ``DATASET:SPLIT:INDEX``'s data set may be found.
+    ``data_dir`` is where a ``DATASET:SPLIT:INDEX``'s data set may be found. ``original``
+    puts the whole picture file (at most 512 px a side) first among a picture model's steps,
+    with ``size`` its own, as ``explain`` shows it; it costs a second decode.
     """
     if isinstance(source, np.ndarray):
         return _from_pixels(model, source, preprocess)
     if isinstance(source, bytes | bytearray | memoryview):
-        return _from_file(model, bytes(source), "the picture")
+        return _from_file(model, bytes(source), "the picture", original)
     text = os.fspath(source)
     exists = Path(text).exists()  # a file of that name wins over a spec
     spec = _SPEC.match(text)
@@ -91,13 +94,13 @@ def read_picture(
         return _from_data_set(model, text, spec, data_dir)
     photo = _PHOTO.match(text)
     if photo and not exists:
-        return _from_file(model, photo_path(photo["name"]), text)
+        return _from_file(model, photo_path(photo["name"]), text, original)
     if not exists:  # a FIFO or a folder: reading it says what it is
         raise CnnlabError(
             f"{text!r}: no such image file; give an image (PNG, JPEG, ...), a bundled photo "
             "like photo:cat, or a data set picture like mnist-sample:test:17"
         )
-    return _from_file(model, text, text)
+    return _from_file(model, text, text, original)
 
 
 def reads_dataset(model: Sequential, name: str) -> bool:
@@ -148,7 +151,9 @@ def _digit(model: Sequential, result, source: str, size: tuple[int, int]) -> Pic
     return Picture(image[None].astype(model.dtype), image, source, steps, size, result.inverted)
 
 
-def _from_file(model: Sequential, file: str | Path | bytes, source: str) -> Picture:
+def _from_file(
+    model: Sequential, file: str | Path | bytes, source: str, original: bool = False
+) -> Picture:
     """A picture file (its path or bytes), prepared as ``model``'s training pictures were."""
     with PICTURE_SLOTS:
         if kind_of(model) == "digits":
@@ -160,10 +165,11 @@ def _from_file(model: Sequential, file: str | Path | bytes, source: str) -> Pict
             except CnnlabError as err:  # no ink, too small: say which picture
                 raise type(err)(f"{source}: {err}") from None
             return _digit(model, result, source, (grey.shape[1], grey.shape[0]))
-        from cnnlab.data.folders import read_pixels
+        from cnnlab.data.folders import read_pixels, read_whole
 
         channels, side, _ = model.input_shape
         pixels, _ = read_pixels(file, side, source)  # its one-line errors name the picture
+        whole, (height, width) = read_whole(file, name=source) if original else (None, (side, side))
     if channels == 1:
         grey = (pixels.astype(np.float32) @ LUMA).round().astype(np.uint8)
         batch = grey[None, None]  # (1, 1, H, W)
@@ -172,7 +178,9 @@ def _from_file(model: Sequential, file: str | Path | bytes, source: str) -> Pict
     display = batch[0].transpose(1, 2, 0).astype(np.float32) / 255
     display = display[..., 0] if channels == 1 else display
     steps = {f"centre-cropped {side}x{side}": display}
-    return Picture(prepare(model, batch)[0], display, source, steps, (side, side))
+    if whole is not None:
+        steps = {"original": whole.astype(np.float32) / 255, **steps}
+    return Picture(prepare(model, batch)[0], display, source, steps, (width, height))
 
 
 def _from_pixels(model: Sequential, pixels: np.ndarray, preprocess: bool) -> Picture:

@@ -34,7 +34,7 @@ class TrainRequest(BaseModel):
     recipe: Annotated[str, AfterValidator(_one_of(RECIPES))] = "default"
     preset: Annotated[str | None, AfterValidator(_one_of(PRESETS))] = None
     activation: Annotated[str, AfterValidator(_one_of(ACTIVATIONS))] = "relu"
-    epochs: int = Field(1, ge=1, le=50)  # one epoch keeps a first try in the browser short
+    epochs: int | None = Field(None, ge=1, le=50)  # None: the recipe's, as cnnlab train
     learning_rate: float | None = Field(None, gt=0, le=10)
     optimizer: Annotated[str | None, AfterValidator(_one_of(OPTIMIZERS))] = None
     loss: Annotated[str, AfterValidator(_one_of(LOSSES))] = "cross-entropy"

@@ -30,6 +30,34 @@ PROGRESS_POINTS = 40  # progress events per epoch, at most
 FILTER_INTERVAL_S = 0.5  # the first-layer filters are sent at most this often
 MAX_EVENTS = 5000  # a job never keeps more events than this (they are small)
 MAX_RUNS = 200  # run folders the lab creates in its runs folder at most (it deletes none)
+SMOOTHING_STEPS = 20  # the curves' moving average weighs about the last this many steps
+
+
+class MovingAverage:
+    """An exponential moving average of one number per training step, across epochs.
+
+    ``m ← β·m + (1 − β)·x`` with ``β = 1 − 1/steps``, read bias-corrected (``m / (1 − βᵗ)``
+    after t values, as Adam corrects its moments), so the first steps are not pulled towards
+    zero and the first value is the first step's own. Unlike an epoch's running mean it does not
+    start again at each epoch, so an epoch boundary draws no cliff.
+    """
+
+    def __init__(self, steps: int = SMOOTHING_STEPS) -> None:
+        if not isinstance(steps, int) or steps < 1:
+            raise CnnlabError(f"moving average: steps must be an integer >= 1, got {steps!r}")
+        self.beta = 1.0 - 1.0 / steps
+        self.mean = 0.0
+        self.count = 0
+
+    def add(self, value: float) -> float:
+        """Take one step's ``value``; the smoothed value so far."""
+        self.count += 1
+        self.mean = self.beta * self.mean + (1.0 - self.beta) * float(value)
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return self.mean / (1.0 - self.beta**self.count) if self.count else float("nan")
 
 
 class TrainingBusyError(CnnlabError):
@@ -61,6 +89,8 @@ class _Reporter(RunCallback):
     def on_run_begin(self, run: RunStart) -> None:
         self.model, self.batches = run.model, run.steps_per_epoch
         self.every = max(1, self.batches // PROGRESS_POINTS)
+        self.loss, self.accuracy = MovingAverage(), MovingAverage()
+        self.correct = 0  # the epoch's right answers before this step
         self.job.emit(
             "start",
             config=run.config.to_json(),
@@ -71,6 +101,11 @@ class _Reporter(RunCallback):
         )
 
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        if state.batch == 1:  # the epoch's sums started again
+            self.correct = 0
+        self.loss.add(logs["loss"])
+        self.accuracy.add((state.correct - self.correct) / logs["batch_size"])
+        self.correct = state.correct
         if state.batch % self.every and state.batch != self.batches:
             return
         self.job.emit(
@@ -79,8 +114,10 @@ class _Reporter(RunCallback):
             batch=state.batch,
             batches=self.batches,
             step=state.step,
-            loss=state.loss_sum / max(state.seen, 1),
+            loss=state.loss_sum / max(state.seen, 1),  # the epoch's running means
             accuracy=state.correct / max(state.seen, 1),
+            smoothed_loss=self.loss.value,  # per step, a moving average across epochs
+            smoothed_accuracy=self.accuracy.value,
             lr=float(logs["lr"]),
         )
         now = time.monotonic()

@@ -553,3 +553,18 @@ def test_the_confusion_matrix_is_headed_by_class_names_cut_to_fit() -> None:
     assert [row.split()[0] for row in rows] == ["cat", "a-very-long-class-name-…", "car"]
     assert [[int(v) for v in row.split()[1:]] for row in rows] == matrix.tolist()
     assert len({len(line) for line in (header, *rows)}) == 1  # the columns line up
+
+
+def test_the_per_class_table_lines_up_at_100_percent() -> None:
+    from cnnlab.cli.evaluate import class_table
+
+    lines = class_table(
+        ["cat", "dog", "a-long-name"],
+        np.array([1.0, 0.5, 0.0]),
+        np.array([1.0, 0.0833, 0.0]),
+        np.array([1000, 12, 7]),
+    ).splitlines()
+    assert lines[0].split() == ["class", "precision", "recall", "support"]
+    assert lines[2].split() == ["cat", "100.00%", "100.00%", "1000"]
+    assert lines[3].split() == ["dog", "50.00%", "8.33%", "12"]
+    assert len({len(line) for line in lines}) == 1  # every column ends where its header does

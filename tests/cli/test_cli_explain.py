@@ -174,6 +174,34 @@ def test_step_prints_the_numbers_the_engine_used(model_file, tmp_path, capsys):
     assert is_png(tmp_path / "step.png")
 
 
+def test_step_takes_the_runs_own_rate_and_judges_the_step_on_a_probe(model_file, tmp_path, capsys):
+    from cnnlab.explain.experiments import digits
+    from cnnlab.explain.step import DEFAULT_STEP_LR, probe_set
+
+    run_folder = tmp_path / "run"
+    run_folder.mkdir()
+    cnnlab.Sequential.load(model_file).save(run_folder / "model.npz")
+    (run_folder / "config.json").write_text('{"optimizer": "adam", "lr": 0.002}')
+    x, y = probe_set(*digits(10_000, "test"))
+    accuracy = float((cnnlab.Sequential.load(model_file).predict(x) == y).mean())
+    args = ["step", str(run_folder), "mnist-sample:test:61", "--label", "8", "--out", str(tmp_path)]
+    out = run(capsys, *args)
+    assert "η = 0.002 (the learning rate of the model's run, trained with adam)" in out
+    before_after = re.search(r"accuracy on 200 other test pictures ([\d.]+) % → ([\d.]+) %", out)
+    assert float(before_after[1]) == round(100 * accuracy, 1)
+    assert float(before_after[2]) >= float(before_after[1])
+    assert "A small step (η = 0.002)" in out and "Overshoot" not in out
+    out = run(capsys, *args, "--lr", "50")
+    assert "η = 50 (--lr; the model's run trained with 0.002)" in out
+    before_after = re.search(r"accuracy on 200 other test pictures ([\d.]+) % → ([\d.]+) %", out)
+    assert float(before_after[2]) < float(before_after[1]) - 30
+    assert "Overshoot: η = 50 is too large." in out
+    out = run(capsys, "step", str(model_file), "mnist-sample:test:61", "--out", str(tmp_path),
+              "--probe", "0")  # fmt: skip
+    assert f"η = {DEFAULT_STEP_LR:g} (the default: the model's run records no learning rate)" in out
+    assert "other test pictures" not in out
+
+
 def test_step_needs_a_label_for_an_image_file(model_file, tmp_path, capsys):
     from PIL import Image
 

@@ -88,6 +88,24 @@ def test_torchscript_loads_and_matches(
     assert np.abs(out - model.forward(x)).max() <= 1e-5
 
 
+def test_an_exported_program_loads_and_gives_probabilities(
+    model: cnnlab.Sequential, run_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    torch = pytest.importorskip("torch")
+    target = tmp_path / "digits.pt2"
+    args = ["export", str(run_folder), "--format", "torch-export", "-o", str(target)]
+    assert main([*args, "--probabilities"]) == 0
+    assert f"wrote {target} (torch-export, " in capsys.readouterr().out
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.export.load, unlike torch.jit.load, is current
+        loaded = torch.export.load(str(target)).module()
+    x = digits(5)
+    with torch.no_grad():
+        out = loaded(torch.from_numpy(x)).numpy()
+    assert out.shape == (5, 10)
+    assert np.abs(out - model.predict_proba(x)).max() <= 1e-5
+
+
 def test_unknown_format_is_refused(run_folder: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
         main(["export", str(run_folder), "--format", "tflite"])
@@ -112,7 +130,12 @@ def test_refuses_to_overwrite_the_model(run_folder: Path, capsys: pytest.Capture
 
 
 @pytest.mark.parametrize(
-    ("fmt", "package", "extra"), [("onnx", "onnx", "onnx"), ("torchscript", "torch", "torch")]
+    ("fmt", "package", "extra"),
+    [
+        ("onnx", "onnx", "onnx"),
+        ("torch-export", "torch", "torch"),
+        ("torchscript", "torch", "torch"),
+    ],
 )
 def test_missing_package_says_how_to_install(
     run_folder: Path,

@@ -74,7 +74,11 @@ def test_bash_completion_offers_commands_options_and_choices(
     assert complete(script, "train", "--ep") == ["--epochs"]
     assert complete(script, "--threads", "2", "train", "--dataset", "f") == ["fashion-mnist"]
     assert complete(script, "experiment", "le") == ["learning-rate"]
-    assert complete(script, "export", "m.npz", "--format", "") == ["onnx", "torchscript"]
+    assert complete(script, "export", "m.npz", "--format", "") == [
+        "onnx",
+        "torch-export",
+        "torchscript",
+    ]
     # Every command and each of its options is offered.
     for name, parser in command_parsers(build_parser()).items():
         options = {o for a in parser._actions for o in a.option_strings}
@@ -100,3 +104,22 @@ def test_perceptron_help_says_what_the_previous_lesson_is() -> None:
     assert '"An Introductory Guide to Deep Neural Networks"' in text
     assert "the post before it in the series" in text and "UCI sonar" in text
     assert "frequency bands" in text and "angle" not in text
+
+
+def test_every_train_option_with_a_default_shows_it_in_help() -> None:
+    import argparse
+
+    from cnnlab.cli.main import build_parser, command_parsers
+
+    train = command_parsers(build_parser())["train"]
+    text = " ".join(train.format_help().split())
+    shown = [
+        action.option_strings[0]
+        for action in train._actions
+        if action.option_strings
+        and not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+    ]
+    assert {"--loss", "--activation", "--seed", "--device"} <= set(shown)
+    for action in train._actions:
+        if action.option_strings and action.option_strings[0] in shown:
+            assert f"(default: {action.default})" in text, action.option_strings[0]

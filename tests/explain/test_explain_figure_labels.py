@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,15 @@ def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
     kept: list = []
     for module in (figures, experiment_figures):
         monkeypatch.setattr(module, "save", lambda fig, path: kept.append(fig) or Path(path))
+    return kept
+
+
+@pytest.fixture
+def saved(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures ``cnnlab.explain.figures`` draws, kept as they are written."""
+    kept: list = []
+    write = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: kept.append(fig) or write(fig, path))
     return kept
 
 
@@ -67,3 +77,53 @@ def test_the_activation_figures_title_follows_the_numbers(drawn: list) -> None:
     title = drawn[0].get_suptitle()
     assert "tanh 3×, relu 0.5× the output layer's" in title
     assert "ReLU passes it on" not in title
+
+
+def test_a_colour_picture_is_shown_whole_first_and_every_map_count_is_true(
+    saved: list, tmp_path: Path
+) -> None:
+    # The preprocessing figure showed two identical 32×32 panels and never the picture; the
+    # third layer's maps said "64 maps" and showed 32.
+    from PIL import Image
+
+    from cnnlab.explain.prediction import explain_prediction
+    from cnnlab.runs.pictures import read_picture
+
+    model = cl.build("vgg", input_shape=(3, 16, 16), n_classes=3)
+    model.meta.update(kind="images", mean=[0.5] * 3, std=[0.25] * 3, class_names=["a", "b", "c"])
+    rgb = np.zeros((40, 60, 3), np.uint8)  # 60 wide, 40 high
+    rgb[..., 0] = np.linspace(0, 255, 60, dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "wide.png")
+    item = read_picture(model, str(tmp_path / "wide.png"), original=True)
+    explain_prediction(model, item, None, ["a", "b", "c"], out_dir=tmp_path)
+    steps = saved[0]
+    assert [ax.get_title() for ax in steps.axes] == [
+        "original\n60×40",
+        "network input\ncentre-cropped 16x16\n16×16",
+    ]
+    assert steps.axes[0].images[0].get_array().shape == (40, 60, 3)
+    maps = [fig for fig in saved if fig.get_suptitle().startswith("Activation maps")]
+    counts = [int(re.search(r"(\d+) maps, ", fig.get_suptitle())[1]) for fig in maps]
+    assert counts == [16, 32, 64]  # vgg's three conv layers
+    for fig, count in zip(maps, counts, strict=True):
+        shown = sum(bool(ax.images) for ax in fig.axes)
+        assert shown == min(count, 32)
+        title = fig.get_suptitle()
+        assert (f"the first 32 of {count} maps" in title) == (count > 32)
+    assert maps[2].get_suptitle().startswith("Activation maps of conv layer 3 (model layer ")
+
+
+def test_the_top_patches_name_their_layer_as_the_text_does(saved: list, tmp_path: Path) -> None:
+    from cnnlab.explain.experiments import digits, small_cnn
+    from cnnlab.explain.prediction import explain_prediction
+    from cnnlab.runs.pictures import read_picture
+
+    model = small_cnn(seed=0)
+    result = explain_prediction(
+        model, read_picture(model, "mnist-sample:test:17"), digits(60, "test")[0], out_dir=tmp_path
+    )
+    (top,) = [fig for fig in saved if "patches" in fig.get_suptitle()]
+    name = "conv layer 2 (model layer 3 Conv2D(6, 12, 5))"
+    assert top.get_suptitle().startswith(f"C{name[1:]}: the 9 mnist-sample patches")
+    assert f"What {name} looks for" in result.files["report"].read_text()
+    assert result.top.layer_index == 3

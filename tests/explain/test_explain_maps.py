@@ -120,7 +120,8 @@ def test_occlusion_figure_shows_the_numbers_explain_prints(
 def test_the_raw_step_is_labelled_with_the_files_own_size(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
-    # A 640×480 photo was labelled "raw 384×512", the size it is drawn at.
+    # A 640×480 photo was labelled "raw 384×512", the size it is drawn at, and then
+    # "raw 480×640": height × width, where every size is written width × height.
     from PIL import Image
 
     from cnnlab.explain import figures
@@ -134,7 +135,7 @@ def test_the_raw_step_is_labelled_with_the_files_own_size(
     monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
     figures.plot_preprocessing(item.steps, tmp_path / "steps.png", {"raw": item.size[::-1]})
     titles = [ax.get_title() for ax in drawn[0].axes]
-    assert titles[0] == "raw\n480×640 (shown 384×512)"
+    assert titles[0] == "raw\n640×480 (shown 512×384)"
     assert titles[-1] == "centred\n28×28"
 
 

@@ -9,7 +9,8 @@ import pytest
 from explain_support import trained_small_cnn
 
 import cnnlab
-from cnnlab.explain.step import training_step
+from cnnlab.explain.experiments import digits
+from cnnlab.explain.step import DEFAULT_STEP_LR, PROBE_SIZE, probe_set, training_step
 from cnnlab.runs.pictures import read_picture
 
 
@@ -54,3 +55,26 @@ def test_step_refuses_bad_labels_and_losses() -> None:
         training_step(model, x, label=10)
     with pytest.raises(cnnlab.CnnlabError, match="step: loss must be one of"):
         training_step(model, x, label=1, loss="hinge")
+
+
+def test_the_probe_is_the_same_pictures_every_time_and_judges_the_step() -> None:
+    x, y = digits(2000, "test")
+    probe = probe_set(x, y)
+    again = probe_set(x, y)
+    assert len(probe[1]) == PROBE_SIZE and len(set(map(bytes, probe[0]))) == PROBE_SIZE
+    np.testing.assert_array_equal(probe[0], again[0])
+    assert not np.array_equal(probe[1], y[:PROBE_SIZE])  # picked by the seed, not the first
+    np.testing.assert_array_equal(probe_set(x[:5], y[:5])[1], y[:5])  # a smaller set: all
+    model = copy.deepcopy(trained_small_cnn())
+    picture = read_picture(model, "mnist-sample:test:61").x[None]
+    accuracy = float((model.predict(probe[0]) == probe[1]).mean())
+    small = training_step(model, picture, label=8, lr=DEFAULT_STEP_LR, probe=probe)
+    assert small.probe_size == PROBE_SIZE and small.probe_before == accuracy
+    assert small.probe_after == float((model.predict(probe[0]) == probe[1]).mean())
+    assert not small.overshot and small.lesson().startswith("A small step")
+    model = copy.deepcopy(trained_small_cnn())
+    huge = training_step(model, picture, label=8, lr=50.0, probe=probe)
+    assert huge.loss_after < huge.loss  # this picture is learnt ...
+    assert huge.probe_after < huge.probe_before - 0.3  # ... and the others are lost
+    assert huge.overshot and huge.lesson().startswith("Overshoot: η = 50 is too large")
+    assert f"right ({100 * accuracy:.1f} % → {100 * huge.probe_after:.1f} %)" in huge.lesson()

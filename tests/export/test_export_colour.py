@@ -4,6 +4,7 @@ ONNX and TorchScript and computes what cnnlab computes."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +49,16 @@ def test_onnx_runtime_matches_and_carries_the_normalisation(colour: tuple, tmp_p
     assert meta["kind"] == "images" and json.loads(meta["input_shape"]) == [3, 32, 32]
 
 
-def test_torchscript_matches(colour: tuple, tmp_path: Path) -> None:
+def test_the_exported_program_matches_and_loads_without_deprecation(
+    colour: tuple, tmp_path: Path
+) -> None:
+    # torch.jit.load, the TorchScript check, is deprecated in PyTorch 2.13 for torch.export.
     model, x = colour
     model.save(tmp_path / "model.npz")
-    assert main(["export", str(tmp_path / "model.npz"), "--format", "torchscript"]) == 0
-    module = torch.jit.load(str(tmp_path / "model.pt"))
-    got = module(torch.from_numpy(x)).detach().numpy()
-    np.testing.assert_allclose(got, model.forward(x), atol=1e-4, rtol=1e-4)
+    assert main(["export", str(tmp_path / "model.npz"), "--format", "torch-export"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        module = torch.export.load(str(tmp_path / "model.pt2")).module()
+        for batch in (x, x[:1]):  # any batch size
+            got = module(torch.from_numpy(batch)).detach().numpy()
+            np.testing.assert_allclose(got, model.forward(batch), atol=1e-4, rtol=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -146,6 +147,14 @@ def test_metadata_is_embedded(trained: dict) -> None:
     assert json.loads(props["class_names"]) == list("0123456789")
     assert json.loads(props["input_shape"]) == [1, 28, 28]
     assert proto.producer_name == "cnnlab"
+
+
+def test_the_metadata_names_a_folder_data_set_without_its_path(trained: dict) -> None:
+    model = copy.deepcopy(trained["lenet5"])
+    model.meta["dataset"] = "/tmp/pytest-of-someone/data/myshapes"
+    props = {p.key: p.value for p in to_onnx(model).metadata_props}
+    assert props["dataset"] == "myshapes"
+    assert not any("/tmp" in value for value in props.values())
 
 
 def test_probabilities_flag_appends_softmax(trained: dict, test_digits: np.ndarray) -> None:

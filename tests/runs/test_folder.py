@@ -49,3 +49,21 @@ def test_metrics_are_written_whole(tmp_path: Path) -> None:
     folder.write_metrics([{"epoch": 1, "train_loss": 0.5}])
     assert folder.metrics_file.read_text().startswith("[\n")
     assert sorted(p.name for p in folder.path.iterdir()) == ["metrics.json"]
+
+
+def test_the_recorded_learning_rate_is_read_beside_a_runs_model(tmp_path: Path) -> None:
+    from cnnlab.runs.folder import recorded_optimizer
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "model.npz"
+    assert recorded_optimizer(model) is None  # no config.json
+    (run / "config.json").write_text('{"optimizer": "adam", "lr": 0.002, "epochs": 12}')
+    assert recorded_optimizer(model) == ("adam", 0.002)
+    (run / "config.json").write_text('{"learning_rate": 0.05}')  # an older web run's name
+    assert recorded_optimizer(model) == ("the run's optimizer", 0.05)
+    for broken in ('{"lr": -1}', '{"lr": true}', '{"lr": "fast"}', "[0.1]", "{not json"):
+        (run / "config.json").write_text(broken)
+        assert recorded_optimizer(model) is None, broken
+    (run / "config.json").write_text('{"lr": 0.1}')
+    assert recorded_optimizer(run / "other.npz") is None  # not a run's model file

@@ -27,7 +27,9 @@ from web_helpers import (
 
 import cnnlab
 from cnnlab.data.shapes import CLASSES as SHAPES
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.web.app import MAX_BODY_BYTES, create_app
+from cnnlab.web.training import MovingAverage
 
 
 @pytest.fixture(scope="module")
@@ -294,6 +296,42 @@ def read_events(client: TestClient) -> list[dict]:
     return events
 
 
+def test_the_curves_moving_average_by_hand() -> None:
+    average = MovingAverage(steps=2)  # β = 0.5
+    assert average.add(4.0) == 4.0  # 0.5·4 = 2, corrected by 1 − 0.5: the first value itself
+    assert average.add(2.0) == pytest.approx((0.5 * 2 + 0.5 * 2) / (1 - 0.25))  # 2.667
+    steady = MovingAverage(steps=20)
+    assert all(steady.add(0.7) == pytest.approx(0.7) for _ in range(50))  # no pull towards 0
+    with pytest.raises(CnnlabError, match="steps must be an integer >= 1, got 0"):
+        MovingAverage(steps=0)
+
+
+def test_the_progress_curve_is_a_moving_average_of_every_step_across_epochs(client):
+    config = {"preset": "simple", "epochs": 2, "subset": 120, "batch_size": 40, "seed": 3}
+    assert client.post("/api/train", json=config).status_code == 202
+    progress = [e for e in read_events(client) if e["type"] == "progress"]
+    assert [(p["epoch"], p["batch"]) for p in progress] == [
+        (e, b) for e in (1, 2) for b in (1, 2, 3)
+    ]
+    # Each step's own loss and accuracy, from the epoch's running means (equal batches).
+    steps = []
+    for p in progress:
+        k = p["batch"]
+        before = (0.0, 0.0) if k == 1 else (steps[-1][2], steps[-1][3])
+        loss, accuracy = (
+            k * p["loss"] - (k - 1) * before[0],
+            k * p["accuracy"] - (k - 1) * before[1],
+        )
+        steps.append((loss, accuracy, p["loss"], p["accuracy"]))
+    loss_average, accuracy_average = MovingAverage(), MovingAverage()
+    for p, (loss, accuracy, _, _) in zip(progress, steps, strict=True):
+        assert p["smoothed_loss"] == pytest.approx(loss_average.add(loss), rel=1e-6)
+        assert p["smoothed_accuracy"] == pytest.approx(accuracy_average.add(accuracy), abs=1e-9)
+    # The epoch's running mean starts again at the second epoch; the moving average does not.
+    assert progress[3]["loss"] == pytest.approx(steps[3][0])
+    assert progress[3]["smoothed_loss"] != pytest.approx(progress[3]["loss"])
+
+
 def test_training_streams_events_saves_a_run_and_activates_it(client, runs_dir):
     config = {
         "preset": "lenet5",
@@ -383,7 +421,19 @@ def test_train_options_offer_the_bundled_sample(client):
     options = client.get("/api/train/options").json()
     assert options["datasets"][0] == "mnist-sample"
     assert set(options["presets"]) == {"default", "fast", "lenet5", "simple", "vgg"}
-    assert options["defaults"]["epochs"] == 1
+    assert options["defaults"]["epochs"] is None  # the recipe's, as the command line
+
+
+def test_the_forms_defaults_train_what_cnnlab_train_runs(client):
+    from cnnlab.cli.main import build_parser
+    from cnnlab.cli.train import config_from_args
+    from cnnlab.web.schemas import TrainRequest
+
+    defaults = client.get("/api/train/options").json()["defaults"]
+    web = TrainRequest(**defaults).to_config(None)
+    cli = config_from_args(build_parser().parse_args(["train"]))
+    for n_train in (10_000, 60_000):  # the sample, and full MNIST
+        assert web.resolve(n_train) == cli.resolve(n_train)
 
 
 # -- the rest -------------------------------------------------------------------------------

@@ -467,12 +467,15 @@
   function describeRecipe(name) {
     const r = recipes[name];
     if (!r) return "";
-    const extras = [`${r.schedule} learning rate`];
+    const epochs = r.epochs_small === r.epochs_large
+      ? `${r.epochs_small} epochs`
+      : `${r.epochs_small} epochs up to 20,000 images, ${r.epochs_large} beyond`;
+    const extras = [epochs, `${r.schedule} learning rate`];
     if (r.betas[0] !== 0.9 || r.betas[1] !== 0.999) extras.push(`Adam betas ${r.betas.join("/")}`);
     if (r.label_smoothing) extras.push(`label smoothing ${r.label_smoothing}`);
     if (r.weight_decay) extras.push(`weight decay ${r.weight_decay}`);
     if (r.augment) extras.push("augmented images");
-    return `Recipe ${name}: ${extras.join(", ")}.`;
+    return `Recipe ${name}, as cnnlab train runs it: ${r.model}, ${r.optimizer} at ${r.lr}, batches of ${r.batch_size}, ${extras.join(", ")}.`;
   }
 
   function applyRecipe(name) {
@@ -482,7 +485,14 @@
     $("f-optimizer").value = r.optimizer;
     $("f-lr").value = r.lr;
     $("f-batch").value = r.batch_size;
+    showRecipeEpochs(name);
+  }
+
+  // Epochs left empty are the recipe's: the placeholder shows how many, the note says why.
+  function showRecipeEpochs(name) {
+    const r = recipes[name];
     $("f-recipe-note").textContent = describeRecipe(name);
+    if (r) $("f-epochs").placeholder = r.epochs_small === r.epochs_large ? `${r.epochs_small} (recipe's)` : "recipe's";
   }
 
   async function loadTrainOptions() {
@@ -498,12 +508,12 @@
       $("f-recipe").value = recipe;
       applyRecipe(recipe);
     });
-    $("f-recipe-note").textContent = describeRecipe(d.recipe);
+    showRecipeEpochs(d.recipe);
     fillSelect($("f-preset"), options.presets, d.preset);
     fillSelect($("f-activation"), options.activations, d.activation);
     fillSelect($("f-optimizer"), options.optimizers, d.optimizer);
     fillSelect($("f-loss"), options.losses, d.loss);
-    $("f-epochs").value = d.epochs;
+    $("f-epochs").value = d.epochs == null ? "" : d.epochs;
     $("f-lr").value = d.learning_rate;
     $("f-batch").value = d.batch_size;
     $("f-subset").value = d.subset == null ? "" : d.subset;
@@ -516,7 +526,7 @@
       recipe: $("f-recipe").value,
       preset: $("f-preset").value,
       activation: $("f-activation").value,
-      epochs: Number($("f-epochs").value),
+      epochs: $("f-epochs").value.trim() === "" ? null : Number($("f-epochs").value),
       learning_rate: Number($("f-lr").value),
       optimizer: $("f-optimizer").value,
       loss: $("f-loss").value,
@@ -579,16 +589,18 @@
     switch (event.type) {
       case "start":
         chart.epochs = event.config.epochs;
-        setStatus($("train-status"), `Training ${event.config.model} on ${event.train_size.toLocaleString()} ${event.config.dataset} images…`);
+        setStatus($("train-status"), `Training ${event.config.model} for ${event.config.epochs} epoch${event.config.epochs === 1 ? "" : "s"} on ${event.train_size.toLocaleString()} ${event.config.dataset} images…`);
         showFilters(event.filters);
         redrawCharts();
         break;
       case "progress": {
         const x = event.epoch - 1 + event.batch / event.batches;
-        chart.loss.push([x, event.loss]);
-        chart.trainAcc.push([x, event.accuracy]);
+        // Each point is a moving average over the last steps, not the epoch's running mean, so
+        // the curve runs on across epoch boundaries.
+        chart.loss.push([x, event.smoothed_loss]);
+        chart.trainAcc.push([x, event.smoothed_accuracy]);
         setProgress(x / chart.epochs);
-        setStatus($("train-status"), `Epoch ${event.epoch}/${chart.epochs}, batch ${event.batch}/${event.batches}: loss ${event.loss.toFixed(3)}, accuracy ${percent(event.accuracy)}`);
+        setStatus($("train-status"), `Epoch ${event.epoch}/${chart.epochs}, batch ${event.batch}/${event.batches}: loss ${event.smoothed_loss.toFixed(3)}, accuracy ${percent(event.smoothed_accuracy)} (recent steps)`);
         redrawCharts();
         break;
       }
