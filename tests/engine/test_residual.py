@@ -5,6 +5,7 @@ inside a model (files, threads, dtype, copies, hostile architectures)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -327,3 +328,29 @@ def test_layers_inside_blocks_count_towards_the_limits(tmp_path: Path, rng) -> N
     model = model_from_config({"layers": config["layers"]})
     with pytest.raises(CnnlabError, match="more than the limit of"):
         limits.check_activations(model.layers, (64, 64, 64), "hostile")
+
+
+def test_a_hostile_model_file_with_blocks_is_one_line_and_bounded(tmp_path: Path) -> None:
+    """Through ``Sequential.load``: a block nesting far too deep, and a block declaring a conv
+    of 4,096² 7×7 filters the file does not hold (with the seed model's own layers)."""
+    from hostile_files import model_file, peak_bytes, seed_model
+
+    paths = []
+    for depth, phrase in ((50, "nested more than"), (5_000, "not valid JSON")):
+        opening = '{"type": "Residual", "body": [' * depth
+        raw = json.dumps(seed_model().config()).replace(
+            '"layers": [', '"layers": [' + opening + '{"type": "ReLU"}' + "]}" * depth + ", "
+        )
+        paths.append(tmp_path / f"deep{depth}.npz")
+        paths[-1].write_bytes(model_file(raw=raw))
+        with pytest.raises(CnnlabError, match=phrase):
+            cl.Sequential.load(paths[-1])
+    conv = {"type": "Conv2D", "in_channels": 4096, "out_channels": 4096, "kernel_size": 7}
+    config = seed_model().config()
+    config["layers"].insert(0, {"type": "Residual", "body": [conv], "shortcut": None})
+    huge = tmp_path / "huge.npz"
+    huge.write_bytes(model_file(config))
+    with pytest.raises(CnnlabError, match="declares 822,"):
+        cl.Sequential.load(huge)
+    for path in (*paths, huge):
+        assert peak_bytes(cl.Sequential.load, path) < 200 << 20
