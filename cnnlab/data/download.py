@@ -146,14 +146,16 @@ def fetch_archive(
     timeout: float = DEFAULT_TIMEOUT,
     dest: str | os.PathLike | None = None,
     progress: bool = True,
+    hint: str | None = None,
 ) -> Path:
     """Download the archive ``filename`` of data set ``name`` (verified by the SHA-256 of its
-    bytes, as published for archives) into ``dest`` unless it is there; return its path."""
+    bytes, as published for archives) into ``dest`` unless it is there; return its path.
+    ``hint`` replaces the failure message's advice on supplying the files by hand."""
     mirrors = tuple(mirrors) if mirrors is not None else default_mirrors(name)
     folder = Path(dest) if dest is not None else cache_dir(name)
     target = folder / filename
     if not target.is_file():
-        _fetch_file(name, filename, sha256.lower(), mirrors, timeout, folder, progress, _Hash)
+        _fetch_file(name, filename, sha256.lower(), mirrors, timeout, folder, progress, _Hash, hint)
     return target
 
 
@@ -166,6 +168,7 @@ def _fetch_file(
     folder: Path,
     progress: bool,
     content: type[_GunzipHash | _Hash] | None = None,
+    hint: str | None = None,
 ) -> None:
     """Try each mirror in turn for one file; raise one CnnlabError if all fail.
 
@@ -184,10 +187,11 @@ def _fetch_file(
         except _MirrorError as failure:
             failures.append(f"{base} ({failure})")
     tried = "; tried " + ", ".join(failures) if failures else "; no mirrors to try"
-    raise CnnlabError(
-        f"{name}: could not download {remote}{tried}; supply the files yourself: pass "
-        f"--data-dir DIR, set $CNNLAB_DATA=DIR, or copy them into {folder}"
+    hint = hint or (
+        f"supply the files yourself: pass --data-dir DIR, set $CNNLAB_DATA=DIR, or copy them "
+        f"into {folder}"
     )
+    raise CnnlabError(f"{name}: could not download {remote}{tried}; {hint}")
 
 
 def _download(

@@ -496,3 +496,33 @@ def _batch_rows(x3: Any, shard: Any) -> int:
 def _whole_batch(partial: Any, shard: Any) -> Any:
     """A per-channel sum over this slice's rows → the sum over the whole batch."""
     return partial if shard is None else shard.sum(partial)
+
+
+# -- residual blocks and global pooling ---------------------------------------------------------
+
+
+def residual_join(body: Any, shortcut: Any, relu_after: bool) -> Any:
+    """A residual block's output: ``body + shortcut``, through a ReLU when ``relu_after``.
+
+    Both are ``(N, ...)`` of one shape: what the block's main path and its shortcut made of
+    the same input.
+    """
+    out = body + shortcut
+    return relu(out) if relu_after else out
+
+
+def residual_join_backward(grad_out: Any, out: Any, relu_after: bool) -> Any:
+    """dL/d(body + shortcut) from dL/dy and the join's output; both branches receive it whole."""
+    return relu_backward(grad_out, out) if relu_after else grad_out
+
+
+def global_avg_pool2d(x: Any) -> Any:
+    """The mean of each channel over the whole map: ``(N, C, H, W)`` → ``(N, C)``."""
+    return x.mean(axis=(2, 3), dtype=x.dtype)
+
+
+def global_avg_pool2d_backward(grad_out: Any, input_shape: tuple[int, ...]) -> Any:
+    """dL/dy ``(N, C)`` → dL/dx ``(N, C, H, W)``: every position gets 1/(H·W) of its channel's."""
+    h, w = input_shape[2:]
+    share = grad_out / (h * w)
+    return xp_of(grad_out).broadcast_to(share[:, :, None, None], input_shape).copy()

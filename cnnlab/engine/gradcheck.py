@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.layers import Dropout, Layer, MaxPool2D, ReLU, Softmax
+from cnnlab.engine.layers import Dropout, Layer, MaxPool2D, ReLU, Residual, Softmax
 from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
 from cnnlab.engine.sequential import Sequential
 
@@ -181,8 +181,8 @@ def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 def kink_pattern(model: Sequential) -> list[np.ndarray]:
     """Which side of every kink the last forward pass was on: ReLU on/off, max-pool winners."""
     pattern = []
-    for layer in model.layers:
-        if isinstance(layer, ReLU):
+    for layer in _with_sublayers(model.layers):
+        if isinstance(layer, ReLU) or (isinstance(layer, Residual) and layer.relu):
             pattern.append(np.asarray(layer.active()))
         elif isinstance(layer, MaxPool2D):
             pattern.extend(np.asarray(m).copy() for m in layer.winner_maps())
@@ -287,3 +287,13 @@ def gradient_check(
             _check_entries(name, array, grad, sorted(picks), loss_at, base, eps, rtol, atol)
         )
     return GradCheck(rows, rtol, atol, eps)
+
+
+def _with_sublayers(layers: list[Layer]) -> list[Layer]:
+    """``layers`` with each block's sub-layers listed before the block itself."""
+    out: list[Layer] = []
+    for layer in layers:
+        if isinstance(layer, Residual):
+            out.extend(_with_sublayers(layer.sublayers()))
+        out.append(layer)
+    return out

@@ -320,19 +320,52 @@ class MaxPool2D(_Pool2D):
     """Max pooling: keep the largest value of each window. ``(N, C, H, W)`` → ``(N, C, H', W')``.
 
     The backward pass sends each gradient to the position that held the maximum (the first one,
-    as PyTorch does, when several tie).
+    as PyTorch does, when several tie). ``padding`` surrounds the map with −inf, which never
+    wins a window (ResNet's stem pools 3×3 windows, stride 2, padding 1).
     """
+
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, int],
+        stride: int | None = None,
+        padding: int = 0,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__(kernel_size, stride, dtype)
+        self.padding = validate.integer("MaxPool2D", "padding", padding, 0)
+        if self.padding > min(self.kernel_size) // 2:
+            raise CnnlabError(
+                f"MaxPool2D: padding must be at most half the window {self.kernel_size}, "
+                f"got {padding}"
+            )
+
+    def config(self) -> dict[str, Any]:
+        # Without padding the description is the one files have always held.
+        return {**super().config(), **({"padding": self.padding} if self.padding else {})}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if not self.padding:
+            return super().output_shape(input_shape)
+        c, h, w = input_shape
+        p = self.padding
+        return (c, *F.conv_output_size((h, w), self.kernel_size, self.stride, p))
 
     def forward(self, x: Any) -> Any:
         self._start(x)
+        if self.padding:
+            p = self.padding
+            x = xp_of(x).pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf)
         out, self._winners = F.max_pool2d(x, self.kernel_size, self.stride)
         return out
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy ``(N, C, H', W')`` → dL/dx ``(N, C, H, W)``."""
-        return F.max_pool2d_backward(
-            grad_out, self._winners, self._input_shape, self.kernel_size, self.stride
+        n, c, h, w = self._input_shape
+        p = self.padding
+        dx = F.max_pool2d_backward(
+            grad_out, self._winners, (n, c, h + 2 * p, w + 2 * p), self.kernel_size, self.stride
         )
+        return dx[:, :, p : p + h, p : p + w] if p else dx
 
     def winner_maps(self) -> tuple[Any, ...]:
         """Who won each window in the last forward pass: the 2×2 tournament's two boolean maps,
@@ -617,3 +650,227 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         BatchNorm1D,
     )
 }
+
+
+# -- global pooling and residual blocks ---------------------------------------------------------
+
+
+class GlobalAvgPool2D(Layer):
+    """The mean of each channel over its whole map: ``(N, C, H, W)`` → ``(N, C)``.
+
+    A ResNet's last convolution block ends here: one number per channel, whatever the picture's
+    size, for the dense head (PyTorch's ``AdaptiveAvgPool2d(1)`` followed by ``flatten``).
+    """
+
+    def forward(self, x: Any) -> Any:
+        self._check_input(x, "(N, C, H, W)", 4, {})
+        self._input_shape = x.shape
+        return F.global_avg_pool2d(x)
+
+    def backward(self, grad_out: Any) -> Any:
+        """dL/dy ``(N, C)`` → dL/dx ``(N, C, H, W)``."""
+        return F.global_avg_pool2d_backward(grad_out, self._input_shape)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 3:
+            raise CnnlabError(f"{self!r}: expects input (C, H, W), got {tuple(input_shape)}")
+        return (input_shape[0],)
+
+
+class _Joined(dict):
+    """A block's ``params``, ``grads`` or ``buffers``: its sub-layers' arrays under dotted keys
+    (``body.0.W``). Assigning a key (moving to a device, changing the dtype) assigns it in the
+    sub-layer too, so the block and its sub-layers always hold the very same arrays."""
+
+    def __init__(self, owners: dict[str, tuple[dict[str, Any], str]]) -> None:
+        super().__init__({key: store[name] for key, (store, name) in owners.items()})
+        self._owners = owners
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        store, name = self._owners[key]
+        store[name] = value
+        super().__setitem__(key, value)
+
+
+class Residual(Layer):
+    """A residual block: ``y = relu(body(x) + shortcut(x))``, the skip connection of ResNet.
+
+    ``body`` is a list of layers applied in order (ResNet's basic block: conv 3×3 → batch norm
+    → ReLU → conv 3×3 → batch norm); ``shortcut`` is None for the identity, or a list of layers
+    that bring ``x`` to the body's output shape (a 1×1 strided conv and a batch norm when the
+    block changes the width or the size). ``relu=False`` leaves the sum as it is.
+
+    Input ``(N, ...)`` as the body's first layer takes it; output the body's output shape.
+    Backward sends dL/d(sum) down both paths and adds what they return: the shortcut hands the
+    gradient to earlier layers undiminished, which is why deep residual networks train.
+    The block's ``params``, ``grads`` and ``buffers`` are its sub-layers' own arrays, keyed
+    ``body.<i>.<name>`` and ``shortcut.<i>.<name>``.
+    """
+
+    # The constructor arguments that hold layers (the model file nests their descriptions).
+    nested = ("body", "shortcut")
+
+    def __init__(
+        self,
+        body: list[Layer],
+        shortcut: list[Layer] | None = None,
+        relu: bool = True,
+        *,
+        dtype: Any = np.float32,
+    ) -> None:
+        super().__init__(dtype)
+        self.body = self._layer_list("body", body)
+        self.shortcut = [] if shortcut is None else self._layer_list("shortcut", shortcut)
+        if not isinstance(relu, bool):
+            raise CnnlabError(f"Residual: relu must be True or False, got {relu!r}")
+        self.relu = relu
+        for layer in self.sublayers():
+            layer.set_input_check(False)  # the block checks its input once
+        self._join()
+        self.training = True
+        self._out: Any = None
+
+    def _layer_list(self, name: str, layers: Any) -> list[Layer]:
+        if not isinstance(layers, list | tuple) or (name == "body" and not layers):
+            raise CnnlabError(f"Residual: {name} must be a list of layers, got {layers!r}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise CnnlabError(f"Residual: {name} item {i} is not a cnnlab layer: {layer!r}")
+            if layer.dtype != self.dtype:
+                raise CnnlabError(
+                    f"Residual: {name} item {i} ({layer!r}) is {layer.dtype}, the block "
+                    f"{self.dtype}; build them with the same dtype="
+                )
+        return list(layers)
+
+    def sublayers(self) -> list[Layer]:
+        """The body's layers, then the shortcut's."""
+        return [*self.body, *self.shortcut]
+
+    def branches(self) -> list[list[Layer]]:
+        """The paths the input takes: the body, and the shortcut when it is not the identity."""
+        return [self.body, self.shortcut] if self.shortcut else [self.body]
+
+    def _join(self) -> None:
+        """Point ``params``, ``grads`` and ``buffers`` at the sub-layers' arrays."""
+        for attr in ("params", "grads", "buffers"):
+            owners = {
+                f"{path}.{i}.{key}": (getattr(layer, attr), key)
+                for path, layers in (("body", self.body), ("shortcut", self.shortcut))
+                for i, layer in enumerate(layers)
+                for key in getattr(layer, attr)
+            }
+            setattr(self, attr, _Joined(owners))
+
+    # The mode and the shard reach the sub-layers (``parallel`` sets both on replicas).
+    @property
+    def training(self) -> bool:
+        return self._training
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self._training = bool(mode)
+        for layer in getattr(self, "body", []) + getattr(self, "shortcut", []):
+            layer.training = self._training
+
+    @property
+    def shard(self) -> Any:
+        return self._shard
+
+    @shard.setter
+    def shard(self, shard: Any) -> None:
+        self._shard = shard
+        for layer in getattr(self, "body", []) + getattr(self, "shortcut", []):
+            layer.shard = shard
+
+    def set_input_grad(self, enabled: bool) -> None:
+        super().set_input_grad(enabled)
+        for path in self.branches():
+            path[0].set_input_grad(enabled)
+
+    def replica(self) -> Layer:
+        twin = copy.copy(self)
+        twin.body = [layer.replica() for layer in self.body]
+        twin.shortcut = [layer.replica() for layer in self.shortcut]
+        twin._join()
+        return twin
+
+    def astype(self, dtype: Any) -> Layer:
+        self.dtype = validate.float_dtype("Residual", dtype)
+        for layer in self.sublayers():
+            layer.astype(dtype)
+        self._join()
+        return self
+
+    def config(self) -> dict[str, Any]:
+        def describe(layers: list[Layer]) -> list[dict[str, Any]]:
+            return [{"type": type(layer).__name__, **layer.config()} for layer in layers]
+
+        shortcut = describe(self.shortcut) if self.shortcut else None
+        return {"body": describe(self.body), "shortcut": shortcut, "relu": self.relu}
+
+    def __repr__(self) -> str:
+        convs = [layer for layer in self.body if isinstance(layer, Conv2D)]
+        if convs:
+            first, last = convs[0], convs[-1]
+            what = f"{first.in_channels}→{last.out_channels}"
+            what += f", stride {first.stride}" if first.stride != 1 else ""
+        else:
+            what = f"{len(self.body)} layers"
+        return f"Residual({what}, {'projection' if self.shortcut else 'identity'} shortcut)"
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        shapes = []
+        for name, path in (("body", self.body), ("shortcut", self.shortcut)):
+            shape = tuple(input_shape)
+            for i, layer in enumerate(path):
+                try:
+                    shape = tuple(layer.output_shape(shape))
+                except ValueError as err:  # CnnlabError included
+                    raise CnnlabError(f"{self!r}: {name} item {i}: {err}") from None
+            shapes.append(shape)
+        if shapes[0] != shapes[1]:
+            raise CnnlabError(
+                f"{self!r}: the body makes {shapes[0]} and the shortcut {shapes[1]} of input "
+                f"{tuple(input_shape)}; give the shortcut a strided 1×1 conv to the body's shape"
+            )
+        return shapes[0]
+
+    def forward(self, x: Any) -> Any:
+        """``(N, ...)`` → the body's output shape: relu(body(x) + shortcut(x))."""
+        self._check_input(x, "(N, ...)", None, {})
+        outputs = []
+        for name, path in (("body", self.body), ("shortcut", self.shortcut)):
+            y = x
+            for i, layer in enumerate(path):
+                try:
+                    y = layer.forward(y)
+                except CnnlabError as err:
+                    raise CnnlabError(f"{self!r}: {name} item {i}: {err}") from None
+            outputs.append(y)
+        body, shortcut = outputs
+        if body.shape != shortcut.shape:
+            raise CnnlabError(
+                f"{self!r}: the body makes {body.shape} and the shortcut {shortcut.shape}; "
+                "give the shortcut a strided 1×1 conv to the body's shape"
+            )
+        self._out = F.residual_join(body, shortcut, self.relu)
+        return self._out
+
+    def backward(self, grad_out: Any) -> Any:
+        """dL/dy → dL/dx: the body's and the shortcut's input gradients, added."""
+        grad = F.residual_join_backward(grad_out, self._out, self.relu)
+        inputs = []
+        for path in (self.body, self.shortcut):
+            g = grad
+            for layer in reversed(path):
+                g = layer.backward(g)
+            inputs.append(g)
+        return inputs[0] + inputs[1] if self._input_grad else None
+
+    def active(self) -> Any:
+        """Where the last forward pass's output was on (> 0), as ``ReLU.active``."""
+        return self._out > 0
+
+
+LAYER_TYPES.update({cls.__name__: cls for cls in (GlobalAvgPool2D, Residual)})

@@ -31,8 +31,10 @@ from typing import IO, Any
 import numpy as np
 
 from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import LAYER_TYPES
 
-MAX_LAYERS = 256
+MAX_LAYERS = 256  # layers in all, those inside blocks included
+MAX_DEPTH = 4  # blocks inside blocks
 MAX_KERNEL = 64  # kernel side, conv and pooling
 MAX_STRIDE = 64
 MAX_CHANNELS = 4096  # conv channels, batch-norm features
@@ -112,6 +114,8 @@ def check_activations(
     shape = tuple(input_shape)
     for i, layer in enumerate([None, *layers]):
         if layer is not None:
+            for branch in layer.branches() if hasattr(layer, "branches") else ():
+                check_activations(branch, shape, source)  # a block's paths, layer by layer
             unfolded = _unfolded_size(layer, shape)
             try:
                 shape = tuple(layer.output_shape(shape))
@@ -238,3 +242,34 @@ def read_into(stream: IO[bytes], array: np.ndarray, name: str) -> None:
         if not got:
             raise ValueError(f"{name} ends {len(view) - done} bytes before its header's size")
         done += got
+
+
+def every_spec(specs: list[Any], source: object) -> list[Any]:
+    """The layer descriptions of an architecture in order, those inside blocks (the lists
+    under a block's ``nested`` arguments, e.g. a ``Residual``'s ``body`` and ``shortcut``)
+    included. Refuses blocks nested deeper than ``MAX_DEPTH``, more than ``MAX_LAYERS`` layers
+    in all, and a nested item that is not a description; walks without recursion."""
+    found: list[Any] = []
+    pending = [(spec, 0, None) for spec in reversed(specs)]
+    while pending:
+        spec, depth, where = pending.pop()
+        if where is not None and not isinstance(spec, dict):
+            raise CnnlabError(f"{source}: {where} is not a layer description, got {spec!r:.60}")
+        found.append(spec)
+        if len(found) > MAX_LAYERS:
+            raise CnnlabError(
+                f"{source}: refused: {max(len(found), len(specs))} layers, more than the limit "
+                f"of {MAX_LAYERS} (blocks' layers included)"
+            )
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        for key in getattr(LAYER_TYPES.get(kind) if isinstance(kind, str) else None, "nested", ()):
+            inner = spec.get(key)
+            if not isinstance(inner, list):
+                continue  # None (no such path) or a wrong type the layer itself refuses
+            if depth + 1 > MAX_DEPTH:
+                raise CnnlabError(f"{source}: refused: blocks nested more than {MAX_DEPTH} deep")
+            pending.extend(
+                (item, depth + 1, f"{kind} {key} item {j}")
+                for j, item in reversed(list(enumerate(inner)))
+            )
+    return found

@@ -229,6 +229,7 @@ def _build_layers(
     specs = config.get("layers")
     if not isinstance(specs, list) or not specs:
         raise CnnlabError(f"{path}: the architecture lists no layers")
+    every = limits.every_spec(specs, path)  # blocks' layers included
     for i, spec in enumerate(specs):
         kind = spec.get("type") if isinstance(spec, dict) else spec
         if not isinstance(kind, str) or kind not in LAYER_TYPES:
@@ -238,11 +239,15 @@ def _build_layers(
         for key, value in spec.items():
             if value is not None and not isinstance(value, int | float | str | bool | list):
                 raise CnnlabError(f"{path}: layer {i} argument {key}={value!r} is not allowed")
-    limits.check_arguments(specs, path)
-    limits.check_weights(sum(_declared_weights(spec) for spec in specs), max_weights, path)
+    limits.check_arguments(every, path)
+    limits.check_weights(sum(_declared_weights(spec) for spec in every), max_weights, path)
     layers = []
     for i, spec in enumerate(specs):
         kwargs = {k: v for k, v in spec.items() if k != "type"}
+        for key in getattr(LAYER_TYPES[spec["type"]], "nested", ()):
+            if isinstance(kwargs.get(key), list):  # a block's layers, built the same way
+                inner = {"layers": kwargs[key], "dtype": config["dtype"]}
+                kwargs[key] = _build_layers(inner, f"{path}: layer {i} {key}", rng, max_weights)
         try:
             extra = {"rng": rng} if spec["type"] in ("Conv2D", "Dense", "Dropout") else {}
             layers.append(LAYER_TYPES[spec["type"]](**kwargs, **extra, dtype=config["dtype"]))

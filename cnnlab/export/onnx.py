@@ -28,9 +28,11 @@ from cnnlab.engine.layers import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
     MaxPool2D,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     Tanh,
@@ -73,7 +75,7 @@ def to_onnx(model: Sequential, probabilities: bool = False, opset: int = OPSET) 
             continue  # the identity at inference
         out = f"layer{i}_{type(layer).__name__}"
         node, arrays = _node_for(layer, i, current, out, helper)
-        nodes.append(node)
+        nodes.extend(node if isinstance(node, list) else [node])  # a block gives several
         weights.extend(
             numpy_helper.from_array(np.ascontiguousarray(to_numpy(a), dtype=np.float32), name)
             for name, a in arrays.items()
@@ -140,10 +142,12 @@ def _metadata(model: Sequential, output_name: str) -> dict[str, str]:
 
 
 def _node_for(
-    layer: Layer, i: int, x: str, out: str, helper: Any
+    layer: Layer, i: int | str, x: str, out: str, helper: Any
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """One ONNX node for one layer, and the initialisers (weights) it reads, by name."""
-    name = f"layer{i}"
+    name = f"layer{i}" if isinstance(i, int) else i
+    if isinstance(layer, Residual | GlobalAvgPool2D):
+        return _block_nodes(layer, name, x, out, helper)
     if isinstance(layer, Conv2D):
         p, s = layer.padding, layer.stride
         arrays = {f"{name}.W": layer.params["W"], f"{name}.b": layer.params["b"]}
@@ -159,9 +163,10 @@ def _node_for(
         return node, arrays
     if isinstance(layer, MaxPool2D | AvgPool2D):
         op = "MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool"
-        s = layer.stride
+        s, p = layer.stride, getattr(layer, "padding", 0)
+        pads = {"pads": [p, p, p, p]} if p else {}
         node = helper.make_node(
-            op, [x], [out], name=name, kernel_shape=list(layer.kernel_size), strides=[s, s]
+            op, [x], [out], name=name, kernel_shape=list(layer.kernel_size), strides=[s, s], **pads
         )
         return node, {}
     if type(layer) in _ACTIVATIONS:
@@ -185,3 +190,38 @@ def _node_for(
         )
         return node, arrays
     raise CnnlabError(f"to_onnx: layer {i} ({layer!r}) has no ONNX counterpart here")
+
+
+def _block_nodes(
+    layer: Layer, name: str, x: str, out: str, helper: Any
+) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """The nodes of a global average pooling (``GlobalAveragePool`` then ``Flatten``) or of a
+    residual block: its body's and its shortcut's nodes, named ``<name>.body<j>`` and
+    ``<name>.shortcut<j>``, joined by ``Add`` (and ``Relu``)."""
+    if isinstance(layer, GlobalAvgPool2D):
+        pooled = f"{name}_pooled"
+        return [
+            helper.make_node("GlobalAveragePool", [x], [pooled], name=name),
+            helper.make_node("Flatten", [pooled], [out], name=f"{name}.flatten", axis=1),
+        ], {}
+    assert isinstance(layer, Residual)
+    nodes: list[Any] = []
+    arrays: dict[str, np.ndarray] = {}
+    ends = []
+    for path in ("body", "shortcut"):
+        current = x
+        for j, sub in enumerate(getattr(layer, path)):
+            if isinstance(sub, Dropout):
+                continue
+            sub_name = f"{name}.{path}{j}"
+            sub_out = f"{sub_name}_{type(sub).__name__}"
+            made, weights = _node_for(sub, sub_name, current, sub_out, helper)
+            nodes.extend(made if isinstance(made, list) else [made])
+            arrays.update(weights)
+            current = sub_out
+        ends.append(current)
+    added = f"{name}_sum" if layer.relu else out
+    nodes.append(helper.make_node("Add", ends, [added], name=f"{name}.add"))
+    if layer.relu:
+        nodes.append(helper.make_node("Relu", [added], [out], name=f"{name}.relu"))
+    return nodes, arrays

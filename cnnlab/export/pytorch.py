@@ -8,11 +8,16 @@ saying which.
 
 Layer correspondence (cnnlab ↔ ``torch.nn``): Conv2D ↔ Conv2d, MaxPool2D ↔ MaxPool2d,
 AvgPool2D ↔ AvgPool2d, ReLU, Sigmoid, Tanh, Softmax ↔ Softmax(dim=1), Flatten ↔ Flatten(1, -1),
-Dense ↔ Linear, Dropout, BatchNorm2D ↔ BatchNorm2d, BatchNorm1D ↔ BatchNorm1d.
+Dense ↔ Linear, Dropout, BatchNorm2D ↔ BatchNorm2d, BatchNorm1D ↔ BatchNorm1d,
+GlobalAvgPool2D ↔ AdaptiveAvgPool2d(1) and a flatten, Residual ↔ a module adding its ``body``
+and its ``shortcut`` (from torchvision's ``BasicBlock``: ``conv1``, ``bn1``, ``relu``,
+``conv2``, ``bn2``, ``downsample``). ``from_torch`` also takes torchvision's ``ResNet`` with
+basic blocks (ResNet-18 and ResNet-34): the result has ``cnnlab.runs.zoo.resnet18``'s layout.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -27,9 +32,11 @@ from cnnlab.engine.layers import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
     MaxPool2D,
     ReLU,
+    Residual,
     Sigmoid,
     Softmax,
     Tanh,
@@ -68,6 +75,8 @@ def to_torch(model: Sequential) -> Any:
 
 def _module_for(layer: Layer, nn: Any, index: int) -> Any:
     """The empty ``torch.nn`` module matching one cnnlab layer."""
+    if isinstance(layer, Residual | GlobalAvgPool2D):
+        return _block_module(layer, nn, index)
     if isinstance(layer, Conv2D):
         return nn.Conv2d(
             layer.in_channels,
@@ -77,7 +86,7 @@ def _module_for(layer: Layer, nn: Any, index: int) -> Any:
             padding=layer.padding,
         )
     if isinstance(layer, MaxPool2D):
-        return nn.MaxPool2d(layer.kernel_size, stride=layer.stride)
+        return nn.MaxPool2d(layer.kernel_size, stride=layer.stride, padding=layer.padding)
     if isinstance(layer, AvgPool2D):
         return nn.AvgPool2d(layer.kernel_size, stride=layer.stride)
     if isinstance(layer, Dense):
@@ -97,6 +106,11 @@ def _module_for(layer: Layer, nn: Any, index: int) -> Any:
 
 def _copy_into_torch(layer: Layer, module: Any, torch: Any) -> None:
     """Copy ``W``/``b`` into ``weight``/``bias`` and the running statistics into the buffers."""
+    if isinstance(layer, Residual):
+        shortcut = list(module.shortcut) if layer.shortcut else []
+        for sub, mod in zip(layer.sublayers(), [*module.body, *shortcut], strict=True):
+            _copy_into_torch(sub, mod, torch)
+        return
     pairs = [("W", "weight"), ("b", "bias")]
     for ours, theirs in pairs:
         if ours in layer.params:
@@ -122,12 +136,15 @@ def from_torch(
     """
     torch = _import_torch()
     nn = torch.nn
-    if not isinstance(module, nn.Sequential):
+    if _is_resnet(module):
+        modules = _resnet_modules(module, nn)
+    elif not isinstance(module, nn.Sequential):
         raise CnnlabError(
             f"from_torch: expected a torch.nn.Sequential, got {type(module).__name__}; "
             "wrap the modules in nn.Sequential(...)"
         )
-    modules = _flatten(module, nn)
+    else:
+        modules = _flatten(module, nn)
     if not modules:
         raise CnnlabError("from_torch: the nn.Sequential is empty")
     dtype = _dtype_of(module, torch)
@@ -176,6 +193,8 @@ def _refuse(index: int, module: Any, what: str) -> CnnlabError:
 
 def _layer_for(mod: Any, nn: Any, i: int, dtype: np.dtype) -> Layer:
     """The cnnlab layer matching one ``torch.nn`` module, with freshly shaped parameters."""
+    if _is_basic_block(mod) or isinstance(mod, nn.AdaptiveAvgPool2d | _residual_class(nn)):
+        return _block_layer(mod, nn, i, dtype)
     if isinstance(mod, nn.Conv2d):
         return _conv_layer(mod, nn, i, dtype)
     if isinstance(mod, nn.MaxPool2d | nn.AvgPool2d):
@@ -238,7 +257,8 @@ def _conv_layer(mod: Any, nn: Any, i: int, dtype: np.dtype) -> Conv2D:
 def _pool_layer(mod: Any, nn: Any, i: int, dtype: np.dtype) -> Layer:
     if mod.ceil_mode:
         raise _refuse(i, mod, "ceil_mode=True")
-    if _same_pair(mod.padding) != 0:
+    padding = _same_pair(mod.padding)
+    if padding != 0 and not (isinstance(mod, nn.MaxPool2d) and padding is not None):
         raise _refuse(i, mod, f"padding={mod.padding}")
     if isinstance(mod, nn.MaxPool2d):
         if _same_pair(mod.dilation) != 1:
@@ -252,8 +272,9 @@ def _pool_layer(mod: Any, nn: Any, i: int, dtype: np.dtype) -> Layer:
     stride = _same_pair(mod.stride)
     if stride is None:
         raise _refuse(i, mod, f"stride={mod.stride} (cnnlab strides both axes equally)")
-    cls = MaxPool2D if isinstance(mod, nn.MaxPool2d) else AvgPool2D
-    return cls(kernel, stride=stride, dtype=dtype)
+    if isinstance(mod, nn.MaxPool2d):
+        return MaxPool2D(kernel, stride=stride, padding=padding, dtype=dtype)
+    return AvgPool2D(kernel, stride=stride, dtype=dtype)
 
 
 def _copy_from_torch(mod: Any, layer: Layer) -> None:
@@ -262,6 +283,10 @@ def _copy_from_torch(mod: Any, layer: Layer) -> None:
     A module without a bias (or a batch norm without ``affine``) leaves cnnlab's defaults, a
     zero bias and a unit scale, which compute the same function.
     """
+    if isinstance(layer, Residual):
+        for sub, part in zip(layer.sublayers(), _block_parts(mod), strict=True):
+            _copy_from_torch(part, sub)
+        return
     for ours, theirs in (("W", "weight"), ("b", "bias")):
         tensor = getattr(mod, theirs, None)
         if ours in layer.params and tensor is not None:
@@ -269,3 +294,84 @@ def _copy_from_torch(mod: Any, layer: Layer) -> None:
     for name in ("running_mean", "running_var"):
         if name in layer.buffers:
             layer.buffers[name][...] = getattr(mod, name).detach().cpu().numpy()
+
+
+# -- residual networks ----------------------------------------------------------------------------
+
+
+@functools.cache
+def _residual_class(nn: Any) -> type:
+    """A ``torch.nn`` module computing cnnlab's ``Residual``: relu(body(x) + shortcut(x))."""
+
+    class Residual(nn.Module):
+        def __init__(self, body: Any, shortcut: Any, relu: bool) -> None:
+            super().__init__()
+            self.body, self.shortcut, self.relu = body, shortcut, relu
+
+        def forward(self, x: Any) -> Any:
+            out = self.body(x) + self.shortcut(x)
+            return out.clamp_min(0) if self.relu else out
+
+    return Residual
+
+
+def _block_module(layer: Layer, nn: Any, index: int) -> Any:
+    if isinstance(layer, GlobalAvgPool2D):
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert isinstance(layer, Residual)
+    body = nn.Sequential(*[_module_for(sub, nn, index) for sub in layer.body])
+    shortcut = nn.Sequential(*[_module_for(sub, nn, index) for sub in layer.shortcut])
+    return _residual_class(nn)(body, shortcut if layer.shortcut else nn.Identity(), layer.relu)
+
+
+_RESNET_PARTS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def _is_resnet(module: Any) -> bool:
+    """Whether ``module`` looks like torchvision's ``ResNet`` (by its parts' names)."""
+    return all(hasattr(module, name) for name in (*_RESNET_PARTS, "avgpool", "fc"))
+
+
+def _is_basic_block(module: Any) -> bool:
+    """Whether ``module`` looks like torchvision's ``BasicBlock`` (by its parts' names)."""
+    parts = ("conv1", "bn1", "relu", "conv2", "bn2", "downsample")
+    return all(hasattr(module, name) for name in parts) and not hasattr(module, "conv3")
+
+
+def _resnet_modules(module: Any, nn: Any) -> list[Any]:
+    """torchvision's ResNet in the order its ``forward`` runs: the stem, every block, the
+    pooling and the classifier (left out when it was replaced by ``nn.Identity``)."""
+    stages = [getattr(module, name) for name in _RESNET_PARTS]
+    modules = [*stages[:4], *(block for stage in stages[4:] for block in stage), module.avgpool]
+    return modules + ([] if isinstance(module.fc, nn.Identity) else [module.fc])
+
+
+def _block_layer(mod: Any, nn: Any, i: int, dtype: np.dtype) -> Layer:
+    if isinstance(mod, nn.AdaptiveAvgPool2d):
+        if _same_pair(mod.output_size) != 1:
+            raise _refuse(i, mod, f"output_size={mod.output_size} (only 1: global pooling)")
+        return GlobalAvgPool2D(dtype=dtype)
+    if isinstance(mod, _residual_class(nn)):  # what to_torch made of a cnnlab block
+        body = [_layer_for(m, nn, i, dtype) for m in mod.body]
+        shortcut = [_layer_for(m, nn, i, dtype) for m in _sequence(mod.shortcut)]
+        return Residual(body, shortcut or None, mod.relu, dtype=dtype)
+    if not isinstance(mod.relu, nn.ReLU):
+        raise _refuse(i, mod, f"a block whose activation is {type(mod.relu).__name__}")
+    body = [_layer_for(m, nn, i, dtype) for m in (mod.conv1, mod.bn1, mod.relu, mod.conv2, mod.bn2)]
+    downsample = list(mod.downsample) if mod.downsample is not None else []
+    if len(downsample) not in (0, 2):
+        raise _refuse(i, mod, "a downsample other than a conv and a batch norm")
+    shortcut = [_layer_for(m, nn, i, dtype) for m in downsample] or None
+    return Residual(body, shortcut, dtype=dtype)
+
+
+def _sequence(module: Any) -> list[Any]:
+    """The modules of a shortcut: those of an ``nn.Sequential``, none for ``nn.Identity``."""
+    return list(module) if hasattr(module, "__iter__") else []
+
+
+def _block_parts(mod: Any) -> list[Any]:
+    """A block's modules in the order of cnnlab's ``Residual.sublayers()``."""
+    if hasattr(mod, "body"):
+        return [*mod.body, *_sequence(mod.shortcut)]
+    return [mod.conv1, mod.bn1, mod.relu, mod.conv2, mod.bn2, *_sequence(mod.downsample)]

@@ -23,9 +23,11 @@ from cnnlab.engine.layers import (
     Dense,
     Dropout,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
     MaxPool2D,
     ReLU,
+    Residual,
     Sigmoid,
     Tanh,
 )
@@ -35,6 +37,7 @@ from cnnlab.engine.sequential import Sequential
 ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
 DIGITS = (1, 28, 28)
 COLOUR = (3, 32, 32)
+IMAGENET = (3, 224, 224)
 
 
 def init_for(activation: str) -> str:
@@ -213,3 +216,73 @@ def build(
     return PRESETS[name](
         activation=activation, seed=seed, dtype=dtype, n_classes=n_classes, **shape
     )
+
+
+# -- residual networks ----------------------------------------------------------------------------
+
+
+def basic_block(
+    in_channels: int,
+    out_channels: int,
+    stride: int,
+    rng: np.random.Generator,
+    dtype: Any = np.float32,
+) -> Residual:
+    """ResNet's basic block: conv 3×3 (stride) → batch norm → ReLU → conv 3×3 → batch norm,
+    added to the input, then ReLU. The shortcut is the identity, or a strided 1×1 conv and a
+    batch norm when the block changes the width or the size (He et al., "Deep Residual
+    Learning for Image Recognition", option B)."""
+    kw = {"rng": rng, "dtype": dtype}
+    body = [
+        Conv2D(in_channels, out_channels, 3, stride, 1, **kw),
+        BatchNorm2D(out_channels, dtype=dtype), ReLU(dtype=dtype),
+        Conv2D(out_channels, out_channels, 3, 1, 1, **kw), BatchNorm2D(out_channels, dtype=dtype),
+    ]  # fmt: skip
+    shortcut = None
+    if stride != 1 or in_channels != out_channels:
+        shortcut = [
+            Conv2D(in_channels, out_channels, 1, stride, **kw),
+            BatchNorm2D(out_channels, dtype=dtype),
+        ]
+    return Residual(body, shortcut, dtype=dtype)
+
+
+# The widths of ResNet-18's four stages, two basic blocks each.
+RESNET18_WIDTHS = (64, 128, 256, 512)
+
+
+def resnet18(
+    seed: int | np.random.Generator | None = 0,
+    dtype: Any = np.float32,
+    input_shape: tuple[int, int, int] = IMAGENET,
+    n_classes: int | None = 1000,
+) -> Sequential:
+    """ResNet-18 with torchvision's layout, so that its weights map one-to-one.
+
+    conv 64@7×7 stride 2 → batch norm → ReLU → max-pool 3×3 stride 2 → four stages of two
+    basic blocks (64, 128, 256, 512 wide; each later stage halves the size) → global average
+    pooling → dense ``n_classes``. ``n_classes=None`` ends at the pooling: a feature extractor
+    giving 512 numbers a picture. Layers 0–3 are torchvision's ``conv1``, ``bn1``, ``relu``,
+    ``maxpool``; layers 4–11 its ``layer1.0`` … ``layer4.1``; the last its ``fc``. The convs
+    hold a bias, zero in torchvision's weights (it has none), which batch norm cancels.
+    """
+    rng = resolve_rng(seed)
+    kw = {"rng": rng, "dtype": dtype}
+    layers: list[Layer] = [
+        Conv2D(input_shape[0], 64, 7, 2, 3, **kw), BatchNorm2D(64, dtype=dtype), ReLU(dtype=dtype),
+        MaxPool2D(3, 2, padding=1, dtype=dtype),
+    ]  # fmt: skip
+    channels = 64
+    for stage, width in enumerate(RESNET18_WIDTHS):
+        stride = 1 if stage == 0 else 2
+        layers += [basic_block(channels, width, stride, **kw), basic_block(width, width, 1, **kw)]
+        channels = width
+    layers.append(GlobalAvgPool2D(dtype=dtype))
+    if n_classes is not None:
+        layers.append(Dense(channels, n_classes, init="glorot", **kw))
+    try:
+        return Sequential(layers, input_shape=input_shape, meta={"preset": "resnet18"})
+    except CnnlabError as err:
+        raise CnnlabError(
+            f"preset 'resnet18' cannot take input {tuple(input_shape)}: {err}"
+        ) from None

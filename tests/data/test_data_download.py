@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
+from local_server import Routes, dead_url, serving
 
 import cnnlab.data
 from cnnlab.data import datasets, download
@@ -22,60 +20,10 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 LABELS = "t10k-labels-idx1-ubyte"
 
 
-class Routes(ThreadingHTTPServer):
-    """A test server: ``routes`` maps a URL path to bytes, or to ``STALL`` / ``SHORT``."""
-
-    daemon_threads = True
-    STALL = "stall"  # send headers and a few bytes, then hang until released
-    SHORT = "short"  # promise more bytes than are sent, then close
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.routes: dict[str, bytes | str] = {}
-        self.requests: list[str] = []
-        self.release = threading.Event()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
-
-
-class Handler(BaseHTTPRequestHandler):
-    server: Routes
-
-    def do_GET(self) -> None:
-        self.server.requests.append(self.path)
-        body = self.server.routes.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        if isinstance(body, bytes):
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
-        self.send_header("Content-Length", "100000")
-        self.end_headers()
-        self.wfile.write(b"\x1f\x8b\x08\x00")
-        self.wfile.flush()
-        if body == Routes.STALL:
-            self.server.release.wait(10)
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Keep the test output quiet."""
-
-
 @pytest.fixture
 def server() -> Iterator[Routes]:
-    httpd = Routes()
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.release.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(5)
+    with serving() as httpd:
+        yield httpd
 
 
 @pytest.fixture(autouse=True)
@@ -91,13 +39,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def files_in(folder: Path) -> list[str]:

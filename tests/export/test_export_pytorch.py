@@ -161,7 +161,7 @@ REFUSED = [
     (nn.Sequential(nn.Conv2d(1, 2, 3, stride=(1, 2))), "stride=(1, 2)"),
     (nn.Sequential(nn.ConvTranspose2d(1, 2, 3)), "ConvTranspose2d"),
     (nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), "ceil_mode"),
-    (nn.Sequential(nn.MaxPool2d(3, padding=1)), "padding=1"),
+    (nn.Sequential(nn.AvgPool2d(3, padding=1)), "padding=1"),
     (nn.Sequential(nn.MaxPool2d(2, dilation=2)), "dilation=2"),
     (nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), "divisor_override"),
     (nn.Sequential(nn.BatchNorm2d(1, track_running_stats=False)), "track_running_stats"),
