@@ -52,6 +52,7 @@ from picture_folders import write_picture_folder  # noqa: E402
 from user_machine import child_env  # noqa: E402
 
 import cnnlab  # noqa: E402
+from cnnlab.cli._common import neutralised  # noqa: E402
 
 GIB = 1 << 30
 TOKEN = secrets.token_urlsafe(32)  # the lab's API asks for it
@@ -113,7 +114,8 @@ def cli_case(
     ``one_line=False`` for a command that prints progress before its one-line refusal."""
     code, output, peak, hung, cpu = run_child(args, timeout)
     lines = [line for line in output.splitlines() if line.strip()]
-    first = lines[0][:110].encode("unicode_escape").decode() if lines else ""
+    last = lines[0] if one_line or not lines else lines[-1]  # after progress: the answer
+    first = neutralised(last[:110]) if lines else ""
     shown = "hung: killed" if hung else f"exit {code}: {first}"
     expected = check(output) if check is not None else True
     return Result(
@@ -476,7 +478,7 @@ def model_cases(folder: Path, good: Path, digit: Path) -> list[tuple[str, list[s
 
 def picture_cases(folder: Path) -> dict[str, Path]:
     files = {
-        "TIFF of 4,000,000 strips (16 MB)": ("strips.tif", tiff_with_strips(4_000_000)),
+        "TIFF of 4,000,000 strips": ("strips.tif", tiff_with_strips(4_000_000)),
         "progressive JPEG of 65,612 scans": ("scans.jpg", jpeg_with_scans(65_612)),
         "PNG of 1 × 16,000,000 pixels": ("row.png", png_claiming(16_000_000, 1, bytes(16_000_001))),
     }
@@ -610,11 +612,9 @@ def second_web_cases(folder: Path, good: Path):
         ],
         lambda statuses: statuses == [401, 403],
     )
-    heavy = cnnlab.Sequential(
-        [cnnlab.Flatten(), cnnlab.Dense(784, 5000, rng=0), cnnlab.Dense(5000, 10, rng=1)],
-        input_shape=(1, 28, 28),
-        dtype=np.float64,
-    )
+    dense = [cnnlab.Dense(784, 5000, rng=0), cnnlab.Dense(5000, 10, rng=1)]
+    heavy = cnnlab.Sequential([cnnlab.Flatten(), *dense], input_shape=(1, 28, 28))
+    heavy = heavy.astype(np.float64)
     heavy.save(folder / "heavy.npz")
     for i in range(20):
         (runs / f"heavy{i:02d}").mkdir()
