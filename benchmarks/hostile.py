@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,10 +309,14 @@ def web_case(name: str, model: Path | None, runs: Path, send, expect=None) -> Re
     proc, port, log, hwm = start_server(model, runs)
     try:
         sent = send(port)
+        start = time.perf_counter()
+        health = get(port, "/api/health")[0]
+        after_ms = 1000 * (time.perf_counter() - start)
     finally:
         proc.send_signal(signal.SIGINT)
         _, _, usage = os.wait4(proc.pid, 0)
     statuses, note = sent if isinstance(sent, tuple) else (sent, "")
+    note += f"; then health {health} in {after_ms:.0f} ms"
     counts = {s: statuses.count(s) for s in sorted(set(statuses))}
     outcome = ", ".join(f"{n}× {s or 'no answer'}" for s, n in counts.items())
     traceback = "Traceback" in "".join(log)
@@ -707,8 +712,6 @@ def second_web_cases(folder: Path, good: Path):
 
     def slow(port: int):
         held = [raw(port, head, wait=False) for _ in range(205)]
-        import time
-
         time.sleep(1)
         during = get(port, "/api/health")[0]
         time.sleep(31)  # the body timeout: 30 s
