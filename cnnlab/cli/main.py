@@ -146,6 +146,13 @@ def _main(argv: list[str] | None) -> int:
     except CnnlabError as err:
         print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except MemoryError:  # past every bound cnnlab checks: the machine's memory ran out
+        print(
+            f"cnnlab {args.command}: error: out of memory; free some memory, or ask for less "
+            "(a smaller --batch-size, --image-size or --subset)",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print(f"cnnlab {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -154,6 +154,7 @@ class Project:
 
     def run_config(self, seed: int = 0) -> RunConfig:
         """The training run of this project's examples; refused while a class is too small."""
+        self._refuse_links()
         counts = {c["name"]: c["examples"] for c in self.state()["classes"]}
         if len(counts) < MIN_CLASSES:
             raise TeachError("create a project with at least 2 classes first")

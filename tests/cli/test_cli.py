@@ -380,6 +380,20 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches_an_uninterrupted_run(
         np.testing.assert_array_equal(resumed[key], value, err_msg=key)
 
 
+def test_running_out_of_memory_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from cnnlab.cli import info
+
+    def exhausted(args) -> int:
+        raise MemoryError
+
+    monkeypatch.setattr(info, "run", exhausted)
+    assert main(["info", "x.npz"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cnnlab info: error: out of memory;") and "\n" not in err
+
+
 @pytest.mark.parametrize("given", [None, 3])
 def test_threads_option_sets_the_engine_threads_for_the_command(
     given, monkeypatch: pytest.MonkeyPatch

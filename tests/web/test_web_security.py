@@ -454,7 +454,8 @@ def test_a_planted_teach_link_is_refused_and_nothing_outside_is_deleted(tmp_path
     with pytest.raises(SharedFolderError, match="is a link"):
         create_app(None, runs_dir=str(runs))
     project = Project(runs)  # a link planted after the lab started
-    for action in (lambda: project.create(["a", "b"]), lambda: project.add_example("a", b"")):
+    actions = (lambda: project.create(["a", "b"]), lambda: project.add_example("a", b""))
+    for action in (*actions, project.run_config):
         with pytest.raises(TeachError, match="is a link"):
             action()
     assert (owners / "thesis.txt").read_text() == "keep me"
