@@ -135,7 +135,7 @@ def read_meta(path: Path) -> dict[str, Any]:
             accuracy = None  # an unreadable or unexpected metrics file: no accuracy shown
     usable = isinstance(accuracy, int | float) and not isinstance(accuracy, bool)
     info["accuracy"] = float(accuracy) if usable and math.isfinite(accuracy) else None
-    for key in ("preset", "dataset"):
+    for key in ("preset", "dataset") if "error" not in info else ():
         if not isinstance(info.get(key), str):
             info[key] = None
     return info

@@ -216,5 +216,6 @@ def test_a_picture_size_too_big_for_a_model_file_is_refused_before_training(
             str(tmp_path / "r")]  # fmt: skip
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "more than the limit" in err and "use a smaller --image-size" in err
+    assert "--image-size 300 is too large for the vgg model" in err
+    assert "choose --image-size" in err
     assert err.count("\n") == 1 and not (tmp_path / "r").exists()
