@@ -12,7 +12,10 @@ both; the figures are medians and the ratio is cnnlab / PyTorch. PyTorch trains 
 network (``cnnlab.export.pytorch.to_torch``: same layers, same initial weights) on the same
 batches. The child processes run as on a user's machine: without OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE, which some hosts set to pin OpenBLAS to an older, slower kernel; each reports
-the BLAS kernel it ran.
+the BLAS kernel it ran. The epoch runs take cnnlab twice: as installed (with Numba, its compiled
+kernels: ``cnnlab.engine.compiled``) and on its NumPy path alone (``cnnlab.set_compiled(False)``),
+in the same interleaved rounds; the compiled kernels are loaded from Numba's disk cache before
+the clock starts, and each child reports how long that took.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from user_machine import HOST_BLAS_PINS, child_env  # noqa: E402  (beside this f
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 PRESETS = ("simple", "lenet5", "default", "fast")
+# The epoch measurement's engines: cnnlab as installed, cnnlab on its NumPy path, PyTorch.
+EPOCH_ENGINES = ("cnnlab", "cnnlab-numpy", "torch")
 BATCH = 128
 LR = 1e-3
 
@@ -73,22 +78,51 @@ def _torch_threads(threads: int | None) -> None:
 
 
 def _backend(engine: str) -> str:
-    """The threads and the BLAS kernel the engine ran with."""
-    if engine == "cnnlab":
+    """The threads, the BLAS kernel and (cnnlab) the compiled kernels the engine ran with."""
+    if engine.startswith("cnnlab"):
         from threadpoolctl import threadpool_info
 
         import cnnlab as cl
+        from cnnlab.engine import compiled
 
         blas = [
             f"{i['internal_api']} {i['version']} {i.get('architecture', '?')} kernel"
             for i in threadpool_info()
             if i["user_api"] == "blas"
         ]
-        return f"{_show(cl.get_threads())}, {', '.join(blas)}, one BLAS thread in each"
+        kernels = (
+            f"compiled kernels (numba {_version('numba')})" if compiled.enabled() else "NumPy only"
+        )
+        return f"{_show(cl.get_threads())}, {', '.join(blas)}, one BLAS thread in each, {kernels}"
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
     return f"{_show(torch.get_num_threads())}, torch {torch.__version__} {capability} kernels"
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _load_kernels() -> float:
+    """Load the compiled kernels (from Numba's disk cache; compiling them if it is cold), as the
+    first training step would: the seconds it took, 0 on the NumPy path."""
+    import numpy as np
+
+    from cnnlab.engine import compiled
+
+    if not compiled.enabled():
+        return 0.0
+    started = time.perf_counter()
+    x = np.ones((2, 1, 2, 2), np.float32)
+    out, winners = compiled.max_pool_2x2(x)
+    compiled.max_pool_2x2_backward(out, winners, x.shape)
+    compiled.relu_backward(compiled.relu(x), x)
+    w = np.ones(2, np.float32)
+    compiled.adam_step([(w, w.copy())], [(w.copy(), w.copy())], (0.9, 0.999), 1e-3, 1.0, 1e-8, 0)
+    return time.perf_counter() - started
 
 
 def worker_epoch(
@@ -104,8 +138,11 @@ def worker_epoch(
         x, y = x[: max_steps * BATCH], y[: max_steps * BATCH]
     model = cl.build(preset, seed=0)
     steps = -(-len(x) // BATCH)
-    if engine == "cnnlab":
+    load_s = 0.0
+    if engine.startswith("cnnlab"):
         _cnnlab_threads(threads)
+        cl.set_compiled(engine == "cnnlab")
+        load_s = _load_kernels()
         started = time.perf_counter()
         cl.fit(
             model, cl.CrossEntropyLoss(), cl.Adam(model.parameters(), LR), x, y,
@@ -131,7 +168,7 @@ def worker_epoch(
             loss.backward()
             optimizer.step()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "steps": steps, "backend": _backend(engine)}
+    return {"seconds": seconds, "steps": steps, "backend": _backend(engine), "load_s": load_s}
 
 
 def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int | None, out: str) -> dict:
@@ -274,15 +311,16 @@ def measure_epochs(opts: argparse.Namespace) -> dict:
     settings: list[int | None] = [None, *opts.scaling]
     results: dict = {"backend": {}}
     for preset in opts.presets:
-        runs = {(engine, s): [] for engine in ("cnnlab", "torch") for s in settings}
+        runs = {(engine, s): [] for engine in EPOCH_ENGINES for s in settings}
         for _ in range(opts.repeats):
             for setting in settings:
-                for engine in ("cnnlab", "torch"):
+                for engine in EPOCH_ENGINES:
                     out = _epoch(engine, preset, setting, opts)
                     runs[engine, setting].append(out["seconds"])
                     results["backend"][engine, setting] = out["backend"]
+                    results.setdefault("load_s", []).extend([out["load_s"]] * bool(out["load_s"]))
                     print(
-                        f"  epoch {preset:8s} {engine:7s} {_show(setting):10s} "
+                        f"  epoch {preset:8s} {engine:12s} {_show(setting):10s} "
                         f"{out['seconds']:7.2f} s   ({out['backend']})",
                         flush=True,
                     )
@@ -419,16 +457,30 @@ def table(results: dict, opts: argparse.Namespace) -> str:
     epoch = results.get("epoch")
     if epoch:
         lines += [f"- {name}: {backend}" for name, backend in epoch["backend"].items()] + [""]
-    lines += ["| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |", "|---|---|---|---|"]
     if epoch:
-        for setting in (None, 1):
+        lines += [
+            "| epoch (batch 128, Adam) | cnnlab, compiled kernels | cnnlab, NumPy only | "
+            "PyTorch 2.13 CPU | compiled / PyTorch | NumPy / PyTorch |",
+            "|---|---|---|---|---|---|",
+        ]
+        for setting in (None, *opts.scaling):
             for preset in opts.presets:
                 r = epoch[preset]
-                c, t = r[f"cnnlab/{_show(setting)}"], r[f"torch/{_show(setting)}"]
+                c, n = r[f"cnnlab/{_show(setting)}"], r[f"cnnlab-numpy/{_show(setting)}"]
+                t = r[f"torch/{_show(setting)}"]
                 lines.append(
-                    f"| epoch, `{preset}` (batch {BATCH}, Adam), {_show(setting)} | {c:.2f} s | "
-                    f"{t:.2f} s | {c / t:.2f} |"
+                    f"| `{preset}`, {_show(setting)} | {c:.2f} s | {n:.2f} s | {t:.2f} s | "
+                    f"{c / t:.2f} | {n / t:.2f} |"
                 )
+        if epoch.get("load_s"):
+            lines += [
+                "",
+                f"Loading the compiled kernels from the disk cache before each compiled run: "
+                f"median {statistics.median(epoch['load_s']):.2f} s (not in the epoch times).",
+            ]
+        lines.append("")
+    if "time_to_99" in results or "latency" in results:
+        lines += ["| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |", "|---|---|---|---|"]
     if "time_to_99" in results:
         c, t = results["time_to_99"]["cnnlab"], results["time_to_99"]["torch"]
 
@@ -469,7 +521,7 @@ def table(results: dict, opts: argparse.Namespace) -> str:
             "|---|---|" + "---|" * len(opts.scaling),
         ]
         for preset in opts.presets:
-            for engine in ("cnnlab", "torch"):
+            for engine in EPOCH_ENGINES:
                 one = epoch[preset].get(f"{engine}/1 thread")
                 cells = []
                 for n in opts.scaling:

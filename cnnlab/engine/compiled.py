@@ -65,15 +65,19 @@ def enabled() -> bool:
     return _enabled and available()
 
 
-def use(x: Any) -> bool:
+def use(x: Any, training: bool = True) -> bool:
     """Whether a layer runs its compiled kernel on ``x``: a float NumPy array of at least two
-    rows. A single row (one prediction) keeps the NumPy path: the kernels gain nothing on it,
-    and a process that predicts one picture then never loads Numba."""
+    rows, while training or once the kernels are loaded. Loading them (importing Numba, reading
+    the cache) takes about a second, which a training run earns back within its first epoch; a
+    process that only predicts would pay it to save microseconds, so inference keeps the NumPy
+    path until something has loaded them (the same answers: pooling and ReLU compute the same
+    bits either way)."""
     return (
         _enabled
         and isinstance(x, np.ndarray)
         and x.dtype in (np.float32, np.float64)
         and x.shape[0] >= 2
+        and (training or bool(_compiled))
         and available()
     )
 

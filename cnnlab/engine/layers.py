@@ -325,7 +325,8 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: Any) -> Any:
         self._start(x)
-        if self.kernel_size == (2, 2) and self.stride == 2 and compiled.use(x):  # 3-8× faster
+        two_by_two = self.kernel_size == (2, 2) and self.stride == 2
+        if two_by_two and compiled.use(x, self.training):  # 3-8× faster (benchmarks/README.md)
             out, self._winners = compiled.max_pool_2x2(x)
         else:
             out, self._winners = F.max_pool2d(x, self.kernel_size, self.stride)
@@ -333,7 +334,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, grad_out: Any) -> Any:
         """dL/dy ``(N, C, H', W')`` → dL/dx ``(N, C, H, W)``."""
-        if len(self._winners) == 2 and compiled.use(grad_out):  # 3-10× faster
+        if len(self._winners) == 2 and compiled.use(grad_out, self.training):  # 3-10× faster
             return compiled.max_pool_2x2_backward(grad_out, self._winners, self._input_shape)
         return F.max_pool2d_backward(
             grad_out, self._winners, self._input_shape, self.kernel_size, self.stride
@@ -369,12 +370,12 @@ class _Elementwise(Layer):
 
     def forward(self, x: Any) -> Any:
         self._check_input(x, "(N, ...)", None, {})
-        fast = self.kernels[0] and compiled.use(x)
+        fast = self.kernels[0] and compiled.use(x, self.training)
         self._out = (self.kernels[0] if fast else type(self).function)(x)
         return self._out
 
     def backward(self, grad_out: Any) -> Any:
-        fast = self.kernels[1] and compiled.use(grad_out)
+        fast = self.kernels[1] and compiled.use(grad_out, self.training)
         return (self.kernels[1] if fast else type(self).derivative)(grad_out, self._out)
 
 
