@@ -120,8 +120,6 @@ def _load_kernels() -> float:
     out, winners = compiled.max_pool_2x2(x)
     compiled.max_pool_2x2_backward(out, winners, x.shape)
     compiled.relu_backward(compiled.relu(x), x)
-    w = np.ones(2, np.float32)
-    compiled.adam_step([(w, w.copy())], [(w.copy(), w.copy())], (0.9, 0.999), 1e-3, 1.0, 1e-8, 0)
     return time.perf_counter() - started
 
 

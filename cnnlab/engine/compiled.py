@@ -1,23 +1,25 @@
 """Compiled kernels for the memory-bound layers: the same maths as ``functional``, as loops.
 
 ``functional`` stays the definition: vectorised NumPy, one screen per layer. NumPy runs each of
-its operations as a separate pass over memory; a 2×2 max-pool there is four passes over strided
-slices plus the masks, Adam ten whole-array operations per parameter. Written as one loop that
-reads each value once and writes each result once, Numba compiles them to a single pass. When
-Numba is installed (``pip install "cnnlab[fast]"``), ``MaxPool2D`` (2×2 windows, stride 2),
-``ReLU`` and ``Adam`` run these kernels on float NumPy batches; the tests hold them to
-``functional`` and to ``optim`` (bit for bit where the arithmetic is the same, float32 rounding
-where it is fused). Without Numba nothing here is compiled and the NumPy path runs as before;
-``set_compiled(False)``, or ``CNNLAB_COMPILED=0`` in the environment, chooses it by hand.
+its operations as a separate pass over memory: its 2×2 max-pool is a tournament of four
+elementwise passes over strided slices, its ReLU backward a comparison and a multiplication.
+Written as one loop over the windows (or values) that reads each input once and writes each
+result once, Numba compiles them to a single pass. When Numba is installed (``pip install
+"cnnlab[fast]"``), ``MaxPool2D`` (2×2 windows, stride 2) and ``ReLU`` run these kernels on
+float NumPy batches while training; the tests hold them to ``functional``, which they equal bit
+for bit (a maximum and a selection involve no rounding). Without Numba nothing here is compiled
+and the NumPy path runs as before; ``set_compiled(False)``, or ``CNNLAB_COMPILED=0`` in the
+environment, chooses it by hand.
 
-Convolutions stay on NumPy's matrix products: direct loops over the filter ("slide, multiply,
-add") compiled here ran 1.2-4× slower than the BLAS on every preset's layers (figures in
-``benchmarks/README.md``).
+What stays on NumPy, measured (``benchmarks/README.md``): convolutions, whose matrix products
+the BLAS runs faster than direct loops over the filter compiled here (1.2-4× slower on every
+preset's layers), and Adam, whose ten whole-array operations per parameter beat a compiled loop
+on these small parameters (Numba's call overhead per parameter is larger than the work).
 
 The kernels run on the calling thread and release the GIL: ``cnnlab.engine.parallel`` already
 splits each batch over one thread per core, and each thread's slice runs its own kernels. (A
 Numba thread pool inside each kernel was measured too: with other processes on the cores,
-every kernel waited for its slowest worker, and steps took 10-20× as long.)
+every kernel waited for its slowest worker, and layers took 10-20× as long.)
 
 Numba compiles each kernel on its first call for a new element type and caches the machine code
 on disk, beside this file, or in the user's cache folder when this folder is read-only
@@ -82,15 +84,6 @@ def use(x: Any, training: bool = True) -> bool:
     )
 
 
-def use_for_update(arrays: list[Any]) -> bool:
-    """Whether an optimizer runs its compiled update on ``arrays`` (parameters, gradients and
-    state): switched on, Numba installed, and all of them contiguous float NumPy arrays."""
-    return enabled() and all(
-        isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and a.flags.c_contiguous
-        for a in arrays
-    )
-
-
 def _kernels() -> dict[str, Any]:
     """The compiled kernels, compiled or loaded from the disk cache on first use; the plain
     Python ones where Numba is not installed (which the tests run on tiny arrays)."""
@@ -102,9 +95,7 @@ def _kernels() -> dict[str, Any]:
                 import numba
 
                 numba.core.event.register("numba:compile", _notice(numba))
-                # Contraction lets the compiler fuse a multiply and an add (Adam's update);
-                # each machine still computes the same bits every time.
-                jit = numba.njit(cache=True, nogil=True, fastmath={"contract"})
+                jit = numba.njit(cache=True, nogil=True)
                 _compiled.update({name: jit(f) for name, f in _PYTHON_KERNELS.items()})
     return _compiled
 
@@ -175,39 +166,6 @@ def relu_backward(grad_out: np.ndarray, out: np.ndarray) -> np.ndarray:
     return dx
 
 
-def adam_step(
-    pairs: list[tuple[np.ndarray, np.ndarray]],
-    moments: list[tuple[np.ndarray, np.ndarray]],
-    betas: tuple[float, float],
-    step_size: float,
-    sqrt_correction2: float,
-    eps: float,
-    weight_decay: float,
-) -> None:
-    """``optim.Adam.step``'s update of every ``(param, grad)`` with its ``(m, v)``, in place.
-
-    The constants are rounded to each parameter's type first, as the NumPy update rounds them.
-    """
-    kernel = _kernels()["adam"]
-    for (param, grad), (m, v) in zip(pairs, moments, strict=True):
-        t = param.dtype.type
-        beta1, beta2 = betas
-        kernel(
-            param.reshape(-1),
-            grad.reshape(-1),
-            m.reshape(-1),
-            v.reshape(-1),
-            t(beta1),
-            t(1 - beta1),
-            t(beta2),
-            t(1 - beta2),
-            t(step_size),
-            t(sqrt_correction2),
-            t(eps),
-            t(weight_decay),
-        )
-
-
 # -- the kernels: plain Python loops that Numba compiles ---------------------------------------
 
 
@@ -252,33 +210,9 @@ def _relu_backward(g: Any, out: Any, dx: Any) -> None:
         dx[i] = g[i] if out[i] > 0 else 0
 
 
-def _adam(
-    param: Any,
-    grad: Any,
-    m: Any,
-    v: Any,
-    beta1: Any,
-    one_minus_beta1: Any,
-    beta2: Any,
-    one_minus_beta2: Any,
-    step_size: Any,
-    sqrt_correction2: Any,
-    eps: Any,
-    weight_decay: Any,
-) -> None:
-    """One Adam step of a flat parameter, in the order of ``optim.Adam.step``'s operations."""
-    for i in range(len(param)):
-        g = grad[i] + weight_decay * param[i] if weight_decay else grad[i]
-        m[i] = m[i] * beta1 + one_minus_beta1 * g
-        v[i] = v[i] * beta2 + one_minus_beta2 * (g * g)
-        denom = np.sqrt(v[i]) / sqrt_correction2 + eps
-        param[i] -= step_size * (m[i] / denom)
-
-
 _PYTHON_KERNELS = {
     "pool_forward": _pool_forward,
     "pool_backward": _pool_backward,
     "relu_forward": _relu_forward,
     "relu_backward": _relu_backward,
-    "adam": _adam,
 }

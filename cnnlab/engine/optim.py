@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cnnlab.engine import compiled, validate
+from cnnlab.engine import validate
 from cnnlab.engine.backend import xp_of
 from cnnlab.engine.errors import CnnlabError
 
@@ -140,14 +140,6 @@ class Adam(Optimizer):
         correction1 = 1 - beta1**self.step_count
         sqrt_correction2 = math.sqrt(1 - beta2**self.step_count)
         step_size = self.lr / correction1
-        arrays = [a for pair in self.parameters for a in pair] + self.m + self.v
-        if compiled.use_for_update(arrays):  # one pass per parameter instead of ten
-            moments = list(zip(self.m, self.v, strict=True))
-            compiled.adam_step(
-                self.parameters, moments, self.betas, step_size, sqrt_correction2, self.eps,
-                self.weight_decay,
-            )  # fmt: skip
-            return
         for (param, grad), m, v in zip(self.parameters, self.m, self.v, strict=True):
             xp = xp_of(param)
             g = grad + self.weight_decay * param if self.weight_decay else grad

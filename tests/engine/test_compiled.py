@@ -1,4 +1,4 @@
-"""The compiled kernels against the NumPy reference in ``functional`` and ``optim``.
+"""The compiled kernels against the NumPy reference in ``functional``.
 
 Where Numba is installed the kernels run compiled and the layers use them; where it is not,
 the same kernels run as plain Python (these tests call them on small arrays) and the layers
@@ -74,34 +74,6 @@ def test_relu_equals_the_reference(dtype, rng) -> None:
         compiled.relu_backward(g, out), functional.relu_backward(g, functional.relu(x))
     )
     assert compiled.relu(x[:, 1]).shape == x[:, 1].shape  # a strided view works too
-
-
-def _adam_runs(dtype, weight_decay: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Three Adam steps on the same parameters, compiled and NumPy: the final parameters."""
-    results = []
-    for use_compiled in (True, False):
-        cl.set_compiled(use_compiled)
-        rng = np.random.default_rng(3)
-        params = [rng.standard_normal(s).astype(dtype) for s in [(4, 3, 2, 2), (4,), (7, 5)]]
-        grads = [np.zeros_like(p) for p in params]
-        adam = cl.Adam(list(zip(params, grads, strict=True)), 1e-2, weight_decay=weight_decay)
-        for _ in range(3):
-            for g in grads:
-                g[...] = rng.standard_normal(g.shape)
-            adam.step()
-        results.append(params)
-    return results[0], results[1]
-
-
-@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
-def test_adam_equals_the_reference(weight_decay) -> None:
-    fast, reference = _adam_runs(np.float32, weight_decay)
-    for a, b in zip(fast, reference, strict=True):
-        assert a.dtype == np.float32
-        np.testing.assert_allclose(a, b, rtol=2e-6, atol=1e-7)  # float32 rounding
-    fast, reference = _adam_runs(F64, weight_decay)
-    for a, b in zip(fast, reference, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize(
