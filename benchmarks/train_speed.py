@@ -141,12 +141,13 @@ def worker_epoch(
         _cnnlab_threads(threads)
         cl.set_compiled(engine == "cnnlab")
         load_s = _load_kernels()
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         cl.fit(
             model, cl.CrossEntropyLoss(), cl.Adam(model.parameters(), LR), x, y,
             epochs=1, batch_size=BATCH, seed=0,
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     else:
         import torch
 
@@ -157,7 +158,7 @@ def worker_epoch(
         optimizer = torch.optim.Adam(net.parameters(), LR)
         loss_fn = torch.nn.CrossEntropyLoss()
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         order = torch.from_numpy(np.random.default_rng([0, 0]).permutation(len(x)))
         for step in range(steps):
             index = order[step * BATCH : (step + 1) * BATCH]
@@ -166,7 +167,11 @@ def worker_epoch(
             loss.backward()
             optimizer.step()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "steps": steps, "backend": _backend(engine), "load_s": load_s}
+        cpu = time.process_time() - cpu_started
+    return {
+        "seconds": seconds, "cpu_seconds": cpu, "steps": steps, "backend": _backend(engine),
+        "load_s": load_s,
+    }  # fmt: skip
 
 
 def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int | None, out: str) -> dict:
@@ -310,22 +315,28 @@ def measure_epochs(opts: argparse.Namespace) -> dict:
     results: dict = {"backend": {}}
     for preset in opts.presets:
         runs = {(engine, s): [] for engine in EPOCH_ENGINES for s in settings}
+        cpu = {key: [] for key in runs}
         for _ in range(opts.repeats):
             for setting in settings:
                 for engine in EPOCH_ENGINES:
                     out = _epoch(engine, preset, setting, opts)
                     runs[engine, setting].append(out["seconds"])
+                    cpu[engine, setting].append(out["cpu_seconds"])
                     results["backend"][engine, setting] = out["backend"]
                     results.setdefault("load_s", []).extend([out["load_s"]] * bool(out["load_s"]))
                     print(
                         f"  epoch {preset:8s} {engine:12s} {_show(setting):10s} "
-                        f"{out['seconds']:7.2f} s   ({out['backend']})",
+                        f"{out['seconds']:7.2f} s, CPU {out['cpu_seconds']:7.2f} s   "
+                        f"({out['backend']})",
                         flush=True,
                     )
         results[preset] = {
             f"{engine}/{_show(s)}": statistics.median(times) for (engine, s), times in runs.items()
         }
         results[preset]["runs"] = {f"{e}/{_show(s)}": t for (e, s), t in runs.items()}
+        results[preset]["cpu"] = {
+            f"{e}/{_show(s)}": statistics.median(t) for (e, s), t in cpu.items()
+        }  # CPU seconds of all the process's threads: steadier than wall time on a busy machine
     results["backend"] = {f"{e}/{_show(s)}": b for (e, s), b in results["backend"].items()}
     return results
 
@@ -469,6 +480,23 @@ def table(results: dict, opts: argparse.Namespace) -> str:
                 lines.append(
                     f"| `{preset}`, {_show(setting)} | {c:.2f} s | {n:.2f} s | {t:.2f} s | "
                     f"{c / t:.2f} | {n / t:.2f} |"
+                )
+        lines += [
+            "",
+            "CPU seconds of the whole process (all its threads) during those epochs; a waiting "
+            "thread that spins counts too:",
+            "",
+            "| epoch, CPU time | compiled | NumPy only | PyTorch | compiled / NumPy |",
+            "|---|---|---|---|---|",
+        ]
+        for setting in (None, *opts.scaling):
+            for preset in opts.presets:
+                r = epoch[preset]["cpu"]
+                c, n = r[f"cnnlab/{_show(setting)}"], r[f"cnnlab-numpy/{_show(setting)}"]
+                t = r[f"torch/{_show(setting)}"]
+                lines.append(
+                    f"| `{preset}`, {_show(setting)} | {c:.2f} s | {n:.2f} s | {t:.2f} s | "
+                    f"{c / n:.2f} |"
                 )
         if epoch.get("load_s"):
             lines += [
