@@ -309,16 +309,30 @@ def _epoch(engine: str, preset: str, threads: int | None, opts: argparse.Namespa
     )  # fmt: skip
 
 
+def _settings(opts: argparse.Namespace) -> list[int | None]:
+    """The thread settings of the epoch runs: the defaults (None) unless ``--no-defaults``, then
+    each count of ``--scaling``."""
+    return [None] * (not opts.no_defaults) + list(opts.scaling)
+
+
+def _cell(value: float | None, unit: str = " s") -> str:
+    return "–" if value is None else f"{value:.2f}{unit}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{a / b:.2f}"
+
+
 def measure_epochs(opts: argparse.Namespace) -> dict:
     """Epoch times at the defaults and at each thread count of ``--scaling``, interleaved."""
-    settings: list[int | None] = [None, *opts.scaling]
+    settings = _settings(opts)
     results: dict = {"backend": {}}
     for preset in opts.presets:
-        runs = {(engine, s): [] for engine in EPOCH_ENGINES for s in settings}
+        runs = {(engine, s): [] for engine in opts.engines for s in settings}
         cpu = {key: [] for key in runs}
         for _ in range(opts.repeats):
             for setting in settings:
-                for engine in EPOCH_ENGINES:
+                for engine in opts.engines:
                     out = _epoch(engine, preset, setting, opts)
                     runs[engine, setting].append(out["seconds"])
                     cpu[engine, setting].append(out["cpu_seconds"])
@@ -472,14 +486,13 @@ def table(results: dict, opts: argparse.Namespace) -> str:
             "PyTorch 2.13 CPU | compiled / PyTorch | NumPy / PyTorch |",
             "|---|---|---|---|---|---|",
         ]
-        for setting in (None, *opts.scaling):
+        for setting in _settings(opts):
             for preset in opts.presets:
                 r = epoch[preset]
-                c, n = r[f"cnnlab/{_show(setting)}"], r[f"cnnlab-numpy/{_show(setting)}"]
-                t = r[f"torch/{_show(setting)}"]
+                c, n, t = (r.get(f"{e}/{_show(setting)}") for e in EPOCH_ENGINES)
                 lines.append(
-                    f"| `{preset}`, {_show(setting)} | {c:.2f} s | {n:.2f} s | {t:.2f} s | "
-                    f"{c / t:.2f} | {n / t:.2f} |"
+                    f"| `{preset}`, {_show(setting)} | {_cell(c)} | {_cell(n)} | {_cell(t)} | "
+                    f"{_ratio(c, t)} | {_ratio(n, t)} |"
                 )
         lines += [
             "",
@@ -489,14 +502,13 @@ def table(results: dict, opts: argparse.Namespace) -> str:
             "| epoch, CPU time | compiled | NumPy only | PyTorch | compiled / NumPy |",
             "|---|---|---|---|---|",
         ]
-        for setting in (None, *opts.scaling):
+        for setting in _settings(opts):
             for preset in opts.presets:
                 r = epoch[preset]["cpu"]
-                c, n = r[f"cnnlab/{_show(setting)}"], r[f"cnnlab-numpy/{_show(setting)}"]
-                t = r[f"torch/{_show(setting)}"]
+                c, n, t = (r.get(f"{e}/{_show(setting)}") for e in EPOCH_ENGINES)
                 lines.append(
-                    f"| `{preset}`, {_show(setting)} | {c:.2f} s | {n:.2f} s | {t:.2f} s | "
-                    f"{c / n:.2f} |"
+                    f"| `{preset}`, {_show(setting)} | {_cell(c)} | {_cell(n)} | {_cell(t)} | "
+                    f"{_ratio(c, n)} |"
                 )
         if epoch.get("load_s"):
             lines += [
@@ -547,7 +559,7 @@ def table(results: dict, opts: argparse.Namespace) -> str:
             "|---|---|" + "---|" * len(opts.scaling),
         ]
         for preset in opts.presets:
-            for engine in EPOCH_ENGINES:
+            for engine in opts.engines:
                 one = epoch[preset].get(f"{engine}/1 thread")
                 cells = []
                 for n in opts.scaling:
@@ -604,6 +616,14 @@ def main() -> int:
         "--scaling", type=int, nargs="*",
         default=sorted({1, *(2**i for i in range(1, 5) if 2**i < cores), cores or 1}),
         help="thread counts of the scaling table, both engines (1 is the one-thread comparison)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-defaults", action="store_true",
+        help="epoch runs at the --scaling thread counts only, not at each engine's defaults",
+    )  # fmt: skip
+    parser.add_argument(
+        "--engines", nargs="+", default=list(EPOCH_ENGINES), choices=EPOCH_ENGINES,
+        help="the epoch runs' engines: cnnlab as installed, cnnlab on NumPy alone, PyTorch",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per engine")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
