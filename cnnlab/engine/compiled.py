@@ -70,7 +70,7 @@ def enabled() -> bool:
 def use(x: Any, training: bool = True) -> bool:
     """Whether a layer runs its compiled kernel on ``x``: a float NumPy array of at least two
     rows, while training or once the kernels are loaded. Loading them (importing Numba, reading
-    the cache) takes about a second, which a training run earns back within its first epoch; a
+    its cache) takes a second or more, which a training run earns back within an epoch; a
     process that only predicts would pay it to save microseconds, so inference keeps the NumPy
     path until something has loaded them (the same answers: pooling and ReLU compute the same
     bits either way)."""
