@@ -12,7 +12,10 @@ both; the figures are medians and the ratio is cnnlab / PyTorch. PyTorch trains 
 network (``cnnlab.export.pytorch.to_torch``: same layers, same initial weights) on the same
 batches. The child processes run as on a user's machine: without OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE, which some hosts set to pin OpenBLAS to an older, slower kernel; each reports
-the BLAS kernel it ran.
+the BLAS kernel it ran. The epoch runs take cnnlab twice: as installed (with Numba, its compiled
+kernels: ``cnnlab.engine.compiled``) and on its NumPy path alone (``cnnlab.set_compiled(False)``),
+in the same interleaved rounds; the compiled kernels are loaded from Numba's disk cache before
+the clock starts, and each child reports how long that took.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from user_machine import HOST_BLAS_PINS, child_env  # noqa: E402  (beside this f
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "mnist"
 PRESETS = ("simple", "lenet5", "default", "fast")
+# The epoch measurement's engines: cnnlab as installed, cnnlab on its NumPy path, PyTorch.
+EPOCH_ENGINES = ("cnnlab", "cnnlab-numpy", "torch")
 BATCH = 128
 LR = 1e-3
 
@@ -73,22 +78,49 @@ def _torch_threads(threads: int | None) -> None:
 
 
 def _backend(engine: str) -> str:
-    """The threads and the BLAS kernel the engine ran with."""
-    if engine == "cnnlab":
+    """The threads, the BLAS kernel and (cnnlab) the compiled kernels the engine ran with."""
+    if engine.startswith("cnnlab"):
         from threadpoolctl import threadpool_info
 
         import cnnlab as cl
+        from cnnlab.engine import compiled
 
         blas = [
             f"{i['internal_api']} {i['version']} {i.get('architecture', '?')} kernel"
             for i in threadpool_info()
             if i["user_api"] == "blas"
         ]
-        return f"{_show(cl.get_threads())}, {', '.join(blas)}, one BLAS thread in each"
+        kernels = (
+            f"compiled kernels (numba {_version('numba')})" if compiled.enabled() else "NumPy only"
+        )
+        return f"{_show(cl.get_threads())}, {', '.join(blas)}, one BLAS thread in each, {kernels}"
     import torch
 
     capability = torch.backends.cpu.get_cpu_capability()
     return f"{_show(torch.get_num_threads())}, torch {torch.__version__} {capability} kernels"
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _load_kernels() -> float:
+    """Load the compiled kernels (from Numba's disk cache; compiling them if it is cold), as the
+    first training step would: the seconds it took, 0 on the NumPy path."""
+    import numpy as np
+
+    from cnnlab.engine import compiled
+
+    if not compiled.enabled():
+        return 0.0
+    started = time.perf_counter()
+    x = np.ones((2, 1, 2, 2), np.float32)
+    out, winners = compiled.max_pool_2x2(x)
+    compiled.max_pool_2x2_backward(out, winners, x.shape)
+    compiled.relu_backward(compiled.relu(x), x)
+    return time.perf_counter() - started
 
 
 def worker_epoch(
@@ -104,14 +136,18 @@ def worker_epoch(
         x, y = x[: max_steps * BATCH], y[: max_steps * BATCH]
     model = cl.build(preset, seed=0)
     steps = -(-len(x) // BATCH)
-    if engine == "cnnlab":
+    load_s = 0.0
+    if engine.startswith("cnnlab"):
         _cnnlab_threads(threads)
-        started = time.perf_counter()
+        cl.set_compiled(engine == "cnnlab")
+        load_s = _load_kernels()
+        started, cpu_started = time.perf_counter(), time.process_time()
         cl.fit(
             model, cl.CrossEntropyLoss(), cl.Adam(model.parameters(), LR), x, y,
             epochs=1, batch_size=BATCH, seed=0,
         )  # fmt: skip
         seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
     else:
         import torch
 
@@ -122,7 +158,7 @@ def worker_epoch(
         optimizer = torch.optim.Adam(net.parameters(), LR)
         loss_fn = torch.nn.CrossEntropyLoss()
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         order = torch.from_numpy(np.random.default_rng([0, 0]).permutation(len(x)))
         for step in range(steps):
             index = order[step * BATCH : (step + 1) * BATCH]
@@ -131,7 +167,11 @@ def worker_epoch(
             loss.backward()
             optimizer.step()
         seconds = time.perf_counter() - started
-    return {"seconds": seconds, "steps": steps, "backend": _backend(engine)}
+        cpu = time.process_time() - cpu_started
+    return {
+        "seconds": seconds, "cpu_seconds": cpu, "steps": steps, "backend": _backend(engine),
+        "load_s": load_s,
+    }  # fmt: skip
 
 
 def worker_torch_recipe(recipe_name: str, data_dir: str, threads: int | None, out: str) -> dict:
@@ -269,27 +309,48 @@ def _epoch(engine: str, preset: str, threads: int | None, opts: argparse.Namespa
     )  # fmt: skip
 
 
+def _settings(opts: argparse.Namespace) -> list[int | None]:
+    """The thread settings of the epoch runs: the defaults (None) unless ``--no-defaults``, then
+    each count of ``--scaling``."""
+    return [None] * (not opts.no_defaults) + list(opts.scaling)
+
+
+def _cell(value: float | None, unit: str = " s") -> str:
+    return "–" if value is None else f"{value:.2f}{unit}"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None else f"{a / b:.2f}"
+
+
 def measure_epochs(opts: argparse.Namespace) -> dict:
     """Epoch times at the defaults and at each thread count of ``--scaling``, interleaved."""
-    settings: list[int | None] = [None, *opts.scaling]
+    settings = _settings(opts)
     results: dict = {"backend": {}}
     for preset in opts.presets:
-        runs = {(engine, s): [] for engine in ("cnnlab", "torch") for s in settings}
+        runs = {(engine, s): [] for engine in opts.engines for s in settings}
+        cpu = {key: [] for key in runs}
         for _ in range(opts.repeats):
             for setting in settings:
-                for engine in ("cnnlab", "torch"):
+                for engine in opts.engines:
                     out = _epoch(engine, preset, setting, opts)
                     runs[engine, setting].append(out["seconds"])
+                    cpu[engine, setting].append(out["cpu_seconds"])
                     results["backend"][engine, setting] = out["backend"]
+                    results.setdefault("load_s", []).extend([out["load_s"]] * bool(out["load_s"]))
                     print(
-                        f"  epoch {preset:8s} {engine:7s} {_show(setting):10s} "
-                        f"{out['seconds']:7.2f} s   ({out['backend']})",
+                        f"  epoch {preset:8s} {engine:12s} {_show(setting):10s} "
+                        f"{out['seconds']:7.2f} s, CPU {out['cpu_seconds']:7.2f} s   "
+                        f"({out['backend']})",
                         flush=True,
                     )
         results[preset] = {
             f"{engine}/{_show(s)}": statistics.median(times) for (engine, s), times in runs.items()
         }
         results[preset]["runs"] = {f"{e}/{_show(s)}": t for (e, s), t in runs.items()}
+        results[preset]["cpu"] = {
+            f"{e}/{_show(s)}": statistics.median(t) for (e, s), t in cpu.items()
+        }  # CPU seconds of all the process's threads: steadier than wall time on a busy machine
     results["backend"] = {f"{e}/{_show(s)}": b for (e, s), b in results["backend"].items()}
     return results
 
@@ -419,16 +480,45 @@ def table(results: dict, opts: argparse.Namespace) -> str:
     epoch = results.get("epoch")
     if epoch:
         lines += [f"- {name}: {backend}" for name, backend in epoch["backend"].items()] + [""]
-    lines += ["| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |", "|---|---|---|---|"]
     if epoch:
-        for setting in (None, 1):
+        lines += [
+            "| epoch (batch 128, Adam) | cnnlab, compiled kernels | cnnlab, NumPy only | "
+            "PyTorch 2.13 CPU | compiled / PyTorch | NumPy / PyTorch |",
+            "|---|---|---|---|---|---|",
+        ]
+        for setting in _settings(opts):
             for preset in opts.presets:
                 r = epoch[preset]
-                c, t = r[f"cnnlab/{_show(setting)}"], r[f"torch/{_show(setting)}"]
+                c, n, t = (r.get(f"{e}/{_show(setting)}") for e in EPOCH_ENGINES)
                 lines.append(
-                    f"| epoch, `{preset}` (batch {BATCH}, Adam), {_show(setting)} | {c:.2f} s | "
-                    f"{t:.2f} s | {c / t:.2f} |"
+                    f"| `{preset}`, {_show(setting)} | {_cell(c)} | {_cell(n)} | {_cell(t)} | "
+                    f"{_ratio(c, t)} | {_ratio(n, t)} |"
                 )
+        lines += [
+            "",
+            "CPU seconds of the whole process (all its threads) during those epochs; a waiting "
+            "thread that spins counts too:",
+            "",
+            "| epoch, CPU time | compiled | NumPy only | PyTorch | compiled / NumPy |",
+            "|---|---|---|---|---|",
+        ]
+        for setting in _settings(opts):
+            for preset in opts.presets:
+                r = epoch[preset]["cpu"]
+                c, n, t = (r.get(f"{e}/{_show(setting)}") for e in EPOCH_ENGINES)
+                lines.append(
+                    f"| `{preset}`, {_show(setting)} | {_cell(c)} | {_cell(n)} | {_cell(t)} | "
+                    f"{_ratio(c, n)} |"
+                )
+        if epoch.get("load_s"):
+            lines += [
+                "",
+                f"Loading the compiled kernels from the disk cache before each compiled run: "
+                f"median {statistics.median(epoch['load_s']):.2f} s (not in the epoch times).",
+            ]
+        lines.append("")
+    if "time_to_99" in results or "latency" in results:
+        lines += ["| figure | cnnlab | PyTorch 2.13 CPU | cnnlab / PyTorch |", "|---|---|---|---|"]
     if "time_to_99" in results:
         c, t = results["time_to_99"]["cnnlab"], results["time_to_99"]["torch"]
 
@@ -469,7 +559,7 @@ def table(results: dict, opts: argparse.Namespace) -> str:
             "|---|---|" + "---|" * len(opts.scaling),
         ]
         for preset in opts.presets:
-            for engine in ("cnnlab", "torch"):
+            for engine in opts.engines:
                 one = epoch[preset].get(f"{engine}/1 thread")
                 cells = []
                 for n in opts.scaling:
@@ -526,6 +616,14 @@ def main() -> int:
         "--scaling", type=int, nargs="*",
         default=sorted({1, *(2**i for i in range(1, 5) if 2**i < cores), cores or 1}),
         help="thread counts of the scaling table, both engines (1 is the one-thread comparison)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--no-defaults", action="store_true",
+        help="epoch runs at the --scaling thread counts only, not at each engine's defaults",
+    )  # fmt: skip
+    parser.add_argument(
+        "--engines", nargs="+", default=list(EPOCH_ENGINES), choices=EPOCH_ENGINES,
+        help="the epoch runs' engines: cnnlab as installed, cnnlab on NumPy alone, PyTorch",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per engine")
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)

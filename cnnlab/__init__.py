@@ -6,6 +6,7 @@ threadpoolctl to keep the BLAS on one thread while its own threads use every cor
 ``cnnlab.data.preprocess``, the command line in ``cnnlab.cli``.
 """
 
+from cnnlab.engine.compiled import set_compiled
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import (
     AvgPool2D,
@@ -68,6 +69,7 @@ __all__ = [
     "fit",
     "get_threads",
     "manual_seed",
+    "set_compiled",
     "set_threads",
     "to_input",
 ]
