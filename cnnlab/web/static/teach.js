@@ -411,6 +411,7 @@
   function showPrediction(result, picture) {
     const top = `${(100 * result.probabilities[result.label]).toFixed(1)}%`;
     const answer = $("teach-answer");
+    $("teach-conf").classList.remove("idle");
     answer.textContent = result.known ? result.class_name : "none of these";
     answer.classList.toggle("unsure", result.unsure || !result.known);
     answer.classList.toggle("long", answer.textContent.length > 2);
@@ -449,5 +450,11 @@
     if (picture) showOcclusion(result, picture);
   }
 
-  call("/api/teach/project").then(render).catch((err) => say(err.message, true));
+  // A project kept from before: its classes in the names field, in their order.
+  call("/api/teach/project")
+    .then((state) => {
+      if (state.classes.length) $("teach-names").value = state.classes.map((c) => c.name).join(", ");
+      render(state);
+    })
+    .catch((err) => say(err.message, true));
 })();
