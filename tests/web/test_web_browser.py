@@ -8,6 +8,7 @@ training form, the convolution buttons) and checks numbers on the page. Screensh
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,6 +386,8 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     training = time.monotonic()
     page.click("#teach-train")
     page.wait_for_selector("#teach-status:has-text('Trained')", timeout=180_000)
+    trained = page.inner_text("#teach-status")  # the accuracy with its count of examples
+    assert "held" in trained and re.search(r"\bof \d+\b", trained), trained
     answers = []
     for name in TEACH_CLASSES:
         page.click("#teach-clear")

@@ -90,12 +90,17 @@ def test_three_drawn_classes_train_and_answer(
     assert client.post("/api/teach/train", json={}).status_code == 202
     status = wait_for_training(client)
     assert status["state"] == "finished", status
+    # The page says the accuracy with how many held-out examples it was measured on.
+    right = status["test_accuracy"] * status["test_count"]
+    assert 0 < status["test_count"] < 30 and right == pytest.approx(round(right))
     answers = []
     for name in CLASSES:
         result = send(client, "/api/teach/predict", drawing(name, rng)).json()
         assert result["class_names"] == CLASSES
         assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
         assert len(result["occlusion"]) > 100
+        drop = np.asarray(result["occlusion_drop"])  # the same map as numbers, for the overlay
+        assert drop.shape == (32, 32) and 0 <= drop.min() <= drop.max() <= 1
         answers.append(result["class_name"])
     now = time.monotonic()
     print(f"first example to a trained model answering: {now - started:.1f} s "
