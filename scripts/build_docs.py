@@ -17,6 +17,10 @@ widget last showed, as plain output, and drops the widget (``static_widgets``); 
 pages' MermaidJS loader, unused by the tour, is removed (``without_unused_loaders``); and every
 page is then checked for a script, stylesheet, image or import from another host
 (``external_loads``), which fails the build.
+
+Before the site is built, ``scripts/screenshot_lab.py`` takes the README's picture of the web
+lab again (``docs/images/lab.png``), so the site shows the lab as it is; that needs the test
+extras and Chromium as well (``--no-screenshot`` keeps the committed picture).
 """
 
 from __future__ import annotations
@@ -230,7 +234,9 @@ def gather() -> None:
     shutil.copytree(
         ROOT / "docs", SOURCE, ignore=shutil.ignore_patterns("*.ipynb"), dirs_exist_ok=True
     )
-    shutil.copyfile(ROOT / "README.md", SOURCE / "index.md")
+    # The README's links into docs/ (its picture of the lab) point where docs/ is on the site.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    (SOURCE / "index.md").write_text(readme.replace("](docs/", "]("), encoding="utf-8")
     if (ROOT / "ARCHITECTURE.md").exists():
         shutil.copyfile(ROOT / "ARCHITECTURE.md", SOURCE / "ARCHITECTURE.md")
 
@@ -241,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-site", action="store_true", help="only execute the notebooks")
     parser.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per cell (default 300)")
+    parser.add_argument(
+        "--no-screenshot",
+        action="store_true",
+        help="keep docs/images/lab.png instead of taking it again from the running lab",
+    )
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or sorted(TOUR.glob("*.ipynb"))
     if SOURCE.exists():
@@ -249,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.no_site:
         return 0
+    if not args.no_screenshot:
+        shot = subprocess.run([sys.executable, str(ROOT / "scripts" / "screenshot_lab.py")])
+        if shot.returncode:
+            return shot.returncode
     gather()
     command = [sys.executable, "-m", "mkdocs", "build", "--clean", "--strict", "--config-file"]
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # no notice about MkDocs 2 in every build

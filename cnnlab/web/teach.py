@@ -1,9 +1,11 @@
 """The Teach tab's project: a person's own classes and examples, kept as an image-folder data set.
 
 A project lives in ``<runs_dir>/teach/<name>/``: ``data/<class>/<n>.png`` holds the examples
-(drawn, uploaded or from the webcam), and training writes ordinary run folders beside the other
-runs, through the one run pipeline. So the CLI can evaluate, export or continue what the page
-taught: ``cnnlab train --dataset runs/teach/<name>/data``.
+(drawn, uploaded or from the webcam), ``classes.json`` the class names in the order they were
+typed (beside the data, so ``data/`` stays a plain image-folder data set), and training
+writes ordinary run folders beside the other runs, through the one run pipeline. So the CLI
+can evaluate, export or continue what the page taught:
+``cnnlab train --dataset runs/teach/<name>/data``.
 
 Every example is stored as a 64×64 PNG, centre-cropped as training crops anyway; a picture is
 decoded under the same pixel budget as any other (:func:`cnnlab.data.folders.read_pixels`).
@@ -13,6 +15,7 @@ Nothing here knows about HTTP.
 from __future__ import annotations
 
 import io
+import json
 import re
 import shutil
 import threading
@@ -25,7 +28,12 @@ import numpy as np
 from cnnlab.data.folders import read_pixels
 from cnnlab.data.preprocess import ImageTooLargeError
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.fileio import (
+    atomic_write,
+    atomic_write_text,
+    open_regular_file,
+    read_regular_file,
+)
 from cnnlab.runs.config import RunConfig
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
@@ -34,6 +42,7 @@ EXAMPLE_SIDE = 64  # pixels a side of a stored example
 IMAGE_SIZE = 32  # the network's input
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,23}$")
 PROJECT = "project"
+EXAMPLE_ID = re.compile(r"^[0-9]{4}$")  # an example's file name without ".png"
 # Few examples: many short epochs of small batches. Measured on 3 drawn classes of 10 examples
 # (tests/web/test_web_teach.py): 100% on the held-out examples after 30 epochs, a few seconds.
 TEACH_EPOCHS = 30
@@ -42,6 +51,12 @@ TEACH_BATCH = 8
 
 class TeachError(CnnlabError):
     """A Teach request that cannot be carried out (names, counts, pictures)."""
+
+
+class ExampleNotFoundError(TeachError):
+    """An example that is not (or no longer) in the project."""
+
+    http_status = 404
 
 
 class Project:
@@ -69,23 +84,82 @@ class Project:
                     "folder is a link, which the lab does not follow; remove it"
                 )
 
+    @property
+    def order_file(self) -> Path:
+        return self.root / "classes.json"
+
     def classes(self) -> list[str]:
-        """The project's class names, in the order they were made (sorted, as folders are)."""
+        """The project's class names in the order they were typed (``classes.json``); a class
+        folder it does not name comes after them, sorted as folders are."""
         if not self.data_dir.is_dir():
             return []
-        return sorted(p.name for p in self.data_dir.iterdir() if p.is_dir())
+        folders = {p.name for p in self.data_dir.iterdir() if p.is_dir()}
+        try:
+            # A regular file of a few names: a planted link to /dev/zero costs nothing.
+            typed = json.loads(read_regular_file(self.order_file, 64 * 1024).decode("utf-8"))
+        except (OSError, ValueError, CnnlabError):
+            typed = []
+        ordered = (
+            [n for n in typed if isinstance(n, str) and n in folders]
+            if isinstance(typed, list)
+            else []
+        )
+        return ordered + sorted(folders.difference(ordered))
+
+    def examples(self, name: str) -> list[dict[str, Any]]:
+        """The examples of class ``name`` in the order they were added: each its ``id`` (the
+        file name without ``.png``) and ``version`` (its write time in nanoseconds, which
+        changes when a number is used again, so a page can cache a thumbnail by both)."""
+        found = []
+        for path in (self.data_dir / name).glob("*.png"):
+            if EXAMPLE_ID.match(path.stem):
+                try:
+                    found.append({"id": path.stem, "version": path.stat().st_mtime_ns})
+                except OSError:  # removed while listing
+                    continue
+        return sorted(found, key=lambda e: e["id"])
 
     def state(self) -> dict[str, Any]:
-        """Class names and how many examples each has."""
+        """Class names in the order typed, with how many examples each has and which."""
+        classes = []
+        for name in self.classes():
+            examples = self.examples(name)
+            classes.append({"name": name, "examples": len(examples), "pictures": examples})
         return {
-            "classes": [
-                {"name": name, "examples": len(list((self.data_dir / name).glob("*.png")))}
-                for name in self.classes()
-            ],
+            "classes": classes,
             # Where to find it, without the server's own folders: from the lab's runs folder.
             "folder": f"{self.data_dir.relative_to(self.root.parents[1]).as_posix()} in the "
             "lab's runs folder",
         }
+
+    def example_file(self, name: str, example: str) -> Path:
+        """The file of example ``example`` (an ``id`` of :meth:`examples`) of class ``name``."""
+        if name not in self.classes():
+            raise TeachError(f"no class {name[:30]!r} in this project; create it first")
+        path = self.data_dir / name / f"{example}.png"
+        # Only the project's own files: never through a linked class folder or example.
+        linked = path.parent.is_symlink() or path.is_symlink()
+        if not EXAMPLE_ID.match(example) or linked or not path.is_file():
+            raise ExampleNotFoundError(
+                f"class {name!r} has no example {example[:12]!r}; reload the page"
+            )
+        return path
+
+    def example_png(self, name: str, example: str) -> bytes:
+        """The stored PNG of one example (64×64), for its thumbnail."""
+        try:
+            with open_regular_file(self.example_file(name, example)) as handle:
+                return handle.read(1 << 20)  # a stored example is a few kilobytes
+        except OSError:
+            raise ExampleNotFoundError(
+                f"class {name!r} has no example {example[:12]!r}; reload the page"
+            ) from None
+
+    def remove_example(self, name: str, example: str) -> dict[str, Any]:
+        """Delete one example of class ``name``; returns the project's state."""
+        with self._lock:
+            self.example_file(name, example).unlink(missing_ok=True)
+        return self.state()
 
     def create(self, names: list[str]) -> dict[str, Any]:
         """Start over with the classes ``names`` (2 to 10, unique, short plain names)."""
@@ -104,6 +178,7 @@ class Project:
             self._clear()
             for name in names:
                 (self.data_dir / name).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.order_file, json.dumps(names))
         return self.state()
 
     def _clear(self) -> None:

@@ -8,6 +8,7 @@ training form, the convolution buttons) and checks numbers on the page. Screensh
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -385,6 +386,8 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     training = time.monotonic()
     page.click("#teach-train")
     page.wait_for_selector("#teach-status:has-text('Trained')", timeout=180_000)
+    trained = page.inner_text("#teach-status")  # the accuracy with its count of examples
+    assert "held" in trained and re.search(r"\bof \d+\b", trained), trained
     answers = []
     for name in TEACH_CLASSES:
         page.click("#teach-clear")
@@ -400,6 +403,15 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     bars = page.locator("#teach-bars li")
     assert bars.count() == 3
     assert page.is_visible("#teach-occlusion")
+    # The occlusion map lies over the picture the answer is for, and a caption says what it
+    # shows: in words alone when covering no part of the picture changes the answer.
+    assert page.get_attribute("#teach-picture", "src").startswith("blob:")
+    caption = page.inner_text("#teach-occlusion figcaption")
+    if page.is_visible("#teach-occlusion-map"):
+        assert caption.startswith(f"Where “{answers[-1]}” comes from: covering a red part")
+        assert page.is_visible("#teach-scale")
+    else:
+        assert caption.startswith("Covering any part of the picture changes the probability")
     conf = page.inner_text("#teach-conf")  # worded as the Draw tab words its answers
     assert conf.endswith(f"sure it is {answers[-1]}") or conf.startswith("unsure: ")
     assert bars.first.get_attribute("aria-label").startswith(f"{TEACH_CLASSES[0]}: ")
@@ -418,6 +430,35 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     assert page.inner_text("#teach-conf").startswith("none of these (closest: ")
     page.unroute("**/api/teach/predict")
 
+    # A map with one place that matters: drawn over the picture, red there, with its scale.
+    rows, cols = np.mgrid[0:32, 0:32]
+    spot = (0.4 * np.exp(-((rows - 20) ** 2 + (cols - 12) ** 2) / 20)).round(4)
+
+    def one_spot(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "occlusion_drop": spot.tolist()})
+
+    page.route("**/api/teach/predict", one_spot)
+    shown = int(page.get_attribute("#teach-bars", "data-count"))
+    draw_on_teach_pad(page, teach_strokes("line", rng))
+    page.wait_for_selector(f"#teach-bars[data-count='{shown + 1}']")
+    assert page.is_visible("#teach-occlusion-map") and page.is_visible("#teach-scale")
+    assert page.inner_text("#teach-scale").replace("\n", " ").endswith("−40 points")
+    assert "by up to 40 points" in page.inner_text("#teach-occlusion figcaption")
+    assert "red where covering it lowers" in page.get_attribute(
+        "#teach-occlusion-map", "aria-label"
+    )
+    red, clear = page.evaluate(
+        """() => {
+            const c = document.getElementById("teach-occlusion-map").getContext("2d");
+            return [Array.from(c.getImageData(12, 20, 1, 1).data),
+                    Array.from(c.getImageData(30, 2, 1, 1).data)];
+        }"""
+    )
+    assert red[0] > 200 and red[1] < 60 and red[3] > 180  # red and nearly opaque at the spot
+    assert clear[3] == 0  # and clear where covering changes nothing
+    page.unroute("**/api/teach/predict")
+
     # The fake camera: one snapshot becomes an example, and live predictions follow it.
     page.check("input[name='teach-source'][value='camera']")
     page.click("#teach-camera")
@@ -428,3 +469,46 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     page.wait_for_selector(f"#teach-bars[data-count='{shown + 2}']")  # live, twice
     assert page.inner_text("#teach-answer") in TEACH_CLASSES
     page.click("#teach-camera")  # stop it
+
+
+def test_teach_lists_classes_as_typed_with_thumbnails_a_click_removes(teach_page, tmp_path):
+    page = teach_page
+    page.check("input[name='teach-source'][value='pad']")  # drawings, whatever came before
+    typed = ["line", "cross", "circle"]  # not alphabetical: the list keeps this order
+    page.fill("#teach-names", ", ".join(typed))
+    page.click("#teach-create")
+    page.wait_for_selector("#teach-list li:first-child [data-count='line']:has-text('0 examples')")
+    assert page.locator("#teach-list .teach-class-name").all_inner_texts() == typed
+    rng = np.random.default_rng(5)
+    for n in (1, 2):
+        page.click("#teach-clear")
+        draw_on_teach_pad(page, teach_strokes("line", rng))
+        page.click("#teach-list button[data-class='line']")
+        page.wait_for_selector(f"[data-thumbs='line'] .thumb >> nth={n - 1}")
+    # An uploaded picture, through the styled Upload button's file input.
+    picture = tmp_path / "square.png"
+    picture.write_bytes(digit_png(np.pad(np.full((8, 8), 255, np.uint8), 10), scale=4))
+    page.set_input_files("input[data-upload='circle']", str(picture))
+    page.wait_for_selector("[data-thumbs='circle'] .thumb")
+    thumbs = page.locator("[data-thumbs='line'] .thumb")
+    assert thumbs.count() == 2
+    loaded = "(img) => img.complete && img.naturalWidth"
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#teach-list .thumb img')]"
+        ".every((img) => img.complete && img.naturalWidth === 64)"
+    )
+    assert page.locator("[data-thumbs='circle'] .thumb img").evaluate(loaded) == 64
+    assert thumbs.first.get_attribute("aria-label") == "Remove example 1 of “line”"
+
+    thumbs.first.click()
+    page.wait_for_selector("#teach-list [data-count='line']:has-text('1 example')")
+    assert page.locator("[data-thumbs='line'] .thumb").count() == 1
+    assert page.locator("[data-thumbs='line'] .thumb").get_attribute("data-example") == "0001"
+    assert page.inner_text("#teach-status") == "Removed an example of “line”."
+
+    page.reload()  # the server remembers the order, and the examples left
+    page.wait_for_selector("#teach-list [data-count='line']:has-text('1 example')")
+    assert page.locator("#teach-list .teach-class-name").all_inner_texts() == typed
+    assert page.locator("#teach-list .thumb").count() == 2
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "lab-teach-thumbnails.png"), full_page=True)

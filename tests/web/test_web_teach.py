@@ -88,12 +88,17 @@ def test_three_drawn_classes_train_and_answer(
     assert client.post("/api/teach/train", json={}).status_code == 202
     status = wait_for_training(client)
     assert status["state"] == "finished", status
+    # The page says the accuracy with how many held-out examples it was measured on.
+    right = status["test_accuracy"] * status["test_count"]
+    assert 0 < status["test_count"] < 30 and right == pytest.approx(round(right))
     answers = []
     for name in CLASSES:
         result = send(client, "/api/teach/predict", drawing(name, rng)).json()
         assert result["class_names"] == CLASSES
         assert sum(result["probabilities"]) == pytest.approx(1.0, abs=1e-4)
         assert len(result["occlusion"]) > 100
+        drop = np.asarray(result["occlusion_drop"])  # the same map as numbers, for the overlay
+        assert drop.shape == (32, 32) and 0 <= drop.min() <= drop.max() <= 1
         answers.append(result["class_name"])
     now = time.monotonic()
     print(f"first example to a trained model answering: {now - started:.1f} s "
@@ -250,19 +255,24 @@ def test_a_picture_over_the_pixel_budget_is_refused_from_its_header(client: Test
         ("post", "/api/teach/examples?label=a", {"content": b"x"}),
         ("post", "/api/teach/train", {"json": {}}),
         ("post", "/api/teach/predict", {"content": b"x"}),
+        ("delete", "/api/teach/examples/a/0000", {}),
     ],
 )
 def test_teach_changes_come_only_from_the_labs_own_page(
     client: TestClient, method: str, path: str, body: dict
 ) -> None:
     headers = {"Origin": "http://evil.example", "Content-Type": "image/png"}
+    if method == "delete":  # an example a page from elsewhere could try to remove
+        client.post("/api/teach/project", json={"classes": ["a", "b"]})
+        send(client, "/api/teach/examples?label=a", _example())
+    before = client.get("/api/teach/project").json()["classes"]
     refused = getattr(client, method)(path, headers=headers, **body)
     assert refused.status_code == 403 and "may not change the lab" in refused.json()["detail"]
     other_host = getattr(client, method)(
         path, headers={"Host": "evil.example", "Content-Type": "image/png"}, **body
     )
     assert other_host.status_code == 421
-    assert client.get("/api/teach/project").json()["classes"] == []
+    assert client.get("/api/teach/project").json()["classes"] == before
 
 
 def test_teach_training_is_the_labs_one_job_with_its_run_folder_cap(
@@ -322,3 +332,68 @@ def test_an_example_never_brings_back_a_class_nor_overwrites_one(tmp_path: Path)
     with pytest.raises(TeachError, match="no class 'a'"):
         project.add_example("a", _example())
     assert project.classes() == ["x", "y"]
+
+
+def test_classes_keep_the_order_typed_and_examples_are_listed_shown_and_removed(
+    client: TestClient, tmp_path: Path
+) -> None:
+    typed = ["line", "cross", "circle"]  # not alphabetical
+    state = client.post("/api/teach/project", json={"classes": typed}).json()
+    assert [c["name"] for c in state["classes"]] == typed
+    for _ in range(3):
+        state = send(client, "/api/teach/examples?label=cross", _example()).json()
+    cross = state["classes"][1]
+    assert cross["examples"] == 3
+    assert [e["id"] for e in cross["pictures"]] == ["0000", "0001", "0002"]
+    # The folders stay a plain image-folder data set; the order is kept beside them.
+    data_dir = tmp_path / "runs" / "teach" / "project" / "data"
+    assert sorted(p.name for p in data_dir.iterdir()) == sorted(typed)
+    assert [c["name"] for c in client.get("/api/teach/project").json()["classes"]] == typed
+
+    shown = client.get("/api/teach/examples/cross/0001")
+    assert shown.status_code == 200 and shown.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(shown.content)).size == (64, 64)
+
+    removed = client.delete(
+        "/api/teach/examples/cross/0001", headers={"Content-Type": "application/json"}
+    )
+    assert removed.status_code == 200, removed.text
+    cross = removed.json()["classes"][1]
+    assert (cross["examples"], [e["id"] for e in cross["pictures"]]) == (2, ["0000", "0002"])
+    assert not (data_dir / "cross" / "0001.png").exists()
+    for path in ("/api/teach/examples/cross/0001", "/api/teach/examples/cross/0001.png"):
+        gone = client.get(path)
+        assert gone.status_code == 404 and "no example" in gone.json()["detail"]
+    unknown = client.delete(
+        "/api/teach/examples/dog/0000", headers={"Content-Type": "application/json"}
+    )
+    assert unknown.status_code == 422 and "no class 'dog'" in unknown.json()["detail"]
+
+
+def test_a_project_from_before_the_order_was_kept_lists_its_folders_sorted(tmp_path: Path) -> None:
+    from cnnlab.web.teach import Project
+
+    project = Project(tmp_path / "runs")
+    project.create(["b", "a"])
+    project.order_file.unlink()
+    assert project.classes() == ["a", "b"]
+    project.order_file.write_text("not json")
+    assert project.classes() == ["a", "b"]
+    project.order_file.write_text('["b"]')  # a class folder it does not name comes after
+    assert project.classes() == ["b", "a"]
+
+
+def test_an_example_is_never_read_through_a_link(tmp_path: Path) -> None:
+    from cnnlab.web.teach import ExampleNotFoundError, Project
+
+    project = Project(tmp_path / "runs")
+    project.create(["a", "b"])
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(_example())
+    (project.data_dir / "a" / "0000.png").symlink_to(secret)
+    assert project.state()["classes"][0]["examples"] == 1  # listed, as the data set would
+    with pytest.raises(ExampleNotFoundError):
+        project.example_png("a", "0000")
+    with pytest.raises(ExampleNotFoundError):
+        project.remove_example("a", "0000")
+    assert secret.exists()

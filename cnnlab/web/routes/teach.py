@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -72,6 +72,19 @@ async def add_example(request: Request, label: str) -> dict[str, Any]:
     return await run_in_threadpool(add)
 
 
+@router.get("/api/teach/examples/{label}/{example}", tags=["teach"])
+def example_picture(request: Request, label: str, example: str) -> Response:
+    """One stored example of class ``label`` as its 64×64 PNG (``example``: an id the
+    project's state lists), for its thumbnail."""
+    return Response(project_of(request).example_png(label, example), media_type="image/png")
+
+
+@router.delete("/api/teach/examples/{label}/{example}", tags=["teach"])
+def remove_example(request: Request, label: str, example: str) -> dict[str, Any]:
+    """Remove one example of class ``label``; returns the project's state."""
+    return project_of(request).remove_example(label, example)
+
+
 @router.post("/api/teach/train", tags=["teach"], status_code=202)
 def train(request: Request) -> dict[str, Any]:
     """Train the project's examples in the background (the Train tab's job); 409 while busy."""
@@ -92,6 +105,7 @@ def train_status(request: Request) -> dict[str, Any]:
             status["epoch"] = int(event["epoch"])
         elif event["type"] == "done":
             status["test_accuracy"] = event["test_accuracy"]
+            status["test_count"] = event.get("test_count")  # how many held-out examples
             status["run"] = event["run"]
         elif event["type"] == "error":
             # Teach sets no learning rate: a run that did not learn needs other examples.
@@ -115,6 +129,8 @@ async def predict(request: Request) -> dict[str, Any]:
         return {
             **inference.answer(reading),
             "occlusion": inference.png_base64(heat, 0.0, max(float(heat.max()), 1e-6), True),
+            # The same map as numbers (H rows of W), for the page to lay over the picture.
+            "occlusion_drop": heat.round(4).tolist(),
         }
 
     # A prediction with its occlusion map is ~100 forward passes: one per core, as /api/predict.

@@ -129,31 +129,89 @@
   // -- classes and examples ---------------------------------------------------------------------
 
   let classes = [];
+  const thumbs = new Map(); // "class/id/version" → its thumbnail button, kept between renders
+
+  function thumbnail(name, example, index) {
+    const key = `${name}/${example.id}/${example.version}`;
+    let button = thumbs.get(key);
+    if (!button) {
+      button = document.createElement("button");
+      button.type = "button";
+      button.className = "thumb";
+      button.dataset.remove = name;
+      button.dataset.example = example.id;
+      const img = document.createElement("img");
+      img.alt = "";
+      img.width = 48;
+      img.height = 48;
+      img.loading = "lazy";
+      img.src = `/api/teach/examples/${encodeURIComponent(name)}/${example.id}?v=${example.version}`;
+      button.append(img);
+      thumbs.set(key, button);
+    }
+    const label = `Remove example ${index + 1} of “${name}”`;
+    button.title = label;
+    button.setAttribute("aria-label", label);
+    return [key, button];
+  }
+
+  const uploadIcon =
+    '<svg aria-hidden="true" viewBox="0 0 24 24"><path d="M12 16V4"/><path d="m7 9 5-5 5 5"/><path d="M4 20h16"/></svg>';
 
   function render(state) {
     classes = state.classes;
     const list = $("teach-list");
-    list.replaceChildren();
-    for (const item of classes) {
-      const add = document.createElement("button");
-      add.type = "button";
-      add.className = "btn";
-      add.dataset.class = item.name;
-      add.textContent = `Add to “${item.name}”`;
+    const kept = new Set();
+    const rows = classes.map((item) => {
+      const name = document.createElement("strong");
+      name.className = "teach-class-name";
+      name.textContent = item.name;
       const count = document.createElement("span");
       count.className = "count";
       count.dataset.count = item.name;
       count.textContent = `${item.examples} example${item.examples === 1 ? "" : "s"}`;
-      const upload = document.createElement("input");
-      upload.type = "file";
-      upload.multiple = true;
-      upload.accept = "image/*";
-      upload.dataset.upload = item.name;
-      upload.setAttribute("aria-label", `Upload pictures of ${item.name}`);
+      const add = document.createElement("button");
+      add.type = "button";
+      add.className = "btn";
+      add.dataset.class = item.name;
+      add.textContent = "Add example";
+      add.setAttribute("aria-label", `Add the example shown to “${item.name}”`);
+      const upload = document.createElement("label");
+      upload.className = "btn";
+      upload.innerHTML = `${uploadIcon}Upload`;
+      const input = document.createElement("input");
+      input.type = "file";
+      input.multiple = true;
+      input.accept = "image/*";
+      input.className = "visually-hidden";
+      input.dataset.upload = item.name;
+      input.setAttribute("aria-label", `Upload pictures of ${item.name}`);
+      upload.append(input);
+      const head = document.createElement("div");
+      head.className = "teach-class-head";
+      head.append(name, count, add, upload);
+      const strip = document.createElement("div");
+      strip.className = "thumbs";
+      strip.dataset.thumbs = item.name;
+      const pictures = item.pictures || [];
+      if (!pictures.length) {
+        const empty = document.createElement("span");
+        empty.className = "thumbs-empty";
+        empty.textContent = "No examples yet.";
+        strip.append(empty);
+      }
+      pictures.forEach((example, i) => {
+        const [key, button] = thumbnail(item.name, example, i);
+        kept.add(key);
+        strip.append(button);
+      });
       const row = document.createElement("li");
-      row.append(add, count, upload);
-      list.append(row);
-    }
+      row.className = "teach-class";
+      row.append(head, strip);
+      return row;
+    });
+    for (const key of [...thumbs.keys()]) if (!kept.has(key)) thumbs.delete(key);
+    list.replaceChildren(...rows);
     $("teach-train").disabled = classes.length < 2;
     $("teach-folder").textContent = classes.length ? `saved in ${state.folder}` : "";
   }
@@ -168,6 +226,20 @@
   }
 
   $("teach-list").addEventListener("click", async (event) => {
+    const thumb = event.target.closest("button[data-remove]");
+    if (thumb) {
+      const name = thumb.dataset.remove;
+      try {
+        render(await call(`/api/teach/examples/${encodeURIComponent(name)}/${thumb.dataset.example}`, {
+          method: "DELETE",
+          headers: { "Content-Type": "application/json" },
+        }));
+        say(`Removed an example of “${name}”.`);
+      } catch (err) {
+        say(err.message, true);
+      }
+      return;
+    }
     const button = event.target.closest("button[data-class]");
     if (!button) return;
     try {
@@ -222,6 +294,17 @@
     }
   }
 
+  // The accuracy with what it was measured on: 100 % of 3 held-out examples says little. The
+  // server words it when it can (with its 95 % interval); otherwise the count and share.
+  function trainedText(job) {
+    if (job.accuracy_text) return job.accuracy_text;
+    const share = `${(100 * (job.test_accuracy || 0)).toFixed(0)} %`;
+    if (!job.test_count) return `Trained: ${share} of the held-out examples right.`;
+    const right = Math.round((job.test_accuracy || 0) * job.test_count);
+    const plural = job.test_count === 1 ? "" : "s";
+    return `Trained: ${right} of ${job.test_count} held-out example${plural} right (${share}).`;
+  }
+
   $("teach-train").addEventListener("click", async () => {
     $("teach-train").disabled = true;
     try {
@@ -234,7 +317,7 @@
       const job = await follow();
       if (job.state !== "finished") throw new Error(job.error || `training ${job.state}`);
       trained = true;
-      say(`Trained: ${(100 * (job.test_accuracy || 0)).toFixed(0)}% on held-out examples. Draw or show something!`);
+      say(`${trainedText(job)} Draw or show something!`);
       predictSoon();
     } catch (err) {
       say(err.message, true);
@@ -260,7 +343,7 @@
         headers: { "Content-Type": picture.type || "application/octet-stream" },
         body: picture,
       });
-      showPrediction(result);
+      showPrediction(result, picture);
     } catch (err) {
       $("teach-answer").textContent = err.message;
     } finally {
@@ -277,11 +360,58 @@
     if (trained && source() === "camera" && $("teach-live").checked) predict();
   }, 700);
 
+  // The occlusion map over the picture: clear where covering the picture changes nothing, then
+  // amber to red where it lowers the answer's probability most (the scale beside it is the same).
+  const FLAT = 0.02; // a largest drop under 2 points: no one part of the picture decides
+  const LOW = [245, 158, 11]; // amber
+  const HIGH = [220, 38, 38]; // red
+  let pictureUrl = null;
+
+  function showOcclusion(result, picture) {
+    const drop = result.occlusion_drop;
+    if (!drop) return;
+    if (pictureUrl) URL.revokeObjectURL(pictureUrl);
+    pictureUrl = URL.createObjectURL(picture);
+    $("teach-picture").src = pictureUrl;
+    const most = Math.max(0, ...drop.flat());
+    const points = (100 * most).toFixed(0);
+    const name = result.class_name;
+    const canvas = $("teach-occlusion-map");
+    const caption = $("teach-occlusion-caption");
+    const flat = most < FLAT;
+    canvas.hidden = flat;
+    $("teach-scale").hidden = flat;
+    $("teach-occlusion").classList.toggle("flat", flat);
+    if (flat) {
+      caption.textContent = `Covering any part of the picture changes the probability of “${name}” by less than ${100 * FLAT} points: no single part decides this answer.`;
+    } else {
+      const h = drop.length;
+      const w = drop[0].length;
+      canvas.width = w;
+      canvas.height = h;
+      const image = new ImageData(w, h);
+      drop.flat().forEach((value, i) => {
+        const t = Math.min(1, Math.max(0, value / most));
+        for (let c = 0; c < 3; c++) image.data[4 * i + c] = Math.round(LOW[c] + t * (HIGH[c] - LOW[c]));
+        image.data[4 * i + 3] = Math.round(215 * t);
+      });
+      canvas.getContext("2d").putImageData(image, 0, 0);
+      canvas.setAttribute(
+        "aria-label",
+        `Occlusion map over the picture: red where covering it lowers the probability of “${name}” most (by up to ${points} points), amber where less, clear where it changes nothing`,
+      );
+      $("teach-scale-max").textContent = `−${points} points`;
+      caption.textContent = `Where “${name}” comes from: covering a red part of the picture lowers its probability most, by up to ${points} points; covering a clear part changes nothing.`;
+    }
+    $("teach-occlusion").hidden = false;
+  }
+
   let shown = 0;
 
-  function showPrediction(result) {
+  function showPrediction(result, picture) {
     const top = `${(100 * result.probabilities[result.label]).toFixed(1)}%`;
     const answer = $("teach-answer");
+    $("teach-conf").classList.remove("idle");
     answer.textContent = result.known ? result.class_name : "none of these";
     answer.classList.toggle("unsure", result.unsure || !result.known);
     answer.classList.toggle("long", answer.textContent.length > 2);
@@ -291,25 +421,40 @@
     const bars = $("teach-bars");
     bars.replaceChildren();
     bars.dataset.count = String(++shown);
-    result.class_names.forEach((name, i) => {
+    // The bars in the order the classes were typed, as the list of classes shows them.
+    const typed = classes.map((c) => c.name);
+    const rank = (name) => (typed.includes(name) ? typed.indexOf(name) : typed.length);
+    const order = result.class_names.map((_, i) => i);
+    order.sort((a, b) => rank(result.class_names[a]) - rank(result.class_names[b]) || a - b);
+    for (const i of order) {
+      const name = result.class_names[i];
       const p = result.probabilities[i];
       const bar = document.createElement("li");
       bar.className = i === result.label ? "top" : "";
       const label = document.createElement("span");
+      label.className = "name";
       label.textContent = name;
+      const track = document.createElement("span");
+      track.className = "track";
       const fill = document.createElement("span");
       fill.className = "fill";
       fill.style.width = `${(100 * p).toFixed(1)}%`;
+      track.append(fill);
       const value = document.createElement("span");
       value.className = "value";
       value.textContent = `${(100 * p).toFixed(1)}%`;
       bar.setAttribute("aria-label", `${name}: ${value.textContent}`);
-      bar.append(label, fill, value);
+      bar.append(label, track, value);
       bars.append(bar);
-    });
-    $("teach-occlusion").src = `data:image/png;base64,${result.occlusion}`;
-    $("teach-occlusion").hidden = false;
+    }
+    if (picture) showOcclusion(result, picture);
   }
 
-  call("/api/teach/project").then(render).catch((err) => say(err.message, true));
+  // A project kept from before: its classes in the names field, in their order.
+  call("/api/teach/project")
+    .then((state) => {
+      if (state.classes.length) $("teach-names").value = state.classes.map((c) => c.name).join(", ");
+      render(state);
+    })
+    .catch((err) => say(err.message, true));
 })();
