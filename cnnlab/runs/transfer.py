@@ -135,7 +135,8 @@ def adapt(
     features = int(np.prod(Sequential(body, want).output_shape(want)))
     head = Dense(features, len(data.class_names), init="glorot", rng=rng, dtype=trained.dtype)
     notes.append(f"new head: {features} features → {len(data.class_names)} classes")
-    return Sequential([*body, head], want, dict(trained.meta)), notes
+    kept = {k: v for k, v in trained.meta.items() if k == "preset"}  # the rest was the source's
+    return Sequential([*body, head], want, kept), notes
 
 
 def _copy(layer: Layer) -> Layer:
