@@ -14,6 +14,7 @@ from picture_folders import CLASSES, save, scene, write_picture_folder
 
 import cnnlab as cl
 from cnnlab.cli import main
+from cnnlab.engine.metrics import wilson_interval
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +55,12 @@ def test_evaluate_reports_each_class_by_name(
     report = json.loads(capsys.readouterr().out)
     assert [row["class"] for row in report["per_class"]] == list(CLASSES)
     assert report["images"] == 24 and report["accuracy"] >= 0.95
+    right = round(report["accuracy"] * 24)
+    assert report["accuracy_interval_95"] == list(wilson_interval(right, 24))
     assert main(["evaluate", str(run), "--png", os.devnull]) == 0
     lines = capsys.readouterr().out.splitlines()
+    low, high = wilson_interval(right, 24)  # a small test set says how sure it is
+    assert f"on 24 images (95% interval {100 * low:.1f}–{100 * high:.1f}%)" in lines[0]
     header = lines[lines.index("confusion matrix (rows: true class, columns: predicted)") + 1]
     assert header.split() == list(CLASSES)
     assert main(["evaluate", str(run), "--dataset", "mnist-sample"]) == 2
