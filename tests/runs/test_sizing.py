@@ -177,3 +177,14 @@ def test_a_class_without_a_picture_to_test_on_is_refused_in_one_line(tmp_path: P
         train_run(RunConfig(dataset=str(folder), image_size=12), run, progress=False)
     assert "class 'sea' has 1 picture and none to test on" in str(info.value)
     assert "\n" not in str(info.value) and not run.path.exists()
+
+
+def test_wildly_unequal_classes_are_named_in_the_summary() -> None:
+    counts = [300, 20, 150]
+    config = RunConfig(dataset=FOLDER).resolve(470, "images", counts)
+    line = sizing.summary(RunConfig(dataset=FOLDER), config, counts, ["a", "b", "c"])
+    assert "classes balanced" in line
+    assert line.endswith(
+        "class 'b' has 20 pictures against 300 of 'a': expect it to be read worse; add pictures "
+        "of it"
+    )
