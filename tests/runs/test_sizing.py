@@ -188,3 +188,14 @@ def test_wildly_unequal_classes_are_named_in_the_summary() -> None:
         "class 'b' has 20 pictures against 300 of 'a': expect it to be read worse; add pictures "
         "of it"
     )
+
+
+def test_no_run_stops_early_before_its_share_of_the_epochs() -> None:
+    model = dense_model()
+    x, y = np.eye(2, dtype=np.float32), np.array([0, 1])
+    best = sizing.BestEpoch(model, LOSSES["cross-entropy"](), x, y, patience=1, stop_from=4)
+    state = TrainState()
+    for epoch in range(1, 5):
+        state.epoch = epoch
+        best.on_epoch_end(state, {})  # the same weights: never better after the first
+        assert state.stop is (epoch == 4)
