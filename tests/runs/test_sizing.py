@@ -51,8 +51,8 @@ def test_a_small_folder_gets_small_batches_many_epochs_a_held_out_share_and_augm
     config = RunConfig(dataset=FOLDER).resolve(450, "images", [150, 150, 150])
     # 3 × 150 pictures: 22 of each held out, 384 train in batches of 16 → 24 steps an epoch
     assert config.val_fraction == sizing.FOLDER_VAL_FRACTION
-    assert config.batch_size == 16 and config.epochs == 50 and sizing.TARGET_STEPS <= 50 * 24
-    assert config.patience == 12 and config.augment is True and config.balance is False
+    assert config.batch_size == 16 and config.epochs == 100 and sizing.TARGET_STEPS <= 100 * 24
+    assert config.patience == 25 and config.augment is True and config.balance is False
     tiny = RunConfig(dataset=FOLDER).resolve(30, "images", [10, 10, 10])
     assert tiny.batch_size == sizing.MIN_BATCH and tiny.epochs == sizing.MAX_EPOCHS
 
