@@ -59,10 +59,12 @@ def test_a_small_folder_gets_small_batches_many_epochs_a_held_out_share_and_augm
 
 def test_named_sets_keep_their_recipe_and_hold_out_a_small_share_only_when_large() -> None:
     recipe = get_recipe("default")
-    sample = RunConfig().resolve(10_000, "digits", [1_000] * 10)
-    assert (sample.batch_size, sample.epochs) == (recipe.batch_size, recipe.epochs(10_000))
-    assert sample.val_fraction == sizing.NAMED_VAL_FRACTION and sample.patience == 0
-    assert sample.augment is recipe.augment and sample.balance is False
+    mnist = RunConfig(dataset="mnist").resolve(60_000, "digits", [6_000] * 10)
+    assert (mnist.batch_size, mnist.epochs) == (recipe.batch_size, recipe.epochs(60_000))
+    assert mnist.val_fraction == sizing.NAMED_VAL_FRACTION and mnist.patience == 0
+    assert mnist.augment is recipe.augment and mnist.balance is False
+    sample = RunConfig().resolve(10_000, "digits", [1_000] * 10)  # keeps all its digits
+    assert (sample.batch_size, sample.epochs, sample.val_fraction) == (64, 12, 0.0)
     subset = RunConfig(subset=96).resolve(96, "digits", [10] * 9 + [6])
     assert subset.val_fraction == 0.0
     shapes = RunConfig(dataset="shapes").resolve(6_000, "images", [1_000] * 6)
