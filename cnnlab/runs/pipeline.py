@@ -144,7 +144,8 @@ def train_run(
             config.validate()
             folder.refuse_if_used()
             run_data = load_data(config, progress)
-            check_classes(run_data)
+            if sizing.is_folder(config.dataset):  # a subset of a named set may miss a class
+                check_classes(run_data)
             counts = run_data.counts()
             given, config = (
                 config,
@@ -188,7 +189,7 @@ def resume_run(
 
 
 def check_classes(run_data: RunData) -> None:
-    """Refuse, in one line, a data set with a class that has no picture to train on or none to
+    """Refuse, in one line, a folder with a class that has no picture to train on or none to
     test on."""
     names = run_data.pictures.class_names
     train = run_data.counts()
