@@ -34,6 +34,7 @@ from cnnlab.engine.fileio import (
     open_regular_file,
     read_regular_file,
 )
+from cnnlab.engine.metrics import describe_accuracy
 from cnnlab.runs.config import RunConfig
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
@@ -43,10 +44,13 @@ IMAGE_SIZE = 32  # the network's input
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,23}$")
 PROJECT = "project"
 EXAMPLE_ID = re.compile(r"^[0-9]{4}$")  # an example's file name without ".png"
-# Few examples: many short epochs of small batches. Measured on 3 drawn classes of 10 examples
-# (tests/web/test_web_teach.py): 100% on the held-out examples after 30 epochs, a few seconds.
-TEACH_EPOCHS = 30
-TEACH_BATCH = 8
+
+
+def accuracy_text(accuracy: float, count: int) -> str:
+    """What the page says of a trained model: its accuracy on the held-out examples with their
+    number and a 95 % interval, since 100 % of 3 examples says little."""
+    right = round(accuracy * count)
+    return f"Trained: right on {describe_accuracy(right, count)} held out."
 
 
 class TeachError(CnnlabError):
@@ -236,11 +240,8 @@ class Project:
         short = [name for name, n in counts.items() if n < 2]
         if short:
             raise TeachError(f"give every class at least 2 examples; {short[0]!r} has fewer")
+        # Batch, epochs, held-out examples and early stopping are sized to the examples, as
+        # for any folder (cnnlab.runs.sizing).
         return RunConfig(
-            recipe="pictures",
-            dataset=str(self.data_dir),
-            image_size=IMAGE_SIZE,
-            epochs=TEACH_EPOCHS,
-            batch_size=TEACH_BATCH,
-            seed=seed,
+            recipe="pictures", dataset=str(self.data_dir), image_size=IMAGE_SIZE, seed=seed
         )

@@ -97,6 +97,7 @@ class _Reporter(RunCallback):
             train_size=run.n_train,
             test_size=run.n_test,
             batches=self.batches,
+            plan=run.plan,  # one line: what was chosen for this data and why
             filters=filters_for_page(self.model),
         )
 

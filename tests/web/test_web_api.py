@@ -482,6 +482,7 @@ def test_the_train_tab_offers_the_colour_shapes_and_trains_them(client, runs_dir
     assert client.post("/api/train", json=config).status_code == 202
     events = read_events(client)
     assert events[0]["type"] == "start" and events[0]["train_size"] == 64, events[-1]
+    assert events[0]["plan"].startswith("64 pictures, 6 classes (the pictures recipe's): batch 64")
     assert np.array(events[0]["filters"]).ndim == 3  # a colour model's filters, channel-averaged
     done = events[-1]
     assert done["type"] == "done", done
