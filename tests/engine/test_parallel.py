@@ -312,3 +312,25 @@ def test_one_blas_thread_nests_and_restores() -> None:
                 assert set(blas_threads()) == {1}
             assert set(blas_threads()) == {1}  # the outer user still holds it
         assert set(blas_threads()) == {2}
+
+
+def test_one_blas_thread_limits_the_blas_whichever_thread_enters_it() -> None:
+    # threadpoolctl lets one thread at a time control a pthreads OpenBLAS: the web lab's
+    # training thread, entering after the command line's main thread, must still get one.
+    seen: list[set[int]] = []
+
+    def other_thread() -> None:
+        with parallel.one_blas_thread():
+            seen.append(set(blas_threads()))
+        seen.append(set(blas_threads()))
+
+    with threadpool_limits(2, user_api="blas"):
+        with parallel.one_blas_thread():
+            seen.append(set(blas_threads()))
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        with parallel.one_blas_thread():  # and the main thread again after it
+            seen.append(set(blas_threads()))
+        seen.append(set(blas_threads()))
+    assert seen == [{1}, {1}, {2}, {1}, {2}]
