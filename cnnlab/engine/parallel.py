@@ -239,7 +239,7 @@ def _replicate(model: Any) -> Any:
 def _splittable(model: Any, x: Any) -> bool:
     """Whether ``x`` is a batch worth the engine's threads: NumPy (not CuPy), rows to split,
     and no layer whose ``forward`` or ``backward`` was replaced on the instance (a hook such as
-    ``cnnlab.explain.monitor``'s, which expects to see the whole batch on that very layer)."""
+    ``cnnlab.runs.monitor``'s, which expects to see the whole batch on that very layer)."""
     hooked = any(name in vars(layer) for layer in model.layers for name in ("forward", "backward"))
     return isinstance(x, np.ndarray) and len(x) >= 2 * MIN_ROWS and not hooked
 

@@ -2,7 +2,8 @@
 
 It loads the data, builds what the ``RunConfig`` names, fits with a checkpoint after every
 epoch (and when stopped), writes ``config.json``, ``metrics.json`` and ``model.npz`` into the
-``RunFolder`` and returns a ``RunResult``. ``resume_run`` continues a stopped or killed run
+``RunFolder``, then the figures of a finished run (``run_figures.py``), and returns a
+``RunResult``. ``resume_run`` continues a stopped or killed run
 from its checkpoint and gets exactly the weights an uninterrupted run would have.
 Front ends present: they pass callbacks (progress bars, web events) and ``should_stop``.
 """
@@ -37,6 +38,7 @@ from cnnlab.runs.config import DEFAULT_LR, RunConfig
 from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.inputs import check_fits, data_meta, prepare
+from cnnlab.runs.run_figures import RunFigures
 
 
 @dataclass
@@ -190,6 +192,8 @@ def _fit(
     model.to(config.device)
     check_fits(model, run_data.pictures)  # a resumed model and the data it finds now
     model.meta.update(data_meta(run_data.pictures, config.seed))
+    figures = RunFigures(config, model)  # written at the end; no matplotlib: an error now
+    callbacks = [*figures.callbacks, *callbacks]
     optimizer = make_optimizer(model, config)
     if checkpoint is not None:
         optimizer.load_state_arrays(
@@ -236,4 +240,9 @@ def _fit(
     model.meta.update({"test_accuracy": accuracy, "epochs": config.epochs, "stopped": stopped})
     model.save(folder.model_file)
     folder.write_metrics(state.history)
-    return RunResult(config, folder, model, state.history, accuracy, stopped, run_data, predictions)
+    result = RunResult(
+        config, folder, model, state.history, accuracy, stopped, run_data, predictions
+    )
+    if not stopped:
+        figures.write(result)
+    return result

@@ -39,6 +39,8 @@ def test_cli_and_web_train_the_same_network(tmp_path: Path) -> None:
     for key, value in cli_weights.items():
         np.testing.assert_array_equal(web_weights[key], value, err_msg=key)
     assert json.loads((cli_run / "metrics.json").read_text())[-1]["epoch"] == 2
+    for name in ("curves.png", "confusion.png", "filters.png", "misclassified.png"):
+        assert (web_run / name).read_bytes() and (cli_run / name).read_bytes(), name
 
 
 def train_through_both(tmp_path: Path) -> tuple[Path, Path]:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import cnnlab
-from cnnlab.explain.figures import plot_gradient_flow
-from cnnlab.explain.monitor import GradientMonitor
+from cnnlab.figures.plots import plot_gradient_flow
+from cnnlab.runs.monitor import GradientMonitor
 
 
 def tiny_data(rng: np.random.Generator, n: int = 32) -> tuple[np.ndarray, np.ndarray]:
