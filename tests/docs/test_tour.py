@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,14 @@ def test_notebook_is_stored_without_outputs_and_asserts_its_numbers(path: Path) 
     cells = code_cells(path)
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in cells)
     assert sum("assert" in "".join(c["source"]) for c in cells) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_calls_the_library_not_the_command_line(path: Path) -> None:
+    # The command line parses and prints; a notebook calls what it calls (runs, explain, export).
+    code = "\n".join("".join(c["source"]) for c in code_cells(path))
+    assert not re.search(r"^\s*(from|import)\s+cnnlab\.cli\b", code, re.MULTILINE)
+    assert not re.search(r"^\s*from\s+cnnlab\s+import\s+.*\bcli\b", code, re.MULTILINE)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
