@@ -54,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.tables import table, vector
     from cnnlab.explain import figures
     from cnnlab.explain.step import training_step
-    from cnnlab.explain.text import table, vector
     from cnnlab.runs.inputs import class_index, class_names
     from cnnlab.runs.pictures import needed, read_picture
 

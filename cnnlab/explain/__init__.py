@@ -7,7 +7,7 @@ maps, occlusion, saliency, top patches), ``prediction`` (all of it for one image
 surface of a linear neuron with two weights), ``step`` (one training iteration),
 ``gradcheck``, ``perceptron`` (sonar), ``figures`` and
 ``experiment_figures`` (matplotlib) and ``report`` (self-contained HTML).
-``first_layer_filters`` comes from ``cnnlab.figures.plots``. Importing this package needs NumPy
+``first_layer_filters`` comes from ``cnnlab.runs.run_figures``. Importing this package needs NumPy
 only.
 """
 
@@ -32,8 +32,8 @@ from cnnlab.explain.maps import (
 )
 from cnnlab.explain.prediction import explain_prediction
 from cnnlab.explain.step import training_step
-from cnnlab.figures.plots import first_layer_filters
 from cnnlab.runs.monitor import GradientMonitor
+from cnnlab.runs.run_figures import first_layer_filters
 
 __all__ = [
     "ARTICLE_FILTER",

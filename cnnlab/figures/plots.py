@@ -12,10 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.backend import to_numpy
-from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import Conv2D
-from cnnlab.engine.sequential import Sequential
 from cnnlab.figures.base import grid_shape, new_figure, save
 
 
@@ -55,19 +51,6 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | os.Pa
             colour = "white" if count > threshold else "black"
             ax.text(col, row, str(count), ha="center", va="center", fontsize=7, color=colour)
     return save(fig, path)
-
-
-def first_layer_filters(model: Sequential, colour: bool = False) -> np.ndarray:
-    """The first conv layer's filters ``(C_out, kH, kW)``, averaged over the input channels;
-    with ``colour``, a colour model's as ``(C_out, kH, kW, 3)``: each filter's red, green and
-    blue weights, as an image is laid out."""
-    conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
-    if conv is None:
-        raise CnnlabError("this model has no Conv2D layer, so it has no filters to show")
-    weights = to_numpy(conv.params["W"])  # (C_out, C_in, kH, kW)
-    if colour and weights.shape[1] == 3:
-        return weights.transpose(0, 2, 3, 1)
-    return weights.mean(axis=1)
 
 
 def plot_filters(filters: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:

@@ -44,7 +44,7 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
             raise CnnlabError(f"{name}: cannot read it ({err.strerror})") from None
         except json.JSONDecodeError as err:
             raise CnnlabError(f"{name}: not valid JSON ({err})") from None
-        model = model_from_config(architecture, name, rng=config.seed)
+        model = model_from_config(Sequential, architecture, name, rng=config.seed)
     else:
         model = build(
             name, activation=config.activation, seed=config.seed,

@@ -240,9 +240,8 @@ def _fit(
     model.meta.update({"test_accuracy": accuracy, "epochs": config.epochs, "stopped": stopped})
     model.save(folder.model_file)
     folder.write_metrics(state.history)
-    result = RunResult(
-        config, folder, model, state.history, accuracy, stopped, run_data, predictions
-    )
     if not stopped:
-        figures.write(result)
-    return result
+        figures.write(
+            folder, model, state.history, run_data.test_images, run_data.test_labels, predictions
+        )
+    return RunResult(config, folder, model, state.history, accuracy, stopped, run_data, predictions)
