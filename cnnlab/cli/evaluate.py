@@ -76,7 +76,7 @@ def confusion_lines(matrix: np.ndarray, names: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.runs.inputs import prepare_set
+    from cnnlab.runs.model_input import prepare_set
 
     manual_seed(args.seed)
     from cnnlab.runs.pictures import reads_dataset

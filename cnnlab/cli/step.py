@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.cli.tables import table, vector
     from cnnlab.explain import figures
     from cnnlab.explain.step import training_step
-    from cnnlab.runs.inputs import class_index, class_names
+    from cnnlab.runs.model_input import class_index, class_names
     from cnnlab.runs.pictures import needed, read_picture
 
     model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))

@@ -20,7 +20,7 @@ from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.serialize import model_from_config
 from cnnlab.runs import recipes
 from cnnlab.runs.config import RunConfig
-from cnnlab.runs.inputs import check_fits
+from cnnlab.runs.model_input import check_fits
 from cnnlab.runs.zoo import build
 
 

@@ -37,7 +37,7 @@ from cnnlab.runs.build import (
 from cnnlab.runs.config import DEFAULT_LR, RunConfig
 from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
-from cnnlab.runs.inputs import check_fits, data_meta, prepare
+from cnnlab.runs.model_input import check_fits, data_meta, prepare
 from cnnlab.runs.run_figures import RunFigures
 
 

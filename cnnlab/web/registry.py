@@ -18,7 +18,7 @@ from cnnlab.runs.folder import (
     model_path,
     newest_model,
 )
-from cnnlab.runs.inputs import reads_digits
+from cnnlab.runs.model_input import reads_digits
 
 
 class UnknownModelError(CnnlabError):

@@ -13,7 +13,7 @@ import cnnlab
 from cnnlab.cli.main import main
 from cnnlab.data import shapes
 from cnnlab.data.imageset import ImageSet
-from cnnlab.runs.inputs import data_meta, prepare
+from cnnlab.runs.model_input import data_meta, prepare
 
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")

@@ -15,7 +15,7 @@ from cnnlab.explain.article import ARTICLE_FILTER, ARTICLE_IMAGE
 from cnnlab.runs.pictures import read_picture
 from cnnlab.runs.predict import read
 from cnnlab.web import inference
-from cnnlab.web.inputs import read_input
+from cnnlab.web.request_picture import read_input
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.schemas import PREDICT_BODY
 
