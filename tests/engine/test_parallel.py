@@ -58,6 +58,7 @@ def test_split_rows_covers_the_batch_in_even_contiguous_shards(n, threads) -> No
 
 @pytest.mark.parametrize("preset", ["fast", "simple", "lenet5", "default"])
 @pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.slow
 def test_data_parallel_gives_the_whole_batch_gradients(preset, count, rng) -> None:
     """Loss, parameter gradients, input gradient and batch-norm running statistics of a batch
     split over threads equal those of the whole batch (float64: to rounding). The presets
@@ -98,6 +99,7 @@ def test_data_parallel_runs_a_small_batch_on_the_model_itself(rng) -> None:
         np.testing.assert_array_equal(grads(model)[name], g, err_msg=name)
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_torch_with_batch_norm(rng) -> None:
     """The parity suite's check, on a batch split over three threads: PyTorch's gradients of
     the whole batch (its batch norm sees all 60 rows)."""

@@ -90,6 +90,7 @@ def test_dead_relus_and_saturated_sigmoids_are_counted(rng: np.random.Generator)
     assert len(monitor.batch_grad_norms) == 8
 
 
+@pytest.mark.slow
 def test_close_restores_the_layers_and_the_plot_is_written(rng, tmp_path) -> None:
     model = cnnlab.Sequential([cnnlab.Dense(6, 3, rng=1), cnnlab.Tanh()], input_shape=(6,))
     monitor = GradientMonitor(model)

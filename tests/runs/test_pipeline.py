@@ -33,6 +33,7 @@ class Recorder(RunCallback):
         self.batches += 1
 
 
+@pytest.mark.slow
 def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None:
     recorder = Recorder()
     result = train_run(CONFIG, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
@@ -49,6 +50,7 @@ def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None
     assert not (result.folder.path / "gradient_flow.json").exists()  # not asked for
 
 
+@pytest.mark.slow
 def test_a_monitored_run_writes_its_gradient_flow(tmp_path: Path) -> None:
     config = RunConfig(model="simple", subset=32, batch_size=16, epochs=1, seed=5, monitor=True)
     result = train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
@@ -70,6 +72,7 @@ def test_without_matplotlib_a_run_fails_before_it_trains(
     assert recorder.start is None and not folder.path.exists()
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     straight = train_run(CONFIG, RunFolder.create(tmp_path / "straight"), progress=False)
     recorder = Recorder()
