@@ -48,6 +48,7 @@ def test_onnx_runtime_matches_and_carries_the_normalisation(colour: tuple, tmp_p
     assert meta["kind"] == "images" and json.loads(meta["input_shape"]) == [3, 32, 32]
 
 
+@pytest.mark.slow
 def test_torchscript_matches(colour: tuple, tmp_path: Path) -> None:
     model, x = colour
     model.save(tmp_path / "model.npz")
