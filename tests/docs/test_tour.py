@@ -62,6 +62,7 @@ def write_notebook(path: Path, *sources: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_failing_assert_fails_the_notebook_and_names_the_cell(tmp_path: Path) -> None:
     build_docs = load_build_docs()
     good = write_notebook(tmp_path / "good.ipynb", "x = 6 * 7", "assert x == 42\nprint(x)")
