@@ -48,6 +48,7 @@ def test_gpu_tests_may_skip_and_full_data_tests_wait_to_be_asked_for(
     assert result.ret == pytest.ExitCode.OK
 
 
+@pytest.mark.slow
 def test_any_other_skip_fails_the_session_under_xdist_too(suite: pytest.Pytester) -> None:
     suite.makepyfile(
         test_fine="def test_ok():\n    pass\n",

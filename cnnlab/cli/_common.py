@@ -91,6 +91,12 @@ def load_model(path: str | Path) -> Sequential:
 COMPLETIONS = "completions"  # an argparse action's values that shell completion suggests
 
 
+def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each sub-command's parser of the command line's ``parser``, by name."""
+    (group,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(group.choices)
+
+
 def add_dataset_argument(parser: argparse.ArgumentParser, default: str | None, tail: str) -> None:
     """``--dataset NAME|PATH``: a named picture set or a folder of one's own pictures
     (completion offers the names, then folders); ``tail`` ends the help."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from cnnlab.cli._common import COMPLETIONS
-from cnnlab.cli.main import command_parsers
+from cnnlab.cli._common import COMPLETIONS, command_parsers
 
 
 def _options(parser: argparse.ArgumentParser) -> list[str]:

@@ -93,7 +93,7 @@ def class_table(
 ) -> str:
     """Per-class precision and recall (``(K,)`` fractions) and support as a text table whose
     columns line up whatever the numbers, 100.00 % included."""
-    from cnnlab.explain.text import table
+    from cnnlab.cli.tables import table
 
     rows = [
         [name, f"{100 * p:.2f}%", f"{100 * r:.2f}%", int(n)]
@@ -103,7 +103,7 @@ def class_table(
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlab.runs.inputs import prepare_set
+    from cnnlab.runs.model_input import prepare_set
 
     manual_seed(args.seed)
     from cnnlab.runs.pictures import reads_dataset

@@ -151,7 +151,7 @@ def _curve(args: argparse.Namespace, out: Path) -> list[Path]:
         [name, f"{r['peak']:g}", str(r["peak_at"]), f"{r['map'].mean():.3f}"]
         for name, r in results.items()
     ]
-    from cnnlab.explain.text import table
+    from cnnlab.cli.tables import table
 
     print(table(["image", "peak activation", "at (row, col)", "mean activation"], rows))
     ratio = results["curve"]["peak"] / max(results["no curve"]["peak"], 1e-12)
@@ -162,9 +162,9 @@ def _curve(args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _error_surface(args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.cli.tables import table
     from cnnlab.explain import experiment_figures
     from cnnlab.explain.surface import TRUE_WEIGHTS, error_surface
-    from cnnlab.explain.text import table
 
     surface = error_surface(
         lr=args.lr or 0.5, steps=args.steps, samples=args.samples or 100, seed=args.seed
@@ -197,9 +197,9 @@ def _error_surface(args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _learning_rate(args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.cli.tables import table
     from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import DEFAULT_LEARNING_RATES, learning_rate_sweep
-    from cnnlab.explain.text import table
 
     lrs = args.lrs or DEFAULT_LEARNING_RATES
     options = _data(args, 1000)
@@ -225,9 +225,9 @@ def _learning_rate(args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _activations(args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.cli.tables import table
     from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import activation_gradients, activation_verdict
-    from cnnlab.explain.text import table
 
     options = _data(args, 2000)
     epochs = args.epochs or 3
@@ -255,9 +255,9 @@ def _activations(args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _losses(args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.cli.tables import table
     from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import compare_losses
-    from cnnlab.explain.text import table
 
     options = _data(args, 1000)
     epochs = args.epochs or 3
@@ -272,9 +272,9 @@ def _losses(args: argparse.Namespace, out: Path) -> list[Path]:
 
 
 def _features(args: argparse.Namespace, out: Path) -> list[Path]:
+    from cnnlab.cli.tables import table
     from cnnlab.explain import experiment_figures
     from cnnlab.explain.experiments import features
-    from cnnlab.explain.text import table
 
     model = load_model(args.model) if args.model else None
     options = _data(args, 2000)

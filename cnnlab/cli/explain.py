@@ -62,10 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.tables import table, vector
     from cnnlab.explain.experiments import digits
     from cnnlab.explain.prediction import explain_prediction
-    from cnnlab.explain.text import table, vector
-    from cnnlab.runs.inputs import class_names, kind_of
+    from cnnlab.runs.model_input import class_names, kind_of
     from cnnlab.runs.pictures import needed, read_picture
     from cnnlab.runs.predict import none_of_these, read
 

@@ -56,10 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.tables import table
     from cnnlab.engine.gradcheck import gradient_check
     from cnnlab.explain import figures
     from cnnlab.explain.experiments import digits
-    from cnnlab.explain.text import table
     from cnnlab.runs.zoo import DIGITS, PRESETS, build
 
     if args.model in PRESETS:

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from cnnlab import __version__
-from cnnlab.cli._common import NeutralisedStream, positive_int
+from cnnlab.cli._common import NeutralisedStream, command_parsers, positive_int
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.parallel import one_blas_thread, set_threads
 
@@ -59,12 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
     for command in command_parsers(parser).values():
         command.allow_abbrev = False  # "--epoch 1" is a mistake, not --epochs
     return parser
-
-
-def command_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """Each sub-command's parser, by name."""
-    (group,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(group.choices)
 
 
 def unrecognized(extra: list[str], parser: argparse.ArgumentParser) -> str:

@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.tables import table
     from cnnlab.explain import experiment_figures
     from cnnlab.explain.perceptron import compare_on_sonar
-    from cnnlab.explain.text import table
 
     result = compare_on_sonar(args.epochs, args.lr, args.folds, args.seed, args.net_epochs)
     print(

@@ -79,11 +79,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cnnlab.cli.tables import table, vector
     from cnnlab.explain import figures
     from cnnlab.explain.step import training_step
-    from cnnlab.explain.text import table, vector
     from cnnlab.runs.folder import recorded_optimizer
-    from cnnlab.runs.inputs import class_index, class_names
+    from cnnlab.runs.model_input import class_index, class_names
     from cnnlab.runs.pictures import needed, read_picture
 
     path = chosen_model(args.model, args.runs_dir, *needed(args.image))
@@ -149,7 +149,7 @@ def _probe(model, args: argparse.Namespace) -> tuple[tuple | None, str | None]:
     """The probe pictures ``(x, y)`` of the model's data set, or None and why there are none."""
     from cnnlab.cli.evaluate import load_for
     from cnnlab.explain.step import probe_set
-    from cnnlab.runs.inputs import prepare_set
+    from cnnlab.runs.model_input import prepare_set
 
     if args.probe == 0:
         return None, None

@@ -16,17 +16,14 @@ from typing import Any
 
 from cnnlab.cli._common import Formatter, add_dataset_argument, positive_float, positive_int
 from cnnlab.engine.backend import DEVICES
-from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import Conv2D
 from cnnlab.engine.losses import LOSSES
-from cnnlab.engine.metrics import confusion_matrix
 from cnnlab.engine.optim import OPTIMIZERS
 from cnnlab.engine.progress import ProgressBar
 from cnnlab.engine.train import TrainState
 from cnnlab.runs import zoo
 from cnnlab.runs.config import RunConfig
-from cnnlab.runs.folder import GRADIENT_FLOW_FILE, RunFolder
-from cnnlab.runs.pipeline import RunCallback, RunResult, RunStart, resume_run, train_run
+from cnnlab.runs.folder import RunFolder
+from cnnlab.runs.pipeline import RunCallback, RunStart, resume_run, train_run
 from cnnlab.runs.recipes import RECIPES
 
 
@@ -209,27 +206,6 @@ class ConsoleProgress(RunCallback):
             self.bar = None
 
 
-class Monitor(RunCallback):
-    """Per-layer gradient flow (``--monitor``), recorded by the explain package's monitor."""
-
-    def __init__(self) -> None:
-        self.monitor: Any = None
-
-    def on_run_begin(self, run: RunStart) -> None:
-        if run.config.monitor:
-            from cnnlab.explain.monitor import GradientMonitor
-
-            self.monitor = GradientMonitor(run.model)
-
-    def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        if self.monitor is not None:
-            self.monitor.on_batch_end(state, logs)
-
-    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
-        if self.monitor is not None:
-            self.monitor.on_epoch_end(state, logs)
-
-
 class CtrlC:
     """Turns the first Ctrl-C (or SIGTERM, as ``kill`` and service managers send) into a clean
     stop that saves a checkpoint mid-epoch; a second one of the same signal is immediate."""
@@ -251,8 +227,8 @@ class CtrlC:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    progress, monitor, ctrl_c = ConsoleProgress(args.quiet), Monitor(), CtrlC()
-    callbacks, stop = [monitor, progress], lambda: ctrl_c.pressed
+    progress, ctrl_c = ConsoleProgress(args.quiet), CtrlC()
+    callbacks, stop = [progress], lambda: ctrl_c.pressed
     previous = {signum: signal.signal(signum, ctrl_c) for signum in CtrlC.SIGNALS}
     try:
         if args.resume:
@@ -274,9 +250,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
-    if monitor.monitor is not None:
-        folder.write_json(folder.path / GRADIENT_FLOW_FILE, monitor.monitor.records)
-    write_plots(result, monitor.monitor)
     meta = result.model.meta
     ran = meta.get("epochs_run", result.config.epochs)
     best = f", best epoch {meta['best_epoch']} kept" if "best_epoch" in meta else ""
@@ -285,29 +258,3 @@ def run(args: argparse.Namespace) -> int:
         f"({time.perf_counter() - started:.1f} s); model saved to {folder.model_file}"
     )
     return 0
-
-
-def write_plots(result: RunResult, monitor: Any) -> None:
-    """The run's figures; a missing matplotlib costs the figures, not the run."""
-    from cnnlab.figures import plots
-
-    out, model, predictions = result.folder.path, result.model, result.predictions
-    test_images, test_labels = result.data.test_images, result.data.test_labels
-    history, names = result.history, model.meta["class_names"]
-    try:
-        plots.plot_curves(history, out / "curves.png")
-        plots.plot_confusion(
-            confusion_matrix(test_labels, predictions, len(names)), names, out / "confusion.png"
-        )
-        conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
-        if conv is not None:
-            plots.plot_filters(plots.first_layer_filters(model, colour=True), out / "filters.png")
-        plots.plot_misclassified(
-            test_images, test_labels, predictions, names, out / "misclassified.png"
-        )
-        if monitor is not None:
-            from cnnlab.explain.figures import plot_gradient_flow
-
-            plot_gradient_flow(monitor.records, out / "gradient_flow.png")
-    except CnnlabError as err:
-        print(f"warning: no figures written: {err}", file=sys.stderr)

@@ -58,7 +58,7 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint written by ``save_checkpoint``; restores the dropout generators too."""
-    model, extra = load_with_extras(path)
+    model, extra = load_with_extras(Sequential, path)
     if RECORD_KEY not in extra or extra[RECORD_KEY].dtype.kind != "U":
         raise CnnlabError(f"{path}: a model file, but not a checkpoint (no training state)")
     try:

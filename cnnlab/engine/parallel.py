@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from cnnlab.engine import validate
@@ -94,7 +95,9 @@ def one_blas_thread() -> Iterator[None]:
         if _blas_users == 0:
             if _blas is None:  # finding the loaded libraries takes 2 ms; limiting one, 10 µs
                 _blas = ThreadpoolController().select(user_api="blas")
+            _release_blas_control()
             _blas_limit = _blas.limit(limits=1)
+            _release_blas_control()
         _blas_users += 1
     try:
         yield
@@ -102,7 +105,26 @@ def one_blas_thread() -> Iterator[None]:
         with _blas_lock:
             _blas_users -= 1
             if _blas_users == 0:
+                _release_blas_control()
                 _blas_limit.restore_original_limits()
+                _release_blas_control()
+
+
+def _release_blas_control() -> None:
+    """Let the next thread that limits OpenBLAS do so.
+
+    threadpoolctl (3.8 on) lets only one thread at a time change a pthreads OpenBLAS's thread
+    count: the first thread to set it keeps control until it releases it, and a limit set from
+    any other thread is silently ignored. ``one_blas_thread`` is entered and left from any
+    thread (the command line's main thread, the web lab's training thread, the last of several
+    users), so without this the BLAS of a run trained on another thread after one on the main
+    thread kept all its threads, and the run's weights changed in their last bits. cnnlab's own
+    changes are serialised by ``_blas_lock``, so nothing of cnnlab fights over the control.
+    """
+    openblas = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(openblas, "clear_controlling_thread", None)
+    if clear is not None:  # threadpoolctl before 3.8 has no controlling thread
+        clear(force=True)
 
 
 # -- shards and the threads that run them ------------------------------------------------------
@@ -222,7 +244,7 @@ def _replicate(model: Any) -> Any:
 def _splittable(model: Any, x: Any) -> bool:
     """Whether ``x`` is a batch worth the engine's threads: NumPy (not CuPy), rows to split,
     and no layer whose ``forward`` or ``backward`` was replaced on the instance (a hook such as
-    ``cnnlab.explain.monitor``'s, which expects to see the whole batch on that very layer)."""
+    ``cnnlab.runs.monitor``'s, which expects to see the whole batch on that very layer)."""
     hooked = any(name in vars(layer) for layer in model.layers for name in ("forward", "backward"))
     return isinstance(x, np.ndarray) and len(x) >= 2 * MIN_ROWS and not hooked
 

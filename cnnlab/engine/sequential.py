@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine import validate
+from cnnlab.engine import serialize, validate
 from cnnlab.engine.backend import array_module, to_device, xp_of
 from cnnlab.engine.errors import CnnlabError, NonFiniteError
 from cnnlab.engine.functional import softmax
@@ -121,17 +121,16 @@ class Sequential:
     def num_params(self) -> int:
         return sum(layer.num_params() for layer in self.layers)
 
-    def train(self) -> Sequential:
-        """Training mode: dropout drops, batch norm uses batch statistics."""
+    def train(self, mode: bool = True) -> Sequential:
+        """Training mode: dropout drops, batch norm uses batch statistics; ``mode=False`` is
+        evaluation mode (as ``eval()``), as in PyTorch. Returns self."""
         for layer in self.layers:
-            layer.train()
+            layer.train(mode)
         return self
 
     def eval(self) -> Sequential:
         """Evaluation mode: dropout passes through, batch norm uses running statistics."""
-        for layer in self.layers:
-            layer.eval()
-        return self
+        return self.train(False)
 
     @property
     def training(self) -> bool:
@@ -276,11 +275,5 @@ class Sequential:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Sequential:
         """Read a model written by ``save``; refuses anything else with a one-line error."""
-        model, _ = serialize.load_with_extras(path, extras=False)
+        model, _ = serialize.load_with_extras(cls, path, extras=False)
         return model
-
-
-# serialize builds Sequentials, so it is imported after the class exists (an import cycle that
-# Python resolves: by the time serialize runs ``from cnnlab.engine.sequential import
-# Sequential``, the name is defined).
-from cnnlab.engine import serialize  # noqa: E402

@@ -15,7 +15,7 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,10 @@ from cnnlab.engine.errors import CnnlabError, PickleRefusedError
 from cnnlab.engine.fileio import atomic_write, open_regular_file
 from cnnlab.engine.layers import LAYER_TYPES, Layer
 from cnnlab.engine.rng import resolve_rng
-from cnnlab.engine.sequential import Sequential
+
+# The model class (``Sequential``), passed in by the caller: ``Sequential.save`` and ``load``
+# call this module, so it does not import them back.
+Model = TypeVar("Model")
 
 FORMAT = "cnnlab-model"
 FORMAT_VERSION = 1
@@ -34,8 +37,9 @@ CONFIG_KEY = "cnnlab"
 MAX_FILE_BYTES = 1 << 31
 
 
-def model_config(model: Sequential) -> dict[str, Any]:
-    """The architecture of ``model`` as a JSON-serialisable dict (no weights)."""
+def model_config(model: Any) -> dict[str, Any]:
+    """The architecture of ``model`` (a ``Sequential``) as a JSON-serialisable dict (no
+    weights)."""
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -46,7 +50,7 @@ def model_config(model: Sequential) -> dict[str, Any]:
     }
 
 
-def state_arrays(model: Sequential) -> dict[str, np.ndarray]:
+def state_arrays(model: Any) -> dict[str, np.ndarray]:
     """Every weight and buffer of ``model`` as a NumPy array, keyed as in the model file."""
     arrays = {}
     for i, layer in enumerate(model.layers):
@@ -57,9 +61,7 @@ def state_arrays(model: Sequential) -> dict[str, np.ndarray]:
     return arrays
 
 
-def save(
-    model: Sequential, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None
-) -> None:
+def save(model: Any, path: str | os.PathLike, extra: dict[str, np.ndarray] | None = None) -> None:
     """Write ``model`` (and the ``extra`` arrays) to ``path`` atomically; no pickle anywhere."""
     arrays = state_arrays(model)
     arrays[CONFIG_KEY] = np.array(json.dumps(model_config(model)))
@@ -160,9 +162,13 @@ def _open_model_file(path: Path) -> BinaryIO:
 
 
 def model_from_config(
-    config: dict[str, Any], source: str = "config", rng: np.random.Generator | int | None = None
-) -> Sequential:
-    """A new model with fresh random weights from an architecture dict (as ``config()`` gives).
+    model_type: type[Model],
+    config: dict[str, Any],
+    source: str = "config",
+    rng: np.random.Generator | int | None = None,
+) -> Model:
+    """A new ``model_type`` (``Sequential``) with fresh random weights from an architecture
+    dict (as ``config()`` gives).
 
     Only ``layers`` is required; ``dtype`` defaults to float32 and ``input_shape`` to none.
     """
@@ -174,7 +180,7 @@ def model_from_config(
     input_shape = _input_shape(config, source)
     layers = _build_layers(config, source, resolve_rng(rng))
     try:
-        return Sequential(layers, input_shape=input_shape)
+        return model_type(layers, input_shape=input_shape)  # type: ignore[call-arg]
     except CnnlabError as err:
         raise CnnlabError(f"{source}: the layers do not fit together: {err}") from None
 
@@ -261,15 +267,16 @@ def _build_layers(
 
 
 def load_with_extras(
-    path: str | os.PathLike, extras: bool = True
-) -> tuple[Sequential, dict[str, np.ndarray]]:
-    """Load a model file; also return arrays that are not part of the model (a checkpoint's
-    state), or nothing of them with ``extras=False`` (they are then size-checked, not read)."""
+    model_type: type[Model], path: str | os.PathLike, extras: bool = True
+) -> tuple[Model, dict[str, np.ndarray]]:
+    """Load a model file as a ``model_type`` (``Sequential``); also return arrays that are not
+    part of the model (a checkpoint's state), or nothing of them with ``extras=False`` (they
+    are then size-checked, not read)."""
     path = Path(path)
     with _open_model_file(path) as handle:
         try:
             with zipfile.ZipFile(handle) as archive:
-                return _load_archive(archive, path, extras)
+                return _load_archive(model_type, archive, path, extras)
         except PickleRefusedError as err:
             raise PickleRefusedError(f"{path}: {err}") from None
         except CnnlabError:
@@ -320,8 +327,8 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _load_archive(
-    archive: zipfile.ZipFile, path: Path, extras: bool
-) -> tuple[Sequential, dict[str, np.ndarray]]:
+    model_type: type[Model], archive: zipfile.ZipFile, path: Path, extras: bool
+) -> tuple[Model, dict[str, np.ndarray]]:
     """The architecture first; then, once it is known to be within ``limits``, exactly the
     members it declares, each checked against its layer before its data is read."""
     members = _members(archive, path)
@@ -371,7 +378,7 @@ def _load_archive(
                 "train it again with a lower learning rate"
             )
     try:
-        model = Sequential(layers, input_shape=input_shape, meta=meta)
+        model = model_type(layers, input_shape=input_shape, meta=meta)  # type: ignore[call-arg]
     except CnnlabError as err:
         raise CnnlabError(f"{path}: the layers do not fit together: {err}") from None
     if not extras:

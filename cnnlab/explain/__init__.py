@@ -5,9 +5,9 @@ Modules: ``article`` (the 6×6 image, 4×4 filter and curve detector), ``maps`` 
 maps, occlusion, saliency, top patches), ``prediction`` (all of it for one image),
 ``experiments`` (learning rates, activations, losses, features), ``surface`` (the error
 surface of a linear neuron with two weights), ``step`` (one training iteration),
-``gradcheck``, ``perceptron`` (sonar), ``monitor`` (``GradientMonitor``), ``figures`` and
+``gradcheck``, ``perceptron`` (sonar), ``figures`` and
 ``experiment_figures`` (matplotlib) and ``report`` (self-contained HTML).
-``first_layer_filters`` comes from ``cnnlab.figures.plots``. Importing this package needs NumPy
+``first_layer_filters`` comes from ``cnnlab.runs.run_figures``. Importing this package needs NumPy
 only.
 """
 
@@ -30,10 +30,10 @@ from cnnlab.explain.maps import (
     saliency,
     top_patches,
 )
-from cnnlab.explain.monitor import GradientMonitor
 from cnnlab.explain.prediction import explain_prediction
 from cnnlab.explain.step import probe_set, training_step
-from cnnlab.figures.plots import first_layer_filters
+from cnnlab.runs.monitor import GradientMonitor
+from cnnlab.runs.run_figures import first_layer_filters
 
 __all__ = [
     "ARTICLE_FILTER",

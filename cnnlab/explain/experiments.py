@@ -24,8 +24,8 @@ from cnnlab.engine.rng import resolve_rng
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, evaluate, fit, to_input
 from cnnlab.explain.maps import LayerMaps, activation_maps
-from cnnlab.explain.monitor import GradientMonitor
-from cnnlab.figures.plots import first_layer_filters
+from cnnlab.runs.monitor import GradientMonitor
+from cnnlab.runs.run_figures import first_layer_filters
 from cnnlab.runs.zoo import ACTIVATIONS, init_for
 
 DEFAULT_LEARNING_RATES = (1e-4, 1e-3, 1e-2, 0.1, 0.2, 0.5, 3.0)

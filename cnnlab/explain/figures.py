@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -250,51 +250,4 @@ def plot_gradcheck(check: GradCheck, path: str | Path) -> Path:
     ax.legend(fontsize=8, loc="lower right")
     verdict = "PASS" if check.passed else "FAIL"
     ax.set_title(f"Gradient check: {verdict}", fontsize=11)
-    return save(fig, path)
-
-
-def plot_gradient_flow(records: list[dict[str, Any]], path: str | Path) -> Path:
-    """``GradientMonitor.records`` as four panels against epoch, one line per layer."""
-    fig = new_figure(12.0, 7.6)
-    axes = fig.subplots(2, 2)
-    panels = (
-        ("grad_norm", "gradient norm ‖dL/dθ‖ (log)", True),
-        ("update_ratio", "update ratio ‖Δw‖/‖w‖ (log)", True),
-        ("dead_fraction", "dead ReLU units (fraction)", False),
-        ("saturated_fraction", "saturated sigmoid/tanh units (fraction)", False),
-    )
-    epochs = [r["epoch"] for r in records]
-    names = [e["name"] for e in records[0]["layers"]] if records else []
-    for ax, (key, label, log) in zip(axes.flat, panels, strict=True):
-        drawn = False
-        for name in names:
-            values = [
-                next((e.get(key) for e in r["layers"] if e["name"] == name), None) for r in records
-            ]
-            if any(v is None for v in values):
-                continue
-            ax.plot(epochs, values, marker="o", label=name)
-            drawn = True
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label, fontsize=9)
-        if drawn:
-            if log:
-                ax.set_yscale("log")
-            else:
-                ax.set_ylim(-0.02, 1.02)
-            ax.legend(fontsize=7, ncol=2)
-            ax.set_xticks(epochs)
-        else:
-            ax.text(
-                0.5,
-                0.5,
-                "no such layers in this model",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-                color="gray",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.suptitle("Gradient flow per layer while training", fontsize=12)
     return save(fig, path)

@@ -21,8 +21,9 @@ from cnnlab.explain.maps import (
     top_patches,
 )
 from cnnlab.explain.report import Section, write_report
-from cnnlab.figures.plots import first_layer_filters, plot_filters
+from cnnlab.figures.plots import plot_filters
 from cnnlab.runs.pictures import Picture
+from cnnlab.runs.run_figures import first_layer_filters
 
 
 @dataclass

@@ -21,13 +21,19 @@ from cnnlab.engine.fileio import atomic_write_bytes
 DPI = 110
 
 
-def new_figure(width: float, height: float) -> Any:
-    """A ``width`` × ``height`` inch figure with constrained layout (no pyplot, no window)."""
+def figure_class() -> Any:
+    """matplotlib's ``Figure``; ``MissingPackageError`` without matplotlib (a caller that will
+    draw later asks first, so that nothing is computed for figures it cannot draw)."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise MissingPackageError("figures need matplotlib", "lab") from None
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    return Figure
+
+
+def new_figure(width: float, height: float) -> Any:
+    """A ``width`` × ``height`` inch figure with constrained layout (no pyplot, no window)."""
+    return figure_class()(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
 def png_bytes(fig: Any) -> bytes:

@@ -1,4 +1,5 @@
-"""Figures of a training run: curves, confusion matrix, first-layer filters, misclassified digits.
+"""Figures of a training run: curves, confusion matrix, first-layer filters, misclassified
+pictures and gradient flow.
 
 Each ``plot_*`` function draws on ``cnnlab.figures.base`` and writes one PNG, returning its path.
 """
@@ -11,10 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.backend import to_numpy
-from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import Conv2D
-from cnnlab.engine.sequential import Sequential
 from cnnlab.figures.base import grid_shape, new_figure, save
 
 
@@ -54,19 +51,6 @@ def plot_confusion(matrix: np.ndarray, class_names: list[str], path: str | os.Pa
             colour = "white" if count > threshold else "black"
             ax.text(col, row, str(count), ha="center", va="center", fontsize=7, color=colour)
     return save(fig, path)
-
-
-def first_layer_filters(model: Sequential, colour: bool = False) -> np.ndarray:
-    """The first conv layer's filters ``(C_out, kH, kW)``, averaged over the input channels;
-    with ``colour``, a colour model's as ``(C_out, kH, kW, 3)``: each filter's red, green and
-    blue weights, as an image is laid out."""
-    conv = next((layer for layer in model.layers if isinstance(layer, Conv2D)), None)
-    if conv is None:
-        raise CnnlabError("this model has no Conv2D layer, so it has no filters to show")
-    weights = to_numpy(conv.params["W"])  # (C_out, C_in, kH, kW)
-    if colour and weights.shape[1] == 3:
-        return weights.transpose(0, 2, 3, 1)
-    return weights.mean(axis=1)
 
 
 def plot_filters(filters: np.ndarray, path: str | os.PathLike, title: str = "") -> Path:
@@ -130,4 +114,52 @@ def plot_misclassified(
         if len(wrong)
         else "No misclassified test images"
     )
+    return save(fig, path)
+
+
+def plot_gradient_flow(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """A gradient monitor's ``records`` (``cnnlab.runs.monitor``) as four panels against
+    epoch, one line per layer."""
+    fig = new_figure(12.0, 7.6)
+    axes = fig.subplots(2, 2)
+    panels = (
+        ("grad_norm", "gradient norm ‖dL/dθ‖ (log)", True),
+        ("update_ratio", "update ratio ‖Δw‖/‖w‖ (log)", True),
+        ("dead_fraction", "dead ReLU units (fraction)", False),
+        ("saturated_fraction", "saturated sigmoid/tanh units (fraction)", False),
+    )
+    epochs = [r["epoch"] for r in records]
+    names = [e["name"] for e in records[0]["layers"]] if records else []
+    for ax, (key, label, log) in zip(axes.flat, panels, strict=True):
+        drawn = False
+        for name in names:
+            values = [
+                next((e.get(key) for e in r["layers"] if e["name"] == name), None) for r in records
+            ]
+            if any(v is None for v in values):
+                continue
+            ax.plot(epochs, values, marker="o", label=name)
+            drawn = True
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label, fontsize=9)
+        if drawn:
+            if log:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(-0.02, 1.02)
+            ax.legend(fontsize=7, ncol=2)
+            ax.set_xticks(epochs)
+        else:
+            ax.text(
+                0.5,
+                0.5,
+                "no such layers in this model",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="gray",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle("Gradient flow per layer while training", fontsize=12)
     return save(fig, path)

@@ -23,7 +23,7 @@ from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.serialize import model_from_config
 from cnnlab.runs import recipes
 from cnnlab.runs.config import RunConfig
-from cnnlab.runs.inputs import check_fits
+from cnnlab.runs.model_input import check_fits
 from cnnlab.runs.zoo import build
 
 
@@ -86,7 +86,7 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
             raise CnnlabError(f"{name}: cannot read it ({err.strerror})") from None
         except (ValueError, RecursionError) as err:
             raise CnnlabError(f"{name}: not valid JSON ({err})") from None
-        model = model_from_config(architecture, name, rng=config.seed)
+        model = model_from_config(Sequential, architecture, name, rng=config.seed)
     else:
         model = build(
             name, activation=config.activation, seed=config.seed,

@@ -10,7 +10,7 @@
   ``preprocess=True``, a picture of any size from 5×5 to 1024×1024 to be preprocessed;
 
 and returns a ``Picture``: the network input prepared as the model's training data was
-(:mod:`cnnlab.runs.inputs`), what it looks like, and how it got there. Decoding and
+(:mod:`cnnlab.runs.model_input`), what it looks like, and how it got there. Decoding and
 preprocessing run in one of ``PICTURE_SLOTS`` (a few at once: each may allocate ~64 MB).
 Every problem is a one-line ``CnnlabError`` naming the picture; a picture whose header claims
 too many pixels is an ``ImageTooLargeError``, a digit model's blank picture a ``NoInkError``.
@@ -32,7 +32,7 @@ import numpy as np
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.inputs import (
+from cnnlab.runs.model_input import (
     DIGIT_SHAPE,
     LUMA,
     class_names,

@@ -2,9 +2,10 @@
 
 It loads the data, builds what the ``RunConfig`` names, fits with a checkpoint after the first
 and the last epoch, at most every ``CHECKPOINT_INTERVAL_S`` between, and when stopped, writes
-``config.json``, ``metrics.json`` and ``model.npz`` into the ``RunFolder`` and returns a
-``RunResult``. ``resume_run`` continues a stopped or killed run
-from its checkpoint and gets exactly the weights an uninterrupted run would have.
+``config.json``, ``metrics.json`` and ``model.npz`` into the ``RunFolder``, then the figures of
+a finished run (``run_figures.py``), and returns a ``RunResult``. ``resume_run`` continues a
+stopped or killed run from its checkpoint and gets exactly the weights an uninterrupted run
+would have.
 Front ends present: they pass callbacks (progress bars, web events) and ``should_stop``.
 """
 
@@ -40,7 +41,8 @@ from cnnlab.runs.build import (
 from cnnlab.runs.config import DEFAULT_LR, RunConfig
 from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
-from cnnlab.runs.inputs import check_fits, data_meta, prepare
+from cnnlab.runs.model_input import check_fits, data_meta, prepare
+from cnnlab.runs.run_figures import RunFigures
 from cnnlab.runs.sizing import BestEpoch, balanced_indices
 from cnnlab.runs.transfer import frozen_layers, start_from
 
@@ -272,6 +274,8 @@ def _fit(
     frozen = frozen_layers(model, config.train_layers)
     prefix = Sequential(model.layers[:frozen], model.input_shape) if frozen else None
     net = model if prefix is None else Sequential(model.layers[frozen:], prefix.output_shape())
+    figures = RunFigures(config, model)  # written at the end; no matplotlib: an error now
+    callbacks = [*figures.callbacks, *callbacks]
     optimizer = make_optimizer(net, config)
     if checkpoint is not None:
         optimizer.load_state_arrays(
@@ -346,4 +350,8 @@ def _fit(
     )
     model.save(folder.model_file)
     folder.write_metrics(state.history)
+    if not stopped:
+        figures.write(
+            folder, model, state.history, run_data.test_images, run_data.test_labels, predictions
+        )
     return RunResult(config, folder, model, state.history, accuracy, stopped, run_data, predictions)

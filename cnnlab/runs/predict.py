@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.inputs import class_names, reads_digits
+from cnnlab.runs.model_input import class_names, reads_digits
 from cnnlab.runs.pictures import Picture
 
 # Calibrated on the tuning sources of benchmarks/wild_digits.py (1,000 printed, photographed,

@@ -37,7 +37,7 @@ from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.build import make_model, with_probabilities
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import model_path
-from cnnlab.runs.inputs import describe_shape
+from cnnlab.runs.model_input import describe_shape
 
 SCRATCH = "scratch"
 

@@ -21,7 +21,7 @@ from cnnlab.runs.folder import (
     model_path,
     newest_model,
 )
-from cnnlab.runs.inputs import reads_digits
+from cnnlab.runs.model_input import reads_digits
 
 MAX_METRICS_BYTES = 1 << 20  # a metrics file: one entry per epoch, a few hundred bytes each
 

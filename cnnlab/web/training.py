@@ -20,10 +20,10 @@ from cnnlab import data
 from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import TrainState
-from cnnlab.figures.plots import first_layer_filters
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, train_run
+from cnnlab.runs.run_figures import first_layer_filters
 from cnnlab.web.security import without_paths
 
 PROGRESS_POINTS = 40  # progress events per epoch, at most

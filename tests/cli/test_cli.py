@@ -57,6 +57,7 @@ def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
     assert model.meta["test_accuracy"] == pytest.approx(metrics[0]["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_train_is_reproducible_with_a_seed(run_dir: Path, tmp_path: Path) -> None:
     assert main(["train", *TINY, "--out", str(tmp_path / "again")]) == 0
     first = cl.Sequential.load(run_dir / "model.npz").state_arrays()
@@ -64,6 +65,7 @@ def test_train_is_reproducible_with_a_seed(run_dir: Path, tmp_path: Path) -> Non
     assert all(np.array_equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.slow
 def test_fast_recipe_settings_reach_the_run(tmp_path: Path) -> None:
     """--recipe fast: the batch-normalised preset, Adam β₂ 0.99, label smoothing 0.1."""
     args = ["train", "--recipe", "fast", "--subset", "128", "--epochs", "1", "--quiet"]
@@ -79,6 +81,7 @@ def test_fast_recipe_settings_reach_the_run(tmp_path: Path) -> None:
     assert config["label_smoothing"] == 0.0 and config["betas"] == [0.9, 0.999]
 
 
+@pytest.mark.slow
 def test_train_monitor_records_gradient_flow(tmp_path: Path) -> None:
     out = tmp_path / "run"
     assert main(["train", *TINY, "--monitor", "--out", str(out)]) == 0
@@ -426,6 +429,7 @@ def test_threads_option_sets_the_engine_threads_for_the_command(
     assert exit_info.value.code == 2
 
 
+@pytest.mark.slow
 def test_without_model_the_newest_run_is_used(
     run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

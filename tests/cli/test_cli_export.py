@@ -71,6 +71,7 @@ def test_onnx_with_output_and_probabilities(
     assert np.abs(out - model.predict_proba(x)).max() <= 1e-5
 
 
+@pytest.mark.slow
 def test_torchscript_loads_and_matches(
     model: cnnlab.Sequential, run_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

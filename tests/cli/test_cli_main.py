@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import cnnlab
-from cnnlab.cli.main import COMMANDS, build_parser, command_parsers, main
+from cnnlab.cli._common import command_parsers
+from cnnlab.cli.main import COMMANDS, build_parser, main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,8 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.cli import main
-from cnnlab.cli.main import build_parser, command_parsers
+from cnnlab.cli._common import command_parsers
+from cnnlab.cli.main import build_parser
 
 SHAPES = ["circle", "cross", "line"]
 

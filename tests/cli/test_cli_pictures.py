@@ -86,6 +86,7 @@ def test_predict_answers_with_class_names(
     assert (tmp_path / "seen" / "new-sea.24x24.png").exists()
 
 
+@pytest.mark.slow
 def test_explain_draws_colour_filters_maps_and_occlusion_on_a_photo(
     trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -117,6 +118,7 @@ def test_info_shows_what_the_model_was_trained_on(
     assert "24x24 colour (RGB)" in out
 
 
+@pytest.mark.slow
 def test_shapes_trains_from_its_name(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["train", "--dataset", "shapes", "--image-size", "16", "--subset", "600",
@@ -129,6 +131,7 @@ def test_shapes_trains_from_its_name(tmp_path: Path) -> None:
     assert config["recipe"] == "pictures" and config["augment"] is True
 
 
+@pytest.mark.slow
 def test_cifar10_trains_from_binary_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from cifar_files import write_batches
 
@@ -145,6 +148,7 @@ def test_cifar10_trains_from_binary_files(tmp_path: Path, capsys: pytest.Capture
     assert json.loads(capsys.readouterr().out)["images"] == 20
 
 
+@pytest.mark.slow
 def test_presets_follow_the_data_and_a_fixed_architecture_is_checked(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

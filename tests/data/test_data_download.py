@@ -201,6 +201,7 @@ def test_progress_bar_goes_to_stderr(
     assert captured.err.startswith("mini.gz 100%|")
 
 
+@pytest.mark.slow
 def test_load_downloads_mnist_end_to_end(
     server: Routes, isolated: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

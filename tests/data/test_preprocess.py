@@ -323,6 +323,7 @@ def test_naive_resize_is_a_plain_28_by_28() -> None:
     assert small.max() == pytest.approx(1.0) and small.min() < 0.5  # no polarity fix
 
 
+@pytest.mark.slow
 def test_wild_digits_are_found_with_the_right_polarity() -> None:
     samples = make_wild_digits(4, seed=7)
     assert len(samples) == 40 and {label for _, label, _ in samples} == set(range(10))
@@ -341,6 +342,7 @@ def _ring(side: int) -> np.ndarray:
     return ((radius > 0.22) & (radius < 0.3)).astype(np.uint8) * 255
 
 
+@pytest.mark.slow
 def test_a_huge_picture_is_decoded_small_within_a_memory_budget() -> None:
     """A 4000×4000 RGBA PNG (80 KB) is shrunk as it is decoded: NumPy never holds more than a
     few MB of it (it held 256 MB of float RGBA before), and it reads like a small copy."""

@@ -97,6 +97,7 @@ def test_a_slanted_digit_is_sheared_upright(digit: str, k: float) -> None:
     assert _corr(slanted, preprocess_digit(upright).image) > 0.9
 
 
+@pytest.mark.slow
 def test_a_digit_cropped_to_its_ink_is_found() -> None:
     # Cut out to its ink, a digit can be a third of the picture or more: the paper's noise must
     # be measured on the side of the background the ink is not on (before: 23 of these 81 were

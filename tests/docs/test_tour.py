@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,14 @@ def test_notebook_is_stored_without_outputs_and_asserts_its_numbers(path: Path) 
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_calls_the_library_not_the_command_line(path: Path) -> None:
+    # The command line parses and prints; a notebook calls what it calls (runs, explain, export).
+    code = "\n".join("".join(c["source"]) for c in code_cells(path))
+    assert not re.search(r"^\s*(from|import)\s+cnnlab\.cli\b", code, re.MULTILINE)
+    assert not re.search(r"^\s*from\s+cnnlab\s+import\s+.*\bcli\b", code, re.MULTILINE)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_in_the_site_and_in_the_tours_index(path: Path) -> None:
     assert f"tour/{path.name}" in (ROOT / "mkdocs.yml").read_text()
     assert f"]({path.name})" in (ROOT / "docs" / "tour" / "README.md").read_text()
@@ -53,6 +62,7 @@ def write_notebook(path: Path, *sources: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_failing_assert_fails_the_notebook_and_names_the_cell(tmp_path: Path) -> None:
     build_docs = load_build_docs()
     good = write_notebook(tmp_path / "good.ipynb", "x = 6 * 7", "assert x == 42\nprint(x)")

@@ -39,6 +39,7 @@ def test_kill_9_during_saves_leaves_a_whole_file(tmp_path: Path) -> None:
     assert any(all(np.array_equal(loaded[k], v[k]) for k in v) for v in versions)
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture
 ) -> None:

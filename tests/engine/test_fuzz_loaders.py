@@ -146,6 +146,7 @@ JSON_SMALL = st.recursive(
 @given(layer=st.integers(0, 6), key=st.sampled_from(["kernel_size", "stride", "padding",
        "in_features", "out_features", "num_features", "eps", "momentum", "init", "type"]),
        value=JSON_SMALL)  # fmt: skip
+@pytest.mark.slow
 def test_strange_layer_arguments(folder: Path, layer: int, key: str, value: object) -> None:
     """Any JSON value (small numbers only: see the allocation tests) for a layer argument."""
     config = seed_model().config()

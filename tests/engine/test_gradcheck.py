@@ -36,6 +36,7 @@ def test_lenet5_passes_with_kinks_handled_not_flagged() -> None:
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh"])
 @pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.slow
 def test_every_preset_and_activation_passes_at_seeds_0_to_9(preset: str, activation: str) -> None:
     """What ``cnnlab gradcheck`` runs (its defaults, on fewer entries), at seeds 0–9."""
     x, true = digits(2, "test")

@@ -109,9 +109,9 @@ def test_too_many_layers_are_refused(tmp_path: Path) -> None:
 def test_an_architecture_from_json_is_bounded_too() -> None:
     config = {"layers": [{"type": "Dense", "in_features": 1000, "out_features": 20_000}]}
     with pytest.raises(CnnlabError, match="declares 20,020,000 weights, more than the 16,777,216"):
-        model_from_config(config)
+        model_from_config(cnnlab.Sequential, config)
     with pytest.raises(CnnlabError, match="kernel_size 99, more than the limit of 64"):
-        model_from_config({"layers": [{"type": "MaxPool2D", "kernel_size": 99}]})
+        model_from_config(cnnlab.Sequential, {"layers": [{"type": "MaxPool2D", "kernel_size": 99}]})
 
 
 def test_an_undeclared_member_is_refused_without_reading_it(tmp_path: Path) -> None:

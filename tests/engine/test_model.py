@@ -13,6 +13,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab import CnnlabError
+from cnnlab.engine import serialize
 from cnnlab.engine.errors import PickleRefusedError
 from cnnlab.engine.gradcheck import check_model, mismatch
 
@@ -322,6 +323,14 @@ def test_train_eval_switch_dropout_and_batchnorm() -> None:
     np.testing.assert_array_equal(model.forward(x), model.forward(x))
 
 
+def test_train_takes_a_mode_as_in_pytorch() -> None:
+    model = cl.Sequential([cl.Flatten(), cl.BatchNorm1D(4), cl.Dropout(0.5, rng=0)])
+    assert model.train(False) is model and not model.training
+    assert not any(layer.training for layer in model.layers)
+    assert model.train() is model and all(layer.training for layer in model.layers)
+    assert not model.eval().training and model.train(True).training
+
+
 # -- model files -----------------------------------------------------------------------------------
 
 
@@ -377,7 +386,7 @@ def test_save_load_float64_and_extras(tmp_path: Path) -> None:
     model = bn_model().astype(F64)
     path = tmp_path / "m.npz"
     model.save(path, extra={"optimizer.0": np.arange(3.0)})
-    back, extras = __import__("cnnlab.engine.serialize", fromlist=["x"]).load_with_extras(path)
+    back, extras = serialize.load_with_extras(cl.Sequential, path)
     assert back.dtype == F64
     np.testing.assert_array_equal(extras["optimizer.0"], np.arange(3.0))
     x = np.random.default_rng(1).random((3, 1, 12, 12))

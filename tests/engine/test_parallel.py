@@ -58,6 +58,7 @@ def test_split_rows_covers_the_batch_in_even_contiguous_shards(n, threads) -> No
 
 @pytest.mark.parametrize("preset", ["fast", "simple", "lenet5", "default"])
 @pytest.mark.parametrize("count", [2, 3])
+@pytest.mark.slow
 def test_data_parallel_gives_the_whole_batch_gradients(preset, count, rng) -> None:
     """Loss, parameter gradients, input gradient and batch-norm running statistics of a batch
     split over threads equal those of the whole batch (float64: to rounding). The presets
@@ -98,6 +99,7 @@ def test_data_parallel_runs_a_small_batch_on_the_model_itself(rng) -> None:
         np.testing.assert_array_equal(grads(model)[name], g, err_msg=name)
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_torch_with_batch_norm(rng) -> None:
     """The parity suite's check, on a batch split over three threads: PyTorch's gradients of
     the whole batch (its batch norm sees all 60 rows)."""
@@ -328,3 +330,25 @@ def test_one_blas_thread_nests_and_restores() -> None:
                 assert set(blas_threads()) == {1}
             assert set(blas_threads()) == {1}  # the outer user still holds it
         assert set(blas_threads()) == {2}
+
+
+def test_one_blas_thread_limits_the_blas_whichever_thread_enters_it() -> None:
+    # threadpoolctl lets one thread at a time control a pthreads OpenBLAS: the web lab's
+    # training thread, entering after the command line's main thread, must still get one.
+    seen: list[set[int]] = []
+
+    def other_thread() -> None:
+        with parallel.one_blas_thread():
+            seen.append(set(blas_threads()))
+        seen.append(set(blas_threads()))
+
+    with threadpool_limits(2, user_api="blas"):
+        with parallel.one_blas_thread():
+            seen.append(set(blas_threads()))
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        worker.join()
+        with parallel.one_blas_thread():  # and the main thread again after it
+            seen.append(set(blas_threads()))
+        seen.append(set(blas_threads()))
+    assert seen == [{1}, {1}, {2}, {1}, {2}]

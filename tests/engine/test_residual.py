@@ -302,30 +302,34 @@ def nest(depth: int) -> dict:
 
 
 def test_blocks_nest_only_so_deep() -> None:
-    model = model_from_config({"layers": [nest(limits.MAX_DEPTH)], "input_shape": [2, 3, 3]})
+    model = model_from_config(
+        cl.Sequential, {"layers": [nest(limits.MAX_DEPTH)], "input_shape": [2, 3, 3]}
+    )
     assert model.output_shape() == (2, 3, 3)
     with pytest.raises(CnnlabError, match=f"nested more than {limits.MAX_DEPTH} deep"):
-        model_from_config({"layers": [nest(limits.MAX_DEPTH + 1)]})
+        model_from_config(cl.Sequential, {"layers": [nest(limits.MAX_DEPTH + 1)]})
     # Far deeper than Python's recursion: the walk that refuses it does not recurse.
     with pytest.raises(CnnlabError, match="nested more than"):
-        model_from_config({"layers": [nest(20_000)]})
+        model_from_config(cl.Sequential, {"layers": [nest(20_000)]})
 
 
 def test_layers_inside_blocks_count_towards_the_limits(tmp_path: Path, rng) -> None:
     many = {"type": "Residual", "body": [{"type": "ReLU"}] * limits.MAX_LAYERS}
     with pytest.raises(CnnlabError, match="blocks' layers included"):
-        model_from_config({"layers": [many]})
+        model_from_config(cl.Sequential, {"layers": [many]})
     wide = {"type": "Conv2D", "in_channels": 2, "out_channels": 5000, "kernel_size": 1}
     with pytest.raises(CnnlabError, match="out_channels 5000, more than the limit"):
-        model_from_config({"layers": [{"type": "Residual", "body": [wide]}]})
+        model_from_config(cl.Sequential, {"layers": [{"type": "Residual", "body": [wide]}]})
     with pytest.raises(CnnlabError, match="body item 0 is not a layer description"):
-        model_from_config({"layers": [{"type": "Residual", "body": ["ReLU"]}]})
+        model_from_config(cl.Sequential, {"layers": [{"type": "Residual", "body": ["ReLU"]}]})
     with pytest.raises(CnnlabError, match="unknown type 'Bogus'"):
-        model_from_config({"layers": [{"type": "Residual", "body": [{"type": "Bogus"}]}]})
+        model_from_config(
+            cl.Sequential, {"layers": [{"type": "Residual", "body": [{"type": "Bogus"}]}]}
+        )
     # A conv inside a block whose unfolded input is too big for one sample.
     conv = {"type": "Conv2D", "in_channels": 64, "out_channels": 1, "kernel_size": 9, "padding": 4}
     config = {"layers": [{"type": "Residual", "body": [conv], "shortcut": [conv]}]}
-    model = model_from_config({"layers": config["layers"]})
+    model = model_from_config(cl.Sequential, {"layers": config["layers"]})
     with pytest.raises(CnnlabError, match="more than the limit of"):
         limits.check_activations(model.layers, (64, 64, 64), "hostile")
 

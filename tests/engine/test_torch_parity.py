@@ -313,6 +313,7 @@ def torch_params_in_order(net) -> list:
     ],
     ids=["sgd-momentum", "sgd-nesterov", "adam", "adam-wd"],
 )
+@pytest.mark.slow
 def test_lenet5_training_parity(opt_name, kwargs) -> None:
     model = cl.build("lenet5", seed=11, dtype=F64)
     rng = np.random.default_rng(99)

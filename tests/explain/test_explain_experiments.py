@@ -127,6 +127,7 @@ def test_features_trains_and_shows_every_conv_layer() -> None:
     assert np.isfinite(feat.image).all() and feat.image.shape == (28, 28)
 
 
+@pytest.mark.slow
 def test_learning_rate_figure_marks_every_kind_of_divergence(tmp_path) -> None:
     runs = [
         LearningRateRun(1e-3, [2.3, 2.29], [0, 2], [2.3, 2.28], "slow", None, math.nan, 2.3, 2.28),

@@ -14,7 +14,7 @@ import cnnlab
 from cnnlab.cli.main import main
 from cnnlab.data import shapes
 from cnnlab.data.imageset import ImageSet
-from cnnlab.runs.inputs import data_meta, prepare
+from cnnlab.runs.model_input import data_meta, prepare
 
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
@@ -49,6 +49,7 @@ def test_onnx_runtime_matches_and_carries_the_normalisation(colour: tuple, tmp_p
     assert meta["kind"] == "images" and json.loads(meta["input_shape"]) == [3, 32, 32]
 
 
+@pytest.mark.slow
 def test_the_exported_program_matches_and_loads_without_deprecation(
     colour: tuple, tmp_path: Path
 ) -> None:

@@ -94,6 +94,7 @@ def max_diff(model: cnnlab.Sequential, x: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_runtime_matches_cnnlab_on_2000_test_digits(
     name: str, trained: dict, test_digits: np.ndarray
 ) -> None:

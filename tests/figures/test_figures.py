@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import cnnlab
 from cnnlab.engine.errors import MissingPackageError, install_hint
 from cnnlab.figures import base, plots
 
@@ -48,22 +47,6 @@ def test_save_writes_a_png_and_keeps_the_old_file_when_drawing_fails(tmp_path: P
 )
 def test_grid_shape(count: int, shape: tuple[int, int]) -> None:
     assert base.grid_shape(count) == shape
-
-
-def test_first_layer_filters_average_the_input_channels() -> None:
-    model = cnnlab.Sequential(
-        [cnnlab.Conv2D(3, 4, 3, rng=0), cnnlab.ReLU(), cnnlab.Conv2D(4, 2, 3)]
-    )
-    weights = model.layers[0].params["W"]  # (4, 3, 3, 3)
-    filters = plots.first_layer_filters(model)
-    assert filters.shape == (4, 3, 3)
-    np.testing.assert_allclose(filters[1], (weights[1, 0] + weights[1, 1] + weights[1, 2]) / 3)
-    one_channel = cnnlab.build("lenet5", seed=0)
-    np.testing.assert_array_equal(
-        plots.first_layer_filters(one_channel), one_channel.layers[0].params["W"][:, 0]
-    )
-    with pytest.raises(cnnlab.CnnlabError, match="no Conv2D"):
-        plots.first_layer_filters(cnnlab.Sequential([cnnlab.Flatten(), cnnlab.Dense(4, 2)]))
 
 
 def test_filters_share_one_colour_scale(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

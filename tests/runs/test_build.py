@@ -45,6 +45,7 @@ def test_the_recipe_distortion_is_seeded_finite_and_keeps_the_pixel_scale() -> N
     assert 0 < untouched.sum() < len(images)
 
 
+@pytest.mark.slow
 def test_training_distorts_every_batch_with_the_recipe_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

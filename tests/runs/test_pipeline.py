@@ -4,6 +4,7 @@ to exactly the weights of an uninterrupted one."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import cnnlab as cl
+from cnnlab.engine.errors import MissingPackageError
 from cnnlab.engine.train import TrainState
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
@@ -31,6 +33,7 @@ class Recorder(RunCallback):
         self.batches += 1
 
 
+@pytest.mark.slow
 def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None:
     recorder = Recorder()
     result = train_run(CONFIG, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
@@ -42,8 +45,34 @@ def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None
     saved = cl.Sequential.load(result.folder.model_file)
     assert saved.meta["test_accuracy"] == result.test_accuracy and saved.meta["stopped"] is False
     assert [m["epoch"] for m in json.loads(result.folder.metrics_file.read_text())] == [1, 2]
+    for name in ("curves.png", "confusion.png", "filters.png", "misclassified.png"):
+        assert (result.folder.path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert not (result.folder.path / "gradient_flow.json").exists()  # not asked for
 
 
+@pytest.mark.slow
+def test_a_monitored_run_writes_its_gradient_flow(tmp_path: Path) -> None:
+    config = RunConfig(model="simple", subset=32, batch_size=16, epochs=1, seed=5, monitor=True)
+    result = train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
+    records = json.loads((result.folder.path / "gradient_flow.json").read_text())
+    assert [r["epoch"] for r in records] == [1]
+    assert records[0]["layers"][0]["name"] == "0.Conv2D" and records[0]["layers"][0]["grad_norm"]
+    assert (result.folder.path / "gradient_flow.png").read_bytes()[:4] == b"\x89PNG"
+    assert all("backward" not in vars(layer) for layer in result.model.layers)  # unwatched
+
+
+def test_without_matplotlib_a_run_fails_before_it_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if absent
+    recorder = Recorder()
+    folder = RunFolder.new(tmp_path / "runs")
+    with pytest.raises(MissingPackageError, match="matplotlib"):
+        train_run(CONFIG, folder, [recorder], progress=False)
+    assert recorder.start is None and not folder.path.exists()
+
+
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     straight = train_run(CONFIG, RunFolder.create(tmp_path / "straight"), progress=False)
     recorder = Recorder()

@@ -36,6 +36,7 @@ def test_a_second_writer_is_refused_with_one_line(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.path.iterdir()) == [LOCK_FILE]  # nothing was written
 
 
+@pytest.mark.slow
 def test_the_lock_goes_with_the_run_and_a_used_folder_is_refused(tmp_path: Path) -> None:
     folder = RunFolder.create(tmp_path / "run")
     train_run(RunConfig(model="simple", subset=32, batch_size=16, epochs=1), folder, progress=False)
@@ -181,6 +182,7 @@ def edited(checkpoint: Path, tmp_path: Path, change) -> Path:
         (lambda r: r.update(config="adam"), "must be a JSON object"),
     ],
 )
+@pytest.mark.slow
 def test_an_edited_checkpoint_record_is_one_line(checkpoint, tmp_path, change, words) -> None:
     path = edited(checkpoint, tmp_path, change)
     with pytest.raises(CnnlabError) as info:

@@ -53,6 +53,7 @@ def test_vgg_gradients_match_finite_differences() -> None:
             assert np.abs(grad).max() < 1e-12, name
 
 
+@pytest.mark.slow
 def test_vgg_matches_pytorch() -> None:
     torch = pytest.importorskip("torch")
     from cnnlab.export.pytorch import to_torch
@@ -64,6 +65,7 @@ def test_vgg_matches_pytorch() -> None:
     np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow
 def test_vgg_learns_the_shapes() -> None:
     x, y = shapes.generate(1200, size=16, seed=0)
     xt, yt = shapes.generate(300, size=16, seed=1)

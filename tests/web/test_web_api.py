@@ -332,6 +332,7 @@ def test_the_progress_curve_is_a_moving_average_of_every_step_across_epochs(clie
     assert progress[3]["smoothed_loss"] != pytest.approx(progress[3]["loss"])
 
 
+@pytest.mark.slow
 def test_training_streams_events_saves_a_run_and_activates_it(client, runs_dir):
     config = {
         "preset": "lenet5",
@@ -474,6 +475,7 @@ def test_serve_refuses_a_port_in_use(capsys):
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
 
 
+@pytest.mark.slow
 def test_the_train_tab_offers_the_colour_shapes_and_trains_them(client, runs_dir):
     options = client.get("/api/train/options").json()
     assert "shapes" in options["datasets"] and options["dataset_kinds"]["shapes"] == "images"

@@ -317,6 +317,7 @@ def test_a_diverging_job_fails_and_the_good_model_stays_active(client, runs_dir)
     assert client.get("/api/train").json()["state"] == "failed"
 
 
+@pytest.mark.slow
 def test_a_model_no_better_than_chance_is_not_made_active(client, monkeypatch):
     from cnnlab.web import training
 

@@ -73,6 +73,7 @@ def wait_for_training(client: TestClient, timeout: float = 300) -> dict:
     raise AssertionError("training did not end")
 
 
+@pytest.mark.slow
 def test_three_drawn_classes_train_and_answer(
     client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.inputs import kind_of
+from cnnlab.runs.model_input import kind_of
 from cnnlab.web.registry import ModelRegistry
 from cnnlab.web.schemas import SelectRequest
 

@@ -15,7 +15,7 @@ from cnnlab.explain.article import ARTICLE_FILTER, ARTICLE_IMAGE
 from cnnlab.runs.pictures import read_picture
 from cnnlab.runs.predict import read
 from cnnlab.web import inference
-from cnnlab.web.inputs import read_input
+from cnnlab.web.request_picture import read_input
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.schemas import PREDICT_BODY
 
@@ -66,8 +66,9 @@ async def occlusion(
     def work() -> dict[str, Any]:
         picture = read_picture(model, source, preprocess=preprocess)
         x = picture.x[None]  # (1, 1, 28, 28)
-        probs = maps.predict_one(model, x)
-        target = int(np.argmax(probs)) if label is None else label
+        (reading,) = read(model, x)
+        probs = reading.probabilities
+        target = reading.label if label is None else label
         if not 0 <= target < len(probs):
             raise CnnlabError(f"label must be 0 to {len(probs) - 1}, got {target}")
         result = maps.occlusion(model, x, target, patch, stride)

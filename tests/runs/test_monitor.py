@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import cnnlab
-from cnnlab.explain.figures import plot_gradient_flow
-from cnnlab.explain.monitor import GradientMonitor
+from cnnlab.figures.plots import plot_gradient_flow
+from cnnlab.runs.monitor import GradientMonitor
 
 
 def tiny_data(rng: np.random.Generator, n: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -90,6 +90,7 @@ def test_dead_relus_and_saturated_sigmoids_are_counted(rng: np.random.Generator)
     assert len(monitor.batch_grad_norms) == 8
 
 
+@pytest.mark.slow
 def test_close_restores_the_layers_and_the_plot_is_written(rng, tmp_path) -> None:
     model = cnnlab.Sequential([cnnlab.Dense(6, 3, rng=1), cnnlab.Tanh()], input_shape=(6,))
     monitor = GradientMonitor(model)

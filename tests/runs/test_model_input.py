@@ -7,7 +7,7 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs.inputs import class_index, class_names, prepare, reads_digits
+from cnnlab.runs.model_input import class_index, class_names, prepare, reads_digits
 
 
 def picture_model(**meta: object) -> cl.Sequential:
