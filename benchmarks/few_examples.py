@@ -15,20 +15,32 @@ while choosing the extractor's recipe) and a ``holdout`` set (measured once, at 
   a shadow, perspective, blur, noise and JPEG compression.
   tune: arrows, stars, crosses; holdout: chess pieces, hands, weather.
 
-    python benchmarks/few_examples.py ROOT
+    python benchmarks/few_examples.py ROOT                 # write the folders
+    python benchmarks/few_examples.py ROOT --measure tune  # train each, as a user would
+
+``--measure SET`` trains every folder of SET with ``cnnlab train --dataset FOLDER`` and no other
+option (``--from scratch`` too with ``--scratch``), each in a child process as on a user's
+machine, and prints its test accuracy and wall time; and the accuracy of the prototype
+classifier on the shipped extractor's features from the first 1 and 5 training pictures a class.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import re
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.user_machine import child_env
 from cnnlab.data import datasets
 
 FORMATS = (("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("WEBP", ".webp"))
@@ -231,10 +243,64 @@ def objects_folders(drawn: Path, photo: Path, categories: dict[str, str], seed: 
                 (photo / split / name / f"{i:03d}.jpg").write_bytes(buffer.getvalue())
 
 
+def prototype_accuracy(folder: Path, shots: int) -> float:
+    """Test accuracy of class prototypes of the first ``shots`` training pictures a class."""
+    from cnnlab.data.pictures import load_image_set
+    from cnnlab.runs import prototype
+    from cnnlab.runs.pretrain import extractor_input, shipped_extractor
+
+    pictures = load_image_set(folder, 32, progress=False)
+    y = pictures.y_train
+    first = np.concatenate([np.flatnonzero(y == k)[:shots] for k in range(y.max() + 1)])
+    extractor = shipped_extractor()
+    model = prototype.prototype_model(
+        extractor, pictures.x_train[first], y[first], list(pictures.class_names)
+    )
+    guess = np.asarray(model.predict(extractor_input(extractor, pictures.x_test)))
+    return float((guess == pictures.y_test).mean())
+
+
+def train(folder: Path, extra: list[str]) -> tuple[float, float]:
+    """``cnnlab train --dataset folder`` in a child process: test accuracy and wall seconds."""
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "cnnlab", "train", "--dataset", str(folder), *extra]
+        started = time.perf_counter()
+        done = subprocess.run(
+            [*command, "--out", f"{out}/run"], env=child_env(), capture_output=True, text=True
+        )
+        seconds = time.perf_counter() - started
+    found = re.search(r"test accuracy ([0-9.]+)%", done.stdout)
+    if done.returncode or not found:
+        raise SystemExit(f"{folder}: {done.stderr.strip()[-300:]}")
+    return float(found.group(1)), seconds
+
+
+def measure(root: Path, which: str, scratch: bool) -> None:
+    print(f"{'folder':8} {'pictures':>8}  {'default':>16}  {'prototype 1 / 5':>16}"
+          + (f"  {'scratch':>16}" if scratch else ""))  # fmt: skip
+    for folder in sorted((root / which).iterdir()):
+        n = sum(1 for _ in (folder / "train").rglob("*.*"))
+        accuracy, seconds = train(folder, [])
+        shots = [100 * prototype_accuracy(folder, k) for k in (1, 5)]
+        line = (
+            f"{folder.name:8} {n:8}  {accuracy:6.1f} % {seconds:5.0f} s  "
+            f"{shots[0]:6.1f} / {shots[1]:5.1f} %"
+        )
+        if scratch:
+            accuracy, seconds = train(folder, ["--from", "scratch"])
+            line += f"  {accuracy:6.1f} % {seconds:5.0f} s"
+        print(line, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("root", type=Path)
+    parser.add_argument("--measure", choices=("tune", "holdout"))
+    parser.add_argument("--scratch", action="store_true", help="also train --from scratch")
     args = parser.parse_args(argv)
+    if args.measure:
+        measure(args.root, args.measure, args.scratch)
+        return 0
     for number, which in enumerate(("tune", "holdout")):
         base = args.root / which
         shapes_folder(base / "shapes", SHAPE_CLASSES[which], seed=10 + number)

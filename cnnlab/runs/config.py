@@ -16,7 +16,9 @@ the held-out share, early stopping, class balance and augmentation left out are 
 data (``cnnlab.runs.sizing``): sized for a folder, the recipe's for a named set.
 
 ``start_from`` is where the weights start: ``"scratch"`` (random), a model file or run folder,
-or a name registered in ``cnnlab.runs.transfer``; ``train_layers`` says which of its layers
+or a name registered in ``cnnlab.runs.transfer``, such as ``"extractor"`` (the pretrained
+feature extractor shipped in the package, :mod:`cnnlab.runs.pretrain`), where a folder of
+pictures of 32 pixels or more starts when it names none; ``train_layers`` says which of its layers
 train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left out).
 """
 
@@ -97,7 +99,11 @@ class RunConfig:
         name = self.recipe or ("default" if kind == "digits" else "pictures")
         recipe = get_recipe(name)
         chosen = sizing.choose(self, recipe, counts if counts is not None else [n_train])
-        start = self.start_from if self.start_from is not None else "scratch"
+        start = self.start_from
+        if start is None:  # a folder of pictures starts from the shipped extractor, if it fits
+            extractor = kind == "images" and sizing.is_folder(self.dataset)
+            extractor = extractor and (self.image_size or 32) >= sizing.EXTRACTOR_MIN_SIZE
+            start = sizing.EXTRACTOR if extractor else "scratch"
         layers = self.train_layers
         if layers is None:
             per_class = n_train / max(len(counts) if counts is not None else 1, 1)

@@ -60,6 +60,8 @@ UNBALANCED_RATIO = 10  # classes this unequal are named in the summary
 # A model started from another one: below HEAD_ONLY training pictures a class only the new head
 # trains, below TOP_ONLY the last convolution block and the dense layers too, above it all.
 HEAD_ONLY, TOP_ONLY = 30, 300
+EXTRACTOR = "extractor"  # the starting point of a folder that names none (runs/pretrain.py)
+EXTRACTOR_MIN_SIZE = 32  # its three pooling steps and 4×4 average need pictures this large
 FINE_TUNE_LR = 0.2  # the recipe's learning rate is scaled by this when started layers train
 
 

@@ -8,6 +8,11 @@ taught: ``cnnlab train --dataset runs/teach/<name>/data``.
 Every example is stored as a 64×64 PNG, centre-cropped as training crops anyway; a picture is
 decoded under the same pixel budget as any other (:func:`cnnlab.data.folders.read_pixels`).
 Nothing here knows about HTTP.
+
+Answers come before any training: :meth:`Project.quick_model` is a prototype classifier on the
+shipped feature extractor's features (:mod:`cnnlab.runs.prototype`), made in a fraction of a
+second from the first example of each class and remade whenever an example is added. Training
+(:meth:`Project.run_config`) starts from the same extractor and fine-tunes it.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from cnnlab.data.folders import read_pixels
 from cnnlab.data.preprocess import ImageTooLargeError
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.sequential import Sequential
+from cnnlab.runs import prototype
 from cnnlab.runs.config import RunConfig
+from cnnlab.runs.pretrain import SHAPE, shipped_extractor
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MAX_EXAMPLES = 200  # per class
@@ -46,6 +54,8 @@ class Project:
     def __init__(self, runs_dir: str | Path) -> None:
         self.root = Path(runs_dir) / "teach" / PROJECT
         self._lock = threading.Lock()
+        self._generation = 0  # counts create(): a new project's examples are other pictures
+        self._quick: tuple[Any, Sequential | None] = (None, None)  # (examples it saw, model)
 
     @property
     def data_dir(self) -> Path:
@@ -83,6 +93,7 @@ class Project:
             raise TeachError("class names must differ from each other")
         with self._lock:
             self._clear()
+            self._generation += 1
             for name in names:
                 (self.data_dir / name).mkdir(parents=True, exist_ok=True)
         return self.state()
@@ -130,6 +141,29 @@ class Project:
             with atomic_write(folder / f"{number:04d}.png") as handle:
                 handle.write(buffer.getvalue())
         return self.state()
+
+    def quick_model(self) -> Sequential | None:
+        """A model that answers at once: class prototypes of every example on the shipped
+        extractor's features (its input and meta as any picture model's), or None until two
+        classes have an example each. Remade only when the examples changed."""
+        with self._lock:
+            files = {name: sorted((self.data_dir / name).glob("*.png")) for name in self.classes()}
+            seen = (self._generation, tuple((n, len(f)) for n, f in files.items()))
+            if self._quick[0] == seen:
+                return self._quick[1]
+            named = [(n, f) for n, f in files.items() if f]
+            if len(named) < MIN_CLASSES or len(named) < len(files):
+                model = None
+            else:
+                paths = [(k, path) for k, (_, group) in enumerate(named) for path in group]
+                pixels = np.stack([read_pixels(path, SHAPE[1])[0] for _, path in paths])
+                labels = np.array([k for k, _ in paths])
+                model = prototype.prototype_model(
+                    shipped_extractor(), pixels.transpose(0, 3, 1, 2), labels,
+                    [n for n, _ in named],
+                )  # fmt: skip
+            self._quick = (seen, model)
+            return model
 
     def run_config(self, seed: int = 0) -> RunConfig:
         """The training run of this project's examples; refused while a class is too small."""

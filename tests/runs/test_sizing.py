@@ -96,7 +96,8 @@ def test_the_summary_says_what_was_chosen_and_why_in_one_line() -> None:
     line = sizing.summary(given, config, [150, 150, 150], ["a", "b", "c"])
     assert line == (
         "450 pictures, 3 classes (sized to the data): batch 16, up to 40 epochs (given) "
-        "(≈ 960 steps), 66 held out for early stopping (patience 10), augmented"
+        "(≈ 960 steps), 66 held out for early stopping (patience 10), augmented, "
+        "from extractor, training top"
     )
     unequal = RunConfig(dataset=FOLDER).resolve(330, "images", [300, 27, 3])
     line = sizing.summary(RunConfig(dataset=FOLDER), unequal, [300, 27, 3], "abc")
