@@ -286,7 +286,10 @@ def _fit(
     # Before the saver: a diverged epoch never replaces the last good checkpoint.
     advice = min(config.lr / 10, DEFAULT_LR[config.optimizer])  # the usual lr, or lower
     watch = DivergenceWatch(len(model.meta["class_names"]), advice, config.epochs * steps_per_epoch)
-    best = BestEpoch(net, make_loss(config), x_val, run_data.val_labels, config.patience)
+    best = BestEpoch(
+        net, make_loss(config), x_val, run_data.val_labels, config.patience,
+        math.ceil(sizing.STOP_FROM * config.epochs),
+    )  # fmt: skip
     measured = [best] if len(x_val) else []
     try:
         state = fit(

@@ -20,7 +20,7 @@ from cnnlab.web import inference
 from cnnlab.web.inputs import PICTURE_SLOTS
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.routes.predict import MODEL_THREADS
-from cnnlab.web.teach import Project
+from cnnlab.web.teach import Project, accuracy_text
 from cnnlab.web.training import TrainingBusyError
 
 router = APIRouter()
@@ -104,6 +104,7 @@ def train_status(request: Request) -> dict[str, Any]:
             status["epoch"] = int(event["epoch"])
         elif event["type"] == "done":
             status["test_accuracy"] = event["test_accuracy"]
+            status["accuracy_text"] = accuracy_text(event["test_accuracy"], event["test_count"])
             status["run"] = event["run"]
         elif event["type"] == "error":
             # Teach sets no learning rate: a run that did not learn needs other examples.
