@@ -69,10 +69,17 @@ def prototype_model(
 ) -> Sequential:
     """The extractor's features and a prototype head for the pictures uint8 ``(N, C, 32, 32)``
     (grey or colour) of classes ``labels`` ``(N,)`` named ``names``; ready to predict."""
-    x = pretrain.extractor_input(extractor, images)
+    return model_of_features(extractor, pretrain.features(extractor, images), labels, names)
+
+
+def model_of_features(
+    extractor: Sequential, features: np.ndarray, labels: np.ndarray, names: list[str]
+) -> Sequential:
+    """:func:`prototype_model` from the examples' features ``(N, D)`` already computed (by
+    :func:`cnnlab.runs.pretrain.features`): one who keeps them adds an example in one pass of
+    one picture. The model shares the extractor's layers (it only predicts)."""
     layers = extractor.layers[: pretrain.feature_layers(extractor)]
-    body = Sequential(layers, input_shape=pretrain.SHAPE)
-    head = prototype_head(np.asarray(body.outputs(x)), labels, len(names))
+    head = prototype_head(features, labels, len(names))
     meta: dict[str, Any] = {
         key: extractor.meta[key] for key in ("mean", "std", "input") if key in extractor.meta
     }
@@ -80,7 +87,7 @@ def prototype_model(
         "kind": "images",
         "class_names": list(names),
         "head": METHOD,
-        "n_examples": len(images),
+        "n_examples": len(features),
         "from": "extractor",
     })  # fmt: skip
     model = Sequential([*layers, head], input_shape=pretrain.SHAPE, meta=meta)

@@ -35,7 +35,7 @@ from cnnlab.engine.metrics import describe_accuracy
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs import prototype
 from cnnlab.runs.config import RunConfig
-from cnnlab.runs.pretrain import SHAPE, shipped_extractor
+from cnnlab.runs.pretrain import SHAPE, features, shipped_extractor
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MAX_EXAMPLES = 200  # per class
@@ -64,6 +64,7 @@ class Project:
         self._lock = threading.Lock()
         self._generation = 0  # counts create(): a new project's examples are other pictures
         self._quick: tuple[Any, Sequential | None] = (None, None)  # (examples it saw, model)
+        self._features: dict[Path, np.ndarray] = {}  # each example's, by its file
 
     @property
     def data_dir(self) -> Path:
@@ -102,6 +103,7 @@ class Project:
         with self._lock:
             self._clear()
             self._generation += 1
+            self._features.clear()
             for name in names:
                 (self.data_dir / name).mkdir(parents=True, exist_ok=True)
         return self.state()
@@ -152,23 +154,26 @@ class Project:
 
     def quick_model(self) -> Sequential | None:
         """A model that answers at once: class prototypes of every example on the shipped
-        extractor's features (its input and meta as any picture model's), or None until two
-        classes have an example each. Remade only when the examples changed."""
+        extractor's features (its input and meta as any picture model's), or None until
+        every class (two at least) has an example. Remade only when the examples changed;
+        each example's features are computed once."""
         with self._lock:
             files = {name: sorted((self.data_dir / name).glob("*.png")) for name in self.classes()}
             seen = (self._generation, tuple((n, len(f)) for n, f in files.items()))
             if self._quick[0] == seen:
                 return self._quick[1]
-            named = [(n, f) for n, f in files.items() if f]
-            if len(named) < MIN_CLASSES or len(named) < len(files):
-                model = None
-            else:
-                paths = [(k, path) for k, (_, group) in enumerate(named) for path in group]
-                pixels = np.stack([read_pixels(path, SHAPE[1])[0] for _, path in paths])
-                labels = np.array([k for k, _ in paths])
-                model = prototype.prototype_model(
-                    shipped_extractor(), pixels.transpose(0, 3, 1, 2), labels,
-                    [n for n, _ in named],
+            model = None
+            if len(files) >= MIN_CLASSES and all(files.values()):
+                extractor = shipped_extractor()
+                new = [p for group in files.values() for p in group if p not in self._features]
+                if new:
+                    pixels = np.stack([read_pixels(path, SHAPE[1])[0] for path in new])
+                    found = features(extractor, pixels.transpose(0, 3, 1, 2))
+                    self._features.update(zip(new, found, strict=True))
+                paths = [(k, p) for k, group in enumerate(files.values()) for p in group]
+                model = prototype.model_of_features(
+                    extractor, np.stack([self._features[p] for _, p in paths]),
+                    np.array([k for k, _ in paths]), list(files),
                 )  # fmt: skip
             self._quick = (seen, model)
             return model
