@@ -107,7 +107,7 @@ class RunConfig:
         layers = self.train_layers
         if layers is None:
             per_class = n_train / max(len(counts) if counts is not None else 1, 1)
-            layers = "all" if start == "scratch" else sizing.layers_to_train(per_class)
+            layers = "all" if start == "scratch" else sizing.layers_to_train(per_class, start)
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
         lr = self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer]
