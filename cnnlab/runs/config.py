@@ -18,8 +18,9 @@ data (``cnnlab.runs.sizing``): sized for a folder, the recipe's for a named set.
 ``start_from`` is where the weights start: ``"scratch"`` (random), a model file or run folder,
 or a name registered in ``cnnlab.runs.transfer``, such as ``"extractor"`` (the pretrained
 feature extractor shipped in the package, :mod:`cnnlab.runs.pretrain`), where a folder of
-pictures of 32 pixels or more starts when it names none; ``train_layers`` says which of its layers
-train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left out).
+few pictures starts when it names none (``sizing.default_start``); ``train_layers`` says which
+of its layers train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left
+out).
 """
 
 from __future__ import annotations
@@ -99,14 +100,12 @@ class RunConfig:
         name = self.recipe or ("default" if kind == "digits" else "pictures")
         recipe = get_recipe(name)
         chosen = sizing.choose(self, recipe, counts if counts is not None else [n_train])
+        per_class = n_train / max(len(counts) if counts is not None else 1, 1)
         start = self.start_from
-        if start is None:  # a folder of pictures starts from the shipped extractor, if it fits
-            extractor = kind == "images" and sizing.is_folder(self.dataset)
-            extractor = extractor and (self.image_size or 32) >= sizing.EXTRACTOR_MIN_SIZE
-            start = sizing.EXTRACTOR if extractor else "scratch"
+        if start is None:
+            start = sizing.default_start(self.dataset, kind, self.image_size, per_class)
         layers = self.train_layers
         if layers is None:
-            per_class = n_train / max(len(counts) if counts is not None else 1, 1)
             layers = "all" if start == "scratch" else sizing.layers_to_train(per_class, start)
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer

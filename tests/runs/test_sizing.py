@@ -96,8 +96,7 @@ def test_the_summary_says_what_was_chosen_and_why_in_one_line() -> None:
     line = sizing.summary(given, config, [150, 150, 150], ["a", "b", "c"])
     assert line == (
         "450 pictures, 3 classes (sized to the data): batch 16, up to 40 epochs (given) "
-        "(≈ 960 steps), 66 held out for early stopping (patience 10), augmented, "
-        "from extractor, training top"
+        "(≈ 960 steps), 66 held out for early stopping (patience 10), augmented"
     )
     unequal = RunConfig(dataset=FOLDER).resolve(330, "images", [300, 27, 3])
     line = sizing.summary(RunConfig(dataset=FOLDER), unequal, [300, 27, 3], "abc")
@@ -210,3 +209,5 @@ def test_the_extractor_never_trains_its_head_alone() -> None:
     assert (few.start_from, few.train_layers) == ("extractor", "top")
     small = RunConfig(dataset=FOLDER, image_size=16).resolve(30, "images", [10, 10, 10])
     assert small.start_from == "scratch"  # the extractor needs 32 pixels
+    many = RunConfig(dataset=FOLDER).resolve(300, "images", [100, 100, 100])
+    assert many.start_from == "scratch"  # enough pictures to learn their own features
