@@ -28,6 +28,7 @@ COMMANDS = (
     "info",
     "perceptron",
     "predict",
+    "pretrain",
     "serve",
     "step",
     "train",

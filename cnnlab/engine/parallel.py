@@ -79,7 +79,6 @@ def get_threads() -> int:
 _blas_lock = threading.Lock()
 _blas_users = 0
 _blas_limit: Any = None
-_blas: Any = None
 
 
 @contextlib.contextmanager
@@ -90,13 +89,14 @@ def one_blas_thread() -> Iterator[None]:
     re-joins its threads on each, spinning while it waits: beside one other busy process an
     epoch took 4-5× as long. The engine's own threads use the cores instead.
     """
-    global _blas_users, _blas_limit, _blas
+    global _blas_users, _blas_limit
     with _blas_lock:
         if _blas_users == 0:
-            if _blas is None:  # finding the loaded libraries takes 2 ms; limiting one, 10 µs
-                _blas = ThreadpoolController().select(user_api="blas")
+            # Found afresh each time (about 1 ms): a BLAS loaded since (SciPy's, say) is
+            # limited too.
+            blas = ThreadpoolController().select(user_api="blas")
             _release_blas_control()
-            _blas_limit = _blas.limit(limits=1)
+            _blas_limit = blas.limit(limits=1)
             _release_blas_control()
         _blas_users += 1
     try:

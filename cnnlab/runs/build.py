@@ -97,13 +97,18 @@ def make_model(config: RunConfig, pictures: ImageSet) -> Sequential:
         check_fits(model, pictures)
     except CnnlabError as err:
         raise CnnlabError(f"{name}: {err}") from None
-    # The bounds every model file is loaded under: a model too big for them would train, then
-    # be refused by every command that reads it.
+    check_loadable(model, pictures, name)
+    return model
+
+
+def check_loadable(model: Sequential, pictures: ImageSet, name: str) -> None:
+    """Refuse, before training, a model that the bounds every model file is loaded under would
+    refuse at ``pictures``' size: it would train, then be refused by every command that
+    reads it."""
     try:
         check_activations(model.layers, pictures.input_shape, name)
     except CnnlabError as err:
         raise CnnlabError(f"{err} at this picture size; use a smaller --image-size") from None
-    return model
 
 
 def make_optimizer(model: Sequential, config: RunConfig) -> Optimizer:

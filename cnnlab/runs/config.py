@@ -16,8 +16,11 @@ the held-out share, early stopping, class balance and augmentation left out are 
 data (``cnnlab.runs.sizing``): sized for a folder, the recipe's for a named set.
 
 ``start_from`` is where the weights start: ``"scratch"`` (random), a model file or run folder,
-or a name registered in ``cnnlab.runs.transfer``; ``train_layers`` says which of its layers
-train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left out).
+or a name registered in ``cnnlab.runs.transfer``, such as ``"extractor"`` (the pretrained
+feature extractor shipped in the package, :mod:`cnnlab.runs.pretrain`), where a folder of
+few pictures starts when it names none (``sizing.default_start``); ``train_layers`` says which
+of its layers train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left
+out).
 """
 
 from __future__ import annotations
@@ -97,11 +100,13 @@ class RunConfig:
         name = self.recipe or ("default" if kind == "digits" else "pictures")
         recipe = get_recipe(name)
         chosen = sizing.choose(self, recipe, counts if counts is not None else [n_train])
-        start = self.start_from if self.start_from is not None else "scratch"
+        per_class = n_train / max(len(counts) if counts is not None else 1, 1)
+        start = self.start_from
+        if start is None:
+            start = sizing.default_start(self.dataset, kind, self.image_size, per_class)
         layers = self.train_layers
         if layers is None:
-            per_class = n_train / max(len(counts) if counts is not None else 1, 1)
-            layers = "all" if start == "scratch" else sizing.layers_to_train(per_class)
+            layers = "all" if start == "scratch" else sizing.layers_to_train(per_class, start)
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
         lr = self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer]

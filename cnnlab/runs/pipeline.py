@@ -44,7 +44,7 @@ from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.model_input import check_fits, data_meta, prepare
 from cnnlab.runs.run_figures import RunFigures
 from cnnlab.runs.sizing import BestEpoch, balanced_indices
-from cnnlab.runs.transfer import frozen_layers, start_from
+from cnnlab.runs.transfer import frozen_layers, kept_normalisation, start_from
 
 
 @dataclass
@@ -269,6 +269,7 @@ def _fit(
     model.to(config.device)
     check_fits(model, run_data.pictures)  # a resumed model and the data it finds now
     model.meta.update(data_meta(run_data.pictures, config.seed))
+    model.meta.update(kept_normalisation(model))  # a started model reads as its source did
     # A frozen prefix (a started model's layers that stay) is run, never trained: the
     # optimizer and the backward pass see only the layers after it (``net``).
     frozen = frozen_layers(model, config.train_layers)

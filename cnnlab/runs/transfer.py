@@ -34,10 +34,12 @@ from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Conv2D, Dense, Flatten, Layer, Softmax
 from cnnlab.engine.rng import resolve_rng
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.build import make_model, with_probabilities
+from cnnlab.runs.build import check_loadable, make_model, with_probabilities
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import model_path
 from cnnlab.runs.model_input import describe_shape
+from cnnlab.runs.pretrain import shipped_extractor
+from cnnlab.runs.sizing import EXTRACTOR
 
 SCRATCH = "scratch"
 
@@ -96,14 +98,38 @@ def start_from(source: str | Sequential, data: ImageSet, config: RunConfig) -> S
         trained, name = load_source(source)
     model, notes = adapt(trained, data, config.seed, name)
     model = with_probabilities(model, config.loss)
+    check_loadable(model, data, name)
     model.meta["from"] = {
         "source": name,
         "dataset": trained.meta.get("dataset"),
         "classes": trained.meta.get("class_names"),
         "trained": config.train_layers,
         "changes": notes,
+        **_normalisation(trained, data.input_shape[0]),
     }
     return model
+
+
+def _normalisation(trained: Sequential, channels: int) -> dict[str, list[float]]:
+    """The per-channel ``mean`` and ``std`` a picture model ``trained`` normalised its input
+    with, for ``channels`` channels (a grey picture takes their averages, a colour one repeats
+    a grey model's); empty for a model without them (a digit model)."""
+    mean, std = trained.meta.get("mean"), trained.meta.get("std")
+    if not isinstance(mean, list) or not isinstance(std, list) or len(mean) != len(std):
+        return {}
+    if len(mean) != channels:
+        mean, std = [float(np.mean(mean))] * channels, [float(np.mean(std))] * channels
+    return {"mean": mean, "std": std}
+
+
+def kept_normalisation(model: Sequential) -> dict[str, list[float]]:
+    """The ``mean`` and ``std`` a started model keeps from its source: its first layers
+    learnt on pictures normalised so, and their batch statistics expect it (empty when it
+    started from scratch or from a digit model)."""
+    source = model.meta.get("from")
+    if not isinstance(source, dict) or "mean" not in source:
+        return {}
+    return {"mean": source["mean"], "std": source["std"]}
 
 
 def adapt(
@@ -201,3 +227,7 @@ def frozen_layers(model: Sequential, train_layers: str) -> int:
     if not last and train_layers == "top":
         return frozen_layers(model, "head")
     return last[-1] if last else 0
+
+
+# The pretrained feature extractor shipped in the package: where a picture folder starts.
+register_start(EXTRACTOR, shipped_extractor)

@@ -42,7 +42,7 @@ def test_a_mistyped_option_gets_a_suggestion_and_the_commands_usage(
 @pytest.mark.parametrize(
     ("argv", "last"),
     [
-        (["trian"], "unknown command 'trian'; did you mean train? (commands: "),
+        (["trian"], "unknown command 'trian'; did you mean train or pretrain? (commands: "),
         (["--threads", "2", "evalute", "x"], "unknown command 'evalute'; did you mean evaluate?"),
         (["zzz"], "unknown command 'zzz' (commands: evaluate, "),
     ],

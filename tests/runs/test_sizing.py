@@ -201,3 +201,15 @@ def test_no_run_stops_early_before_its_share_of_the_epochs() -> None:
         state.epoch = epoch
         best.on_epoch_end(state, {})  # the same weights: never better after the first
         assert state.stop is (epoch == 4)
+
+
+def test_the_extractor_never_trains_its_head_alone() -> None:
+    assert sizing.layers_to_train(10) == "head"
+    assert sizing.layers_to_train(10, sizing.EXTRACTOR) == "top"
+    assert sizing.layers_to_train(sizing.TOP_ONLY, sizing.EXTRACTOR) == "all"
+    few = RunConfig(dataset=FOLDER).resolve(30, "images", [10, 10, 10])
+    assert (few.start_from, few.train_layers) == ("extractor", "top")
+    small = RunConfig(dataset=FOLDER, image_size=16).resolve(30, "images", [10, 10, 10])
+    assert small.start_from == "scratch"  # the extractor needs 32 pixels
+    many = RunConfig(dataset=FOLDER).resolve(300, "images", [100, 100, 100])
+    assert many.start_from == "scratch"  # enough pictures to learn their own features

@@ -1,0 +1,95 @@
+"""A classifier made in one pass from a handful of examples: the mean of each class's features.
+
+With 1 to 5 pictures a class, training a network has almost nothing to learn from; the
+pretrained extractor's features already place pictures of one kind near each other. Each class
+is then its *prototype*, the mean of its examples' length-normalised features, and a picture
+belongs to the class whose prototype points most nearly its way (the largest cosine; the
+nearest-class-mean classifier of Mensink et al., 2013, and the prototypes of Snell et al.'s
+prototypical networks, 2017).
+
+The head is an ordinary ``Dense`` layer: row ``k`` of its weights is prototype ``k`` times
+``scale / mean feature length``, its bias 0. A picture's logits are then ``scale · |f| / m ·
+cos(f, p_k)``, whose largest entry is the largest cosine, so the model saves, loads, explains
+and exports like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.layers import Dense
+from cnnlab.engine.sequential import Sequential
+from cnnlab.runs import pretrain
+
+SCALE = 10.0  # logits of a typical picture span ±SCALE: softmax answers with some confidence
+METHOD = "prototype"  # meta["head"] of a model whose head is class means
+
+
+def prototypes(features: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class prototypes float32 ``(n_classes, D)``: the mean of each class's length-normalised
+    features ``(N, D)``, normalised to length 1. Every class needs an example."""
+    features = np.asarray(features, np.float64)
+    labels = np.asarray(labels)
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise CnnlabError(
+            f"prototypes need features (N, D) and labels (N,), got {features.shape} and "
+            f"{labels.shape}"
+        )
+    counts = np.bincount(labels, minlength=n_classes)
+    if len(counts) > n_classes or (counts == 0).any():
+        empty = np.flatnonzero(counts == 0)
+        raise CnnlabError(
+            f"every class needs at least one example; class {int(empty[0]) if len(empty) else '?'}"
+            " has none"
+        )
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    sums = np.zeros((n_classes, features.shape[1]))
+    np.add.at(sums, labels, unit)
+    means = sums / counts[:, None]
+    return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(
+        np.float32
+    )
+
+
+def prototype_head(features: np.ndarray, labels: np.ndarray, n_classes: int) -> Dense:
+    """A ``Dense`` layer ``D → n_classes`` whose largest output is the nearest prototype."""
+    protos = prototypes(features, labels, n_classes)
+    length = float(np.linalg.norm(np.asarray(features, np.float64), axis=1).mean())
+    head = Dense(protos.shape[1], n_classes)
+    head.params["W"][...] = protos * (SCALE / max(length, 1e-12))
+    head.params["b"][...] = 0
+    return head
+
+
+def prototype_model(
+    extractor: Sequential, images: np.ndarray, labels: np.ndarray, names: list[str]
+) -> Sequential:
+    """The extractor's features and a prototype head for the pictures uint8 ``(N, C, 32, 32)``
+    (grey or colour) of classes ``labels`` ``(N,)`` named ``names``; ready to predict."""
+    return model_of_features(extractor, pretrain.features(extractor, images), labels, names)
+
+
+def model_of_features(
+    extractor: Sequential, features: np.ndarray, labels: np.ndarray, names: list[str]
+) -> Sequential:
+    """:func:`prototype_model` from the examples' features ``(N, D)`` already computed (by
+    :func:`cnnlab.runs.pretrain.features`): one who keeps them adds an example in one pass of
+    one picture. The model shares the extractor's layers (it only predicts)."""
+    layers = extractor.layers[: pretrain.feature_layers(extractor)]
+    head = prototype_head(features, labels, len(names))
+    meta: dict[str, Any] = {
+        key: extractor.meta[key] for key in ("mean", "std", "input") if key in extractor.meta
+    }
+    meta.update({
+        "kind": "images",
+        "class_names": list(names),
+        "head": METHOD,
+        "n_examples": len(features),
+        "from": "extractor",
+    })  # fmt: skip
+    model = Sequential([*layers, head], input_shape=pretrain.SHAPE, meta=meta)
+    model.eval()
+    return model

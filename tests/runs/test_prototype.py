@@ -1,0 +1,59 @@
+"""The prototype (nearest-class-mean) classifier on the extractor's features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlab.engine.errors import CnnlabError
+from cnnlab.runs import prototype
+from cnnlab.runs.pretrain import PretrainRecipe, pretrain
+
+
+def test_prototypes_are_the_normalised_means_of_normalised_features() -> None:
+    features = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    labels = np.array([0, 1, 0, 1, 1])
+    # class 0: (1, 0) and (1, 0) → (1, 0); class 1: (0, 1), (0, 1), (0.7071, 0.7071)
+    # → mean (0.235702, 0.902369), length 0.932645 → (0.252724, 0.967538).
+    protos = prototype.prototypes(features, labels, 2)
+    assert np.allclose(protos, [[1.0, 0.0], [0.252724, 0.967538]], atol=1e-5)
+
+
+def test_the_head_is_a_dense_layer_whose_answer_is_the_nearest_prototype() -> None:
+    features = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    head = prototype.prototype_head(features, np.array([0, 1, 0]), 2)
+    # Mean feature length (1 + 2 + 3) / 3 = 2: weights = prototypes · SCALE / 2.
+    assert np.allclose(head.params["W"], [[5.0, 0.0], [0.0, 5.0]])
+    assert np.allclose(head.params["b"], 0)
+    assert np.allclose(head.forward(np.array([[0.0, 1.0]], np.float32)), [[0.0, 5.0]])
+
+
+def test_a_class_without_examples_is_a_one_line_error() -> None:
+    with pytest.raises(CnnlabError, match="class 1 has none"):
+        prototype.prototypes(np.ones((2, 3)), np.array([0, 2]), 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_extractor():
+    recipe = PretrainRecipe(
+        fractal_classes=2, stroke_classes=2, per_class=4, outline_pictures=0, shapes_pictures=0,
+        epochs=1, batch_size=8,
+    )  # fmt: skip
+    return pretrain(recipe)
+
+
+def test_a_prototype_model_reads_grey_and_colour_and_keeps_the_extractors_input(
+    tiny_extractor,
+) -> None:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 1, 32, 32), dtype=np.uint8)
+    images[3:] //= 4  # class 1 darker
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    model = prototype.prototype_model(tiny_extractor, images, labels, ["light", "dark"])
+    assert model.meta["class_names"] == ["light", "dark"]
+    assert model.meta["head"] == "prototype" and model.meta["mean"] == tiny_extractor.meta["mean"]
+    assert model.input_shape == (3, 32, 32)
+    from cnnlab.runs.pretrain import extractor_input
+
+    probs = np.asarray(model.predict_proba(extractor_input(tiny_extractor, images)))
+    assert probs.shape == (6, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)

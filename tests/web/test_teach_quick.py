@@ -1,0 +1,56 @@
+"""Teach answers from its first examples: a prototype model on the shipped extractor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from test_web_teach import drawing
+
+from cnnlab.runs.pictures import read_picture
+from cnnlab.web.teach import Project
+
+
+def test_the_quick_model_answers_from_one_example_a_class_and_follows_new_ones(
+    tmp_path: Path,
+) -> None:
+    project = Project(tmp_path)
+    project.create(["circle", "cross", "line"])
+    rng = np.random.default_rng(0)
+    project.add_example("circle", drawing("circle", rng))
+    project.add_example("cross", drawing("cross", rng))
+    assert project.quick_model() is None  # "line" has no example yet
+    project.add_example("line", drawing("line", rng))
+    model = project.quick_model()
+    assert model is not None and model.meta["class_names"] == ["circle", "cross", "line"]
+    assert model.meta["head"] == "prototype" and project.quick_model() is model  # kept
+    # Each example is nearest its own class.
+    for k, name in enumerate(["circle", "cross", "line"]):
+        picture = (project.data_dir / name / "0000.png").read_bytes()
+        assert int(np.argmax(model.predict_proba(read_picture(model, picture).x[None]))) == k
+    project.add_example("line", drawing("line", rng))
+    again = project.quick_model()
+    assert again is not model and again.meta["n_examples"] == 4
+    project.create(["a", "b"])  # a new project: no answer until its own examples
+    assert project.quick_model() is None
+
+
+def test_a_removed_example_leaves_the_quick_model(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.create(["circle", "cross"])
+    rng = np.random.default_rng(1)
+    for name in ("circle", "cross", "cross"):
+        project.add_example(name, drawing(name, rng))
+    assert project.quick_model().meta["n_examples"] == 3
+    project.remove_example("cross", "0001")
+    assert project.quick_model().meta["n_examples"] == 2
+    # The freed number goes to the next example: its features are its own, as a project
+    # opened afresh on the same folder computes them.
+    project.add_example("cross", drawing("circle", rng))
+    model = project.quick_model()
+    fresh = Project(tmp_path).quick_model()
+    assert model.meta["n_examples"] == fresh.meta["n_examples"] == 3
+    ours, theirs = model.state_arrays(), fresh.state_arrays()
+    assert ours.keys() == theirs.keys()
+    for key, value in ours.items():
+        np.testing.assert_array_equal(theirs[key], value, err_msg=key)
