@@ -101,12 +101,17 @@ def test_evaluate_json_matches_the_model(run_dir: Path, capsys: pytest.CaptureFi
     assert np.array(report["confusion_matrix"]).sum() == len(labels) == report["images"]
     assert len(report["per_class"]) == 10
     assert Path(report["png"]).exists()
+    # Not calibrated by training: the calibration error is the plain softmax's.
+    assert 0 < report["ece"] == report["ece_uncalibrated"] < 0.5
+    assert report["temperature"] is None
+    assert Path(report["reliability_png"]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_evaluate_prints_tables(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", str(run_dir / "model.npz"), "--png", os.devnull]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out and "confusion matrix" in out
+    assert "expected calibration error" in out and "reliability diagram drawn to" in out
 
 
 def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
