@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     images, labels = load(config["dataset"], "train")
     if not config.get("subset"):
         sys.exit("train the model with --subset N: the training images after N validate")
-    x_val = to_input(images[config["subset"] :])[:, None]
+    x_val = to_input(images[config["subset"] :])
     y_val = labels[config["subset"] :].astype(np.int64)
 
     sets = prepared(args.group, args.n, args.per_class, Path(args.cache))
     test_x, test_y = load("mnist-sample", "test")
-    digits = {"mnist-test": (to_input(test_x)[:, None], test_y.astype(np.int64))}
+    digits = {"mnist-test": (to_input(test_x), test_y.astype(np.int64))}
     for key in sets:
         if key.startswith("digits/"):
             name = key.split("/", 1)[1]

@@ -1,12 +1,12 @@
 """Pictures that are not digits, generated: what a digit model should answer "not a digit" to.
 
 A digit model's softmax names a digit for every picture. To measure, and to train, how it
-answers pictures of no class, cnnlab draws its own: strokes, scribbles, shapes (hearts, stars,
-squares, triangles, arrows, spirals, smileys, crosses) and letters that share no shape with a
-digit, printed in fonts or in handwriting fonts. They come in two groups kept apart on purpose,
-as ``benchmarks/wild_digits.py`` keeps its digits: the ``tune`` group may be looked at and
-trained on (outlier exposure), the ``heldout`` group holds other shape kinds and other font
-families, read once to see whether what was tuned carries over.
+answers pictures of no class, cnnlab draws its own: zigzag strokes, scribbles, shapes (hearts,
+stars, squares, triangles, arrows, spirals, smileys, crosses) and letters that share no shape
+with a digit, printed in fonts or in handwriting fonts. They come in two groups kept apart on
+purpose, as ``benchmarks/wild_digits.py`` keeps its digits: the ``tune`` group may be looked
+at and trained on (outlier exposure), the ``heldout`` group holds other shape kinds and other
+font families, read once to see whether what was tuned carries over.
 
 ``draw_nondigits`` renders the ink, bright on dark, on a ``CANVAS``-pixel square as a pen on the
 lab's canvas would: every picture of a shape kind at once, as the distance of each pixel to the
@@ -72,9 +72,9 @@ def _circle(n: int, steps: int, centre=(0.0, 0.0), radius=1.0, start=0.0, end=2 
 def _segments(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` shapes of ``kind`` as line segments ``(n, S, 2, 2)`` (x right, y down), before the
     per-picture turn, stretch and wobble, roughly within [-1, 1]²."""
-    if kind == "strokes":  # two to four straight strokes in one line; unused ones repeat
+    if kind == "strokes":  # three or four straight strokes in one line (two can make a 7)
         corners = rng.uniform(-1, 1, (n, 5, 2))
-        used = np.arange(5) <= rng.integers(2, 5, n)[:, None]
+        used = np.arange(5) <= rng.integers(3, 5, n)[:, None]
         last = corners[np.arange(n), used.sum(1) - 1][:, None]
         return _polyline(np.where(used[..., None], corners, last))
     if kind == "scribbles":  # a pen wandering with a smoothly changing heading
@@ -237,13 +237,51 @@ def draw_nondigits(n: int, seed: int, group: str = "tune") -> tuple[np.ndarray, 
     return ink, kinds
 
 
-def nondigit_inputs(n: int, seed: int, group: str = "tune") -> tuple[np.ndarray, np.ndarray]:
+def nondigit_inputs(
+    n: int, seed: int, group: str = "tune", preprocess: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """``draw_nondigits`` made into digit inputs by the preprocessing a user's drawing gets:
-    ``(n, 28, 28)`` float32 in [0, 1], ink bright, and the kinds ``(n,)``."""
+    ``(n, 28, 28)`` float32 in [0, 1], ink bright, and the kinds ``(n,)``.
+
+    ``preprocess=False`` does what matters of it for all the pictures at once, for training
+    where many are needed quickly: each drawing is scaled so that its ink's longer side fills
+    MNIST's 20 px box, moved so that its centre of mass is at (14, 14), and averaged 2×2
+    down to 28×28 (no deskewing and no stroke-width normalisation).
+    """
     from cnnlab.data.preprocess import preprocess_digit
 
     ink, kinds = draw_nondigits(n, seed, group)
+    if not preprocess:
+        return _fitted(ink), kinds
     inputs = np.zeros((len(ink), 28, 28), np.float32)
     for i, picture in enumerate(ink):  # the user's path, one picture at a time
         inputs[i] = preprocess_digit(picture).image
     return inputs, kinds
+
+
+def _fitted(ink: np.ndarray) -> np.ndarray:
+    """Drawings ``(n, CANVAS, CANVAS)`` → ``(n, 28, 28)``: the ink's longer side 20 px, its
+    centre of mass at (14, 14), the brightest pixel 1."""
+    from cnnlab.data.augment import affine_transform
+
+    n = len(ink)
+    if not n:
+        return np.zeros((0, 28, 28), np.float32)
+    rows, cols = ink.max(axis=2) > 0.1, ink.max(axis=1) > 0.1  # (n, CANVAS) each
+    extent = np.maximum(
+        CANVAS - rows[:, ::-1].argmax(1) - rows.argmax(1),
+        CANVAS - cols[:, ::-1].argmax(1) - cols.argmax(1),
+    )
+    scale = 40 / np.maximum(extent, 1)  # 40 px on the canvas: 20 once halved
+    mass = np.maximum(ink.sum(axis=(1, 2)), 1e-6)
+    grid = np.arange(CANVAS)
+    com_y, com_x = ink.sum(2) @ grid / mass, ink.sum(1) @ grid / mass
+    # The map scales about the canvas centre c: the centre of mass m goes to c + s (m - c) +
+    # shift; (14, 14) of the halved picture is 28.5 - 0.5 = 28 - 0.5 + 0.5 on the canvas.
+    centre, target = (CANVAS - 1) / 2, 2 * 14.0 + 0.5
+    shift_y = target - centre - scale * (com_y - centre)
+    shift_x = target - centre - scale * (com_x - centre)
+    zero = np.zeros(n)
+    moved = affine_transform(ink, shift_y, shift_x, zero, scale, zero)
+    half = moved.reshape(n, 28, 2, 28, 2).mean(axis=(2, 4))
+    return (half / np.maximum(half.max(axis=(1, 2), keepdims=True), 1e-6)).astype(np.float32)

@@ -13,7 +13,7 @@ from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
 from cnnlab.engine.limits import check_activations
-from cnnlab.engine.losses import LOSSES
+from cnnlab.engine.losses import LOSSES, OutlierExposureLoss
 from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
@@ -75,7 +75,10 @@ def make_optimizer(model: Sequential, config: RunConfig) -> Optimizer:
 
 def make_loss(config: RunConfig) -> Any:
     if config.loss == "cross-entropy":
-        return LOSSES["cross-entropy"](label_smoothing=config.label_smoothing)
+        loss = LOSSES["cross-entropy"](label_smoothing=config.label_smoothing)
+        if config.outlier_exposure:
+            return OutlierExposureLoss(loss, config.outlier_exposure)
+        return loss
     return LOSSES[config.loss]()
 
 

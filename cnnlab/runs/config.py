@@ -63,6 +63,9 @@ class RunConfig:
     loss: str = "cross-entropy"
     label_smoothing: float | None = None
     augment: bool | None = None
+    # outlier exposure: the weight of a pull towards uniform probabilities on generated
+    # non-digits mixed into a digit run's training pictures (one per four digits); 0 is off
+    outlier_exposure: float = 0.0
     seed: int = 0
     device: str = "cpu"
     monitor: bool = False  # record per-layer gradient flow (the command line's figure)
@@ -71,6 +74,11 @@ class RunConfig:
         """Every None replaced by the recipe's value for ``n_train`` training images of ``kind``
         (``"digits"`` or ``"images"``); validated."""
         self.validate()
+        if self.outlier_exposure and kind != "digits":
+            raise CnnlabError(
+                f"{WHO}: outlier exposure uses generated non-digits, for digit data sets only; "
+                "drop it"
+            )
         name = self.recipe or ("default" if kind == "digits" else "pictures")
         recipe = get_recipe(name)
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
@@ -105,6 +113,7 @@ class RunConfig:
         check.choice(WHO, "device", self.device, tuple(DEVICES))
         check.integer(WHO, "seed", self.seed, 0)
         check.number(WHO, "momentum", self.momentum, 0, 1, high_open=True)
+        check.number(WHO, "outlier_exposure", self.outlier_exposure, 0)
         optional = {
             "recipe": lambda v: check.choice(WHO, "recipe", v, tuple(RECIPES)),
             "image_size": lambda v: check.integer(WHO, "image_size", v, MIN_IMAGE_SIZE)
@@ -125,6 +134,10 @@ class RunConfig:
         for name, validate in optional.items():
             if getattr(self, name) is not None:
                 validate(getattr(self, name))
+        if self.outlier_exposure and self.loss != "cross-entropy":
+            raise CnnlabError(
+                f"{WHO}: outlier exposure applies to the cross-entropy loss; drop it or the loss"
+            )
         if self.label_smoothing and self.loss != "cross-entropy":
             raise CnnlabError(
                 f"{WHO}: label smoothing applies to the cross-entropy loss; drop it or the loss"

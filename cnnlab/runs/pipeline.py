@@ -37,6 +37,7 @@ from cnnlab.runs.config import DEFAULT_LR, RunConfig
 from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.inputs import check_fits, data_meta, prepare
+from cnnlab.runs.unknowns import with_nondigits
 
 
 @dataclass
@@ -189,15 +190,18 @@ def _fit(
         )
     x = to_device(prepare(model, run_data.images), config.device)
     y = to_device(run_data.labels, config.device)
+    n_train = len(x)
+    if config.outlier_exposure:  # generated non-digits join the training pictures
+        x, y = with_nondigits(x, y, config.seed)
     x_test = to_device(prepare(model, run_data.test_images), config.device)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     folder.write_json(
         folder.config_file,
-        {**config.to_json(), "architecture": model.config(), "n_train": len(x),
+        {**config.to_json(), "architecture": model.config(), "n_train": n_train,
          "n_test": len(x_test)},
     )  # fmt: skip
     run = RunStart(
-        config, folder, model, len(x), len(x_test), steps_per_epoch, state, run_data.pictures
+        config, folder, model, n_train, len(x_test), steps_per_epoch, state, run_data.pictures
     )
     for callback in callbacks:
         if isinstance(callback, RunCallback):

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.backend import to_numpy
+from cnnlab.engine.backend import to_numpy, xp_of
 from cnnlab.engine.errors import CnnlabError, NonFiniteError
 from cnnlab.engine.layers import Dense, Softmax
+from cnnlab.engine.losses import OutlierExposureLoss
 from cnnlab.engine.sequential import Sequential
 
 BINS = 15  # confidence bins of the calibration error, as Guo et al. use
@@ -304,3 +305,18 @@ def _mahalanobis_meta(meta: dict[str, Any], k: int, d: int) -> tuple[np.ndarray,
             f"({d}, {d}) arrays, got {means.shape} and {precision.shape}; train it again"
         )
     return means, precision
+
+
+def with_nondigits(
+    x: np.ndarray, y: np.ndarray, seed: int, share: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """Digit training inputs ``x (N, 1, 28, 28)`` and labels ``y (N,)`` with ``share · N``
+    generated non-digits (``data.nondigits``' tune group, label ``OutlierExposureLoss.NONE``)
+    appended, for training with outlier exposure."""
+    from cnnlab.data.nondigits import nondigit_inputs
+
+    others, _ = nondigit_inputs(int(share * len(x)), seed, "tune", preprocess=False)
+    xp = xp_of(x)
+    others = xp.asarray(others[:, None].astype(x.dtype))
+    none = xp.full(len(others), OutlierExposureLoss.NONE, dtype=y.dtype)
+    return xp.concatenate([x, others]), xp.concatenate([y, none])

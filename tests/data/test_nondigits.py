@@ -64,3 +64,18 @@ def test_bad_arguments_are_refused_in_one_line() -> None:
         nondigits.draw_nondigits(3, 0, group="other")
     with pytest.raises(CnnlabError, match="at least 0"):
         nondigits.draw_nondigits(-1, 0)
+
+
+def test_unprocessed_inputs_are_fitted_to_mnists_box_all_at_once() -> None:
+    x, kinds = nondigits.nondigit_inputs(30, seed=3, preprocess=False)
+    _, same = nondigits.draw_nondigits(30, seed=3)
+    assert x.shape == (30, 28, 28) and x.dtype == np.float32 and np.array_equal(kinds, same)
+    assert np.allclose(x.reshape(30, -1).max(1), 1)
+    rows = np.arange(28)
+    mass = x.sum((1, 2))
+    assert np.allclose((x.sum(2) @ rows) / mass, 14, atol=0.1)  # centre of mass, both axes
+    assert np.allclose((x.sum(1) @ rows) / mass, 14, atol=0.1)
+    inked = x > 0.3
+    tall = 28 - inked.any(2)[:, ::-1].argmax(1) - inked.any(2).argmax(1)
+    wide = 28 - inked.any(1)[:, ::-1].argmax(1) - inked.any(1).argmax(1)
+    assert np.all(np.abs(np.maximum(tall, wide) - 20) <= 2)  # the 20-pixel box

@@ -3,6 +3,7 @@ to exactly the weights of an uninterrupted one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.engine.train import TrainState
+from cnnlab.runs.build import make_loss
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, resume_run, train_run
+from cnnlab.runs.unknowns import with_nondigits
 
 CONFIG = RunConfig(model="simple", subset=96, batch_size=16, epochs=2, seed=5)
 
@@ -79,3 +82,16 @@ def test_a_failed_run_keeps_a_folder_that_holds_something(tmp_path: Path) -> Non
     with pytest.raises(cl.CnnlabError):
         train_run(RunConfig(lr=-1.0), folder, progress=False)
     assert (folder.path / "notes.txt").read_text() == "mine"
+
+
+def test_outlier_exposure_mixes_generated_non_digits_into_training(tmp_path: Path) -> None:
+    recorder = Recorder()
+    config = dataclasses.replace(CONFIG, outlier_exposure=0.5)
+    result = train_run(config, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
+    # 96 digits and 24 non-digits: 8 batches of 16 an epoch; the digits are what it counts.
+    assert recorder.start is not None and recorder.start.steps_per_epoch == 8
+    assert recorder.start.n_train == 96 and recorder.batches == 16
+    assert repr(make_loss(result.config)) == ("OutlierExposureLoss(CrossEntropyLoss(), weight=0.5)")
+    x, y = with_nondigits(np.zeros((8, 1, 28, 28), np.float32), np.arange(8), seed=0)
+    assert x.shape == (10, 1, 28, 28) and y.tolist() == [*range(8), -1, -1]
+    assert x[8:].max() == 1 and x[:8].max() == 0
