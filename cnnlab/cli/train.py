@@ -62,8 +62,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--model", help=f"a preset ({', '.join(zoo.PRESETS)}) or an architecture .json file "
         "[recipe's]"
     )  # fmt: skip
-    p.add_argument("--epochs", type=positive_int, help="epochs [recipe's]")
-    p.add_argument("--batch-size", type=positive_int, help="images per step [recipe's]")
+    p.add_argument("--epochs", type=positive_int, help="epochs, at most [by the data]")
+    p.add_argument("--batch-size", type=positive_int, help="images per step [by the data]")
+    p.add_argument(
+        "--val-fraction", type=float, metavar="F", help="share of each class's training "
+        "pictures held out to pick the best epoch and stop early, in [0, 0.5] [by the data]"
+    )  # fmt: skip
+    p.add_argument(
+        "--patience", type=int, metavar="N", help="stop after N epochs without a better "
+        "held-out score and keep the best epoch; 0 never stops [by the data]"
+    )  # fmt: skip
+    p.add_argument(
+        "--balance", action=argparse.BooleanOptionalAction, help="repeat the pictures of "
+        "smaller classes so every class is seen as often as the largest [by the data]"
+    )  # fmt: skip
+    p.add_argument(
+        "--from", dest="start_from", metavar="MODEL|RUN|NAME", help="start from a trained "
+        "model (file or run folder) or a named starting point: its layers that fit are "
+        "reused and a new head is made for these classes; 'scratch' starts from random "
+        "weights [scratch]"
+    )  # fmt: skip
+    p.add_argument(
+        "--train-layers", choices=("head", "top", "all"), help="with --from: train only the "
+        "new head, the last convolution block and the dense layers, or everything [by the data]"
+    )  # fmt: skip
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="[recipe's]")
     p.add_argument("--lr", type=positive_float, help="peak learning rate [recipe's]")
     p.add_argument("--loss", default="cross-entropy", choices=sorted(LOSSES))
@@ -107,6 +129,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         loss=args.loss,
         label_smoothing=args.label_smoothing,
         augment=args.augment,
+        val_fraction=args.val_fraction,
+        patience=args.patience,
+        balance=args.balance,
+        start_from=args.start_from,
+        train_layers=args.train_layers,
         seed=args.seed,
         device=args.device,
         monitor=args.monitor,
@@ -146,6 +173,8 @@ class ConsoleProgress(RunCallback):
             f"{c.loss}, seed {c.seed}",
             flush=True,
         )
+        if run.plan:
+            print(run.plan, flush=True)
 
     def on_epoch_begin(self, state: TrainState) -> None:
         # Started before the first step, so the first rate shown includes that step's time.
@@ -246,8 +275,11 @@ def run(args: argparse.Namespace) -> int:
     if monitor.monitor is not None:
         folder.write_json(folder.path / GRADIENT_FLOW_FILE, monitor.monitor.records)
     write_plots(result, monitor.monitor)
+    meta = result.model.meta
+    ran = meta.get("epochs_run", result.config.epochs)
+    best = f", best epoch {meta['best_epoch']} kept" if "best_epoch" in meta else ""
     print(
-        f"test accuracy {100 * result.test_accuracy:.2f}% after {result.config.epochs} epochs "
+        f"test accuracy {100 * result.test_accuracy:.2f}% after {ran} epochs{best} "
         f"({time.perf_counter() - started:.1f} s); model saved to {folder.model_file}"
     )
     return 0

@@ -23,7 +23,7 @@ from cnnlab.data.datasets import (
 )
 from cnnlab.data.download import cache_dir, fetch
 from cnnlab.data.idx import read_idx, write_idx
-from cnnlab.data.imageset import ImageSet, channel_stats, normalise
+from cnnlab.data.imageset import ImageSet, channel_stats, normalise, stratified_split
 
 __all__ = [
     "DATASETS",
@@ -43,5 +43,6 @@ __all__ = [
     "normalise",
     "read_idx",
     "read_sonar_csv",
+    "stratified_split",
     "write_idx",
 ]

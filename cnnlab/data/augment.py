@@ -312,3 +312,57 @@ def random_crop_flip(
         mirror = rng.random(n) < 0.5
         out[mirror] = out[mirror, :, :, ::-1]
     return out
+
+
+def random_colour_jitter(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    brightness: float = 0.2,
+    contrast: float = 0.2,
+    saturation: float = 0.2,
+) -> np.ndarray:
+    """Change each picture of a float ``(N, C, H, W)`` batch as another light or camera might.
+
+    Per picture, drawn uniformly: a brightness shift in [-``brightness``, ``brightness``] (in the
+    batch's own units: normalised inputs have a standard deviation near 1), a contrast factor in
+    [1 - ``contrast``, 1 + ``contrast``] about the picture's mean, and for colour pictures a
+    saturation factor in [1 - ``saturation``, 1 + ``saturation``] about each pixel's grey (the
+    mean of its channels). Returns float32 of the input's shape; with every amount 0 it equals
+    the input.
+    """
+    for name, value in (("brightness", brightness), ("contrast", contrast)):
+        validate.number("random_colour_jitter", name, value, 0.0)
+    validate.number("random_colour_jitter", "saturation", saturation, 0.0, 1.0)
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise CnnlabError(
+            f"colour jitter needs images shaped (N, C, H, W), got {images.shape}; reshape the batch"
+        )
+    n, c = images.shape[:2]
+    shift = rng.uniform(-brightness, brightness, (n, 1, 1, 1)).astype(np.float32)
+    gain = rng.uniform(1 - contrast, 1 + contrast, (n, 1, 1, 1)).astype(np.float32)
+    out = images + shift
+    if contrast > 0:
+        mean = out.mean(axis=(1, 2, 3), keepdims=True)
+        out = (out - mean) * gain + mean
+    if c > 1 and saturation > 0:
+        grey = out.mean(axis=1, keepdims=True)
+        colour = rng.uniform(1 - saturation, 1 + saturation, (n, 1, 1, 1)).astype(np.float32)
+        out = grey + (out - grey) * colour
+    return out
+
+
+def random_picture(
+    images: np.ndarray,
+    rng: np.random.Generator,
+    padding: int = 4,
+    flip: bool = True,
+    jitter: float = 0.2,
+) -> np.ndarray:
+    """Crop-and-flip (:func:`random_crop_flip`), then colour jitter of up to ``jitter`` in
+    brightness, contrast and saturation (:func:`random_colour_jitter`), for a float
+    ``(N, C, H, W)`` batch of pictures."""
+    out = random_crop_flip(images, rng, padding=padding, flip=flip)
+    if jitter > 0:
+        out = random_colour_jitter(out, rng, jitter, jitter, min(jitter, 1.0))
+    return out

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.download import cache_dir
-from cnnlab.data.imageset import ImageSet
+from cnnlab.data.imageset import ImageSet, stratified_split
 from cnnlab.data.preprocess import _pil, _upright, open_picture, quiet_pillow
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
@@ -416,20 +416,6 @@ def memory_budget() -> int:
         return 2**31
 
 
-def _split(
-    labels: np.ndarray, n_classes: int, seed: int, fraction: float = TEST_FRACTION
-) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split: indices of the training and test images."""
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for label in range(n_classes):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        n_test = min(max(round(len(members) * fraction), 1), len(members) - 1)
-        test.append(members[:n_test])
-        train.append(members[n_test:])
-    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
-
-
 def load_folder(
     root: str | os.PathLike,
     image_size: int = 32,
@@ -490,7 +476,7 @@ def load_folder(
     images = np.ascontiguousarray(pixels[..., :channels].transpose(0, 3, 1, 2))
     is_train = np.arange(len(files)) < n_train
     if not found["test"]:
-        train_idx, test_idx = _split(labels[ok], len(names), seed)
+        train_idx, test_idx = stratified_split(labels[ok], TEST_FRACTION, seed, len(names))
         kept = np.flatnonzero(ok)
         train_idx, test_idx = kept[train_idx], kept[test_idx]
     else:

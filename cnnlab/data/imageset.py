@@ -9,6 +9,7 @@ Digit models keep their historical input, plain ``pixel / 255`` (mean 0, std 1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,38 @@ class ImageSet:
         """The shape of one image, ``(C, H, W)``."""
         c, h, w = self.x_train.shape[1:]
         return int(c), int(h), int(w)
+
+
+def stratified_split(
+    labels: np.ndarray,
+    fraction: float,
+    seed: int | Sequence[int],
+    n_classes: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split of ``labels`` ``(N,)``: sorted indices of the kept and the held-out
+    pictures.
+
+    From each class, ``round(n · fraction)`` of its ``n`` pictures are held out (at least one
+    when ``fraction > 0``), but every class keeps at least one picture: a class of one is all
+    kept. ``fraction`` is in [0, 1); 0 holds nothing out. The same labels and seed give the same
+    split; ``n_classes`` (default: the highest label + 1) sets which classes are visited.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise CnnlabError(f"stratified_split: labels must be shaped (N,), got {labels.shape}")
+    if not 0 <= fraction < 1:
+        raise CnnlabError(f"stratified_split: fraction must be in [0, 1), got {fraction}")
+    if n_classes is None:
+        n_classes = int(labels.max()) + 1 if labels.size else 0
+    rng = np.random.default_rng(seed)
+    kept, held = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for label in range(n_classes):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        wanted = max(round(len(members) * fraction), 1) if fraction > 0 else 0
+        n_held = max(min(wanted, len(members) - 1), 0)
+        held.append(members[:n_held])
+        kept.append(members[n_held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
 
 
 def _rows(images: np.ndarray) -> int:

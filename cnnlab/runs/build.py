@@ -8,7 +8,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from cnnlab.data.augment import random_crop_flip, random_handwriting
+from cnnlab.data.augment import random_handwriting, random_picture
 from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Softmax
@@ -92,9 +92,13 @@ def make_schedule(config: RunConfig, steps_per_epoch: int) -> Any:
     return None
 
 
-def make_augment(config: RunConfig, kind: str) -> Any:
+def make_augment(config: RunConfig, kind: str, channels: int = 3) -> Any:
     """When the run augments: for digits (never mirrored) ``random_handwriting`` with
-    ``recipes.AUGMENT``'s settings, crop-and-flip for other pictures; else None."""
+    ``recipes.AUGMENT``'s settings; for other pictures crops and colour jitter, and mirror
+    images for colour ones only (a grey picture may be a letter or digit, which a mirror
+    changes); else None."""
     if not config.augment:
         return None
-    return partial(random_handwriting, **recipes.AUGMENT) if kind == "digits" else random_crop_flip
+    if kind == "digits":
+        return partial(random_handwriting, **recipes.AUGMENT)
+    return partial(random_picture, flip=channels == 3, **recipes.PICTURE_AUGMENT)

@@ -11,12 +11,19 @@ the seed, and a resumed run finds them again.
 
 ``dataset`` is a named picture set (``data.PICTURE_DATASETS``) or a folder of pictures, one
 sub-folder per class; ``image_size`` resizes a folder's pictures (and renders ``shapes``).
-Without a ``recipe``, digits get ``default`` and every other set ``pictures``.
+Without a ``recipe``, digits get ``default`` and every other set ``pictures``. Batch, epochs,
+the held-out share, early stopping, class balance and augmentation left out are chosen from the
+data (``cnnlab.runs.sizing``): sized for a folder, the recipe's for a named set.
+
+``start_from`` is where the weights start: ``"scratch"`` (random), a model file or run folder,
+or a name registered in ``cnnlab.runs.transfer``; ``train_layers`` says which of its layers
+train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left out).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +35,7 @@ from cnnlab.engine.backend import DEVICES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.losses import LOSSES
 from cnnlab.engine.optim import OPTIMIZERS
+from cnnlab.runs import sizing
 from cnnlab.runs.recipes import RECIPES, SCHEDULES, get_recipe
 from cnnlab.runs.zoo import ACTIVATIONS, PRESETS
 
@@ -37,6 +45,12 @@ SGD_MOMENTUM = 0.9
 WHO = "run"  # how the checks name the one who complains: "run: lr must be ..."
 # Keys of a config.json that describe the run's result, not its configuration.
 RECORD_KEYS = ("architecture", "n_train", "n_test")
+TRAIN_LAYERS = ("head", "top", "all")
+# What a resolved record written before training was sized to the data meant.
+_BEFORE_SIZING = {
+    "val_fraction": 0.0, "patience": 0, "balance": False, "start_from": "scratch",
+    "train_layers": "all",
+}  # fmt: skip
 # Names that the web lab's config.json used before there was one schema.
 _OLD_NAMES = {"preset": "model", "learning_rate": "lr"}
 
@@ -69,10 +83,19 @@ class RunConfig:
     seed: int = 0
     device: str = "cpu"
     monitor: bool = False  # record per-layer gradient flow (the command line's figure)
+    val_fraction: float | None = None  # share of each class's training pictures held out
+    patience: int | None = None  # epochs without a better held-out score before stopping; 0: never
+    balance: bool | None = None  # repeat the smaller classes' pictures to the largest's count
+    start_from: str | None = None  # "scratch", a model file or run folder, or a registered name
+    train_layers: str | None = None  # "head", "top" or "all" of a model started from
 
-    def resolve(self, n_train: int, kind: str = "digits") -> RunConfig:
+    def resolve(
+        self, n_train: int, kind: str = "digits", counts: Sequence[int] | None = None
+    ) -> RunConfig:
         """Every None replaced by the recipe's value for ``n_train`` training images of ``kind``
-        (``"digits"`` or ``"images"``); validated."""
+        (``"digits"`` or ``"images"``), or, for what depends on the data, chosen from its
+        per-class training counts ``counts`` (default: ``n_train`` in one class;
+        ``cnnlab.runs.sizing``); validated."""
         self.validate()
         if self.outlier_exposure and kind != "digits":
             raise CnnlabError(
@@ -81,8 +104,17 @@ class RunConfig:
             )
         name = self.recipe or ("default" if kind == "digits" else "pictures")
         recipe = get_recipe(name)
+        chosen = sizing.choose(self, recipe, counts if counts is not None else [n_train])
+        start = self.start_from if self.start_from is not None else "scratch"
+        layers = self.train_layers
+        if layers is None:
+            per_class = n_train / max(len(counts) if counts is not None else 1, 1)
+            layers = "all" if start == "scratch" else sizing.layers_to_train(per_class)
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
+        lr = self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer]
+        if self.lr is None and start != "scratch" and layers != "head":
+            lr *= sizing.FINE_TUNE_LR  # a gentler rate keeps what the start had learnt
         smoothing = self.label_smoothing
         if smoothing is None:
             smoothing = recipe.label_smoothing if self.loss == "cross-entropy" else 0.0
@@ -91,16 +123,16 @@ class RunConfig:
             recipe=name,
             model=self.model if self.model is not None else recipe.model,
             optimizer=optimizer,
-            lr=self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer],
+            lr=lr,
             betas=tuple(
                 self.betas if self.betas is not None else recipe.betas if own else ADAM_BETAS
             ),
             weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
             schedule=self.schedule if self.schedule is not None else recipe.schedule,
-            batch_size=self.batch_size if self.batch_size is not None else recipe.batch_size,
-            epochs=self.epochs if self.epochs is not None else recipe.epochs(n_train),
             label_smoothing=smoothing,
-            augment=recipe.augment if self.augment is None else self.augment,
+            start_from=start,
+            train_layers=layers,
+            **chosen,
         )
         resolved.validate()
         return resolved
@@ -130,6 +162,11 @@ class RunConfig:
             "label_smoothing": lambda v: check.number(
                 WHO, "label_smoothing", v, 0, 1, high_open=True
             ),
+            "val_fraction": lambda v: check.number(WHO, "val_fraction", v, 0, 0.5),
+            "patience": lambda v: check.integer(WHO, "patience", v, 0),
+            "balance": lambda v: _check_type("balance", v, bool, "true or false"),
+            "start_from": lambda v: _check_type("start_from", v, str, "a name or a path"),
+            "train_layers": lambda v: check.choice(WHO, "train_layers", v, TRAIN_LAYERS),
         }  # fmt: skip
         for name, validate in optional.items():
             if getattr(self, name) is not None:
@@ -164,6 +201,8 @@ class RunConfig:
         if "optimizer" in values:  # a resolved record: older ones lack the newer fields
             values.setdefault("betas", ADAM_BETAS)
             values.setdefault("label_smoothing", 0.0)
+            for key, before in _BEFORE_SIZING.items():
+                values.setdefault(key, before)
         if values.get("betas") is not None:
             values["betas"] = tuple(values["betas"])
         if values.get("recipe") is None:  # the web lab's runs had no recipe
@@ -178,3 +217,8 @@ def _check_betas(betas: Any) -> None:
         raise CnnlabError(f"{WHO}: betas must be two numbers in [0, 1), got {betas!r}")
     for beta in betas:
         check.number(WHO, "betas", beta, 0, 1, high_open=True)
+
+
+def _check_type(name: str, value: Any, kind: type, wanted: str) -> None:
+    if not isinstance(value, kind) or (kind is str and not value.strip()):
+        raise CnnlabError(f"{WHO}: {name} must be {wanted}, got {value!r}")

@@ -9,10 +9,14 @@ its loss no lower than at the start (sigmoid, MSE). ``DivergenceWatch`` raises
 - at any step once ``WARMUP_STEPS`` have passed, when the smoothed loss is over
   ``EXPLODE_FACTOR`` times its start (and at least 1 higher). The start is the first step's
   loss, before any update: with ``--lr 100`` the second is already in the thousands;
-- at the end of an epoch of at least ``JUDGE_STEPS`` steps, when the accuracy (test, else
-  train) is within ``CHANCE_MARGIN`` × chance and the epoch's loss is no lower than at the start.
+- at the end of an epoch once at least ``JUDGE_STEPS`` steps and ``JUDGE_SHARE`` of the planned
+  steps have passed, when the accuracy (test, else train) is within ``CHANCE_MARGIN`` × chance
+  and the epoch's loss is no lower than at the start.
 
-A short run (a few steps on a tiny subset) is never judged at chance: it had no time to learn.
+A short run (a few steps on a tiny subset) is never judged at chance: it had no time to learn;
+nor is a long run of a small data set in its first epochs, which are few steps each and, with a
+one-cycle schedule, still warming up (a folder of 450 pictures given 30 epochs was stopped after
+its second when only ``JUDGE_STEPS`` counted).
 """
 
 from __future__ import annotations
@@ -26,16 +30,19 @@ WARMUP_STEPS = 10
 EXPLODE_FACTOR = 3.0  # a sound run's smoothed loss never climbs to 3× its start
 SMOOTHING = 0.9  # exponential smoothing of the step losses
 JUDGE_STEPS = 20
+JUDGE_SHARE = 0.25  # of the run's planned steps
 CHANCE_MARGIN = 1.5  # 15 % for 10 classes
 
 
 class DivergenceWatch(Callback):
     """A ``fit`` callback that raises ``TrainingDivergedError`` for a run that stopped
-    learning; ``classes`` sets the chance level, ``lr`` is the learning rate to advise."""
+    learning; ``classes`` sets the chance level, ``lr`` is the learning rate to advise,
+    ``total_steps`` the steps the run plans (0: unknown, only ``JUDGE_STEPS`` counts)."""
 
-    def __init__(self, classes: int, lr: float) -> None:
+    def __init__(self, classes: int, lr: float, total_steps: int = 0) -> None:
         self.chance = 1.0 / classes
         self.lr = lr
+        self.judge_from = max(JUDGE_STEPS, JUDGE_SHARE * total_steps)
         self.start = self.smoothed = 0.0  # the first step's loss, the smoothed loss
         self.steps = 0
 
@@ -62,7 +69,7 @@ class DivergenceWatch(Callback):
 
     def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         accuracy = float(logs.get("test_accuracy", logs["train_accuracy"]))
-        if self.steps < JUDGE_STEPS or accuracy > CHANCE_MARGIN * self.chance:
+        if self.steps < self.judge_from or accuracy > CHANCE_MARGIN * self.chance:
             return
         if logs["train_loss"] >= self.start:
             raise self._diverged(

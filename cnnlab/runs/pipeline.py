@@ -9,6 +9,7 @@ Front ends present: they pass callbacks (progress bars, web events) and ``should
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.data.imageset import ImageSet
+from cnnlab.data.imageset import ImageSet, stratified_split
 from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.backend import array_module, to_device, to_numpy
 from cnnlab.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -26,10 +27,10 @@ from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, fit
+from cnnlab.runs import sizing, unknowns
 from cnnlab.runs.build import (
     make_augment,
     make_loss,
-    make_model,
     make_optimizer,
     make_schedule,
 )
@@ -37,19 +38,28 @@ from cnnlab.runs.config import DEFAULT_LR, RunConfig
 from cnnlab.runs.divergence import DivergenceWatch
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.inputs import check_fits, data_meta, prepare
-from cnnlab.runs.unknowns import with_nondigits
+from cnnlab.runs.sizing import BestEpoch, balanced_indices
+from cnnlab.runs.transfer import frozen_layers, start_from
 
 
 @dataclass
 class RunData:
     """A run's pictures: training and test images (uint8 ``(N, C, H, W)``), int64 labels
-    ``(N,)``, and the set they come from (names, kind, skipped files)."""
+    ``(N,)``, and the set they come from (names, kind, skipped files). ``val_images`` and
+    ``val_labels`` are the training pictures held out to choose the best epoch (none until
+    ``hold_out``)."""
 
     images: np.ndarray
     labels: np.ndarray
     test_images: np.ndarray
     test_labels: np.ndarray
     pictures: ImageSet
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
+
+    def counts(self) -> np.ndarray:
+        """Training pictures per class ``(K,)``."""
+        return np.bincount(self.labels, minlength=len(self.pictures.class_names))
 
 
 @dataclass
@@ -64,6 +74,7 @@ class RunStart:
     steps_per_epoch: int
     state: TrainState  # where training starts (not at 0 after a resume)
     pictures: ImageSet  # the data set: class names, skipped files, whether it came from cache
+    plan: str = ""  # one line: what was chosen for this data and why (sizing.summary)
 
 
 @dataclass
@@ -99,6 +110,19 @@ def load_data(config: RunConfig, progress: bool = True) -> RunData:
     return RunData(images, labels, pictures.x_test, pictures.y_test, pictures)
 
 
+def hold_out(run_data: RunData, config: RunConfig) -> RunData:
+    """``run_data`` with ``config.val_fraction`` of each class's training pictures moved to
+    ``val_images``/``val_labels`` (stratified, seeded by ``config.seed``)."""
+    kept, held = stratified_split(
+        run_data.labels, config.val_fraction, [config.seed, 1], len(run_data.pictures.class_names)
+    )
+    return dataclasses.replace(
+        run_data,
+        images=run_data.images[kept], labels=run_data.labels[kept],
+        val_images=run_data.images[held], val_labels=run_data.labels[held],
+    )  # fmt: skip
+
+
 def train_run(
     config: RunConfig,
     folder: RunFolder,
@@ -115,9 +139,18 @@ def train_run(
             config.validate()
             folder.refuse_if_used()
             run_data = load_data(config, progress)
-            config = config.resolve(len(run_data.images), run_data.pictures.kind)
-            model = make_model(config, run_data.pictures)
-            return _fit(config, folder, model, TrainState(), None, run_data, callbacks, should_stop)
+            check_classes(run_data)
+            counts = run_data.counts()
+            given, config = (
+                config,
+                config.resolve(len(run_data.images), run_data.pictures.kind, counts),
+            )
+            plan = sizing.summary(given, config, counts, run_data.pictures.class_names)
+            run_data = hold_out(run_data, config)
+            model = start_from(config.start_from, run_data.pictures, config)
+            return _fit(
+                config, folder, model, TrainState(), None, run_data, callbacks, should_stop, plan
+            )
         except BaseException:
             folder.remove_if_empty()  # a failed run leaves nothing behind
             raise
@@ -141,11 +174,37 @@ def resume_run(
             ) from None
         run_data = load_data(config, progress)
         # A no-op but for very old checkpoints.
-        config = config.resolve(len(run_data.images), run_data.pictures.kind)
+        config = config.resolve(len(run_data.images), run_data.pictures.kind, run_data.counts())
+        run_data = hold_out(run_data, config)
         return _fit(
             config, folder, checkpoint.model, checkpoint.state, checkpoint, run_data, callbacks,
             should_stop,
         )  # fmt: skip
+
+
+def check_classes(run_data: RunData) -> None:
+    """Refuse, in one line, a data set with a class that has no picture to train on or none to
+    test on."""
+    names = run_data.pictures.class_names
+    train = run_data.counts()
+    test = np.bincount(run_data.test_labels, minlength=len(names))
+    for name, n_train, n_test in zip(names, train, test, strict=True):
+        if n_train == 0 or n_test == 0:
+            where = "train" if n_train == 0 else "test"
+            raise CnnlabError(
+                f"{run_data.pictures.name}: class {name!r} has {n_train + n_test} picture"
+                f"{'' if n_train + n_test == 1 else 's'} and none to {where} on; give every "
+                "class at least 2 pictures (5 or more for a useful model)"
+            )
+
+
+def _through(prefix: Sequential, augment: Any) -> Any:
+    """``augment``, then the frozen ``prefix``: a batch of pictures → the fitted net's input."""
+
+    def augmented(batch: Any, rng: np.random.Generator) -> Any:
+        return prefix.outputs(augment(batch, rng).astype(prefix.dtype, copy=False))
+
+    return augmented
 
 
 class _Checkpointer(Callback):
@@ -178,22 +237,39 @@ def _fit(
     run_data: RunData,
     callbacks: Sequence[Callback],
     should_stop: Callable[[], bool] | None,
+    plan: str = "",
 ) -> RunResult:
     xp = array_module(config.device)
     model.to(config.device)
     check_fits(model, run_data.pictures)  # a resumed model and the data it finds now
     model.meta.update(data_meta(run_data.pictures, config.seed))
-    optimizer = make_optimizer(model, config)
+    # A frozen prefix (a started model's layers that stay) is run, never trained: the
+    # optimizer and the backward pass see only the layers after it (``net``).
+    frozen = frozen_layers(model, config.train_layers)
+    prefix = Sequential(model.layers[:frozen], model.input_shape) if frozen else None
+    net = model if prefix is None else Sequential(model.layers[frozen:], prefix.output_shape())
+    optimizer = make_optimizer(net, config)
     if checkpoint is not None:
         optimizer.load_state_arrays(
             [xp.asarray(a) for a in checkpoint.optimizer_arrays], checkpoint.optimizer_steps
         )
     x = to_device(prepare(model, run_data.images), config.device)
     y = to_device(run_data.labels, config.device)
-    n_train = len(x)
-    if config.outlier_exposure:  # generated non-digits join the training pictures
-        x, y = with_nondigits(x, y, config.seed)
     x_test = to_device(prepare(model, run_data.test_images), config.device)
+    n_train = len(x)
+    if config.balance:
+        index = balanced_indices(run_data.labels, len(run_data.pictures.class_names), config.seed)
+        x, y = x[xp.asarray(index)], y[xp.asarray(index)]
+    if config.outlier_exposure:  # generated non-digits join the training pictures
+        x, y = unknowns.with_nondigits(x, y, config.seed)
+    augment = make_augment(config, run_data.pictures.kind, run_data.pictures.input_shape[0])
+    x_val = to_device(prepare(model, run_data.val_images), config.device)
+    if prefix is not None:  # the fitted net's inputs are the frozen prefix's outputs
+        x_test, x_val = prefix.outputs(x_test), prefix.outputs(x_val)
+        if augment is None:  # the same pictures every epoch: their features once
+            x = prefix.outputs(x)
+        else:
+            augment = _through(prefix, augment)
     steps_per_epoch = math.ceil(len(x) / config.batch_size)
     folder.write_json(
         folder.config_file,
@@ -201,35 +277,49 @@ def _fit(
          "n_test": len(x_test)},
     )  # fmt: skip
     run = RunStart(
-        config, folder, model, n_train, len(x_test), steps_per_epoch, state, run_data.pictures
-    )
+        config, folder, model, n_train, len(x_test), steps_per_epoch, state, run_data.pictures,
+        plan,
+    )  # fmt: skip
     for callback in callbacks:
         if isinstance(callback, RunCallback):
             callback.on_run_begin(run)
     saver = _Checkpointer(run, optimizer, should_stop or (lambda: False))
     # Before the saver: a diverged epoch never replaces the last good checkpoint.
     advice = min(config.lr / 10, DEFAULT_LR[config.optimizer])  # the usual lr, or lower
-    watch = DivergenceWatch(len(model.meta["class_names"]), advice)
+    watch = DivergenceWatch(len(model.meta["class_names"]), advice, config.epochs * steps_per_epoch)
+    best = BestEpoch(net, make_loss(config), x_val, run_data.val_labels, config.patience)
+    measured = [best] if len(x_val) else []
     try:
         state = fit(
-            model, make_loss(config), optimizer, x, y,
+            net, make_loss(config), optimizer, x, y,
             epochs=config.epochs, batch_size=config.batch_size,
             validation=(x_test, run_data.test_labels), seed=config.seed,
-            schedule=make_schedule(config, steps_per_epoch),
-            augment=make_augment(config, run_data.pictures.kind),
-            callbacks=[*callbacks, watch, saver], state=state,
+            schedule=make_schedule(config, steps_per_epoch), augment=augment,
+            callbacks=[*measured, *callbacks, watch, saver], state=state,
         )  # fmt: skip
     except TrainingDivergedError as err:  # no model.npz is written
         kept = folder.checkpoint_file
         where = f"; the last good checkpoint is {kept}" if kept.exists() else ""
         raise type(err)(f"{err}{where}") from None
-    stopped = state.epoch < config.epochs
+    if prefix is not None:  # fit turned its input gradient off; inside ``model`` it is needed
+        net.layers[0].set_input_grad(True)
+    stopped = state.epoch < config.epochs and not best.stopped_early
     if stopped:  # the epoch-end checkpoint is older than where training stopped
         saver.save(state)
+    kept = {}
+    if best.patience and not stopped:  # early stopping keeps the best epoch's weights
+        kept = {"best_epoch": best.restore(), "epochs_run": state.epoch}
     model.eval()
-    predictions = to_numpy(model.predict(x_test))
+    predictions = to_numpy(net.predict(x_test))
     accuracy = float((predictions == run_data.test_labels).mean())
-    model.meta.update({"test_accuracy": accuracy, "epochs": config.epochs, "stopped": stopped})
+    model.meta.update(
+        {"test_accuracy": accuracy, "epochs": config.epochs, "stopped": stopped, **kept}
+    )
+    for key in unknowns.META_KEYS:  # a resumed run's model may carry an older calibration
+        model.meta.pop(key, None)
+    if len(run_data.val_labels if run_data.val_labels is not None else ()):
+        x_held = to_device(prepare(model, run_data.val_images), config.device)
+        model.meta.update(unknowns.calibrate(model, x_held, run_data.val_labels))
     model.save(folder.model_file)
     folder.write_metrics(state.history)
     return RunResult(config, folder, model, state.history, accuracy, stopped, run_data, predictions)

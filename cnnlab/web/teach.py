@@ -34,10 +34,6 @@ EXAMPLE_SIDE = 64  # pixels a side of a stored example
 IMAGE_SIZE = 32  # the network's input
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,23}$")
 PROJECT = "project"
-# Few examples: many short epochs of small batches. Measured on 3 drawn classes of 10 examples
-# (tests/web/test_web_teach.py): 100% on the held-out examples after 30 epochs, a few seconds.
-TEACH_EPOCHS = 30
-TEACH_BATCH = 8
 
 
 class TeachError(CnnlabError):
@@ -143,11 +139,8 @@ class Project:
         short = [name for name, n in counts.items() if n < 2]
         if short:
             raise TeachError(f"give every class at least 2 examples; {short[0]!r} has fewer")
+        # Batch, epochs, held-out examples and early stopping are sized to the examples, as
+        # for any folder (cnnlab.runs.sizing).
         return RunConfig(
-            recipe="pictures",
-            dataset=str(self.data_dir),
-            image_size=IMAGE_SIZE,
-            epochs=TEACH_EPOCHS,
-            batch_size=TEACH_BATCH,
-            seed=seed,
+            recipe="pictures", dataset=str(self.data_dir), image_size=IMAGE_SIZE, seed=seed
         )

@@ -215,3 +215,25 @@ def test_a_picture_size_too_big_for_a_model_file_is_refused_before_training(
     err = capsys.readouterr().err
     assert "more than the limit" in err and "use a smaller --image-size" in err
     assert err.count("\n") == 1 and not (tmp_path / "r").exists()
+
+
+def test_training_from_a_run_says_what_it_chose_and_refuses_a_damaged_model_in_one_line(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pictures, run = trained
+    out = tmp_path / "from-run"
+    args = ["train", "--dataset", str(pictures), "--image-size", "24", "--from", str(run),
+            "--epochs", "2", "--out", str(out), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    plan = [line for line in printed.splitlines() if line.startswith("96 pictures, 3 classes")]
+    assert len(plan) == 1 and f"from {run}, training top" in plan[0]
+    assert cl.Sequential.load(out / "model.npz").meta["from"]["trained"] == "top"
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes(b"\x00" * 64)
+    args = ["train", "--dataset", str(pictures), "--from", str(damaged), "--out",
+            str(tmp_path / "never"), "--quiet"]  # fmt: skip
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert "not a cnnlab model file" in error and "\n" not in error
+    assert not (tmp_path / "never").exists()

@@ -214,3 +214,35 @@ def test_crop_and_flip_keeps_every_value_of_an_unshifted_flip() -> None:
 def test_crop_and_flip_refuses_flat_batches() -> None:
     with pytest.raises(CnnlabError, match=r"\(N, C, H, W\)"):
         random_crop_flip(np.zeros((2, 5, 5)), np.random.default_rng(0))
+
+
+def test_colour_jitter_changes_brightness_contrast_and_saturation_per_picture() -> None:
+    from cnnlab.data.augment import random_colour_jitter
+
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 3, 5, 5)).astype(np.float32)
+    np.testing.assert_array_equal(
+        random_colour_jitter(images, np.random.default_rng(1), 0, 0, 0), images
+    )
+    shifted = random_colour_jitter(images, np.random.default_rng(1), 0.5, 0, 0)
+    offsets = (shifted - images).reshape(4, -1)
+    np.testing.assert_allclose(offsets, offsets[:, :1].repeat(75, axis=1), atol=1e-6)
+    assert np.all(np.abs(offsets) <= 0.5) and len(set(offsets[:, 0].round(6))) == 4
+    # saturation alone keeps each pixel's grey (the mean of its channels)
+    saturated = random_colour_jitter(images, np.random.default_rng(1), 0, 0, 0.5)
+    np.testing.assert_allclose(saturated.mean(axis=1), images.mean(axis=1), atol=1e-6)
+    grey = images[:, :1]
+    np.testing.assert_array_equal(
+        random_colour_jitter(grey, np.random.default_rng(1), 0, 0, 1), grey
+    )
+
+
+def test_random_picture_crops_and_never_mirrors_without_flip() -> None:
+    from cnnlab.data.augment import random_picture
+
+    images = np.zeros((8, 1, 6, 6), np.float32)
+    images[:, :, :, 0] = 1  # a bright left column: a mirror would move it right
+    out = random_picture(images, np.random.default_rng(0), padding=0, flip=False, jitter=0)
+    np.testing.assert_array_equal(out, images)
+    flipped = random_picture(images, np.random.default_rng(0), padding=0, flip=True, jitter=0)
+    assert (flipped[:, 0, 0, -1] == 1).any()

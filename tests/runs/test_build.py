@@ -59,8 +59,14 @@ def test_training_distorts_every_batch_with_the_recipe_settings(
     assert calls == [AUGMENT] * 4
 
 
-def test_pictures_other_than_digits_are_cropped_and_flipped_not_handwriting_distorted() -> None:
-    from cnnlab.data.augment import random_crop_flip
+def test_pictures_other_than_digits_are_cropped_and_jittered_and_only_colour_ones_mirrored() -> (
+    None
+):
+    from cnnlab.data.augment import random_picture
+    from cnnlab.runs.recipes import PICTURE_AUGMENT
 
     config = RunConfig(augment=True).resolve(100, "images")
-    assert build.make_augment(config, "images") is random_crop_flip
+    colour, grey = build.make_augment(config, "images", 3), build.make_augment(config, "images", 1)
+    assert colour.func is random_picture and grey.func is random_picture
+    assert colour.keywords == {**PICTURE_AUGMENT, "flip": True}
+    assert grey.keywords == {**PICTURE_AUGMENT, "flip": False}

@@ -13,11 +13,11 @@ import pytest
 
 import cnnlab as cl
 from cnnlab.engine.train import TrainState
+from cnnlab.runs import unknowns
 from cnnlab.runs.build import make_loss
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, resume_run, train_run
-from cnnlab.runs.unknowns import with_nondigits
 
 CONFIG = RunConfig(model="simple", subset=96, batch_size=16, epochs=2, seed=5)
 
@@ -84,14 +84,27 @@ def test_a_failed_run_keeps_a_folder_that_holds_something(tmp_path: Path) -> Non
     assert (folder.path / "notes.txt").read_text() == "mine"
 
 
-def test_outlier_exposure_mixes_generated_non_digits_into_training(tmp_path: Path) -> None:
+def test_outlier_exposure_and_calibration_on_the_held_out_pictures(tmp_path: Path) -> None:
     recorder = Recorder()
-    config = dataclasses.replace(CONFIG, outlier_exposure=0.5)
+    config = dataclasses.replace(CONFIG, outlier_exposure=0.5, val_fraction=0.25)
     result = train_run(config, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
-    # 96 digits and 24 non-digits: 8 batches of 16 an epoch; the digits are what it counts.
-    assert recorder.start is not None and recorder.start.steps_per_epoch == 8
-    assert recorder.start.n_train == 96 and recorder.batches == 16
+    # 72 digits (24 held out) and 18 non-digits: 6 batches of 16 an epoch; the digits count.
+    assert recorder.start is not None and recorder.start.steps_per_epoch == 6
+    assert recorder.start.n_train == 72 and recorder.batches == 12
     assert repr(make_loss(result.config)) == ("OutlierExposureLoss(CrossEntropyLoss(), weight=0.5)")
-    x, y = with_nondigits(np.zeros((8, 1, 28, 28), np.float32), np.arange(8), seed=0)
+    meta = cl.Sequential.load(result.folder.model_file).meta
+    assert meta["unknown_score"] == unknowns.METHOD and meta["temperature"] > 0
+    held = result.data.val_images
+    _, known = unknowns.assess(result.model, cl.to_input(held[:, 0]))
+    assert known.mean() >= unknowns.KEEP - 1 / len(held)  # the threshold keeps them
+    x, y = unknowns.with_nondigits(np.zeros((8, 1, 28, 28), np.float32), np.arange(8), seed=0)
     assert x.shape == (10, 1, 28, 28) and y.tolist() == [*range(8), -1, -1]
     assert x[8:].max() == 1 and x[:8].max() == 0
+
+
+def test_a_run_without_held_out_pictures_is_not_calibrated(tmp_path: Path) -> None:
+    result = train_run(
+        dataclasses.replace(CONFIG, epochs=1), RunFolder.create(tmp_path / "run"), progress=False
+    )
+    assert result.data.val_labels is not None and len(result.data.val_labels) == 0
+    assert not set(unknowns.META_KEYS) & set(result.model.meta)

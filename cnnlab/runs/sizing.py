@@ -1,0 +1,249 @@
+"""Training sized to the data: what a run leaves unset is chosen from how many pictures it has.
+
+A folder of one's own pictures may hold 30 pictures or 30,000; one fixed schedule fits neither.
+For a folder (any data set that is not a named one), the values a run leaves out are chosen
+from the number of training pictures ``n`` and classes ``K``:
+
+- **held out**: ``FOLDER_VAL_FRACTION`` of each class's training pictures (at least one, but a
+  class always keeps one to train on: :func:`cnnlab.data.stratified_split`) is set aside to
+  pick the best epoch and to stop early;
+- **batch**: a power of two near ``n / PICTURES_PER_BATCH`` between ``MIN_BATCH`` and the
+  recipe's batch, so a small folder still takes many steps;
+- **epochs**: enough to reach ``TARGET_STEPS`` steps, between the recipe's epochs and
+  ``MAX_EPOCHS``; early stopping ends the run after ``patience`` epochs without a better
+  held-out score (accuracy, then loss), and the best epoch's weights are kept;
+- **balance**: when the largest class has over ``BALANCE_RATIO`` times the pictures of the
+  smallest, each epoch repeats the smaller classes' pictures until every class is as large as
+  the largest (balanced sampling);
+- **augmentation**: crops and colour changes, and mirror images for colour pictures (a grey
+  picture may be a digit or a letter, which a mirror changes), on folders under
+  ``LARGE_FOLDER`` pictures.
+
+Named sets (MNIST, Fashion-MNIST, CIFAR-10, ``shapes``) and folders of ``LARGE_FOLDER``
+pictures or more keep their recipe's batch and epochs. A named set of ``NAMED_VAL_FROM``
+training pictures or more holds out a small fixed share, ``NAMED_VAL_FRACTION`` (1,000 of
+MNIST's 60,000; 166 of the bundled sample's 10,000), which is measured every epoch but stops
+nothing; smaller subsets hold out nothing. Every value given explicitly wins over these rules.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cnnlab import data
+from cnnlab.engine.backend import to_numpy
+from cnnlab.engine.metrics import accuracy
+from cnnlab.engine.sequential import Sequential
+from cnnlab.engine.train import Callback, TrainState
+
+if TYPE_CHECKING:
+    from cnnlab.runs.config import RunConfig
+    from cnnlab.runs.recipes import Recipe
+
+FOLDER_VAL_FRACTION = 0.15
+NAMED_VAL_FRACTION = 1 / 60
+NAMED_VAL_FROM = 6_000  # training pictures of a named set from which it holds some out
+LARGE_FOLDER = 20_000  # a folder this large trains as its recipe says
+PICTURES_PER_BATCH = 24
+MIN_BATCH = 8
+TARGET_STEPS = 1_200  # about 15 s of the vgg preset at 32×32 on two cores
+MAX_EPOCHS = 100
+MIN_PATIENCE = 10  # epochs without a better held-out score before stopping, at least
+BALANCE_RATIO = 1.5
+FEW_PICTURES = 5  # a class with fewer training pictures than this is named in the summary
+UNBALANCED_RATIO = 10  # classes this unequal are named in the summary
+# A model started from another one: below HEAD_ONLY training pictures a class only the new head
+# trains, below TOP_ONLY the last convolution block and the dense layers too, above it all.
+HEAD_ONLY, TOP_ONLY = 30, 300
+FINE_TUNE_LR = 0.2  # the recipe's learning rate is scaled by this when started layers train
+
+
+def layers_to_train(per_class: float) -> str:
+    """``"head"``, ``"top"`` or ``"all"``: how much of a started model trains on data of
+    ``per_class`` training pictures a class."""
+    return "head" if per_class < HEAD_ONLY else "top" if per_class < TOP_ONLY else "all"
+
+
+def is_folder(dataset: str) -> bool:
+    """Whether ``dataset`` is a folder of one's own pictures rather than a named set."""
+    return str(dataset) not in data.PICTURE_DATASETS
+
+
+def held_out(counts: Sequence[int], fraction: float) -> int:
+    """How many pictures :func:`cnnlab.data.stratified_split` holds out of classes of
+    ``counts`` pictures at ``fraction``."""
+    if fraction <= 0:
+        return 0
+    return sum(max(min(max(round(c * fraction), 1), c - 1), 0) for c in counts)
+
+
+def batch_for(n: int, largest: int) -> int:
+    """A power of two near ``n / PICTURES_PER_BATCH``, in [``MIN_BATCH``, ``largest``]."""
+    wanted = max(n / PICTURES_PER_BATCH, 1.0)
+    return int(min(max(2 ** round(math.log2(wanted)), MIN_BATCH), max(largest, MIN_BATCH)))
+
+
+def epoch_size(counts: Sequence[int], balance: bool) -> int:
+    """Pictures per epoch: all of them, or with balancing every class as large as the largest."""
+    return len(counts) * max(counts) if balance and counts else int(sum(counts))
+
+
+def choose(config: RunConfig, recipe: Recipe, counts: Sequence[int]) -> dict[str, Any]:
+    """The values ``config`` leaves out (None) that depend on the data, for training pictures
+    ``counts`` per class (before any is held out); see the module docstring for the rules."""
+    counts = [int(c) for c in counts]
+    n = sum(counts)
+    folder = is_folder(config.dataset) and n < LARGE_FOLDER
+    chosen: dict[str, Any] = {}
+    fraction = config.val_fraction
+    if fraction is None:
+        fraction = FOLDER_VAL_FRACTION if folder else 0.0
+        if not is_folder(config.dataset) and n >= NAMED_VAL_FROM:
+            fraction = NAMED_VAL_FRACTION
+    chosen["val_fraction"] = fraction
+    kept = [c - h for c, h in zip(counts, _held_per_class(counts, fraction), strict=True)]
+    balance = config.balance
+    if balance is None:
+        balance = folder and min(kept) > 0 and max(kept) > BALANCE_RATIO * min(kept)
+    chosen["balance"] = balance
+    per_epoch = epoch_size(kept, balance)
+    batch = config.batch_size
+    if batch is None:
+        batch = batch_for(per_epoch, recipe.batch_size) if folder else recipe.batch_size
+    chosen["batch_size"] = batch
+    epochs = config.epochs
+    if epochs is None:
+        epochs = recipe.epochs(n)
+        if folder:
+            steps = math.ceil(per_epoch / batch)
+            epochs = min(max(math.ceil(TARGET_STEPS / steps), epochs), MAX_EPOCHS)
+    chosen["epochs"] = epochs
+    patience = config.patience
+    if patience is None:
+        patience = max(MIN_PATIENCE, epochs // 4) if folder and fraction > 0 else 0
+    chosen["patience"] = patience
+    augment = config.augment
+    if augment is None:
+        augment = True if folder else recipe.augment
+    chosen["augment"] = augment
+    return chosen
+
+
+def _held_per_class(counts: Sequence[int], fraction: float) -> list[int]:
+    return [held_out([c], fraction) for c in counts]
+
+
+def summary(
+    given: RunConfig, config: RunConfig, counts: Sequence[int], names: Sequence[str]
+) -> str:
+    """One line: what the run chose and why, e.g. ``450 pictures, 3 classes: batch 16, up to 60
+    epochs (≈ 1,200 steps), 66 held out for early stopping, classes balanced``. ``given`` is the
+    configuration as asked (None: to choose), ``config`` the resolved one."""
+    counts = [int(c) for c in counts]
+    n = sum(counts)
+    held = held_out(counts, config.val_fraction)
+    held_each = _held_per_class(counts, config.val_fraction)
+    kept = [c - h for c, h in zip(counts, held_each, strict=True)]
+    steps = math.ceil(epoch_size(kept, config.balance) / config.batch_size) * config.epochs
+
+    def mark(field: str) -> str:
+        return " (given)" if getattr(given, field) is not None else ""
+
+    sized = is_folder(config.dataset) and n < LARGE_FOLDER
+    why = "sized to the data" if sized else f"the {config.recipe} recipe's"
+    parts = [
+        f"{n:,} pictures, {len(counts)} classes ({why}): batch {config.batch_size}"
+        f"{mark('batch_size')}",
+        f"{'up to ' if config.patience else ''}{config.epochs} epochs{mark('epochs')} "
+        f"(≈ {steps:,} steps)",
+    ]
+    if held and config.patience:
+        parts.append(f"{held} held out for early stopping (patience {config.patience})")
+    elif held:
+        parts.append(f"{held} held out to measure")
+    if config.balance:
+        parts.append("classes balanced")
+    if config.augment:
+        parts.append("augmented")
+    if config.start_from not in (None, "scratch"):
+        parts.append(f"from {config.start_from}, training {config.train_layers}")
+    line = ", ".join(parts)
+    warnings = []
+    if counts and min(counts) < FEW_PICTURES:
+        small = names[int(np.argmin(counts))]
+        warnings.append(
+            f"class {small!r} has only {min(counts)} training pictures: add more for a useful model"
+        )
+    elif counts and max(counts) > UNBALANCED_RATIO * min(counts):
+        small, large = names[int(np.argmin(counts))], names[int(np.argmax(counts))]
+        warnings.append(
+            f"class {small!r} has {min(counts)} pictures against {max(counts)} of {large!r}: "
+            "expect it to be read worse; add pictures of it"
+        )
+    return "; ".join([line, *warnings])
+
+
+def balanced_indices(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:
+    """Indices into ``labels`` ``(N,)`` in which every class appears as often as the largest:
+    a smaller class's pictures repeated whole, the remainder drawn without repeats (seeded)."""
+    rng = np.random.default_rng([seed, 2])
+    groups = [np.flatnonzero(labels == k) for k in range(n_classes)]
+    largest = max(len(g) for g in groups)
+    out = []
+    for group in groups:
+        if len(group) == 0:
+            continue
+        whole, rest = divmod(largest, len(group))
+        out += [np.tile(group, whole), rng.choice(group, rest, replace=False)]
+    return np.sort(np.concatenate(out))
+
+
+class BestEpoch(Callback):
+    """Measures the held-out pictures after every epoch (``val_loss``, ``val_accuracy`` in the
+    epoch's history entry), remembers the weights of the best epoch (highest accuracy, then
+    lowest loss), and with ``patience > 0`` stops the run after that many epochs without a
+    better one. ``restore()`` puts the best epoch's weights back.
+
+    ``model`` is the network being fitted; ``x_val`` ``(N, ...)`` its inputs, ``y_val`` ``(N,)``.
+    """
+
+    def __init__(
+        self, model: Sequential, loss_fn: Any, x_val: Any, y_val: np.ndarray, patience: int
+    ) -> None:
+        self.model, self.loss_fn = model, loss_fn
+        self.x_val, self.y_val = x_val, np.asarray(y_val)
+        self.patience = patience
+        self.best: tuple[float, float] | None = None
+        self.best_epoch = 0
+        self.weights: list[dict[str, Any]] | None = None
+        self.stopped_early = False
+
+    def on_epoch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
+        outputs = self.model.outputs(self.x_val, batch_size=1000)
+        loss = float(self.loss_fn.forward(outputs, self.y_val))
+        acc = accuracy(self.y_val, to_numpy(outputs.argmax(1)))
+        logs["val_loss"], logs["val_accuracy"] = loss, acc
+        score = (acc, -loss)
+        if self.best is None or score > self.best:
+            self.best, self.best_epoch = score, state.epoch
+            self.weights = [
+                {k: copy.deepcopy(v) for k, v in {**layer.params, **layer.buffers}.items()}
+                for layer in self.model.layers
+            ]
+        elif self.patience and state.epoch - self.best_epoch >= self.patience:
+            self.stopped_early = True
+            state.stop = True
+
+    def restore(self) -> int:
+        """Put the best epoch's weights back (in place); returns that epoch (1-based)."""
+        if self.weights is not None:
+            for layer, saved in zip(self.model.layers, self.weights, strict=True):
+                for key, value in saved.items():
+                    store = layer.params if key in layer.params else layer.buffers
+                    store[key][...] = value
+        return self.best_epoch
