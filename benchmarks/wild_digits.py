@@ -49,7 +49,7 @@ import digits_wild  # noqa: E402  (the photograph simulator of the tests)
 from cnnlab.cli._common import load_model  # noqa: E402
 from cnnlab.data import load, preprocess  # noqa: E402
 from cnnlab.data.preprocess import NoInkError, preprocess_file  # noqa: E402
-from cnnlab.runs import confidence  # noqa: E402
+from cnnlab.runs import predict  # noqa: E402
 
 LIBERATION = Path("/usr/share/fonts/truetype/liberation")
 # Handwriting fonts from Debian packages, one hand (or a few) each, split by package before
@@ -333,8 +333,7 @@ def evaluate(model, samples: list[Sample]) -> dict[str, float]:
         except NoInkError:
             inputs.append(np.zeros((28, 28), np.float32))
         labels.append(label)
-    probabilities = model.predict_proba(np.stack(inputs)[:, None])
-    readings = [confidence.read(p) for p in probabilities]
+    readings = predict.read(model, np.stack(inputs)[:, None])
     right = np.array([r.label == y for r, y in zip(readings, labels, strict=True)])
     unsure = np.array([r.unsure for r in readings])
     return {

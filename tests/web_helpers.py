@@ -109,12 +109,12 @@ def most_at_once(monkeypatch, limit: int, requests: int, send) -> tuple[list[int
     Returns the status codes and the most predictions that ran at the same time."""
     import time
 
-    from cnnlab.explain import maps
+    from cnnlab.runs import predict as readings
     from cnnlab.web.routes import predict
 
     monkeypatch.setattr(predict.MODEL_THREADS, "total_tokens", limit)
     active, most, lock = [0], [0], threading.Lock()
-    real = maps.predict_one
+    real = readings.assess
 
     def slow_predict(model, x):
         with lock:
@@ -125,7 +125,7 @@ def most_at_once(monkeypatch, limit: int, requests: int, send) -> tuple[list[int
             active[0] -= 1
         return real(model, x)
 
-    monkeypatch.setattr(maps, "predict_one", slow_predict)
+    monkeypatch.setattr(readings, "assess", slow_predict)
     codes: list[int] = []
     pool = [threading.Thread(target=lambda: codes.append(send())) for _ in range(requests)]
     for t in pool:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab import data
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
-from cnnlab.runs.folder import DEFAULT_RUNS_DIR, model_path, newest_run
+from cnnlab.runs.folder import DEFAULT_RUNS_DIR, model_path, newest_model, newest_run
+from cnnlab.runs.predict import Reading
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -73,20 +75,46 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         "model",
         metavar="MODEL",
         nargs="?",
-        help="a model file or a run folder (default: the newest run in --runs-dir)",
+        help="a model file or a run folder (default: the newest run in --runs-dir of the kind "
+        "the command can use, e.g. one that reads digits for a picture file)",
     )
     parser.add_argument("--runs-dir", default=DEFAULT_RUNS_DIR, help="where to find the newest run")
 
 
-def chosen_model(model: str | None, runs_dir: str | Path) -> Path:
-    """The model file ``MODEL`` names or, without one, the newest run's."""
+def chosen_model(
+    model: str | None,
+    runs_dir: str | Path,
+    fits: Callable[[Sequential], bool] | None = None,
+    kind: str = "",
+) -> Path:
+    """The model file ``MODEL`` names or, without one, the newest run's whose model ``fits``
+    (any run's when None), ``kind`` saying which in words ("that reads digits"); the choice is
+    said on stderr."""
     if model is not None:
         return model_path(model)
-    newest = newest_run(runs_dir)
-    if newest is None:
+    if fits is None:
+        path = newest_run(runs_dir)
+    else:
+        found = newest_model(runs_dir, fits)
+        path = found[0] if found else None
+    if path is None and newest_run(runs_dir) is None:
         raise CnnlabError(
             f"no MODEL given and no run in {runs_dir}/; train one with cnnlab train, or name a "
             "model file or run folder"
         )
-    print(f"using the newest run: {newest.parent}", file=sys.stderr)
-    return newest
+    if path is None:
+        raise CnnlabError(
+            f"no MODEL given and no run in {runs_dir}/ {kind}; name a model file or run folder"
+        )
+    print(f"using the newest run{f' {kind}' if kind else ''}: {path.parent}", file=sys.stderr)
+    return path
+
+
+def answer(reading: Reading, unknown: str) -> str:
+    """A reading in words, as every command says it: the class; the class and "unsure" with
+    the runner-up; or ``unknown`` ("not a digit") with the closest class and its probability."""
+    if not reading.known:
+        return f"{unknown} (closest: {reading.class_name}, {reading.probability:.0%})"
+    if reading.unsure:
+        return f"{reading.class_name}?  unsure: maybe {reading.runner_up_name}"
+    return reading.class_name

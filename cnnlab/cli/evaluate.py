@@ -85,7 +85,14 @@ def run(args: argparse.Namespace) -> int:
     from cnnlab.runs.inputs import prepare_set
 
     manual_seed(args.seed)
-    path = chosen_model(args.model, args.runs_dir)
+    from cnnlab.runs.pictures import reads_dataset
+
+    named = args.dataset if args.dataset in data.DATASETS else None  # else any model's own set
+    if named:
+        fits, kind = (lambda model: reads_dataset(model, named)), f"of {named}'s classes"
+        path = chosen_model(args.model, args.runs_dir, fits, kind)
+    else:
+        path = chosen_model(args.model, args.runs_dir)
     model = load_model(path)
     pictures = load_for(model, args.dataset, args.data_dir)
     x = prepare_set(model, pictures, args.split)

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.cli._common import Formatter, add_model_argument, chosen_model, load_model, positive_int
+from cnnlab.cli._common import (
+    Formatter,
+    add_model_argument,
+    answer,
+    chosen_model,
+    load_model,
+    positive_int,
+)
 
 DESCRIPTION = """\
 Explain one prediction. IMAGE is an image file (prepared as `cnnlab predict` does), a colour
@@ -56,13 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.explain.experiments import digits
-    from cnnlab.explain.inputs import load_input
     from cnnlab.explain.prediction import explain_prediction
     from cnnlab.explain.text import table, vector
     from cnnlab.runs.inputs import class_names, kind_of
+    from cnnlab.runs.pictures import needed, read_picture
+    from cnnlab.runs.predict import none_of_these, read
 
-    model = load_model(chosen_model(args.model, args.runs_dir))
-    item = load_input(args.image, args.data_dir, model)
+    model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))
+    item = read_picture(model, args.image, data_dir=args.data_dir)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug
     patch_images = None
@@ -75,9 +83,11 @@ def run(args: argparse.Namespace) -> int:
 
     truth = f" (true class {names[item.label]})" if item.label is not None else ""
     print(f"image: {item.source}{truth}")
-    h, w = item.image.shape[:2]
+    h, w = item.display.shape[:2]
     print("preprocessing: " + (" -> ".join(item.steps) or "none") + f" -> network input {h}×{w}")
-    print("\nprediction vector: " + vector(result.probabilities))
+    (reading,) = read(model, [item])
+    print(f"\nanswer: {answer(reading, none_of_these(model))}")
+    print("prediction vector: " + vector(result.probabilities))
     top = [[r + 1, names[i], f"{p:.4f}"] for r, (i, p) in enumerate(result.top_k(3))]
     print(table(["rank", "class", "probability"], top))
     occ = result.occlusion

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnlab",
         description="Train, inspect and serve a convolutional network for handwritten digits.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     parser.add_argument(
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"cnnlab.cli.{name}").register(sub)
+    for command in command_parsers(parser).values():
+        command.allow_abbrev = False  # "--epoch 1" is a mistake, not --epochs
     return parser
 
 

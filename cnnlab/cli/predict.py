@@ -14,6 +14,7 @@ import numpy as np
 from cnnlab.cli._common import (
     Formatter,
     add_model_argument,
+    answer,
     chosen_model,
     load_model,
     positive_int,
@@ -21,13 +22,13 @@ from cnnlab.cli._common import (
 from cnnlab.data.folders import IMAGE_SUFFIXES
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
-from cnnlab.runs import confidence
 from cnnlab.runs.folder import RunFolder
-from cnnlab.runs.inputs import class_names
+from cnnlab.runs.pictures import needed_by, read_picture
+from cnnlab.runs.predict import UNSURE_BELOW, Reading, none_of_these, read
 
 if TYPE_CHECKING:
     from cnnlab.engine.sequential import Sequential
-    from cnnlab.explain.inputs import InputImage
+    from cnnlab.runs.pictures import Picture
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,8 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "shapes:test:3) is a picture of a data set and\n"
             "photo:cat a bundled photo. An image that cannot be read is reported on its own\n"
             "line and the others are still predicted; the exit status is then 2. Without MODEL\n"
-            "(a .npz file or a run folder) the newest run is used.\n"
-            f"When the top probability is below {confidence.UNSURE_BELOW:.0%}, the answer says\n"
+            "(a .npz file or a run folder) the newest run that can read the images is used:\n"
+            "one of the digits 0-9 for image files, of the data set's classes for\n"
+            "DATASET:SPLIT:INDEX, of pictures for photo:NAME; stderr names it.\n"
+            f"When the top probability is below {UNSURE_BELOW:.0%}, the answer says\n"
             "it is unsure and names the runner-up."
         ),
         formatter_class=Formatter,
@@ -80,18 +83,16 @@ def expand(paths: list[str]) -> list[tuple[str, str | None]]:
 
 def read_inputs(
     paths: list[str], data_dir: str | None, model: Sequential
-) -> list[tuple[str, InputImage | str]]:
-    """(source, the input prepared for ``model``) for each image, or (source, why it could not
+) -> list[tuple[str, Picture | str]]:
+    """(source, the picture prepared for ``model``) for each image, or (source, why it could not
     be read)."""
-    from cnnlab.explain.inputs import load_input
-
-    read: list[tuple[str, InputImage | str]] = []
+    found: list[tuple[str, Picture | str]] = []
     for source, problem in expand(paths):
         try:
-            read.append((source, problem or load_input(source, data_dir, model)))
+            found.append((source, problem or read_picture(model, source, data_dir=data_dir)))
         except CnnlabError as err:
-            read.append((source, str(err)))  # each message names its image
-    return read
+            found.append((source, str(err)))  # each message names its image
+    return found
 
 
 def save_png(path: Path, image: np.ndarray) -> None:
@@ -103,65 +104,83 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 
 def split_model(first: str | None, images: list[str]) -> tuple[str | None, list[str]]:
-    """(MODEL, IMAGEs) from the positionals: the first one is the model when it is a ``.npz``
-    file or a run folder, and otherwise the first image (the newest run is then used)."""
-    if first is None or Path(first).suffix == ".npz" or RunFolder(first).model_file.is_file():
-        return first, images
-    return None, [first, *images]
+    """(MODEL, IMAGEs) from the positionals. The first one is the model when it is a ``.npz``
+    file or a run folder (one holding a model, a configuration or a checkpoint), or when it is
+    followed by images and is no picture: a path that does not exist, without an image suffix,
+    is a mistyped model, never an image. Refused in one line when no image is left."""
+    words = [first, *images] if first is not None else images
+    head = Path(words[0])
+    run = RunFolder(head)
+    named = (
+        head.suffix == ".npz"
+        or any(f.is_file() for f in (run.model_file, run.config_file, run.checkpoint_file))
+        or (
+            len(words) > 1
+            and not head.exists()
+            and head.suffix.lower() not in IMAGE_SUFFIXES
+            and ":" not in words[0]  # photo:NAME, DATASET:SPLIT:INDEX
+        )
+    )
+    model, rest = (words[0], words[1:]) if named else (None, words)
+    if not rest:
+        raise CnnlabError(
+            f"no image given after the model {model}; name the pictures to read: "
+            "cnnlab predict [MODEL] IMAGE [IMAGE ...]"
+        )
+    return model, rest
+
+
+def present(reading: Reading, top_k: int) -> dict[str, Any]:
+    """One reading as the JSON entry ``--json`` prints (and the text lines are made of)."""
+    p = reading.probabilities
+    top = np.argsort(-p, kind="stable")[:top_k]
+    return {
+        "label": reading.label,
+        "class": reading.class_name,
+        "known": reading.known,
+        "unsure": reading.unsure,
+        "runner_up": reading.runner_up_name,
+        "probabilities": [float(v) for v in p],
+        "top": [{"class": reading.class_names[i], "probability": float(p[i])} for i in top],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     model_arg, args.images = split_model(args.model, args.images)
-    model = load_model(chosen_model(model_arg, args.runs_dir))
-    names = class_names(model)
-    read = read_inputs(args.images, args.data_dir, model)
-    ready = [item for _, item in read if not isinstance(item, str)]
-    probabilities = iter(
-        model.predict_proba(np.concatenate([item.as_input(model.dtype) for item in ready]))
-        if ready
-        else []
-    )  # (N, C, H, W) in, (N, K) out
+    model = load_model(chosen_model(model_arg, args.runs_dir, *needed_by(args.images)))
+    pictures = read_inputs(args.images, args.data_dir, model)
+    ready = [item for _, item in pictures if not isinstance(item, str)]
+    readings = iter(read(model, ready))
+    unknown = none_of_these(model)
     results: list[dict[str, Any]] = []
-    for source, item in read:
+    said: list[str | None] = []  # each answer in words, None for an image not read
+    for source, item in pictures:
         if isinstance(item, str):
             results.append({"file": source, "label": None, "probabilities": None, "error": item})
-            continue
-        p = next(probabilities)
-        top = np.argsort(-p, kind="stable")[: args.top_k]
-        reading = confidence.read(p)
-        results.append(
-            {
-                "file": source,
-                "label": reading.label,
-                "class": names[reading.label],
-                "unsure": reading.unsure,
-                "runner_up": names[reading.runner_up],
-                "probabilities": [float(v) for v in p],
-                "top": [{"class": names[i], "probability": float(p[i])} for i in top],
-            }
-        )
+            said.append(None)
+        else:
+            reading = next(readings)
+            results.append({"file": source, **present(reading, args.top_k)})
+            said.append(answer(reading, unknown))
     if args.json:
         print(json.dumps(results, indent=2))
-    for result in results:
-        if result["label"] is None:
+    for result, words in zip(results, said, strict=True):
+        if words is None:
             print(f"cnnlab predict: error: {result['error']}", file=sys.stderr)
         elif not args.json:
             best = ", ".join(f"{t['class']}: {100 * t['probability']:.1f}%" for t in result["top"])
             vector = ", ".join(f"{v:.2f}" for v in result["probabilities"])
-            answer = names[result["label"]]
-            if result["unsure"]:
-                answer += f"?  unsure: maybe {result['runner_up']}"
-            print(f"{result['file']}: {answer}  ({best})")
+            print(f"{result['file']}: {words}  ({best})")
             print(f"  prediction = [{vector}]")
     if args.save_preprocessed:
         out = Path(args.save_preprocessed)
-        for source, item in read:
+        for source, item in pictures:
             if not isinstance(item, str):
                 stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(source).stem)
-                h, w = item.image.shape[:2]
-                save_png(out / f"{stem}.{h}x{w}.png", item.image)
+                h, w = item.display.shape[:2]
+                save_png(out / f"{stem}.{h}x{w}.png", item.display)
         print(
             f"wrote {len(ready)} network input{'s' if len(ready) != 1 else ''} to {out}/",
             file=sys.stderr if args.json else sys.stdout,
         )
-    return 2 if len(ready) < len(read) else 0
+    return 2 if len(ready) < len(pictures) else 0

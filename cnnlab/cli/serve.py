@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnlab lab: http://{shown}:{port}/", flush=True)
+    active, why = app.state.registry.active(), app.state.registry.why
+    print(f"model: {active[0] if active else 'none'} ({why})", flush=True)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: listening on {args.host}: other machines can reach the lab",

@@ -55,18 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cnnlab.explain import figures
-    from cnnlab.explain.inputs import load_input
     from cnnlab.explain.step import training_step
     from cnnlab.explain.text import table, vector
     from cnnlab.runs.inputs import class_index, class_names
+    from cnnlab.runs.pictures import needed, read_picture
 
-    model = load_model(chosen_model(args.model, args.runs_dir))
-    item = load_input(args.image, args.data_dir, model)
+    model = load_model(chosen_model(args.model, args.runs_dir, *needed(args.image)))
+    item = read_picture(model, args.image, data_dir=args.data_dir)
     names = class_names(model)
     label = class_index(names, args.label) if args.label is not None else item.label
     if label is None:
         raise CnnlabError(f"{args.image}: an image file has no known class; pass --label CLASS")
-    result = training_step(model, item.as_input(model.dtype), label, args.lr, args.loss)
+    result = training_step(model, item.x[None], label, args.lr, args.loss)
 
     target = ["0"] * len(result.before)
     target[label] = "1"

@@ -75,6 +75,8 @@ class ImageTooLargeError(CnnlabError):
     """The image's header claims more pixels than the limit, or its file is larger than
     ``MAX_FILE_BYTES``; nothing was decoded."""
 
+    http_status = 413
+
 
 @dataclass
 class Preprocessed:

@@ -8,7 +8,12 @@ kind of problem catches its subclass, never a piece of the message.
 
 
 class CnnlabError(ValueError):
-    """A problem with what the user gave cnnlab; ``str(err)`` is a complete one-line message."""
+    """A problem with what the user gave cnnlab; ``str(err)`` is a complete one-line message.
+
+    ``http_status`` is the status the web lab answers it with (a subclass may say another).
+    """
+
+    http_status = 422
 
 
 class NonFiniteError(CnnlabError):

@@ -23,7 +23,6 @@ from cnnlab.explain.article import (
     convolution_steps,
     curve_detector,
 )
-from cnnlab.explain.inputs import InputImage, load_input
 from cnnlab.explain.maps import (
     activation_maps,
     occlusion,
@@ -44,7 +43,6 @@ __all__ = [
     "CURVE_IMAGE",
     "NO_CURVE_IMAGE",
     "GradientMonitor",
-    "InputImage",
     "activation_map",
     "activation_maps",
     "convolution_steps",
@@ -52,7 +50,6 @@ __all__ = [
     "explain_prediction",
     "first_layer_filters",
     "gradient_check",
-    "load_input",
     "occlusion",
     "receptive_field",
     "saliency",

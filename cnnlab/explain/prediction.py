@@ -10,7 +10,6 @@ import numpy as np
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.explain import figures
-from cnnlab.explain.inputs import InputImage
 from cnnlab.explain.maps import (
     LayerMaps,
     Occlusion,
@@ -23,6 +22,7 @@ from cnnlab.explain.maps import (
 )
 from cnnlab.explain.report import Section, write_report
 from cnnlab.figures.plots import first_layer_filters, plot_filters
+from cnnlab.runs.pictures import Picture
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Explanation:
 
 def explain_prediction(
     model: Sequential,
-    item: InputImage,
+    item: Picture,
     patch_images: np.ndarray | None = None,
     class_names: list[str] | None = None,
     out_dir: str | Path | None = None,
@@ -57,7 +57,7 @@ def explain_prediction(
     excite each filter of the second conv layer (skipped when None). ``occlusion_patch`` is the
     grey square's side. With ``out_dir``, the figures and ``report.html`` are written there.
     """
-    x = item.as_input(model.dtype)
+    x = item.x.astype(model.dtype)[None]  # (1, C, H, W)
     if model.input_shape and x.shape[1:] != tuple(model.input_shape):
         c, h, w = model.input_shape
         raise CnnlabError(
@@ -86,15 +86,13 @@ def _kind(channels: int) -> str:
     return {1: "grey", 3: "colour"}.get(channels, f"{channels}-channel")
 
 
-def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -> dict[str, Path]:
+def _write(result: Explanation, item: Picture, names: list[str], out: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     target_name = names[result.target]
     files["preprocessing"] = figures.plot_preprocessing(
-        {**item.steps, "network input": item.image}
-        if item.steps
-        else {"network input": item.image},
+        {**item.steps, "network input": item.display},
         out / "preprocessing.png",
-        item.sizes,
+        {"raw": item.size[::-1]},  # the "raw" step is shown at most 512 px a side
     )
     top3 = ", ".join(f"{names[i]} {p:.1%}" for i, p in result.top_k(3))
     files["prediction"] = figures.plot_prediction(
@@ -107,10 +105,10 @@ def _write(result: Explanation, item: InputImage, names: list[str], out: Path) -
         )
     files["filters"] = plot_filters(result.filters, out / "filters_conv1.png")
     files["occlusion"] = figures.plot_occlusion(
-        item.image, result.occlusion, target_name, out / "occlusion.png"
+        item.display, result.occlusion, target_name, out / "occlusion.png"
     )
     files["saliency"] = figures.plot_saliency(
-        item.image, result.saliency, target_name, out / "saliency.png"
+        item.display, result.saliency, target_name, out / "saliency.png"
     )
     if result.top is not None:
         files["top_patches"] = figures.plot_top_patches(result.top, out / "top_patches.png")

@@ -13,12 +13,15 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    from cnnlab.engine.sequential import Sequential
 
 MODEL_FILE = "model.npz"
 CONFIG_FILE = "config.json"
@@ -195,3 +198,23 @@ def runs_newest_first(runs_dir: str | os.PathLike) -> list[Path]:
 def newest_run(runs_dir: str | os.PathLike) -> Path | None:
     """The model file of the run under ``runs_dir`` written last, or None when there is none."""
     return next(iter(runs_newest_first(runs_dir)), None)
+
+
+def newest_model(
+    runs_dir: str | os.PathLike, fits: Callable[[Sequential], bool], fallback: bool = False
+) -> tuple[Path, Sequential] | None:
+    """The model file and model of the newest run under ``runs_dir`` whose model ``fits``; with
+    ``fallback``, the newest readable run's when none fits; None when there is none. Runs whose
+    model file cannot be loaded are passed over."""
+    from cnnlab.engine.sequential import Sequential
+
+    newest = None
+    for path in runs_newest_first(runs_dir):
+        try:
+            model = Sequential.load(path)
+        except CnnlabError:
+            continue
+        if fits(model):
+            return path, model
+        newest = newest or (path, model)
+    return newest if fallback else None

@@ -1,4 +1,5 @@
-"""What a model expects as input, and how pictures become that input: it follows the data.
+"""What a model expects as input: it follows the data (:mod:`cnnlab.runs.pictures` turns a
+picture into it).
 
 A model remembers the data it was trained on in its ``meta`` (written by training):
 ``kind`` (``"digits"`` or ``"images"``), ``class_names``, and for pictures the per-channel
@@ -15,8 +16,6 @@ a 1×28×28 model is then a digit model.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from cnnlab.engine.train import to_input
 DIGIT_SHAPE = (1, 28, 28)
 MAX_NAME = 100  # characters of a class name a model file may carry
 # ITU-R BT.601 luma weights, as Pillow's convert("L") uses.
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def kind_of(model: Sequential) -> str:
@@ -172,41 +171,3 @@ def class_index(names: list[str], label: str) -> int:
         f"{label!r} is not one of the model's classes; give a class name "
         f"({', '.join(names)}) or an index from 0 to {len(names) - 1}"
     )
-
-
-@dataclass
-class Picture:
-    """One picture made ready for a model, with what it looked like on the way."""
-
-    x: np.ndarray  # (C, H, W) the network input
-    display: np.ndarray  # (H, W) grey or (H, W, 3) RGB in [0, 1]: what the network sees
-    steps: dict[str, np.ndarray] = field(default_factory=dict)  # preprocessing stages
-
-
-def read_picture(model: Sequential, source: str | os.PathLike | bytes) -> Picture:
-    """A picture file (or its bytes) as ``model``'s input, prepared as its training data was.
-
-    Raises ``CnnlabError`` (one line) for a file that cannot be read; a digit model raises
-    ``NoInkError`` for a blank picture.
-    """
-    if kind_of(model) == "digits":
-        from cnnlab.data.preprocess import preprocess_file
-
-        result = preprocess_file(source)
-        image = np.asarray(result.image, np.float32)
-        steps = {name: np.asarray(step) for name, step in result.steps.items()}
-        return Picture(image[None].astype(model.dtype), image, steps)
-    from cnnlab.data.folders import read_pixels
-
-    channels, size, _ = model.input_shape
-    name = "the picture" if isinstance(source, bytes | bytearray | memoryview) else str(source)
-    pixels, _ = read_pixels(source, size, name)  # its one-line errors name the picture
-    if channels == 1:
-        grey = (pixels.astype(np.float32) @ _LUMA).round().astype(np.uint8)
-        batch = grey[None, None]  # (1, 1, H, W)
-    else:
-        batch = pixels.transpose(2, 0, 1)[None]  # (1, 3, H, W)
-    x = prepare(model, batch)[0]
-    display = batch[0].transpose(1, 2, 0).astype(np.float32) / 255
-    display = display[..., 0] if channels == 1 else display
-    return Picture(x, display, {f"centre-cropped {size}x{size}": display})

@@ -162,7 +162,10 @@ def resume_run(
     should_stop: Callable[[], bool] | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Continue the run whose folder (or checkpoint file) is ``path``."""
+    """Continue the run whose folder (or checkpoint file) is ``path``; a run that finished its
+    epochs is refused (resuming it would only rewrite it as the newest run)."""
+    if not Path(path).exists():
+        raise CnnlabError(f"{path}: no such run folder or checkpoint; give the run's folder")
     folder = RunFolder.of_checkpoint(path)
     with folder.lock():  # one writer per run folder
         checkpoint = load_checkpoint(Path(path) if Path(path).is_file() else folder.checkpoint_file)
@@ -172,6 +175,11 @@ def resume_run(
             raise CnnlabError(
                 f"{path}: the checkpoint's run configuration is damaged ({err})"
             ) from None
+        if checkpoint.state.epoch >= config.epochs:
+            raise CnnlabError(
+                f"{path}: this run finished its {config.epochs} epochs; there is nothing to "
+                "resume (train a new run to train longer)"
+            )
         run_data = load_data(config, progress)
         # A no-op but for very old checkpoints.
         config = config.resolve(len(run_data.images), run_data.pictures.kind, run_data.counts())

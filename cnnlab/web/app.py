@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.runs.folder import DEFAULT_RUNS_DIR
 from cnnlab.web.registry import ModelRegistry
 from cnnlab.web.routes import models, predict, teach, train
@@ -138,6 +139,11 @@ def _validation_message(err: RequestValidationError) -> str:
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CnnlabError)
+    async def refused(request: Request, err: CnnlabError) -> JSONResponse:
+        """Every cnnlab error type answers with its own ``http_status`` and its one line."""
+        return JSONResponse({"detail": without_paths(str(err))}, status_code=err.http_status)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": without_paths(_validation_message(err))}, status_code=422)

@@ -1,6 +1,6 @@
-"""What the web lab shows of one picture: the preprocessing steps and the conv layers' maps, with
-the small PNG encoding that carries images to the page (the prediction itself is
-``cnnlab.explain.maps.predict_one``).
+"""What the web lab shows of one picture: the answer (a ``cnnlab.runs.predict.Reading``), the
+preprocessing steps and the conv layers' maps, with the small PNG encoding that carries images
+to the page.
 
 Everything here takes plain NumPy arrays and a ``Sequential``; nothing knows about HTTP.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from cnnlab.engine.sequential import Sequential
 from cnnlab.explain.maps import maps_after_activation
+from cnnlab.runs.predict import Reading
 
 # The preprocessing stages the page shows, with their captions.
 STEP_TITLES = {
@@ -85,15 +86,15 @@ def step_images(steps: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     return out
 
 
-def layer_map_images(model: Sequential, image: np.ndarray) -> list[dict[str, Any]]:
+def layer_map_images(model: Sequential, x: np.ndarray) -> list[dict[str, Any]]:
     """The maps of every conv layer after its activation (``maps_after_activation``) for one
-    (28, 28) image, for the page.
+    network input ``x`` (C, H, W), for the page.
 
     Each entry: layer index, title, map size and one colour PNG per map, all maps of a layer on
     one shared scale so their strengths compare (from 0 after a ReLU).
     """
     layers = []
-    for layer_maps in maps_after_activation(model, image[None, None]):
+    for layer_maps in maps_after_activation(model, x[None]):
         maps = layer_maps.maps  # (C_out, H, W)
         lo, hi = float(maps.min()), float(maps.max())
         if layer_maps.activation == "ReLU":
@@ -111,3 +112,18 @@ def layer_map_images(model: Sequential, image: np.ndarray) -> list[dict[str, Any
             }
         )
     return layers
+
+
+def answer(reading: Reading) -> dict[str, Any]:
+    """A reading as the page shows it (the Draw and Teach tabs alike): the class, whether the
+    model is unsure and its runner-up, whether the picture is one of the classes at all
+    (``known``; when it is not, ``class_name`` is only the closest), every probability."""
+    return {
+        "label": reading.label,
+        "class_name": reading.class_name,
+        "known": reading.known,
+        "unsure": reading.unsure,
+        "runner_up": reading.runner_up_name,
+        "class_names": list(reading.class_names),
+        "probabilities": [round(float(p), 6) for p in reading.probabilities],
+    }

@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fastapi import HTTPException
-
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.folder import (
@@ -18,9 +16,15 @@ from cnnlab.runs.folder import (
     list_runs,
     model_name,
     model_path,
-    runs_newest_first,
+    newest_model,
 )
 from cnnlab.runs.inputs import reads_digits
+
+
+class UnknownModelError(CnnlabError):
+    """No model of that name."""
+
+    http_status = 404
 
 
 class ModelRegistry:
@@ -33,6 +37,7 @@ class ModelRegistry:
         self._active: tuple[str, Sequential] | None = None
         self._extra: dict[str, Path] = {}  # name → file, for a model outside runs_dir
         self._meta_cache: dict[Path, tuple[int, dict[str, Any]]] = {}
+        self.why = "no run yet: train one in the Train tab"  # how the first model was chosen
         if model_file is not None:
             path = model_path(model_file)
             model = Sequential.load(path)
@@ -40,8 +45,12 @@ class ModelRegistry:
             if name not in list_runs(self.runs_dir):
                 self._extra[name] = path
             self._active = (name, model.eval())
+            self.why = "given with --model"
         else:
-            self._active = starting_model(self.runs_dir)
+            start = starting_model(self.runs_dir)
+            if start is not None:
+                name, model, self.why = start
+                self._active = (name, model)
 
     def files(self) -> dict[str, Path]:
         return {**list_runs(self.runs_dir), **self._extra}
@@ -58,11 +67,11 @@ class ModelRegistry:
     def select(self, name: str) -> None:
         files = self.files()
         if name not in files:
-            raise HTTPException(404, f"no model named {name!r}; GET /api/models lists them")
+            raise UnknownModelError(f"no model named {name!r}; GET /api/models lists them")
         try:
             self.activate(name, files[name])
         except CnnlabError as err:
-            raise HTTPException(422, f"model {name!r} cannot be used: {err}") from None
+            raise CnnlabError(f"model {name!r} cannot be used: {err}") from None
 
     def _describe(self, name: str, path: Path, active: str | None) -> dict[str, Any]:
         stat = path.stat()
@@ -89,23 +98,16 @@ class ModelRegistry:
         return {"active": active, "models": models}
 
 
-def starting_model(runs_dir: Path) -> tuple[str, Sequential] | None:
-    """The model the lab starts with: the newest run whose model reads digits (the Draw tab,
-    the page's first), else the newest run; None when there is no run."""
-    runs = runs_newest_first(runs_dir)
-    newest = None  # runs[0]'s model, kept so that falling back does not load it again
-    for path in runs:
-        try:
-            model = Sequential.load(path).eval()
-        except CnnlabError:
-            continue  # the listing shows it as unreadable
-        if reads_digits(model):
-            return model_name(path), model
-        if path == runs[0]:
-            newest = model
-    if not runs:
+def starting_model(runs_dir: Path) -> tuple[str, Sequential, str] | None:
+    """The model the lab starts with and why: the newest run whose model reads digits (the Draw
+    tab, the page's first), else the newest run; None when there is no run."""
+    found = newest_model(runs_dir, reads_digits, fallback=True)
+    if found is None:
         return None
-    return model_name(runs[0]), newest if newest is not None else Sequential.load(runs[0]).eval()
+    path, model = found
+    if reads_digits(model):
+        return model_name(path), model.eval(), "the newest run that reads digits"
+    return model_name(path), model.eval(), "the newest run; none reads digits"
 
 
 def read_meta(path: Path) -> dict[str, Any]:

@@ -35,6 +35,8 @@ MAX_RUNS = 200  # run folders the lab creates in its runs folder at most (it del
 class TrainingBusyError(CnnlabError):
     """A training job is already running."""
 
+    http_status = 409
+
 
 def available_datasets(data_dir: str | None) -> dict[str, str]:
     """The data sets that can be trained on without a download, each with its kind

@@ -121,12 +121,12 @@ def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert main([*args, "--save-preprocessed", str(pre)]) == 0
     captured = capsys.readouterr()
     results = json.loads(captured.out)
-    keys = ["class", "file", "label", "probabilities", "runner_up", "top", "unsure"]
+    keys = ["class", "file", "known", "label", "probabilities", "runner_up", "top", "unsure"]
     assert [sorted(r) for r in results] == [keys]
     probabilities = results[0]["probabilities"]
     assert len(probabilities) == 10 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
     assert results[0]["label"] == int(np.argmax(probabilities))
-    assert results[0]["class"] == str(results[0]["label"])
+    assert results[0]["class"] == str(results[0]["label"]) and results[0]["known"] is True
     # --top-k shapes the JSON too: the k best classes, best first.
     best = sorted(range(10), key=lambda i: -probabilities[i])[:2]
     assert results[0]["top"] == [{"class": str(i), "probability": probabilities[i]} for i in best]
@@ -149,6 +149,26 @@ def test_predict_says_when_it_is_unsure(
     assert main(["predict", str(tmp_path / "model.npz"), str(tmp_path / "digit.png")]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"{tmp_path / 'digit.png'}: {answer}")
+
+
+def test_predict_says_when_a_picture_is_none_of_the_classes(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.runs import predict
+
+    real = predict.assess
+    monkeypatch.setattr(
+        predict, "assess", lambda model, x: (real(model, x)[0], np.zeros(len(x), bool))
+    )
+    digit_png(tmp_path / "digit.png", index=3)
+    args = ["predict", str(run_dir), str(tmp_path / "digit.png")]
+    assert main([*args, "--json"]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert result["known"] is False and result["label"] == int(np.argmax(result["probabilities"]))
+    assert main(args) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    closest = f"{result['class']}, {max(result['probabilities']):.0%}"
+    assert first.startswith(f"{tmp_path / 'digit.png'}: not a digit (closest: {closest})  (")
 
 
 def test_predict_reads_a_data_set_digit(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
@@ -379,7 +399,10 @@ def test_without_model_the_newest_run_is_used(
     for args in commands:
         assert main(args) == 0, args
         captured = capsys.readouterr()
-        assert captured.err.splitlines()[0] == f"using the newest run: {Path('runs', 'newest')}"
+        first = captured.err.splitlines()[0]
+        assert first.startswith("using the newest run") and first.endswith(
+            f": {Path('runs', 'newest')}"
+        )
     images, _ = load("mnist-sample", "test")
     assert main(["predict", "mnist-sample:test:17", "mnist-sample:test:18", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
@@ -388,6 +411,22 @@ def test_without_model_the_newest_run_is_used(
     # A model named first still wins.
     assert main(["predict", str(tmp_path / "runs" / "older"), "mnist-sample:test:17"]) == 0
     assert "using the newest run" not in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_is_refused_and_leaves_it_as_it_was(
+    run_dir: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # Resuming a finished run rewrote its model, making an old run the newest one.
+    def files() -> dict[str, int]:  # the lock file records who last held it
+        return {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.name != ".lock"}
+
+    before = files()
+    assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"cnnlab train: error: {run_dir}: this run finished its 1 epochs; there is nothing to "
+        "resume (train a new run to train longer)"
+    )
+    assert files() == before
 
 
 def test_the_first_progress_rate_counts_the_first_steps_time(

@@ -12,6 +12,7 @@ from explain_support import trained_small_cnn
 import cnnlab
 from cnnlab.cli import main
 from cnnlab.explain.report import Section, render
+from cnnlab.runs.pictures import read_picture
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,7 @@ def test_explain_prints_top3_and_writes_a_self_contained_report(model_file, tmp_
     ranks = re.findall(r"^\s+(\d)\s+(\d)\s+([0-9.]+)$", out, re.M)
     assert [r[0] for r in ranks] == ["1", "2", "3"]
     assert ranks[0][1] == "7"  # digit 17 of the test sample is a 7
+    assert re.search(r"^answer: 7(\?  unsure: maybe \d)?$", out, re.M)  # worded as predict's
     probs = [float(r[2]) for r in ranks]
     assert probs == sorted(probs, reverse=True) and probs[0] > 0.5
     assert "occlusion (6×6 grey patch" in out
@@ -166,9 +168,7 @@ def test_step_prints_the_numbers_the_engine_used(model_file, tmp_path, capsys):
         assert w_new == after.layers[int(layer)].params["W"][idx]  # what the model holds
     loss = float(re.search(r"L = ([0-9.]+)", out)[1])
     assert loss == pytest.approx(
-        -np.log(
-            before.predict_proba(cnnlab.explain.load_input("mnist-sample:test:61").as_input())[0, 8]
-        ),
+        -np.log(before.predict_proba(read_picture(before, "mnist-sample:test:61").x[None])[0, 8]),
         rel=1e-4,
     )
     assert is_png(tmp_path / "step.png")

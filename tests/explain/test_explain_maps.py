@@ -12,7 +12,6 @@ from explain_support import trained_small_cnn
 import cnnlab
 from cnnlab.engine.gradcheck import kink_pattern
 from cnnlab.explain.experiments import digits
-from cnnlab.explain.inputs import load_input
 from cnnlab.explain.maps import (
     activation_after,
     activation_maps,
@@ -24,6 +23,7 @@ from cnnlab.explain.maps import (
     saliency,
     top_patches,
 )
+from cnnlab.runs.pictures import Picture, read_picture
 
 
 def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
@@ -31,47 +31,47 @@ def same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def seven() -> cnnlab.explain.InputImage:
-    return load_input("mnist-sample:test:17")
+def seven() -> Picture:
+    return read_picture(trained_small_cnn(), "mnist-sample:test:17")
 
 
-def test_load_input_reads_a_dataset_digit(seven) -> None:
+def test_read_picture_reads_a_dataset_digit(seven) -> None:
     images, labels = cnnlab.data.load("mnist-sample", "test")
     assert seven.label == int(labels[17]) == 7
-    np.testing.assert_allclose(seven.image, images[17] / 255.0, atol=1e-7)
-    assert seven.as_input().shape == (1, 1, 28, 28)
+    np.testing.assert_allclose(seven.display, images[17] / 255.0, atol=1e-7)
+    assert seven.x.shape == (1, 28, 28) and seven.size == (28, 28)
 
 
 @pytest.mark.parametrize("spec", ["mnist-sample:test:99999", "sonar:test:1", "no-such-file.png"])
-def test_load_input_rejects_bad_specs(spec: str) -> None:
+def test_read_picture_rejects_bad_specs(spec: str) -> None:
     with pytest.raises(cnnlab.CnnlabError):
-        load_input(spec)
+        read_picture(trained_small_cnn(), spec)
 
 
 @pytest.mark.parametrize(("kind", "make"), [("FIFO", os.mkfifo), ("folder", os.mkdir)])
-def test_load_input_names_a_path_that_is_no_file(tmp_path, kind, make) -> None:
+def test_read_picture_names_a_path_that_is_no_file(tmp_path, kind, make) -> None:
     path = tmp_path / "digit.png"
     make(path)
     with pytest.raises(cnnlab.CnnlabError, match=f"is a {kind}, not a regular file"):
-        load_input(str(path))
+        read_picture(trained_small_cnn(), str(path))
 
 
 def test_activation_maps_are_the_conv_outputs(seven) -> None:
     model = trained_small_cnn()
-    x = seven.as_input()
+    x = seven.x[None]
     maps = activation_maps(model, x)
     assert [m.index for m in maps] == [0, 3]
     assert maps[0].maps.shape == (6, 24, 24) and maps[1].maps.shape == (12, 8, 8)
     # The first map is the first layer's convolution, recomputed by hand for filter 2.
     w, b = model.layers[0].params["W"][2, 0], model.layers[0].params["b"][2]
-    windows = np.lib.stride_tricks.sliding_window_view(seven.image, (5, 5))
+    windows = np.lib.stride_tricks.sliding_window_view(seven.display, (5, 5))
     np.testing.assert_allclose(maps[0].maps[2], (windows * w).sum(axis=(2, 3)) + b, atol=1e-5)
     assert {m.activation for m in maps} == {""}
 
 
 def test_maps_after_activation_apply_the_activation_that_follows_each_conv(seven) -> None:
     model = trained_small_cnn()  # conv → pool → ReLU → conv → pool → ReLU → ...
-    x = seven.as_input()
+    x = seven.x[None]
     after = maps_after_activation(model, x)
     for raw, act in zip(activation_maps(model, x), after, strict=True):
         assert (act.index, act.name, act.activation) == (raw.index, raw.name, "ReLU")
@@ -89,11 +89,11 @@ def test_maps_after_activation_apply_the_activation_that_follows_each_conv(seven
 
 def test_occlusion_is_lowest_over_the_strokes(seven) -> None:
     model = trained_small_cnn()
-    occ = occlusion(model, seven.as_input(), target=7)
+    occ = occlusion(model, seven.x[None], target=7)
     assert occ.grid.shape == (12, 12)
     assert occ.base_probability > 0.5
-    strokes = seven.image > 0.5
-    far = ~np.pad(strokes, 3)[:28, :28] & (seven.image == 0)  # background, not next to ink
+    strokes = seven.display > 0.5
+    far = ~np.pad(strokes, 3)[:28, :28] & (seven.display == 0)  # background, not next to ink
     assert occ.pixel_map[strokes].mean() < occ.pixel_map[far].mean()
     # The most damaging patch position covers ink.
     r, c = np.unravel_index(occ.grid.argmin(), occ.grid.shape)
@@ -107,10 +107,10 @@ def test_occlusion_figure_shows_the_numbers_explain_prints(
     # The console said "lowest 0.7517" while the figure's colours spanned 0.950-1.000.
     from cnnlab.explain import figures
 
-    occ = occlusion(trained_small_cnn(), seven.as_input(), target=7)
+    occ = occlusion(trained_small_cnn(), seven.x[None], target=7)
     drawn = []
     monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
-    figures.plot_occlusion(seven.image, occ, "7", tmp_path / "occlusion.png")
+    figures.plot_occlusion(seven.display, occ, "7", tmp_path / "occlusion.png")
     middle = drawn[0].axes[1]
     np.testing.assert_array_equal(middle.images[0].get_array(), occ.grid)
     assert middle.images[0].get_clim() == (occ.grid.min(), occ.grid.max())
@@ -128,11 +128,11 @@ def test_the_raw_step_is_labelled_with_the_files_own_size(
     page = np.full((480, 640), 230, np.uint8)
     page[150:350, 280:320] = 20  # a dark "1"
     Image.fromarray(page).save(tmp_path / "photo.png")
-    item = load_input(str(tmp_path / "photo.png"))
-    assert item.steps["raw"].shape == (384, 512) and item.sizes == {"raw": (480, 640)}
+    item = read_picture(trained_small_cnn(), tmp_path / "photo.png")
+    assert item.steps["raw"].shape == (384, 512) and item.size == (640, 480)
     drawn = []
     monkeypatch.setattr(figures, "save", lambda fig, path: drawn.append(fig) or path)
-    figures.plot_preprocessing(item.steps, tmp_path / "steps.png", item.sizes)
+    figures.plot_preprocessing(item.steps, tmp_path / "steps.png", {"raw": item.size[::-1]})
     titles = [ax.get_title() for ax in drawn[0].axes]
     assert titles[0] == "raw\n480×640 (shown 384×512)"
     assert titles[-1] == "centred\n28×28"
@@ -140,7 +140,7 @@ def test_the_raw_step_is_labelled_with_the_files_own_size(
 
 def test_saliency_is_the_gradient_of_the_class_score(seven) -> None:
     model = copy.deepcopy(trained_small_cnn()).astype(np.float64)
-    x = seven.as_input(np.float64)
+    x = seven.x[None].astype(np.float64)
     grad = class_score_gradient(model, x, 7)
     sal = saliency(model, x, 7)
     np.testing.assert_allclose(sal, np.abs(grad[0, 0]))
@@ -148,7 +148,7 @@ def test_saliency_is_the_gradient_of_the_class_score(seven) -> None:
     model.forward(x)
     base = kink_pattern(model)
     eps, compared = 1e-6, 0
-    ink = np.argwhere(seven.image > 0.5)
+    ink = np.argwhere(seven.display > 0.5)
     for pixel in map(tuple, ink[:: max(1, len(ink) // 30)]):
         up, down = x.copy(), x.copy()
         up[(0, 0, *pixel)] += eps

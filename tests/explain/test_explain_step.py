@@ -9,14 +9,14 @@ import pytest
 from explain_support import trained_small_cnn
 
 import cnnlab
-from cnnlab.explain.inputs import load_input
 from cnnlab.explain.step import training_step
+from cnnlab.runs.pictures import read_picture
 
 
 def test_step_weights_follow_the_update_rule_and_stay_in_the_model() -> None:
     model = copy.deepcopy(trained_small_cnn())
     before_weights = {name: p.copy() for name, p, _ in model.named_parameters()}
-    x = load_input("mnist-sample:test:61").as_input()
+    x = read_picture(model, "mnist-sample:test:61").x[None]
     result = training_step(model, x, label=8, lr=0.1)
     assert [w.layer for w in result.weights] == [0, 3, 7]
     lr = np.float32(0.1)
@@ -36,7 +36,7 @@ def test_step_weights_follow_the_update_rule_and_stay_in_the_model() -> None:
 
 def test_step_lowers_the_loss_and_reports_probabilities() -> None:
     model = copy.deepcopy(trained_small_cnn())
-    x = load_input("mnist-sample:test:61").as_input()
+    x = read_picture(model, "mnist-sample:test:61").x[None]
     probs_before = model.predict_proba(x)[0]
     result = training_step(model, x, label=8, lr=0.05)
     np.testing.assert_allclose(result.before, probs_before, rtol=1e-6)
@@ -49,7 +49,7 @@ def test_step_lowers_the_loss_and_reports_probabilities() -> None:
 
 def test_step_refuses_bad_labels_and_losses() -> None:
     model = copy.deepcopy(trained_small_cnn())
-    x = load_input("mnist-sample:test:61").as_input()
+    x = read_picture(model, "mnist-sample:test:61").x[None]
     with pytest.raises(cnnlab.CnnlabError, match="label"):
         training_step(model, x, label=10)
     with pytest.raises(cnnlab.CnnlabError, match="step: loss must be one of"):

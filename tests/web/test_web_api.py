@@ -264,8 +264,21 @@ def test_predict_says_when_the_model_is_unsure(
         create_app(str(tmp_path / "flat.npz"), runs_dir=str(tmp_path)), base_url=LAB_URL
     ) as c:
         body = c.post("/api/predict?steps=false", json={"pixels": np.eye(28).tolist()}).json()
-    assert (body["unsure"], body["runner_up"]) == (unsure, runner_up)
+    assert (body["unsure"], body["runner_up"], body["known"]) == (unsure, runner_up, True)
     assert body["class_name"] == ("0" if unsure else "3")
+
+
+def test_predict_says_when_a_drawing_is_not_a_digit(client, monkeypatch) -> None:
+    from cnnlab.runs import predict
+
+    real = predict.assess
+    monkeypatch.setattr(
+        predict, "assess", lambda model, x: (real(model, x)[0], np.zeros(len(x), bool))
+    )
+    body = client.post("/api/predict?steps=false", json={"pixels": np.eye(28).tolist()}).json()
+    assert body["known"] is False
+    assert body["label"] == int(np.argmax(body["probabilities"]))
+    assert body["class_name"] == body["class_names"][body["label"]]
 
 
 # -- training -------------------------------------------------------------------------------

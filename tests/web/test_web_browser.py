@@ -187,6 +187,22 @@ def test_an_unsure_model_says_so_and_names_the_runner_up(browser, tmp_path):
         lab.close()
 
 
+def test_a_drawing_that_is_no_digit_says_so_and_names_the_closest(desktop):
+    # The server's answer, with "none of these classes" as the model's assessment would say it.
+    def not_a_digit(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "known": False})
+
+    desktop.page.route("**/api/predict*", not_a_digit)
+    desktop.stroke(ONE)
+    shown = desktop.wait_for_prediction()
+    closest = max(range(10), key=lambda i: shown["probabilities"][i])
+    conf = desktop.page.inner_text("#pred-conf")
+    assert conf.startswith(f"not a digit (closest: {closest}, ") and conf.endswith("%)")
+    assert shown["label"] == "?"
+    assert "unsure" in desktop.page.get_attribute("#pred-label", "class")
+
+
 def test_phone_layout_stacks_and_still_predicts(phone):
     phone.stroke(ONE)
     assert phone.wait_for_prediction()["label"] == "1"

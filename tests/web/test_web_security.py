@@ -234,18 +234,19 @@ def test_a_client_that_never_finishes_its_head_is_cut_off(model_file):
 
 
 def test_pictures_are_decoded_a_few_at_a_time(client, monkeypatch):
-    """Eight pictures sent at once: no more than ``_PICTURE_SLOTS`` are ever in decoding and
+    """Eight pictures sent at once: no more than ``PICTURE_SLOTS`` are ever in decoding and
     preprocessing together (each may take ~64 MB), the others wait their turn."""
     import time
 
     from web_helpers import digit_png, sample_digits
 
-    from cnnlab.web import inputs as app_module
+    from cnnlab.data import preprocess
+    from cnnlab.runs.pictures import PICTURE_SLOTS
 
-    slots = app_module.PICTURE_SLOTS._initial_value
+    slots = PICTURE_SLOTS._initial_value
     busy, most = [0], [0]
     lock = threading.Lock()
-    real = app_module.preprocess_digit
+    real = preprocess.preprocess_digit
 
     def tracked(image):
         with lock:
@@ -258,7 +259,7 @@ def test_pictures_are_decoded_a_few_at_a_time(client, monkeypatch):
             with lock:
                 busy[0] -= 1
 
-    monkeypatch.setattr(app_module, "preprocess_digit", tracked)
+    monkeypatch.setattr(preprocess, "preprocess_digit", tracked)
     png = digit_png(sample_digits("test")[0][0])
     codes = []
 

@@ -125,6 +125,34 @@ def _answers_share_the_model_threads(client: TestClient, monkeypatch: pytest.Mon
     assert most == 1
 
 
+def test_teach_answers_are_worded_as_the_draw_tabs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnlab.runs import predict
+
+    # A picture model that ignores its input: every class 1/3, so always unsure.
+    model = cnnlab.Sequential(
+        [cnnlab.Flatten(), cnnlab.Dense(3 * 32 * 32, 3)], input_shape=(3, 32, 32)
+    )
+    for array in model.layers[1].params.values():
+        array[...] = 0
+    model.meta.update(kind="images", class_names=CLASSES, mean=[0.5] * 3, std=[0.25] * 3)
+    model.save(tmp_path / "shapes.npz")
+    app = create_app(str(tmp_path / "shapes.npz"), runs_dir=str(tmp_path / "runs"))
+    picture = drawing("circle", np.random.default_rng(0))
+    with TestClient(app, base_url=LAB_URL) as client:
+        body = send(client, "/api/teach/predict", picture).json()
+        assert (body["class_name"], body["unsure"], body["runner_up"]) == (
+            CLASSES[0],
+            True,
+            CLASSES[1],
+        )
+        assert body["known"] is True
+        real = predict.assess
+        monkeypatch.setattr(predict, "assess", lambda m, x: (real(m, x)[0], np.zeros(len(x), bool)))
+        assert send(client, "/api/teach/predict", picture).json()["known"] is False
+
+
 @pytest.mark.parametrize(
     ("classes", "message"),
     [

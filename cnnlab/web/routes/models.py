@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.inputs import kind_of
 from cnnlab.web.registry import ModelRegistry
 from cnnlab.web.schemas import SelectRequest
 
 router = APIRouter()
+
+
+class NoModelError(CnnlabError):
+    """The lab has no model yet."""
+
+    http_status = 503
+
+
+class WrongKindError(CnnlabError):
+    """The active model reads another kind of picture than the tab sends."""
+
+    http_status = 409
 
 
 def registry_of(request: Request) -> ModelRegistry:
@@ -23,10 +36,9 @@ def current_model(request: Request, kind: str = "digits") -> tuple[str, Sequenti
     ``kind`` (``"digits"`` for the Draw tab, ``"images"`` for the Teach tab)."""
     active = registry_of(request).active()
     if active is None:
-        raise HTTPException(503, "no model yet: train one in the Train tab or start with --model")
+        raise NoModelError("no model yet: train one in the Train tab or start with --model")
     if kind_of(active[1]) != kind:
-        raise HTTPException(
-            409,
+        raise WrongKindError(
             "the active model reads digits; train the Teach classes first"
             if kind == "images"
             else "the active model reads pictures, not digits; use the Teach tab or pick a "

@@ -6,14 +6,16 @@ from typing import Any
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.parallel import available_cores
 from cnnlab.explain import maps
 from cnnlab.explain.article import ARTICLE_FILTER, ARTICLE_IMAGE
-from cnnlab.runs import confidence
+from cnnlab.runs.pictures import read_picture
+from cnnlab.runs.predict import read
 from cnnlab.web import inference
-from cnnlab.web.inputs import model_input, read_input
+from cnnlab.web.inputs import read_input
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.schemas import PREDICT_BODY
 
@@ -22,7 +24,6 @@ router = APIRouter()
 # thread pool's default 40, 32 clients on 2 cores got 538-665 JSON answers/s and PNGs
 # p99 0.8-1.0 s; with this limit 625-744/s and 0.74 s (benchmarks/serve_load.py).
 MODEL_THREADS = anyio.CapacityLimiter(available_cores())
-DIGIT_CLASSES = [str(d) for d in range(10)]
 
 
 @router.post("/api/predict", tags=["predict"], openapi_extra=PREDICT_BODY)
@@ -30,33 +31,21 @@ async def predict(
     request: Request, steps: bool = True, activations: bool = False
 ) -> dict[str, Any]:
     """Read a digit: image bytes, or JSON ``{"pixels": 28×28}``. Returns the label, whether
-    the model is unsure (top probability below 80 %) and its runner-up, the probabilities of
-    every class, the preprocessing steps (``steps=true``) and the conv
-    layers' activation maps (``activations=true``), images as base64 PNG."""
-    source, data, preprocess = await read_input(request)
+    the model is unsure (top probability below 80 %) and its runner-up, whether the picture is
+    a digit at all (``known``), the probabilities of every class, the preprocessing steps
+    (``steps=true``) and the conv layers' activation maps (``activations=true``), images as
+    base64 PNG."""
+    source, preprocess = await read_input(request)
     name, model = current_model(request)
 
     def work() -> dict[str, Any]:
-        prepared = model_input(source, data, preprocess)
-        probs = maps.predict_one(model, prepared["image"][None, None])
-        reading = confidence.read(probs)
-        label = reading.label
-        classes = model.meta.get("class_names") or DIGIT_CLASSES
-        name_of = [str(c) for c in classes] + [str(i) for i in range(len(classes), len(probs))]
-        out: dict[str, Any] = {
-            "label": label,
-            "class_name": name_of[label],
-            "unsure": reading.unsure,
-            "runner_up": name_of[reading.runner_up],
-            "class_names": [str(c) for c in classes],
-            "probabilities": [round(float(p), 6) for p in probs],
-            "model": name,
-            "inverted": bool(prepared["inverted"]),
-        }
+        picture = read_picture(model, source, preprocess=preprocess)
+        (reading,) = read(model, [picture])
+        out = {**inference.answer(reading), "model": name, "inverted": picture.inverted}
         if steps:
-            out["steps"] = inference.step_images(prepared["steps"])
+            out["steps"] = inference.step_images(picture.steps)
         if activations:
-            out["activations"] = inference.layer_map_images(model, prepared["image"])
+            out["activations"] = inference.layer_map_images(model, picture.x)
         return out
 
     return await anyio.to_thread.run_sync(work, limiter=MODEL_THREADS)
@@ -70,19 +59,18 @@ async def occlusion(
     slides over the 28×28 input; each pixel gets the mean drop in the probability of
     ``label`` (default: the predicted one) when covered."""
     if not 2 <= patch <= 14 or not 1 <= stride <= patch:
-        raise HTTPException(
-            422, f"patch must be 2 to 14 and stride 1 to patch, got {patch} and {stride}"
-        )
-    source, data, preprocess = await read_input(request)
+        raise CnnlabError(f"patch must be 2 to 14 and stride 1 to patch, got {patch} and {stride}")
+    source, preprocess = await read_input(request)
     _, model = current_model(request)
 
     def work() -> dict[str, Any]:
-        image = model_input(source, data, preprocess)["image"]
-        probs = maps.predict_one(model, image[None, None])
+        picture = read_picture(model, source, preprocess=preprocess)
+        x = picture.x[None]  # (1, 1, 28, 28)
+        probs = maps.predict_one(model, x)
         target = int(np.argmax(probs)) if label is None else label
         if not 0 <= target < len(probs):
-            raise HTTPException(422, f"label must be 0 to {len(probs) - 1}, got {target}")
-        result = maps.occlusion(model, image[None, None], target, patch, stride)
+            raise CnnlabError(f"label must be 0 to {len(probs) - 1}, got {target}")
+        result = maps.occlusion(model, x, target, patch, stride)
         heat = result.base_probability - result.pixel_map  # (28, 28) mean drop when covered
         top = max(float(heat.max()), 1e-6)
         return {
@@ -92,7 +80,7 @@ async def occlusion(
             "stride": stride,
             "values": np.round(heat.astype(np.float64), 4).tolist(),
             "map": inference.png_base64(heat, 0.0, top, colour=True),
-            "input": inference.png_base64(image),
+            "input": inference.png_base64(picture.display),
         }
 
     return await anyio.to_thread.run_sync(work, limiter=MODEL_THREADS)

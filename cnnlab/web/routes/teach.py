@@ -3,25 +3,21 @@ one training job, and predictions with an occlusion map from the model it traine
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import anyio
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from cnnlab.data.preprocess import ImageTooLargeError
-from cnnlab.engine.errors import CnnlabError
 from cnnlab.explain import maps
-from cnnlab.runs.inputs import class_names, read_picture
+from cnnlab.runs.pictures import PICTURE_SLOTS, read_picture
+from cnnlab.runs.predict import read
 from cnnlab.web import inference
-from cnnlab.web.inputs import PICTURE_SLOTS
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.routes.predict import MODEL_THREADS
 from cnnlab.web.teach import Project
-from cnnlab.web.training import TrainingBusyError
 
 router = APIRouter()
 OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on the 32×32 input
@@ -39,22 +35,6 @@ def project_of(request: Request) -> Project:
     return request.app.state.teach
 
 
-def _refused(err: CnnlabError) -> HTTPException:
-    return HTTPException(422, str(err))
-
-
-def _decoding(work: Callable[[], Any]) -> Any:
-    """``work()``, which decodes a picture, in one of the lab's picture slots: 413 when the
-    picture's header claims more pixels than the budget, 422 when it cannot be used."""
-    try:
-        with PICTURE_SLOTS:
-            return work()
-    except ImageTooLargeError as err:
-        raise HTTPException(413, str(err)) from None
-    except CnnlabError as err:
-        raise _refused(err) from None
-
-
 @router.get("/api/teach/project", tags=["teach"])
 def project(request: Request) -> dict[str, Any]:
     """The project's classes and how many examples each has."""
@@ -64,30 +44,26 @@ def project(request: Request) -> dict[str, Any]:
 @router.post("/api/teach/project", tags=["teach"])
 def create_project(request: Request, body: ProjectRequest) -> dict[str, Any]:
     """Start over with 2 to 10 named classes (their examples are removed)."""
-    try:
-        return project_of(request).create(body.classes)
-    except CnnlabError as err:
-        raise _refused(err) from None
+    return project_of(request).create(body.classes)
 
 
 @router.post("/api/teach/examples", tags=["teach"])
 async def add_example(request: Request, label: str) -> dict[str, Any]:
     """Add the picture in the body (PNG, JPEG, …) as an example of class ``label``."""
     picture = await request.body()
-    add = project_of(request).add_example
-    return await run_in_threadpool(_decoding, lambda: add(label, picture))
+    project = project_of(request)
+
+    def add() -> dict[str, Any]:
+        with PICTURE_SLOTS:  # the example is decoded like any picture: a few at once
+            return project.add_example(label, picture)
+
+    return await run_in_threadpool(add)
 
 
 @router.post("/api/teach/train", tags=["teach"], status_code=202)
 def train(request: Request) -> dict[str, Any]:
     """Train the project's examples in the background (the Train tab's job); 409 while busy."""
-    trainer = request.app.state.trainer
-    try:
-        trainer.start(project_of(request).run_config())
-    except TrainingBusyError as err:
-        raise HTTPException(409, str(err)) from None
-    except CnnlabError as err:
-        raise _refused(err) from None
+    request.app.state.trainer.start(project_of(request).run_config())
     return train_status(request)
 
 
@@ -113,24 +89,19 @@ def train_status(request: Request) -> dict[str, Any]:
 
 @router.post("/api/teach/predict", tags=["teach"])
 async def predict(request: Request) -> dict[str, Any]:
-    """The active picture model's answer for the picture in the body: class names,
-    probabilities and an occlusion map (base64 PNG; bright where covering the picture lowers
-    the answer's probability)."""
+    """The active picture model's answer for the picture in the body, as ``/api/predict``
+    words it (class, unsure and runner-up, known, probabilities), and an occlusion map (base64
+    PNG; bright where covering the picture lowers the answer's probability)."""
     picture = await request.body()
     _, model = current_model(request, "images")
 
     def work() -> dict[str, Any]:
-        x = _decoding(lambda: read_picture(model, picture).x)
-        probs = maps.predict_one(model, x[None])
-        label = int(np.argmax(probs))
-        occ = maps.occlusion(model, x[None], label, OCCLUSION_PATCH, OCCLUSION_STRIDE)
+        x = read_picture(model, picture).x[None]  # (1, C, H, W)
+        (reading,) = read(model, x)
+        occ = maps.occlusion(model, x, reading.label, OCCLUSION_PATCH, OCCLUSION_STRIDE)
         heat = np.clip(occ.base_probability - occ.pixel_map, 0, None)
-        names = class_names(model)
         return {
-            "label": label,
-            "class_name": names[label],
-            "class_names": names,
-            "probabilities": [round(float(p), 6) for p in probs],
+            **inference.answer(reading),
             "occlusion": inference.png_base64(heat, 0.0, max(float(heat.max()), 1e-6), True),
         }
 

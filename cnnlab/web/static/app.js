@@ -337,13 +337,14 @@
       bar.setAttribute("aria-label", `${result.class_names[i]}: ${percent(p)}`);
     });
     const label = $("pred-label");
-    label.textContent = result.class_name;
-    label.classList.toggle("long", result.class_name.length > 2);
+    const top = percent(probs[result.label]);
+    label.textContent = result.known ? result.class_name : "?";
+    label.classList.toggle("long", label.textContent.length > 2);
     label.dataset.label = String(result.label);
-    $("pred-conf").textContent = result.unsure
-      ? `unsure: ${percent(probs[result.label])} for ${result.class_name}, maybe ${result.runner_up}`
-      : `${percent(probs[result.label])} sure it is ${result.class_name}`;
-    label.classList.toggle("unsure", result.unsure);
+    if (!result.known) $("pred-conf").textContent = `not a digit (closest: ${result.class_name}, ${top})`;
+    else if (result.unsure) $("pred-conf").textContent = `unsure: ${top} for ${result.class_name}, maybe ${result.runner_up}`;
+    else $("pred-conf").textContent = `${top} sure it is ${result.class_name}`;
+    label.classList.toggle("unsure", result.unsure || !result.known);
     showSteps(result.steps || []);
     showMaps(result.activations || []);
     $("occlude").disabled = false;

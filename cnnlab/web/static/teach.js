@@ -280,7 +280,14 @@
   let shown = 0;
 
   function showPrediction(result) {
-    $("teach-answer").textContent = result.class_name;
+    const top = `${(100 * result.probabilities[result.label]).toFixed(1)}%`;
+    const answer = $("teach-answer");
+    answer.textContent = result.known ? result.class_name : "none of these";
+    answer.classList.toggle("unsure", result.unsure || !result.known);
+    answer.classList.toggle("long", answer.textContent.length > 2);
+    if (!result.known) $("teach-conf").textContent = `none of these (closest: ${result.class_name}, ${top})`;
+    else if (result.unsure) $("teach-conf").textContent = `unsure: ${top} for ${result.class_name}, maybe ${result.runner_up}`;
+    else $("teach-conf").textContent = `${top} sure it is ${result.class_name}`;
     const bars = $("teach-bars");
     bars.replaceChildren();
     bars.dataset.count = String(++shown);
@@ -296,6 +303,7 @@
       const value = document.createElement("span");
       value.className = "value";
       value.textContent = `${(100 * p).toFixed(1)}%`;
+      bar.setAttribute("aria-label", `${name}: ${value.textContent}`);
       bar.append(label, fill, value);
       bars.append(bar);
     });
