@@ -7,7 +7,7 @@ training images a run left out with ``--subset``), it prints:
 * AUROC — how well the score ranks real digits above non-digits (1 is perfect, 0.5 chance);
 * FPR at 95 % TPR — the share of non-digits scored above the score that keeps 95 % of digits;
 * flagged — non-digits answered "not a digit" or "unsure" (calibrated top probability below
-  ``confidence.UNSURE_BELOW``);
+  ``predict.UNSURE_BELOW``);
 * lost — digits the plain softmax reads correctly that the score now calls "not a digit", on
   the bundled MNIST test split and on ``wild_digits.py``'s sources of the same group.
 
@@ -44,7 +44,7 @@ from cnnlab.data.nondigits import draw_nondigits, nondigit_inputs  # noqa: E402
 from cnnlab.data.preprocess import NoInkError, preprocess_file  # noqa: E402
 from cnnlab.engine.train import to_input  # noqa: E402
 from cnnlab.runs import unknowns  # noqa: E402
-from cnnlab.runs.confidence import UNSURE_BELOW  # noqa: E402
+from cnnlab.runs.predict import UNSURE_BELOW  # noqa: E402
 
 
 def _inputs(samples: list[tuple[bytes, int]]) -> tuple[np.ndarray, np.ndarray]:

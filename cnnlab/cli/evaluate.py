@@ -98,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
     x = prepare_set(model, pictures, args.split)
     labels = pictures.y_train if args.split == "train" else pictures.y_test
     names = list(pictures.class_names)
-    from cnnlab.runs import unknowns
+    from cnnlab.runs import predict, unknowns
 
     plain = to_numpy(model.predict_proba(x))
-    probabilities, _ = unknowns.assess(model, x)  # calibrated when training calibrated it
+    probabilities, _ = predict.assess(model, x)  # calibrated when training calibrated it
     calibrated = "temperature" in model.meta
     predictions = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predictions, len(names))
