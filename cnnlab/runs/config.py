@@ -78,8 +78,9 @@ class RunConfig:
     label_smoothing: float | None = None
     augment: bool | None = None
     # outlier exposure: the weight of a pull towards uniform probabilities on generated
-    # non-digits mixed into a digit run's training pictures (one per four digits); 0 is off
-    outlier_exposure: float = 0.0
+    # non-digits mixed into a digit run's training pictures (one per four digits); 0 is off,
+    # None the recipe's for digits with the cross-entropy loss, else 0
+    outlier_exposure: float | None = None
     seed: int = 0
     device: str = "cpu"
     monitor: bool = False  # record per-layer gradient flow (the command line's figure)
@@ -118,6 +119,10 @@ class RunConfig:
         smoothing = self.label_smoothing
         if smoothing is None:
             smoothing = recipe.label_smoothing if self.loss == "cross-entropy" else 0.0
+        exposure = self.outlier_exposure
+        if exposure is None:
+            mine = kind == "digits" and self.loss == "cross-entropy"
+            exposure = recipe.outlier_exposure if mine else 0.0
         resolved = dataclasses.replace(
             self,
             recipe=name,
@@ -130,6 +135,7 @@ class RunConfig:
             weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
             schedule=self.schedule if self.schedule is not None else recipe.schedule,
             label_smoothing=smoothing,
+            outlier_exposure=exposure,
             start_from=start,
             train_layers=layers,
             **chosen,
@@ -145,7 +151,6 @@ class RunConfig:
         check.choice(WHO, "device", self.device, tuple(DEVICES))
         check.integer(WHO, "seed", self.seed, 0)
         check.number(WHO, "momentum", self.momentum, 0, 1, high_open=True)
-        check.number(WHO, "outlier_exposure", self.outlier_exposure, 0)
         optional = {
             "recipe": lambda v: check.choice(WHO, "recipe", v, tuple(RECIPES)),
             "image_size": lambda v: check.integer(WHO, "image_size", v, MIN_IMAGE_SIZE)
@@ -162,6 +167,7 @@ class RunConfig:
             "label_smoothing": lambda v: check.number(
                 WHO, "label_smoothing", v, 0, 1, high_open=True
             ),
+            "outlier_exposure": lambda v: check.number(WHO, "outlier_exposure", v, 0),
             "val_fraction": lambda v: check.number(WHO, "val_fraction", v, 0, 0.5),
             "patience": lambda v: check.integer(WHO, "patience", v, 0),
             "balance": lambda v: _check_type("balance", v, bool, "true or false"),
@@ -201,6 +207,7 @@ class RunConfig:
         if "optimizer" in values:  # a resolved record: older ones lack the newer fields
             values.setdefault("betas", ADAM_BETAS)
             values.setdefault("label_smoothing", 0.0)
+            values.setdefault("outlier_exposure", 0.0)
             for key, before in _BEFORE_SIZING.items():
                 values.setdefault(key, before)
         if values.get("betas") is not None:

@@ -80,7 +80,7 @@ class _Reporter(RunCallback):
             batches=self.batches,
             step=state.step,
             loss=state.loss_sum / max(state.seen, 1),
-            accuracy=state.correct / max(state.seen, 1),
+            accuracy=state.accuracy,
             lr=float(logs["lr"]),
         )
         now = time.monotonic()

@@ -37,8 +37,10 @@ class Recorder(RunCallback):
 def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None:
     recorder = Recorder()
     result = train_run(CONFIG, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
-    assert recorder.start is not None and recorder.start.steps_per_epoch == 6
-    assert recorder.start.n_train == 96 and recorder.batches == 12
+    # 96 digits and, by the default recipe's outlier exposure, 24 generated non-digits.
+    assert recorder.start is not None and recorder.start.steps_per_epoch == 8
+    assert recorder.start.n_train == 96 and recorder.batches == 16
+    assert result.config.outlier_exposure == 0.5
     assert not result.stopped and result.config.lr == 2e-3  # the default recipe's
     config = json.loads(result.folder.config_file.read_text())
     assert RunConfig.from_json(config) == result.config and config["n_train"] == 96
