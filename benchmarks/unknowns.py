@@ -43,7 +43,10 @@ from cnnlab.data import load  # noqa: E402
 from cnnlab.data.nondigits import draw_nondigits, nondigit_inputs  # noqa: E402
 from cnnlab.data.preprocess import NoInkError, preprocess_file  # noqa: E402
 from cnnlab.engine.train import to_input  # noqa: E402
-from cnnlab.runs import unknowns  # noqa: E402
+from cnnlab.runs import predict, unknowns  # noqa: E402
+from cnnlab.runs.config import RunConfig  # noqa: E402
+from cnnlab.runs.inputs import prepare  # noqa: E402
+from cnnlab.runs.pipeline import hold_out, load_data  # noqa: E402
 from cnnlab.runs.predict import UNSURE_BELOW  # noqa: E402
 
 
@@ -100,9 +103,23 @@ def auroc(inside: np.ndarray, outside: np.ndarray) -> float:
     return float(u / (len(inside) * len(outside)))
 
 
+def validation(run: Path, model) -> tuple[np.ndarray, np.ndarray]:
+    """The run's held-in validation digits: the pictures training held out (its stratified
+    split), else the training images after ``--subset``."""
+    config = RunConfig.from_json(json.loads((run / "config.json").read_text()))
+    run_data = hold_out(load_data(config, progress=False), config)
+    if len(run_data.val_labels):
+        return prepare(model, run_data.val_images), run_data.val_labels.astype(np.int64)
+    if not config.subset:
+        sys.exit(f"{run} held no pictures out: train it with --val-fraction F or --subset N")
+    images, labels = load(config.dataset, "train")
+    return to_input(images[config.subset :]), labels[config.subset :].astype(np.int64)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("model", help="a run folder trained with --subset (the rest validates)")
+    parser.add_argument("model", help="a run folder that held validation pictures out")
+    parser.add_argument("--today", help="the run whose right answers may not be lost [model]")
     parser.add_argument("--group", choices=["tune", "heldout"], default="tune")
     parser.add_argument("--n", type=int, default=600, help="non-digits")
     parser.add_argument("--per-class", type=int, default=20, help="digits per wild source class")
@@ -111,54 +128,49 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="/tmp/cnnlab-unknowns")
     args = parser.parse_args(argv)
     model = load_model(args.model).eval()
-    config = json.loads((Path(args.model) / "config.json").read_text())
-    images, labels = load(config["dataset"], "train")
-    if not config.get("subset"):
-        sys.exit("train the model with --subset N: the training images after N validate")
-    x_val = to_input(images[config["subset"] :])
-    y_val = labels[config["subset"] :].astype(np.int64)
+    today = load_model(args.today or args.model).eval()
+    trained = {key: model.meta[key] for key in unknowns.META_KEYS if key in model.meta}
+    x_val, y_val = validation(Path(args.model), model)
 
     sets = prepared(args.group, args.n, args.per_class, Path(args.cache))
     test_x, test_y = load("mnist-sample", "test")
-    digits = {"mnist-test": (to_input(test_x), test_y.astype(np.int64))}
-    for key in sets:
-        if key.startswith("digits/"):
-            name = key.split("/", 1)[1]
-            digits[name] = (sets[key][:, None], sets[f"labels/{name}"])
+    wild = [key.split("/", 1)[1] for key in sets if key.startswith("digits/")]
+    digits = {
+        "mnist": (to_input(test_x), test_y.astype(np.int64)),
+        "wild": (
+            np.concatenate([sets[f"digits/{name}"] for name in wild])[:, None],
+            np.concatenate([sets[f"labels/{name}"] for name in wild]),
+        ),
+    }
     others = np.concatenate([sets["nondigits/canvas"], sets["nondigits/paper"]])[:, None]
     kinds = np.concatenate([sets["kinds/canvas"], sets["kinds/paper"]])
-
-    wild_x = np.concatenate([x for name, (x, _) in digits.items() if name != "mnist-test"])
-    wild_y = np.concatenate([y for name, (_, y) in digits.items() if name != "mnist-test"])
-    plain = {
-        "mnist": model.predict_proba(digits["mnist-test"][0]),
-        "wild": model.predict_proba(wild_x),
-        "others": model.predict_proba(others),
-    }
-    right = {
-        "mnist": plain["mnist"].argmax(1) == digits["mnist-test"][1],
-        "wild": plain["wild"].argmax(1) == wild_y,
-    }
-    unsure_today = (plain["others"].max(1) < UNSURE_BELOW).mean()
+    right = {k: today.predict(x) == y for k, (x, y) in digits.items()}
+    unsure_today = (today.predict_proba(others).max(1) < UNSURE_BELOW).mean()
     print(
-        f"{args.group}: {len(others)} non-digits, {len(wild_y)} wild digits "
-        f"({right['wild'].mean():.1%} right), MNIST test {right['mnist'].mean():.2%} right; "
-        f"today unsure on {unsure_today:.1%} of non-digits"
+        f"{args.group}: {len(others)} non-digits, {len(digits['wild'][1])} wild digits; today "
+        f"({args.today or args.model}) reads {right['wild'].mean():.1%} of the wild digits and "
+        f"{right['mnist'].mean():.2%} of MNIST test right, and is unsure on {unsure_today:.1%} "
+        f"of the non-digits; validation: {len(y_val)} digits"
     )
-    print(
-        "score        T      AUROC  FPR@95  flagged  lost(mnist)  lost(wild)  ECE(mnist) "
-        "before/after"
-    )
-    for method in args.methods.split(","):
-        meta = unknowns.calibrate(model, x_val, y_val, method, args.keep)
+    print("score        T      AUROC  FPR@95  flagged  lost(mnist)  lost(wild)  ECE(mnist)")
+    rows = [(m, None) for m in args.methods.split(",")]
+    if trained:
+        rows.append((f"{trained['unknown_score']} *", trained))
+    for method, meta in rows:
+        for key in unknowns.META_KEYS:
+            model.meta.pop(key, None)
+        meta = meta or unknowns.calibrate(model, x_val, y_val, method, args.keep)
         model.meta.update(meta)
         results = {}
-        for name, x in (("mnist", digits["mnist-test"][0]), ("wild", wild_x), ("others", others)):
+        for name, x in (("mnist", digits["mnist"][0]), ("wild", digits["wild"][0]),
+                        ("others", others)):  # fmt: skip
             logits, features = unknowns.logits_and_features(model, x)
             means = np.asarray(meta.get("class_means", np.zeros(0)))
             precision = np.asarray(meta.get("feature_precision", np.zeros(0)))
-            score = unknowns.scores(method, logits, features, meta["temperature"], means, precision)
-            probabilities, known = unknowns.assess(model, x)
+            score = unknowns.scores(
+                meta["unknown_score"], logits, features, meta["temperature"], means, precision
+            )
+            probabilities, known = predict.assess(model, x)
             results[name] = (score, probabilities, known)
         inside = np.concatenate([results["mnist"][0], results["wild"][0]])
         outside = results["others"][0]
@@ -166,18 +178,17 @@ def main(argv: list[str] | None = None) -> int:
         _, p_out, known_out = results["others"]
         flagged = ~known_out | (p_out.max(1) < UNSURE_BELOW)
         lost = {k: (~results[k][2] & right[k]).sum() / right[k].sum() for k in right}
-        ece_before = unknowns.ece(plain["mnist"], digits["mnist-test"][1])
-        ece_after = unknowns.ece(results["mnist"][1], digits["mnist-test"][1])
+        calibration = unknowns.ece(results["mnist"][1], digits["mnist"][1])
         print(
             f"{method:11s} {meta['temperature']:5.2f}  {auroc(inside, outside):.4f}  "
             f"{fpr:6.1%}  {flagged.mean():6.1%}   {lost['mnist']:8.2%}   {lost['wild']:8.2%}"
-            f"    {ece_before:.2%} / {ece_after:.2%}"
+            f"    {calibration:.2%}"
         )
         per_kind = {k: flagged[kinds == k].mean() for k in np.unique(kinds)}
         shares = ", ".join(f"{k} {v:.0%}" for k, v in per_kind.items())
         print(f"            flagged by kind: {shares}")
-        for key in unknowns.META_KEYS:
-            model.meta.pop(key, None)
+    plain = unknowns.ece(model.predict_proba(digits["mnist"][0]), digits["mnist"][1])
+    print(f"(* as trained; ECE on MNIST test without calibration {plain:.2%})")
     return 0
 
 

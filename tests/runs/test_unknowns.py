@@ -44,6 +44,23 @@ def test_the_fitted_temperature_undoes_a_known_overconfidence() -> None:
     assert after < 0.02 < before
 
 
+def test_the_prior_holds_the_temperature_near_1_when_few_pictures_are_wrong() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 1, (150, 10))
+    labels = logits.argmax(1)
+    logits[labels == 0, 0] += 3  # sure of most, and of one wrong answer less so
+    labels[0] = (labels[0] + 1) % 10
+    alone = unknowns.fit_temperature(logits, labels, prior=np.inf)
+    held = unknowns.fit_temperature(logits, labels)
+    assert alone < held < 1
+
+    # The minimum of the penalised cost, checked against its neighbours.
+    def cost(t: float) -> float:
+        return unknowns.nll(logits, labels, t) + np.log(t) ** 2 / (2 * 0.5**2 * 150)
+
+    assert cost(held) < min(cost(held * 1.02), cost(held / 1.02))
+
+
 def test_nll_and_energy_by_hand() -> None:
     logits = np.array([[np.log(3.0), 0.0]])  # softmax (0.75, 0.25)
     assert unknowns.nll(logits, np.array([0]), 1.0) == pytest.approx(-np.log(0.75))
@@ -64,6 +81,10 @@ def test_mahalanobis_by_hand() -> None:
     assert np.allclose(precision, 2 * np.eye(2), rtol=1e-5)
     score = unknowns.mahalanobis(np.array([[4.0, 0], [11, 1]]), means[:2], precision)
     assert np.allclose(score, [-18, -2], rtol=1e-5)  # 2·3² to class 0; 2·1² to class 1
+    # Spread along x only, 4 pictures of 2 features: covariance diag(1, 0) shrunk by 2/6
+    # towards its mean variance 0.5: diag(2/3 + 1/6, 1/6).
+    _, precision = unknowns.class_means(np.array([[-1.0, 0], [1, 0]] * 2), np.zeros(4, int), 1)
+    assert np.allclose(precision, np.diag([6 / 5, 6]), rtol=1e-5)
 
 
 def _model(softmax: bool = False) -> Sequential:
