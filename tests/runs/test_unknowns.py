@@ -158,3 +158,29 @@ def test_the_reliability_diagram_is_drawn(tmp_path: Path) -> None:
     bins = unknowns.reliability(p, y)
     path = plots.plot_reliability(bins, tmp_path / "r.png", before=bins)
     assert Image.open(path).size[0] > 100
+
+
+@pytest.mark.slow
+def test_a_digit_model_trained_the_default_way_says_not_a_digit_to_drawn_shapes(
+    tmp_path: Path,
+) -> None:
+    from cnnlab.data import load
+    from cnnlab.data.nondigits import nondigit_inputs
+    from cnnlab.engine.train import to_input
+    from cnnlab.runs import predict
+    from cnnlab.runs.config import RunConfig
+    from cnnlab.runs.folder import RunFolder
+    from cnnlab.runs.pipeline import train_run
+
+    config = RunConfig(subset=3000, epochs=4, val_fraction=0.2, seed=1)
+    result = train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
+    model = result.model
+    assert result.config.outlier_exposure > 0 and model.meta["unknown_score"] == "energy"
+    shapes, _ = nondigit_inputs(60, seed=11, group="tune")
+    answers = predict.read(model, shapes[:, None])
+    flagged = np.mean([not r.known or r.unsure for r in answers])
+    images, labels = load("mnist-sample", "test")
+    digits = predict.read(model, to_input(images[:300]))
+    kept = np.mean([r.known for r, y in zip(digits, labels, strict=False) if r.label == y])
+    assert flagged >= 0.75, flagged
+    assert kept >= 0.97, kept
