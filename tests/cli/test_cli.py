@@ -114,6 +114,31 @@ def test_evaluate_prints_tables(run_dir: Path, capsys: pytest.CaptureFixture) ->
     assert "expected calibration error" in out and "reliability diagram drawn to" in out
 
 
+def test_evaluate_a_calibrated_model(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from cnnlab.runs import unknowns
+
+    model = cl.Sequential.load(run_dir / "model.npz")
+    images, labels = load("mnist-sample", "train")
+    held = cl.to_input(images[-500:])
+    model.meta.update(unknowns.calibrate(model, held, labels[-500:].astype(np.int64)))
+    model.save(tmp_path / "calibrated.npz")
+    diagram = tmp_path / "reliability.png"
+    args = ["evaluate", str(tmp_path / "calibrated.npz"), "--png", os.devnull]
+    assert main([*args, "--json", "--reliability-png", str(diagram)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    test_images, test_labels = load("mnist-sample", "test")
+    probabilities, _ = unknowns.assess(model, cl.to_input(test_images))
+    assert report["temperature"] == model.meta["temperature"] != 1
+    assert report["ece"] == pytest.approx(unknowns.ece(probabilities, test_labels))
+    assert report["ece"] != report["ece_uncalibrated"]
+    assert report["reliability_png"] == str(diagram) and diagram.read_bytes()[:4] == b"\x89PNG"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"(temperature {model.meta['temperature']:.2f};" in out and "before calibration" in out
+
+
 def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     digit_png(tmp_path / "digit.png", index=3)
     pre = tmp_path / "pre"
