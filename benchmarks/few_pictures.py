@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -81,11 +82,12 @@ def write_scenes(root: Path, seed: int) -> None:
     write_picture_folder(root / "test", per_class=20, seed=seed + 100)
 
 
-def train(folder: Path, out: Path, cnnlab: Path) -> tuple[float, float]:
+def train(folder: Path, out: Path, cnnlab: Path) -> tuple[float, float, float]:
+    """Test accuracy, wall seconds and CPU seconds of ``cnnlab train --dataset folder``."""
     env = child_env()
     env["PYTHONPATH"] = os.pathsep.join([str(cnnlab), env["PYTHONPATH"]])
     command = [sys.executable, "-m", "cnnlab", "train", "--dataset", str(folder), "--quiet"]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(
         [*command, "--out", str(out)],
         env=env,
@@ -94,7 +96,7 @@ def train(folder: Path, out: Path, cnnlab: Path) -> tuple[float, float]:
         check=False,
         cwd=out.parent,
     )
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
     if done.returncode:
         raise SystemExit(f"{folder.name}: {done.stderr.strip()}")
     plan = [line for line in done.stdout.splitlines() if "pictures," in line]
@@ -102,7 +104,12 @@ def train(folder: Path, out: Path, cnnlab: Path) -> tuple[float, float]:
         print(f"  {plan[0]}")
     from cnnlab.engine.sequential import Sequential
 
-    return Sequential.load(out / "model.npz").meta["test_accuracy"], seconds
+    return Sequential.load(out / "model.npz").meta["test_accuracy"], seconds, cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -122,8 +129,11 @@ def main() -> None:
                 write_digits(folder, "test" if args.held_out else "train", 0)
             else:
                 write_scenes(folder, 50 if args.held_out else 5)
-            accuracy, seconds = train(folder, base / f"run-{kind}", Path(args.cnnlab))
-            print(f"{kind}: test accuracy {100 * accuracy:.1f}% in {seconds:.1f} s", flush=True)
+            accuracy, seconds, cpu = train(folder, base / f"run-{kind}", Path(args.cnnlab))
+            print(
+                f"{kind}: test accuracy {100 * accuracy:.1f}% in {seconds:.1f} s ({cpu:.1f} CPU s)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

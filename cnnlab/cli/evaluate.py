@@ -21,7 +21,7 @@ from cnnlab.cli._common import (
 from cnnlab.data.pictures import load_image_set
 from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.metrics import confusion_matrix, precision_recall
+from cnnlab.engine.metrics import confusion_matrix, precision_recall, wilson_interval
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
 
@@ -108,7 +108,9 @@ def run(args: argparse.Namespace) -> int:
     ece = unknowns.ece(probabilities, labels)
     ece_before = unknowns.ece(plain, labels)
     precision, recall = precision_recall(matrix)
-    accuracy = float(np.trace(matrix) / matrix.sum())
+    correct, total = int(np.trace(matrix)), int(matrix.sum())
+    accuracy = correct / total
+    low, high = wilson_interval(correct, total)
     slug = Path(pictures.name).name
     png = Path(args.png) if args.png else path.parent / f"confusion-{slug}-{args.split}.png"
     from cnnlab.figures import plots
@@ -135,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
             "split": args.split,
             "images": int(matrix.sum()),
             "accuracy": accuracy,
+            "accuracy_interval_95": [low, high],  # Wilson score interval
             "per_class": [
                 {"class": name, "precision": float(p), "recall": float(r), "support": int(s)}
                 for name, p, r, s in zip(names, precision, recall, matrix.sum(axis=1), strict=True)
@@ -149,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(
-        f"{pictures.name} {args.split}: accuracy {100 * accuracy:.2f}% on {matrix.sum():,} images"
+        f"{pictures.name} {args.split}: accuracy {100 * accuracy:.2f}% on {total:,} images "
+        f"(95% interval {100 * low:.1f}–{100 * high:.1f}%)"
     )
     width = max(5, *(len(n) for n in names))
     print(f"\n{'class'.ljust(width)}  precision  recall  support")

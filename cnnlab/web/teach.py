@@ -26,6 +26,7 @@ from cnnlab.data.folders import read_pixels
 from cnnlab.data.preprocess import ImageTooLargeError
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import atomic_write
+from cnnlab.engine.metrics import describe_accuracy
 from cnnlab.runs.config import RunConfig
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
@@ -34,6 +35,13 @@ EXAMPLE_SIDE = 64  # pixels a side of a stored example
 IMAGE_SIZE = 32  # the network's input
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _-]{0,23}$")
 PROJECT = "project"
+
+
+def accuracy_text(accuracy: float, count: int) -> str:
+    """What the page says of a trained model: its accuracy on the held-out examples with their
+    number and a 95 % interval, since 100 % of 3 examples says little."""
+    right = round(accuracy * count)
+    return f"Trained: right on {describe_accuracy(right, count)} held out."
 
 
 class TeachError(CnnlabError):

@@ -218,6 +218,7 @@ class TrainingManager:
         return {
             "run": folder.name,
             "test_accuracy": result.test_accuracy,
+            "test_count": len(result.data.test_labels),
             "stopped": result.stopped,
             "activated": activate,
         }

@@ -14,6 +14,7 @@ from picture_folders import CLASSES, save, scene, write_picture_folder
 
 import cnnlab as cl
 from cnnlab.cli import main
+from cnnlab.engine.metrics import wilson_interval
 
 
 @pytest.fixture(autouse=True)
@@ -54,8 +55,12 @@ def test_evaluate_reports_each_class_by_name(
     report = json.loads(capsys.readouterr().out)
     assert [row["class"] for row in report["per_class"]] == list(CLASSES)
     assert report["images"] == 24 and report["accuracy"] >= 0.95
+    right = round(report["accuracy"] * 24)
+    assert report["accuracy_interval_95"] == list(wilson_interval(right, 24))
     assert main(["evaluate", str(run), "--png", os.devnull]) == 0
     lines = capsys.readouterr().out.splitlines()
+    low, high = wilson_interval(right, 24)  # a small test set says how sure it is
+    assert f"on 24 images (95% interval {100 * low:.1f}–{100 * high:.1f}%)" in lines[0]
     header = lines[lines.index("confusion matrix (rows: true class, columns: predicted)") + 1]
     assert header.split() == list(CLASSES)
     assert main(["evaluate", str(run), "--dataset", "mnist-sample"]) == 2
@@ -237,3 +242,24 @@ def test_training_from_a_run_says_what_it_chose_and_refuses_a_damaged_model_in_o
     error = capsys.readouterr().err.strip()
     assert "not a cnnlab model file" in error and "\n" not in error
     assert not (tmp_path / "never").exists()
+
+
+def test_too_few_or_unequal_pictures_are_one_line_each(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    two_of_one = write_picture_folder(tmp_path / "two", per_class=1, classes=("a", "b"))
+    args = ["train", "--dataset", str(two_of_one), "--out", str(tmp_path / "r1"), "--quiet"]
+    assert main(args) == 2
+    error = capsys.readouterr().err.strip()
+    assert "at least 2 pictures" in error and "\n" not in error
+    assert not (tmp_path / "r1").exists()
+    unequal = write_picture_folder(tmp_path / "unequal", per_class=40, classes=("sea",))
+    write_picture_folder(unequal, per_class=3, classes=("forest",))
+    args = ["train", "--dataset", str(unequal), "--image-size", "12", "--epochs", "1",
+            "--out", str(tmp_path / "r2"), "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    plan = [line for line in capsys.readouterr().out.splitlines() if "pictures, 2 classes" in line]
+    assert len(plan) == 1 and "classes balanced" in plan[0]
+    assert plan[0].endswith(
+        "class 'forest' has only 2 training pictures: add more for a useful model"
+    )

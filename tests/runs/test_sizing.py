@@ -51,18 +51,20 @@ def test_a_small_folder_gets_small_batches_many_epochs_a_held_out_share_and_augm
     config = RunConfig(dataset=FOLDER).resolve(450, "images", [150, 150, 150])
     # 3 × 150 pictures: 22 of each held out, 384 train in batches of 16 → 24 steps an epoch
     assert config.val_fraction == sizing.FOLDER_VAL_FRACTION
-    assert config.batch_size == 16 and config.epochs == 50 and sizing.TARGET_STEPS <= 50 * 24
-    assert config.patience == 12 and config.augment is True and config.balance is False
+    assert config.batch_size == 16 and config.epochs == 100 and sizing.TARGET_STEPS <= 100 * 24
+    assert config.patience == 25 and config.augment is True and config.balance is False
     tiny = RunConfig(dataset=FOLDER).resolve(30, "images", [10, 10, 10])
     assert tiny.batch_size == sizing.MIN_BATCH and tiny.epochs == sizing.MAX_EPOCHS
 
 
 def test_named_sets_keep_their_recipe_and_hold_out_a_small_share_only_when_large() -> None:
     recipe = get_recipe("default")
-    sample = RunConfig().resolve(10_000, "digits", [1_000] * 10)
-    assert (sample.batch_size, sample.epochs) == (recipe.batch_size, recipe.epochs(10_000))
-    assert sample.val_fraction == sizing.NAMED_VAL_FRACTION and sample.patience == 0
-    assert sample.augment is recipe.augment and sample.balance is False
+    mnist = RunConfig(dataset="mnist").resolve(60_000, "digits", [6_000] * 10)
+    assert (mnist.batch_size, mnist.epochs) == (recipe.batch_size, recipe.epochs(60_000))
+    assert mnist.val_fraction == sizing.NAMED_VAL_FRACTION and mnist.patience == 0
+    assert mnist.augment is recipe.augment and mnist.balance is False
+    sample = RunConfig().resolve(10_000, "digits", [1_000] * 10)  # keeps all its digits
+    assert (sample.batch_size, sample.epochs, sample.val_fraction) == (64, 12, 0.0)
     subset = RunConfig(subset=96).resolve(96, "digits", [10] * 9 + [6])
     assert subset.val_fraction == 0.0
     shapes = RunConfig(dataset="shapes").resolve(6_000, "images", [1_000] * 6)
@@ -177,3 +179,25 @@ def test_a_class_without_a_picture_to_test_on_is_refused_in_one_line(tmp_path: P
         train_run(RunConfig(dataset=str(folder), image_size=12), run, progress=False)
     assert "class 'sea' has 1 picture and none to test on" in str(info.value)
     assert "\n" not in str(info.value) and not run.path.exists()
+
+
+def test_wildly_unequal_classes_are_named_in_the_summary() -> None:
+    counts = [300, 20, 150]
+    config = RunConfig(dataset=FOLDER).resolve(470, "images", counts)
+    line = sizing.summary(RunConfig(dataset=FOLDER), config, counts, ["a", "b", "c"])
+    assert "classes balanced" in line
+    assert line.endswith(
+        "class 'b' has 20 pictures against 300 of 'a': expect it to be read worse; add pictures "
+        "of it"
+    )
+
+
+def test_no_run_stops_early_before_its_share_of_the_epochs() -> None:
+    model = dense_model()
+    x, y = np.eye(2, dtype=np.float32), np.array([0, 1])
+    best = sizing.BestEpoch(model, LOSSES["cross-entropy"](), x, y, patience=1, stop_from=4)
+    state = TrainState()
+    for epoch in range(1, 5):
+        state.epoch = epoch
+        best.on_epoch_end(state, {})  # the same weights: never better after the first
+        assert state.stop is (epoch == 4)

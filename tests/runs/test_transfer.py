@@ -171,3 +171,34 @@ def test_a_registered_starting_point_is_taken_by_name(
             assert same is (i < top), (i, key)
     with pytest.raises(CnnlabError, match="plain name"):
         transfer.register_start("scratch", lambda: cl.Sequential.load(source / "model.npz"))
+
+
+def test_a_stopped_run_from_a_model_resumes_to_the_uninterrupted_weights(
+    tmp_path: Path, folder_and_source: tuple[Path, Path]
+) -> None:
+    from cnnlab.engine.train import Callback
+    from cnnlab.runs.pipeline import resume_run
+
+    folder, source = folder_and_source
+    config = RunConfig(
+        dataset=str(folder), image_size=12, epochs=3, start_from=str(source),
+        train_layers="top", patience=0,
+    )  # fmt: skip
+    straight = train_run(config, RunFolder.create(tmp_path / "straight"), progress=False)
+
+    class Count(Callback):
+        steps = 0
+
+        def on_batch_end(self, state, logs) -> None:
+            Count.steps += 1
+
+    cut = train_run(
+        config, RunFolder.create(tmp_path / "cut"), [Count()], lambda: Count.steps >= 4,
+        progress=False,
+    )  # fmt: skip
+    assert cut.stopped
+    resumed = resume_run(tmp_path / "cut", progress=False)
+    expected = straight.model.state_arrays()
+    for key, value in resumed.model.state_arrays().items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+    assert resumed.model.meta["from"] == straight.model.meta["from"]

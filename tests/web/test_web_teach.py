@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from web_helpers import LAB_URL, most_at_once
 
 import cnnlab
+from cnnlab.engine.metrics import describe_accuracy
 from cnnlab.web.app import create_app
 
 CLASSES = ["circle", "cross", "line"]
@@ -90,6 +91,9 @@ def test_three_drawn_classes_train_and_answer(
     assert client.post("/api/teach/train", json={}).status_code == 202
     status = wait_for_training(client)
     assert status["state"] == "finished", status
+    # 2 of each class's 10 examples are held out to test: the page says how few
+    right = round(status["test_accuracy"] * 6)
+    assert status["accuracy_text"] == f"Trained: right on {describe_accuracy(right, 6)} held out."
     answers = []
     for name in CLASSES:
         result = send(client, "/api/teach/predict", drawing(name, rng)).json()

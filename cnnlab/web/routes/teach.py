@@ -17,7 +17,7 @@ from cnnlab.runs.predict import read
 from cnnlab.web import inference
 from cnnlab.web.routes.models import current_model
 from cnnlab.web.routes.predict import MODEL_THREADS
-from cnnlab.web.teach import Project
+from cnnlab.web.teach import Project, accuracy_text
 
 router = APIRouter()
 OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on the 32×32 input
@@ -80,6 +80,7 @@ def train_status(request: Request) -> dict[str, Any]:
             status["epoch"] = int(event["epoch"])
         elif event["type"] == "done":
             status["test_accuracy"] = event["test_accuracy"]
+            status["accuracy_text"] = accuracy_text(event["test_accuracy"], event["test_count"])
             status["run"] = event["run"]
         elif event["type"] == "error":
             # Teach sets no learning rate: a run that did not learn needs other examples.

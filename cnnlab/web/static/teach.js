@@ -234,7 +234,7 @@
       const job = await follow();
       if (job.state !== "finished") throw new Error(job.error || `training ${job.state}`);
       trained = true;
-      say(`Trained: ${(100 * (job.test_accuracy || 0)).toFixed(0)}% on held-out examples. Draw or show something!`);
+      say(`${job.accuracy_text} Draw or show something!`);
       predictSoon();
     } catch (err) {
       say(err.message, true);
