@@ -14,7 +14,8 @@ Start the web lab: draw a digit and watch the network read it, train a network l
 step through a convolution. The page works offline; it is served from this machine only
 unless --host says otherwise. Without --model the lab starts with the newest run in
 --runs-dir whose model reads the digits 0-9 (28x28 grey: what the Draw tab is for), else the
-newest run; without any run the page offers to train one. Stop with Ctrl-C.
+newest run; without any run the page offers to train one. It prints the lab's address, then
+which model it started with and why. Stop with Ctrl-C.
 
 examples:
   cnnlab serve

@@ -400,6 +400,23 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     bars = page.locator("#teach-bars li")
     assert bars.count() == 3
     assert page.is_visible("#teach-occlusion")
+    conf = page.inner_text("#teach-conf")  # worded as the Draw tab words its answers
+    assert conf.endswith(f"sure it is {answers[-1]}") or conf.startswith("unsure: ")
+    assert bars.first.get_attribute("aria-label").startswith(f"{TEACH_CLASSES[0]}: ")
+
+    # An answer that is none of the classes, as the model's assessment would say it.
+    def none_of_these(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "known": False})
+
+    page.route("**/api/teach/predict", none_of_these)
+    page.click("#teach-clear")
+    shown = int(page.get_attribute("#teach-bars", "data-count"))
+    draw_on_teach_pad(page, teach_strokes("circle", rng))
+    page.wait_for_selector(f"#teach-bars[data-count='{shown + 1}']")
+    assert page.inner_text("#teach-answer") == "none of these"
+    assert page.inner_text("#teach-conf").startswith("none of these (closest: ")
+    page.unroute("**/api/teach/predict")
 
     # The fake camera: one snapshot becomes an example, and live predictions follow it.
     page.check("input[name='teach-source'][value='camera']")
