@@ -37,6 +37,7 @@ from cnnlab.engine.sequential import Sequential
 BINS = 15  # confidence bins of the calibration error, as Guo et al. use
 SCORES = ("msp", "energy", "mahalanobis")
 METHOD = "energy"  # the score training calibrates (benchmarks/README.md)
+MIN_HELD = 50  # validation pictures below which no threshold is set (see calibrate)
 KEEP = 0.99  # share of held-in validation pictures the threshold keeps as known
 T_RANGE = (0.05, 20.0)  # temperatures searched, and accepted from a model file
 PRIOR_SD = 0.5  # of log T: T within a factor e^±1 of 1 at two standard deviations
@@ -251,7 +252,12 @@ def calibrate(
     fitted on held-in validation inputs ``x_val (N, *input_shape)`` and labels ``y_val (N,)``:
     ``temperature``, ``unknown_score`` (``method``), ``unknown_below`` (the score under which
     a picture is unknown: the ``1 − keep`` quantile of the validation pictures' scores) and, for
-    ``"mahalanobis"``, ``class_means`` and ``feature_precision`` (from the same pictures)."""
+    ``"mahalanobis"``, ``class_means`` and ``feature_precision`` (from the same pictures).
+
+    Under ``MIN_HELD`` pictures only the temperature is fitted: the lowest of a handful of
+    scores is no threshold (three drawn classes of 20 pictures, 9 held out: a third of new
+    pictures of a trained class fell below it), so such a model takes every picture as one of
+    its classes."""
     if method not in SCORES:
         raise CnnlabError(f"unknown score {method!r}; use one of {', '.join(SCORES)}")
     if not 0 < keep <= 1:
@@ -259,7 +265,10 @@ def calibrate(
     logits, features = logits_and_features(model, x_val)
     labels = np.asarray(y_val, np.int64)
     temperature = fit_temperature(logits, labels)
-    meta: dict[str, Any] = {"temperature": temperature, "unknown_score": method}
+    meta: dict[str, Any] = {"temperature": temperature}
+    if len(labels) < MIN_HELD:
+        return meta
+    meta["unknown_score"] = method
     means = precision = None
     if method == "mahalanobis":
         means, precision = class_means(features, labels, logits.shape[1])
@@ -282,6 +291,8 @@ def assess(model: Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     temperature, method, below = _checked_meta(meta)
     logits, features = logits_and_features(model, x)
     probabilities = np.exp(log_softmax(logits, temperature)).astype(model.dtype)
+    if method is None:  # calibrated on too few pictures to set a threshold
+        return probabilities, np.ones(len(probabilities), bool)
     means = precision = None
     if method == "mahalanobis":
         means, precision = _mahalanobis_meta(meta, logits.shape[1], features.shape[1])
@@ -289,22 +300,23 @@ def assess(model: Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return probabilities, known
 
 
-def _checked_meta(meta: dict[str, Any]) -> tuple[float, str, float]:
+def _checked_meta(meta: dict[str, Any]) -> tuple[float, str | None, float]:
     temperature, method, below = (meta.get(k) for k in META_KEYS[:3])
     number = (int, float)
+    threshold = (method is None and below is None) or (
+        method in SCORES and isinstance(below, number) and np.isfinite(below)
+    )
     if (
         not isinstance(temperature, number)
         or not T_RANGE[0] <= temperature <= T_RANGE[1]
-        or method not in SCORES
-        or not isinstance(below, number)
-        or not np.isfinite(below)
+        or not threshold
     ):
         raise CnnlabError(
             f"the model's meta temperature, unknown_score and unknown_below must be a number in "
             f"{T_RANGE}, one of {', '.join(SCORES)} and a finite number; got "
             f"{str(temperature)[:20]}, {str(method)[:20]}, {str(below)[:20]}; train it again"
         )
-    return float(temperature), method, float(below)
+    return float(temperature), method, float(below) if below is not None else 0.0
 
 
 def _mahalanobis_meta(meta: dict[str, Any], k: int, d: int) -> tuple[np.ndarray, np.ndarray]:

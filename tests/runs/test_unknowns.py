@@ -137,6 +137,19 @@ def test_calibrate_keeps_the_asked_share_of_validation_pictures(method: str) -> 
         assert not unknowns.assess(model, far)[1][0]
 
 
+def test_too_few_validation_pictures_set_no_threshold() -> None:
+    model = _model()
+    x = np.random.default_rng(5).normal(size=(unknowns.MIN_HELD - 1, 1, 3, 4)).astype(np.float32)
+    y = model.predict(x)
+    y[0] = (y[0] + 1) % 3
+    meta = unknowns.calibrate(model, x, y)
+    assert set(meta) == {"temperature"}
+    model.meta.update(meta)
+    far = np.full((1, 1, 3, 4), 50.0, np.float32)
+    probabilities, known = unknowns.assess(model, np.concatenate([x, far]))
+    assert known.all() and not np.allclose(probabilities[:-1], model.predict_proba(x), atol=1e-4)
+
+
 def test_a_damaged_calibration_is_refused_in_one_line() -> None:
     model = _model()
     x = np.zeros((2, 1, 3, 4), np.float32)
