@@ -25,7 +25,7 @@ from cnnlab.engine.layers import (
     Softmax,
     Tanh,
 )
-from cnnlab.engine.losses import CrossEntropyLoss, MSELoss
+from cnnlab.engine.losses import CrossEntropyLoss, MSELoss, OutlierExposureLoss
 from cnnlab.engine.optim import SGD, Adam, CosineLR, OneCycleLR, StepLR, Warmup
 from cnnlab.engine.parallel import get_threads, set_threads
 from cnnlab.engine.rng import manual_seed
@@ -55,6 +55,7 @@ __all__ = [
     "MSELoss",
     "MaxPool2D",
     "OneCycleLR",
+    "OutlierExposureLoss",
     "ReLU",
     "Residual",
     "Sequential",

@@ -1,4 +1,5 @@
-"""``cnnlab evaluate``: accuracy, per-class precision and recall, and the confusion matrix."""
+"""``cnnlab evaluate``: accuracy, per-class precision and recall, the confusion matrix, and how
+well the probabilities are calibrated (expected calibration error, reliability diagram)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from cnnlab.cli._common import (
     load_model,
 )
 from cnnlab.data.pictures import load_image_set
+from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.metrics import confusion_matrix, precision_recall, wilson_interval
 from cnnlab.engine.rng import manual_seed
@@ -29,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="measure a model on a data set split",
         description="Accuracy, per-class precision and recall, and the confusion matrix "
-        "(printed, and drawn to a PNG).",
+        "(printed, and drawn to a PNG); the expected calibration error of the probabilities "
+        "(printed, with a reliability diagram drawn beside the confusion matrix).",
         formatter_class=Formatter,
     )
     add_model_argument(p)
@@ -38,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="test", choices=("train", "test"))
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.add_argument("--png", help="where to draw the confusion matrix [beside the model]")
+    p.add_argument(
+        "--reliability-png", help="where to draw the reliability diagram [beside the model]"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed (evaluation itself is deterministic)")
     p.set_defaults(func=run)
 
@@ -119,8 +125,15 @@ def run(args: argparse.Namespace) -> int:
     x = prepare_set(model, pictures, args.split)
     labels = pictures.y_train if args.split == "train" else pictures.y_test
     names = list(pictures.class_names)
-    predictions = model.predict(x)
+    from cnnlab.runs import predict, unknowns
+
+    plain = to_numpy(model.predict_proba(x))
+    probabilities, _ = predict.assess(model, x)  # calibrated when training calibrated it
+    calibrated = "temperature" in model.meta
+    predictions = probabilities.argmax(axis=1)
     matrix = confusion_matrix(labels, predictions, len(names))
+    ece = unknowns.ece(probabilities, labels)
+    ece_before = unknowns.ece(plain, labels)
     precision, recall = precision_recall(matrix)
     correct, total = int(np.trace(matrix)), int(matrix.sum())
     accuracy = correct / total
@@ -129,11 +142,22 @@ def run(args: argparse.Namespace) -> int:
     png = Path(args.png) if args.png else path.parent / f"confusion-{slug}-{args.split}.png"
     from cnnlab.figures import plots
 
+    diagram = (
+        Path(args.reliability_png)
+        if args.reliability_png
+        else path.parent / f"reliability-{slug}-{args.split}.png"
+    )
     try:
         plots.plot_confusion(matrix, names, png)
+        plots.plot_reliability(
+            unknowns.reliability(probabilities, labels),
+            diagram,
+            before=unknowns.reliability(plain, labels) if calibrated else None,
+            title=f"Reliability on {slug} {args.split}",
+        )
     except CnnlabError as err:
         print(f"warning: no figure written: {err}", file=sys.stderr)
-        png = None
+        png = diagram = None
     if args.json:
         report = {
             "dataset": pictures.name,
@@ -147,6 +171,10 @@ def run(args: argparse.Namespace) -> int:
             ],
             "confusion_matrix": matrix.tolist(),
             "png": str(png) if png else None,
+            "ece": ece,
+            "ece_uncalibrated": ece_before,
+            "temperature": model.meta.get("temperature") if calibrated else None,
+            "reliability_png": str(diagram) if diagram else None,
         }
         print(json.dumps(report, indent=2))
         return 0
@@ -157,6 +185,13 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + class_table(names, precision, recall, matrix.sum(axis=1)))
     print("\nconfusion matrix (rows: true class, columns: predicted)")
     print("\n".join(confusion_lines(matrix, names)))
+    if calibrated:
+        print(
+            f"\nexpected calibration error {100 * ece:.2f}% (temperature "
+            f"{model.meta['temperature']:.2f}; {100 * ece_before:.2f}% before calibration)"
+        )
+    else:
+        print(f"\nexpected calibration error {100 * ece:.2f}% (the model is not calibrated)")
     if png:
-        print(f"\nconfusion matrix drawn to {png}")
+        print(f"\nconfusion matrix drawn to {png}\nreliability diagram drawn to {diagram}")
     return 0

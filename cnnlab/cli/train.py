@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         + (", augmented" if r.augment else "")
         + (f", betas {r.betas[0]:g}/{r.betas[1]:g}" if r.betas != (0.9, 0.999) else "")
         + (f", label smoothing {r.label_smoothing:g}" if r.label_smoothing else "")
+        + (f", outlier exposure {r.outlier_exposure:g}" if r.outlier_exposure else "")
         for name, r in RECIPES.items()
     )
     p = sub.add_parser(
@@ -91,6 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(1 − EPS)·one-hot + EPS/K for K classes, in [0, 1) [recipe's]"
     )  # fmt: skip
     p.add_argument(
+        "--outlier-exposure", type=float, metavar="W", help="digits: mix one generated "
+        "non-digit (strokes, shapes, letters) per four digits into training, pulled towards "
+        "equal probabilities with weight W, so that the model can say 'not a digit'; 0 is off "
+        "[recipe's]"
+    )  # fmt: skip
+    p.add_argument(
         "--activation", default="relu", choices=sorted(zoo.ACTIVATIONS), help="of the hidden layers"
     )
     p.add_argument(
@@ -127,6 +134,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         epochs=args.epochs,
         loss=args.loss,
         label_smoothing=args.label_smoothing,
+        outlier_exposure=args.outlier_exposure,
         augment=args.augment,
         val_fraction=args.val_fraction,
         patience=args.patience,

@@ -97,6 +97,65 @@ class CrossEntropyLoss:
         return f"CrossEntropyLoss(label_smoothing={eps:g})" if eps else "CrossEntropyLoss()"
 
 
+class OutlierExposureLoss:
+    """Cross-entropy on the pictures of a class, plus a pull towards the uniform distribution on
+    pictures of none: outlier exposure (Hendrycks, Mazeika & Dietterich, "Deep Anomaly
+    Detection with Outlier Exposure", ICLR 2019).
+
+    A label of ``NONE`` (−1) marks a picture of no class. With the ``M`` class pictures of the
+    batch and its ``U`` others, ``L = CE_M + weight · (1/U) Σ_u −(1/K) Σ_k log softmax(z_u)_k``,
+    where ``CE_M`` is ``base`` (a ``CrossEntropyLoss``, label smoothing and all) on the class
+    pictures; its gradient on a picture of none is ``weight · (softmax(z_u) − 1/K) / U``. A
+    batch without pictures of none is plain ``base``.
+    """
+
+    NONE = -1
+
+    def __init__(self, base: CrossEntropyLoss, weight: float = 0.5) -> None:
+        if not isinstance(base, CrossEntropyLoss):
+            raise CnnlabError(
+                f"OutlierExposureLoss: base must be a CrossEntropyLoss, got {type(base).__name__}"
+            )
+        self.base = base
+        self.weight = validate.number("OutlierExposureLoss", "weight", weight, 0.0)
+
+    def forward(self, logits: Any, labels: Any) -> float:
+        """``logits (N, K)``, ``labels (N,)`` integers in [0, K) or ``NONE`` → the loss."""
+        xp = xp_of(logits)
+        labels = xp.asarray(labels)
+        none = labels == self.NONE
+        self._none, self._shape, self._dtype = none, logits.shape, logits.dtype
+        inside = ~none
+        loss = 0.0
+        if bool(inside.any()):
+            loss = self.base.forward(logits[inside], labels[inside])
+        outside = logits[none]
+        self._probs = None
+        if len(outside):
+            _check_batch("OutlierExposureLoss", outside, xp.zeros(len(outside), xp.int64))
+            shifted = outside - outside.max(axis=1, keepdims=True)
+            log_probs = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+            self._probs = xp.exp(log_probs)
+            loss += self.weight * float(-log_probs.mean())
+        return loss
+
+    def backward(self) -> Any:
+        """dL/dlogits ``(N, K)``."""
+        xp = xp_of(self._none)
+        grad = xp.zeros(self._shape, self._dtype)
+        if bool((~self._none).any()):
+            grad[~self._none] = self.base.backward()
+        if self._probs is not None:
+            u, k = self._probs.shape
+            grad[self._none] = (self._probs - grad.dtype.type(1 / k)) * grad.dtype.type(
+                self.weight / u
+            )
+        return grad
+
+    def __repr__(self) -> str:
+        return f"OutlierExposureLoss({self.base!r}, weight={self.weight:g})"
+
+
 class MSELoss:
     """The article's loss: ``L = (1/N) Σ_n Σ_k ½ (t_nk − o_nk)²`` against one-hot targets.
 

@@ -53,8 +53,15 @@ class TrainState:
     loss_sum: float = 0.0  # running sums of the current epoch
     correct: int = 0
     seen: int = 0
+    scored: int = 0  # of the seen, those with a class (a label of -1 marks a picture of none)
     history: list[dict[str, Any]] = field(default_factory=list)
     stop: bool = False  # set by a callback to stop after the current step
+
+    @property
+    def accuracy(self) -> float:
+        """The current epoch's training accuracy so far, over the pictures that have a class
+        (a state saved before ``scored`` existed counts them all)."""
+        return self.correct / max(self.scored or self.seen, 1)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "stop"}
@@ -68,7 +75,7 @@ class TrainState:
         state = cls(
             **{k: v for k, v in data.items() if k in set(cls.__dataclass_fields__) - {"stop"}}
         )
-        for name in ("epoch", "batch", "step", "correct", "seen"):
+        for name in ("epoch", "batch", "step", "correct", "seen", "scored"):
             validate.integer("training state", name, getattr(state, name), 0)
         for name in ("elapsed_s", "loss_sum"):
             validate.number("training state", name, getattr(state, name), 0.0)
@@ -166,6 +173,7 @@ def fit(
                 state.loss_sum += loss * len(index)
                 state.correct += int((logits.argmax(axis=1) == yb).sum())
                 state.seen += len(index)
+                state.scored += int((yb >= 0).sum())
                 for callback in callbacks:
                     callback.on_batch_end(
                         state, {"loss": loss, "batch_size": len(index), "lr": optimizer.lr}
@@ -176,7 +184,7 @@ def fit(
             entry: dict[str, Any] = {
                 "epoch": state.epoch + 1,
                 "train_loss": state.loss_sum / max(state.seen, 1),
-                "train_accuracy": state.correct / max(state.seen, 1),
+                "train_accuracy": state.accuracy,
                 "lr": optimizer.lr,
             }
             if validation is not None:
@@ -189,6 +197,7 @@ def fit(
             state.history.append(entry)
             state.epoch += 1
             state.batch, state.loss_sum, state.correct, state.seen = 0, 0.0, 0, 0
+            state.scored = 0
             for callback in callbacks:
                 callback.on_epoch_end(state, entry)
             if state.stop:

@@ -163,3 +163,36 @@ def plot_gradient_flow(records: list[dict[str, Any]], path: str | os.PathLike) -
             ax.set_yticks([])
     fig.suptitle("Gradient flow per layer while training", fontsize=12)
     return save(fig, path)
+
+
+def plot_reliability(
+    bins: dict[str, np.ndarray],
+    path: str | os.PathLike,
+    before: dict[str, np.ndarray] | None = None,
+    title: str = "Reliability",
+) -> Path:
+    """A reliability diagram: per confidence bin (``edges``, ``count``, ``confidence``,
+    ``accuracy``, as ``runs.unknowns.reliability`` gives them), the accuracy as a bar against
+    the diagonal a calibrated model follows; ``before`` adds the uncalibrated bins as an
+    outline. Below, how many pictures fall in each bin (log scale)."""
+    fig = new_figure(5.2, 6.0)
+    ax, counts_ax = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    edges = np.asarray(bins["edges"])
+    left, width = edges[:-1], np.diff(edges)
+    shown = np.asarray(bins["count"]) > 0
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    ax.bar(left[shown], np.asarray(bins["accuracy"])[shown], width[shown], align="edge",
+           color="tab:blue", alpha=0.8, edgecolor="white", label="accuracy")  # fmt: skip
+    if before is not None:
+        was = np.asarray(before["count"]) > 0
+        ax.bar(left[was], np.asarray(before["accuracy"])[was], width[was], align="edge",
+               fill=False, edgecolor="tab:red", label="before calibration")  # fmt: skip
+    ax.plot(np.asarray(bins["confidence"])[shown], np.asarray(bins["accuracy"])[shown], "o",
+            color="black", markersize=3, label="mean confidence")  # fmt: skip
+    ax.set(ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    counts_ax.bar(left, np.maximum(bins["count"], 0.5), width, align="edge", color="tab:blue")
+    counts_ax.set_yscale("log")
+    counts_ax.set(xlabel="confidence (top probability)", ylabel="pictures")
+    return save(fig, path)

@@ -16,7 +16,7 @@ from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.fileio import read_regular_file
 from cnnlab.engine.layers import Flatten, Softmax
 from cnnlab.engine.limits import check_activations
-from cnnlab.engine.losses import LOSSES
+from cnnlab.engine.losses import LOSSES, OutlierExposureLoss
 from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
@@ -122,7 +122,10 @@ def make_optimizer(model: Sequential, config: RunConfig) -> Optimizer:
 
 def make_loss(config: RunConfig) -> Any:
     if config.loss == "cross-entropy":
-        return LOSSES["cross-entropy"](label_smoothing=config.label_smoothing)
+        loss = LOSSES["cross-entropy"](label_smoothing=config.label_smoothing)
+        if config.outlier_exposure:
+            return OutlierExposureLoss(loss, config.outlier_exposure)
+        return loss
     return LOSSES[config.loss]()
 
 

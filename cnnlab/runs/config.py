@@ -80,6 +80,10 @@ class RunConfig:
     loss: str = "cross-entropy"
     label_smoothing: float | None = None
     augment: bool | None = None
+    # outlier exposure: the weight of a pull towards uniform probabilities on generated
+    # non-digits mixed into a digit run's training pictures (one per four digits); 0 is off,
+    # None the recipe's for digits with the cross-entropy loss, else 0
+    outlier_exposure: float | None = None
     seed: int = 0
     device: str = "cpu"
     monitor: bool = False  # record per-layer gradient flow (the command line's figure)
@@ -97,6 +101,11 @@ class RunConfig:
         per-class training counts ``counts`` (default: ``n_train`` in one class;
         ``cnnlab.runs.sizing``); validated."""
         self.validate()
+        if self.outlier_exposure and kind != "digits":
+            raise CnnlabError(
+                f"{WHO}: outlier exposure uses generated non-digits, for digit data sets only; "
+                "drop it"
+            )
         name = self.recipe or ("default" if kind == "digits" else "pictures")
         recipe = get_recipe(name)
         chosen = sizing.choose(self, recipe, counts if counts is not None else [n_train])
@@ -115,6 +124,10 @@ class RunConfig:
         smoothing = self.label_smoothing
         if smoothing is None:
             smoothing = recipe.label_smoothing if self.loss == "cross-entropy" else 0.0
+        exposure = self.outlier_exposure
+        if exposure is None:
+            mine = kind == "digits" and self.loss == "cross-entropy"
+            exposure = recipe.outlier_exposure if mine else 0.0
         resolved = dataclasses.replace(
             self,
             recipe=name,
@@ -127,6 +140,7 @@ class RunConfig:
             weight_decay=recipe.weight_decay if self.weight_decay is None else self.weight_decay,
             schedule=self.schedule if self.schedule is not None else recipe.schedule,
             label_smoothing=smoothing,
+            outlier_exposure=exposure,
             start_from=start,
             train_layers=layers,
             **chosen,
@@ -158,6 +172,7 @@ class RunConfig:
             "label_smoothing": lambda v: check.number(
                 WHO, "label_smoothing", v, 0, 1, high_open=True
             ),
+            "outlier_exposure": lambda v: check.number(WHO, "outlier_exposure", v, 0),
             "val_fraction": lambda v: check.number(WHO, "val_fraction", v, 0, 0.5),
             "patience": lambda v: check.integer(WHO, "patience", v, 0),
             "balance": lambda v: _check_type("balance", v, bool, "true or false"),
@@ -167,6 +182,10 @@ class RunConfig:
         for name, validate in optional.items():
             if getattr(self, name) is not None:
                 validate(getattr(self, name))
+        if self.outlier_exposure and self.loss != "cross-entropy":
+            raise CnnlabError(
+                f"{WHO}: outlier exposure applies to the cross-entropy loss; drop it or the loss"
+            )
         if self.label_smoothing and self.loss != "cross-entropy":
             raise CnnlabError(
                 f"{WHO}: label smoothing applies to the cross-entropy loss; drop it or the loss"
@@ -193,6 +212,7 @@ class RunConfig:
         if "optimizer" in values:  # a resolved record: older ones lack the newer fields
             values.setdefault("betas", ADAM_BETAS)
             values.setdefault("label_smoothing", 0.0)
+            values.setdefault("outlier_exposure", 0.0)
             for key, before in _BEFORE_SIZING.items():
                 values.setdefault(key, before)
         if values.get("betas") is not None:

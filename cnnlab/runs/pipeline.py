@@ -30,7 +30,7 @@ from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, fit
-from cnnlab.runs import sizing
+from cnnlab.runs import sizing, unknowns
 from cnnlab.runs.build import (
     check_image_size,
     make_augment,
@@ -289,6 +289,8 @@ def _fit(
     if config.balance:
         index = balanced_indices(run_data.labels, len(run_data.pictures.class_names), config.seed)
         x, y = x[xp.asarray(index)], y[xp.asarray(index)]
+    if config.outlier_exposure:  # generated non-digits join the training pictures
+        x, y = unknowns.with_nondigits(x, y, config.seed)
     augment = make_augment(config, run_data.pictures.kind, run_data.pictures.input_shape[0])
     x_val = to_device(prepare(model, run_data.val_images), config.device)
     if prefix is not None:  # the fitted net's inputs are the frozen prefix's outputs
@@ -349,6 +351,11 @@ def _fit(
     model.meta.update(
         {"test_accuracy": accuracy, "epochs": config.epochs, "stopped": stopped, **kept}
     )
+    for key in unknowns.META_KEYS:  # a resumed run's model may carry an older calibration
+        model.meta.pop(key, None)
+    if len(run_data.val_labels if run_data.val_labels is not None else ()):
+        x_held = to_device(prepare(model, run_data.val_images), config.device)
+        model.meta.update(unknowns.calibrate(model, x_held, run_data.val_labels))
     model.save(folder.model_file)
     folder.write_metrics(state.history)
     if not stopped:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cnnlab.engine.sequential import Sequential
+from cnnlab.runs import unknowns
 from cnnlab.runs.model_input import class_names, reads_digits
 from cnnlab.runs.pictures import Picture
 
@@ -64,11 +65,13 @@ def assess(model: Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The model's probabilities for the inputs ``x`` (N, C, H, W), shape (N, K), and whether
     each picture belongs to any of its classes, shape (N,) bool.
 
-    Every reading's numbers come from here and nowhere else: the softmax of the model's
-    outputs, and every picture taken as one of the classes.
+    Every reading's numbers come from here and nowhere else: ``unknowns.assess``, the
+    probabilities calibrated and the pictures of none of the classes found as training fitted
+    them (the model's ``meta``); a model trained without held-out pictures gives its softmax
+    and takes every picture as one of its classes.
     """
-    probabilities = np.asarray(model.predict_proba(x), np.float64)
-    return probabilities, np.ones(len(probabilities), bool)
+    probabilities, known = unknowns.assess(model, x)
+    return np.asarray(probabilities, np.float64), known
 
 
 def reading(probabilities: np.ndarray, names: Sequence[str], known: bool = True) -> Reading:

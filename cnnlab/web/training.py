@@ -90,7 +90,7 @@ class _Reporter(RunCallback):
         self.model, self.batches = run.model, run.steps_per_epoch
         self.every = max(1, self.batches // PROGRESS_POINTS)
         self.loss, self.accuracy = MovingAverage(), MovingAverage()
-        self.correct = 0  # the epoch's right answers before this step
+        self.correct = self.scored = 0  # the epoch's right answers and pictures with a class
         self.job.emit(
             "start",
             config=run.config.to_json(),
@@ -103,10 +103,11 @@ class _Reporter(RunCallback):
 
     def on_batch_end(self, state: TrainState, logs: dict[str, Any]) -> None:
         if state.batch == 1:  # the epoch's sums started again
-            self.correct = 0
+            self.correct = self.scored = 0
+        scored = state.scored or state.seen  # a state saved before ``scored`` counts them all
         self.loss.add(logs["loss"])
-        self.accuracy.add((state.correct - self.correct) / logs["batch_size"])
-        self.correct = state.correct
+        self.accuracy.add((state.correct - self.correct) / max(scored - self.scored, 1))
+        self.correct, self.scored = state.correct, scored
         if state.batch % self.every and state.batch != self.batches:
             return
         self.job.emit(
@@ -116,7 +117,7 @@ class _Reporter(RunCallback):
             batches=self.batches,
             step=state.step,
             loss=state.loss_sum / max(state.seen, 1),  # the epoch's running means
-            accuracy=state.correct / max(state.seen, 1),
+            accuracy=state.accuracy,
             smoothed_loss=self.loss.value,  # per step, a moving average across epochs
             smoothed_accuracy=self.accuracy.value,
             lr=float(logs["lr"]),

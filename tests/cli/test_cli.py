@@ -104,12 +104,42 @@ def test_evaluate_json_matches_the_model(run_dir: Path, capsys: pytest.CaptureFi
     assert np.array(report["confusion_matrix"]).sum() == len(labels) == report["images"]
     assert len(report["per_class"]) == 10
     assert Path(report["png"]).exists()
+    # Not calibrated by training: the calibration error is the plain softmax's.
+    assert 0 < report["ece"] == report["ece_uncalibrated"] < 0.5
+    assert report["temperature"] is None
+    assert Path(report["reliability_png"]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_evaluate_prints_tables(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["evaluate", str(run_dir / "model.npz"), "--png", os.devnull]) == 0
     out = capsys.readouterr().out
     assert "accuracy" in out and "precision" in out and "confusion matrix" in out
+    assert "expected calibration error" in out and "reliability diagram drawn to" in out
+
+
+def test_evaluate_a_calibrated_model(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from cnnlab.runs import unknowns
+
+    model = cl.Sequential.load(run_dir / "model.npz")
+    images, labels = load("mnist-sample", "train")
+    held = cl.to_input(images[-500:])
+    model.meta.update(unknowns.calibrate(model, held, labels[-500:].astype(np.int64)))
+    model.save(tmp_path / "calibrated.npz")
+    diagram = tmp_path / "reliability.png"
+    args = ["evaluate", str(tmp_path / "calibrated.npz"), "--png", os.devnull]
+    assert main([*args, "--json", "--reliability-png", str(diagram)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    test_images, test_labels = load("mnist-sample", "test")
+    probabilities, _ = unknowns.assess(model, cl.to_input(test_images))
+    assert report["temperature"] == model.meta["temperature"] != 1
+    assert report["ece"] == pytest.approx(unknowns.ece(probabilities, test_labels))
+    assert report["ece"] != report["ece_uncalibrated"]
+    assert report["reliability_png"] == str(diagram) and diagram.read_bytes()[:4] == b"\x89PNG"
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert f"(temperature {model.meta['temperature']:.2f};" in out and "before calibration" in out
 
 
 def test_predict_json_format(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

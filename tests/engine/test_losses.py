@@ -135,3 +135,44 @@ def test_loss_bad_input(loss_cls) -> None:
     bad[1, 2] = np.nan
     with pytest.raises(CnnlabError, match=rf"{name}.*NaN or inf"):
         fn.forward(bad, np.array([0, 1, 2]))
+
+
+def test_outlier_exposure_by_hand() -> None:
+    """Label 2 on softmax [1/6, 2/6, 3/6], and a picture of none on the same logits, weight
+    0.5: ln 2 + 0.5 · (−mean log p) = ln 2 + 0.5 · (ln 6 + ln 3 + ln 2) / 3."""
+    logits = np.array([[0.0, math.log(2), math.log(3)]] * 2)
+    loss_fn = cl.OutlierExposureLoss(cl.CrossEntropyLoss(), weight=0.5)
+    loss = loss_fn.forward(logits, np.array([2, -1]))
+    assert loss == pytest.approx(math.log(2) + 0.5 * math.log(36) / 3, rel=1e-14)
+    p = np.array([1, 2, 3]) / 6
+    np.testing.assert_allclose(loss_fn.backward(), [p - [0, 0, 1], 0.5 * (p - 1 / 3)], rtol=1e-14)
+    # Only pictures of a class: plain cross-entropy; only pictures of none: the uniform pull.
+    assert loss_fn.forward(logits, np.array([2, 0])) == cl.CrossEntropyLoss().forward(
+        logits, np.array([2, 0])
+    )
+    assert loss_fn.forward(np.zeros((3, 4)), np.array([-1, -1, -1])) == pytest.approx(
+        0.5 * math.log(4)
+    )
+    np.testing.assert_allclose(loss_fn.backward(), 0, atol=1e-15)  # uniform already
+    assert repr(loss_fn) == "OutlierExposureLoss(CrossEntropyLoss(), weight=0.5)"
+
+
+def test_outlier_exposure_gradient_matches_finite_differences() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, (6, 4))
+    labels = np.array([0, -1, 3, -1, -1, 1])
+    loss_fn = cl.OutlierExposureLoss(cl.CrossEntropyLoss(label_smoothing=0.1), weight=0.7)
+    loss_fn.forward(logits, labels)
+    analytic = loss_fn.backward()
+    numeric = numerical_grad(lambda: loss_fn.forward(logits, labels), logits)
+    assert not mismatch("dlogits", analytic, numeric)
+
+
+def test_outlier_exposure_refuses_other_labels_and_bases() -> None:
+    loss_fn = cl.OutlierExposureLoss(cl.CrossEntropyLoss())
+    with pytest.raises(CnnlabError, match=r"labels must be in \[0, 2\]"):
+        loss_fn.forward(np.zeros((2, 3)), np.array([0, -2]))
+    with pytest.raises(CnnlabError, match="base must be a CrossEntropyLoss, got MSELoss"):
+        cl.OutlierExposureLoss(cl.MSELoss())
+    with pytest.raises(CnnlabError, match="weight"):
+        cl.OutlierExposureLoss(cl.CrossEntropyLoss(), weight=-1)

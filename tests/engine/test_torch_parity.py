@@ -190,6 +190,21 @@ def test_cross_entropy_parity(n, k, smoothing, rng) -> None:
     close(fn.backward(), lt.grad, "dlogits")
 
 
+@pytest.mark.parametrize("weight", [0.5, 1.0])
+def test_outlier_exposure_parity(weight, rng) -> None:
+    logits, labels = rng.standard_normal((9, 5)) * 3, rng.integers(-1, 5, 9)
+    labels[:2] = [-1, 0]  # both kinds present
+    fn = cl.OutlierExposureLoss(cl.CrossEntropyLoss(label_smoothing=0.1), weight=weight)
+    loss = fn.forward(logits, labels)
+    lt = t(logits, grad=True)
+    none = torch.tensor(labels == -1)
+    inside = F.cross_entropy(lt[~none], torch.tensor(labels[labels >= 0]), label_smoothing=0.1)
+    ref = inside + weight * -F.log_softmax(lt[none], dim=1).mean()
+    ref.backward()
+    close(loss, ref, "loss")
+    close(fn.backward(), lt.grad, "dlogits")
+
+
 @pytest.mark.parametrize("n,k", [(1, 10), (6, 4)])
 def test_mse_parity(n, k, rng) -> None:
     outputs, labels = rng.random((n, k)), rng.integers(0, k, n)

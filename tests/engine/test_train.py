@@ -267,3 +267,15 @@ def test_to_input_and_evaluate() -> None:
     preds = model.predict(x)
     assert cl.evaluate(model, x, preds) == 1.0
     assert cl.evaluate(model, x, 1 - preds) == 0.0
+
+
+def test_training_accuracy_counts_only_the_pictures_that_have_a_class() -> None:
+    rng = np.random.default_rng(0)
+    model = cl.Sequential([cl.Flatten(), cl.Dense(4, 3, rng=rng)], input_shape=(1, 2, 2))
+    x = rng.normal(size=(12, 1, 2, 2)).astype(np.float32)
+    before = model.predict(x)
+    y = np.where(np.arange(12) % 3 == 0, -1, before)  # the rest are all read right
+    y[1] = (before[1] + 1) % 3  # but one
+    loss = cl.OutlierExposureLoss(cl.CrossEntropyLoss())
+    state = cl.fit(model, loss, cl.SGD(model.parameters(), 0.1), x, y, batch_size=12)
+    assert state.history[0]["train_accuracy"] == pytest.approx(7 / 8)  # 8 have a class

@@ -58,7 +58,7 @@ def test_training_distorts_every_batch_with_the_recipe_settings(
     monkeypatch.setattr(build, "random_handwriting", recording)
     config = RunConfig(model="simple", subset=64, batch_size=16, epochs=1)
     train_run(config, RunFolder.create(tmp_path / "run"), progress=False)
-    assert calls == [AUGMENT] * 4
+    assert calls == [AUGMENT] * 5  # 64 digits and 16 generated non-digits, 16 a batch
 
 
 def test_pictures_other_than_digits_are_cropped_and_jittered_and_only_colour_ones_mirrored() -> (

@@ -46,12 +46,21 @@ def test_mse_gets_no_label_smoothing_from_the_recipe() -> None:
         ({"label_smoothing": 1.5}, "run: label_smoothing must be in [0, 1), got 1.5"),
         ({"loss": "mse", "label_smoothing": 0.1}, "smoothing applies to the cross-entropy loss"),
         ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"outlier_exposure": -0.5}, "outlier_exposure must be a finite number >= 0"),
+        ({"loss": "mse", "outlier_exposure": 0.5}, "outlier exposure applies to the cross-"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(change: dict, words: str) -> None:
     with pytest.raises(CnnlabError) as err:
         RunConfig(**change).resolve(100)
     assert words in str(err.value) and "\n" not in str(err.value)
+
+
+def test_outlier_exposure_is_for_digits() -> None:
+    config = RunConfig(dataset="shapes", outlier_exposure=0.5)
+    with pytest.raises(CnnlabError, match="generated non-digits, for digit data sets only"):
+        config.resolve(100, "images")
+    assert RunConfig(outlier_exposure=0.5).resolve(100).outlier_exposure == 0.5
 
 
 def test_json_round_trip_is_exact() -> None:

@@ -3,6 +3,7 @@ to exactly the weights of an uninterrupted one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 import cnnlab as cl
 from cnnlab.engine.errors import MissingPackageError
 from cnnlab.engine.train import TrainState
+from cnnlab.runs import unknowns
+from cnnlab.runs.build import make_loss
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, resume_run, train_run
@@ -37,8 +40,10 @@ class Recorder(RunCallback):
 def test_a_run_writes_its_folder_and_tells_its_callbacks(tmp_path: Path) -> None:
     recorder = Recorder()
     result = train_run(CONFIG, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
-    assert recorder.start is not None and recorder.start.steps_per_epoch == 6
-    assert recorder.start.n_train == 96 and recorder.batches == 12
+    # 96 digits and, by the default recipe's outlier exposure, 24 generated non-digits.
+    assert recorder.start is not None and recorder.start.steps_per_epoch == 8
+    assert recorder.start.n_train == 96 and recorder.batches == 16
+    assert result.config.outlier_exposure == 0.5
     assert not result.stopped and result.config.lr == 2e-3  # the default recipe's
     config = json.loads(result.folder.config_file.read_text())
     assert RunConfig.from_json(config) == result.config and config["n_train"] == 96
@@ -108,3 +113,32 @@ def test_a_failed_run_keeps_a_folder_that_holds_something(tmp_path: Path) -> Non
     with pytest.raises(cl.CnnlabError):
         train_run(RunConfig(lr=-1.0), folder, progress=False)
     assert (folder.path / "notes.txt").read_text() == "mine"
+
+
+def test_outlier_exposure_and_calibration_on_the_held_out_pictures(tmp_path: Path) -> None:
+    recorder = Recorder()
+    config = dataclasses.replace(CONFIG, outlier_exposure=0.5, val_fraction=0.25)
+    result = train_run(config, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
+    # 72 digits (24 held out) and 18 non-digits: 6 batches of 16 an epoch; the digits count.
+    assert recorder.start is not None and recorder.start.steps_per_epoch == 6
+    assert recorder.start.n_train == 72 and recorder.batches == 12
+    assert repr(make_loss(result.config)) == ("OutlierExposureLoss(CrossEntropyLoss(), weight=0.5)")
+    meta = cl.Sequential.load(result.folder.model_file).meta
+    # 24 held out: a temperature, but too few pictures for a threshold (unknowns.MIN_HELD)
+    assert meta["temperature"] > 0 and "unknown_score" not in meta
+    held = cl.to_input(result.data.val_images[:, 0])
+    probabilities, known = unknowns.assess(result.model, held)
+    logits, _ = unknowns.logits_and_features(result.model, held)
+    calibrated = np.exp(unknowns.log_softmax(logits, meta["temperature"]))
+    assert known.all() and np.allclose(probabilities, calibrated, atol=1e-6)
+    x, y = unknowns.with_nondigits(np.zeros((8, 1, 28, 28), np.float32), np.arange(8), seed=0)
+    assert x.shape == (10, 1, 28, 28) and y.tolist() == [*range(8), -1, -1]
+    assert x[8:].max() == 1 and x[:8].max() == 0
+
+
+def test_a_run_without_held_out_pictures_is_not_calibrated(tmp_path: Path) -> None:
+    result = train_run(
+        dataclasses.replace(CONFIG, epochs=1), RunFolder.create(tmp_path / "run"), progress=False
+    )
+    assert result.data.val_labels is not None and len(result.data.val_labels) == 0
+    assert not set(unknowns.META_KEYS) & set(result.model.meta)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from explain_support import trained_small_cnn
 
-from cnnlab.runs import predict
+from cnnlab.data import load
+from cnnlab.runs import predict, unknowns
 from cnnlab.runs.pictures import read_picture
 from cnnlab.runs.predict import UNSURE_BELOW, reading
 
@@ -53,3 +54,17 @@ def test_known_comes_from_assess_alone(monkeypatch) -> None:
     (r,) = predict.read(model, [read_picture(model, "mnist-sample:test:17")])
     assert not r.known and r.class_name == "7"
     assert predict.none_of_these(model) == "not a digit"
+
+
+def test_a_calibrated_model_reads_through_its_calibration() -> None:
+    model = trained_small_cnn()
+    x = np.stack([read_picture(model, f"mnist-sample:test:{i}").x for i in range(200)])
+    _, y = load("mnist-sample", "test")
+    model.meta.update(unknowns.calibrate(model, x[:150], y[:150].astype(np.int64), "msp"))
+    readings = predict.read(model, x[150:])
+    calibrated, known = unknowns.assess(model, x[150:])
+    np.testing.assert_allclose([r.probabilities for r in readings], calibrated, rtol=1e-6)
+    assert [r.known for r in readings] == known.tolist()
+    assert not np.allclose(calibrated, model.predict_proba(x[150:]), atol=1e-4)
+    model.meta["unknown_below"] = 1.5  # no probability reaches it: nothing is a digit
+    assert not any(r.known for r in predict.read(model, x[150:160]))
