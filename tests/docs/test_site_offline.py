@@ -117,7 +117,7 @@ def test_a_widget_is_kept_as_what_it_showed(tmp_path: Path) -> None:
 
 def test_the_readmes_lists_render_as_lists_on_the_site() -> None:
     # Python-Markdown (MkDocs) nests a list only when it is indented by four spaces; indented
-    # by two, as GitHub allows, the README's numbered "Test" steps ran into one paragraph.
+    # by two, as GitHub allows, a nested list runs into one paragraph.
     import markdown
 
     text = (ROOT / "README.md").read_text()
@@ -126,4 +126,4 @@ def test_the_readmes_lists_render_as_lists_on_the_site() -> None:
     html = markdown.markdown(text, extensions=["tables", "fenced_code"])
     assert html.count("<li>") == len(items) > 5
     nested = re.findall(r"^( +)(?:[-*+]|\d+\.) ", prose, re.M)
-    assert nested and all(len(indent) % 4 == 0 for indent in nested)
+    assert all(len(indent) % 4 == 0 for indent in nested)  # a nested list, if any
