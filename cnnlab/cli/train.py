@@ -155,11 +155,12 @@ class ConsoleProgress(RunCallback):
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
-        self.epochs = self.n_train = 0
+        self.epochs = self.per_epoch = 0
         self.bar: ProgressBar | None = None
 
     def on_run_begin(self, run: RunStart) -> None:
-        c, self.epochs, self.n_train = run.config, run.config.epochs, run.n_train
+        c, self.epochs = run.config, run.config.epochs
+        self.per_epoch = run.per_epoch or run.n_train
         if run.state.step:
             print(f"resuming {run.folder.path} after epoch {run.state.epoch}, batch "
                   f"{run.state.batch}", flush=True)  # fmt: skip
@@ -182,11 +183,21 @@ class ConsoleProgress(RunCallback):
         )
         if run.plan:
             print(run.plan, flush=True)
+        if run.per_epoch > run.n_train:
+            reasons = {
+                "smaller classes repeated": c.balance,
+                "generated non-digits": c.outlier_exposure,
+            }
+            print(
+                f"each epoch goes through {run.per_epoch:,} pictures "
+                f"({' and '.join(k for k, v in reasons.items() if v)})",
+                flush=True,
+            )
 
     def on_epoch_begin(self, state: TrainState) -> None:
         # Started before the first step, so the first rate shown includes that step's time.
         self.bar = ProgressBar(
-            self.n_train, f"epoch {state.epoch + 1}/{self.epochs}", unit="img",
+            self.per_epoch, f"epoch {state.epoch + 1}/{self.epochs}", unit="img",
             enabled=not self.quiet,
         )  # fmt: skip
 

@@ -80,6 +80,9 @@ class RunStart:
     state: TrainState  # where training starts (not at 0 after a resume)
     pictures: ImageSet  # the data set: class names, skipped files, whether it came from cache
     plan: str = ""  # one line: what was chosen for this data and why (sizing.summary)
+    # Pictures an epoch goes through: more than ``n_train`` when smaller classes are repeated
+    # (balanced) or generated non-digits are mixed in (outlier exposure).
+    per_epoch: int = 0
 
 
 @dataclass
@@ -307,7 +310,7 @@ def _fit(
     )  # fmt: skip
     run = RunStart(
         config, folder, model, n_train, len(x_test), steps_per_epoch, state, run_data.pictures,
-        plan,
+        plan, per_epoch=len(x),
     )  # fmt: skip
     for callback in callbacks:
         if isinstance(callback, RunCallback):

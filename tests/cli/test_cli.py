@@ -616,3 +616,15 @@ def test_the_per_class_table_lines_up_at_100_percent() -> None:
     assert lines[2].split() == ["cat", "100.00%", "100.00%", "1000"]
     assert lines[3].split() == ["dog", "50.00%", "8.33%", "12"]
     assert len({len(line) for line in lines}) == 1  # every column ends where its header does
+
+
+@pytest.mark.slow
+def test_the_progress_counts_the_generated_non_digits_an_epoch_goes_through(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    args = [a for a in TINY if a != "--quiet"]
+    assert main(["train", *args, "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    # 256 digits and the 64 generated non-digits the digit recipe mixes in (one per four).
+    assert "each epoch goes through 320 pictures (generated non-digits)" in captured.out
+    assert "320/320" in captured.err + captured.out and "/256" not in captured.err
