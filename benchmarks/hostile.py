@@ -189,7 +189,7 @@ def write_model(path: Path, config: dict | None = None, **arrays: np.ndarray) ->
 
 
 def model_files(folder: Path) -> dict[str, Path]:
-    """The hostile models of issue 13, built in ``folder``."""
+    """The hostile models of the first probe, built in ``folder``."""
     base = model_members()
     seed = json.loads(str(np.load(io.BytesIO(base["cnnlab.npy"]))))
     files = {}
@@ -228,7 +228,7 @@ def model_files(folder: Path) -> dict[str, Path]:
 
 
 def image_files(folder: Path) -> dict[str, Path]:
-    """The hostile pictures of issue 13, built in ``folder``."""
+    """The hostile pictures of the first probe, built in ``folder``."""
     files = {}
     ring = big_ring(4000)
     rgba = np.zeros((4000, 4000, 4), np.uint8)

@@ -11,11 +11,11 @@ the tuning):
   ``slanted``: bundled test digits sheared beyond MNIST's usual slant;
   ``uci-lowres``: the UCI optical-recognition digits (43 writers, none of them MNIST's; 8×8
   bitmaps, read from scikit-learn's copy), upscaled, blurred, both polarities; ``photo-uci``:
-  the same digits photographed on paper (these two were held out until issue 15's first stop
-  read them once; they have been tuned on since); ``hands`` and ``hands-lowres``: five
+  the same digits photographed on paper (these two were held out until the first round of tuning
+  ended and read them once; they have been tuned on since); ``hands`` and ``hands-lowres``: five
   handwriting fonts' digits (``HANDS["tune"]``), photographed, or averaged down to 8-12 px and
   upscaled as the UCI bitmaps are.
-* ``heldout`` — looked at once, at the end of a stop, never tuned on:
+* ``heldout`` — looked at once, at the end of a round of tuning, never tuned on:
   ``printed-liberation``: the Liberation fonts (Debian's fonts-liberation), photographed on
   paper; ``hands`` and ``hands-lowres``: six other handwriting fonts (``HANDS["heldout"]``,
   other hands than the tune ones), the same two ways.

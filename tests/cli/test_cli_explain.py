@@ -241,7 +241,7 @@ def test_gradcheck_passes_and_prints_every_parameter(tmp_path, capsys):
 
 
 def test_gradcheck_fast_passes_and_says_why_the_biases_before_batchnorm_pass(tmp_path, capsys):
-    # Issue 12 bug 1: the conv biases before BatchNorm have a ~0 true gradient; with a purely
+    # The conv biases before BatchNorm have a ~0 true gradient; with a purely
     # relative tolerance they failed with relative error 1.0.
     out = run(capsys, "gradcheck", "--model", "fast", "--entries", "3", "--out", str(tmp_path))
     floored = re.findall(r"^(\d+\.Conv2D\.b)\s.*\sok ~0$", out, re.M)

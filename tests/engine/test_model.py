@@ -1,4 +1,4 @@
-"""Sequential: the issue's contract, whole-model gradients, summary, inference, model files."""
+"""Sequential: the documented contract, whole-model gradients, summary, inference, model files."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def contract_batch(n: int = 8) -> tuple[np.ndarray, np.ndarray]:
     return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n)
 
 
-# -- the contract from the issue, as written ----------------------------------------------------
+# -- the documented contract, line for line as a user writes it ---------------------------------
 
 
 def test_contract_cross_entropy_sgd() -> None:

@@ -1,4 +1,4 @@
-"""The figures' labels say what the numbers are, and nothing overlaps (issue 12, bug 6)."""
+"""The figures' labels say what the numbers are, and nothing overlaps."""
 
 from __future__ import annotations
 
