@@ -526,7 +526,7 @@ def test_the_first_progress_rate_counts_the_first_steps_time(
     now = [100.0]
     monkeypatch.setattr(progress, "monotonic", lambda: now[0])
     console = ConsoleProgress(quiet=False)
-    console.epochs, console.n_train = 1, 640
+    console.epochs, console.per_epoch = 1, 640
     state = cl.TrainState()
     console.on_epoch_begin(state)
     now[0] += 0.5  # the first step takes half a second

@@ -63,10 +63,14 @@ def test_named_sets_keep_their_recipe_and_hold_out_a_small_share_only_when_large
     assert (mnist.batch_size, mnist.epochs) == (recipe.batch_size, recipe.epochs(60_000))
     assert mnist.val_fraction == sizing.NAMED_VAL_FRACTION and mnist.patience == 0
     assert mnist.augment is recipe.augment and mnist.balance is False
-    sample = RunConfig().resolve(10_000, "digits", [1_000] * 10)  # keeps all its digits
-    assert (sample.batch_size, sample.epochs, sample.val_fraction) == (64, 12, 0.0)
+    # The bundled sample holds out enough to calibrate on (167 digits, 50 at least).
+    sample = RunConfig().resolve(10_000, "digits", [1_000] * 10)
+    assert (sample.batch_size, sample.epochs) == (64, 12) and sample.patience == 0
+    assert sample.val_fraction == sizing.NAMED_VAL_FRACTION and 10_000 * sample.val_fraction > 50
     subset = RunConfig(subset=96).resolve(96, "digits", [10] * 9 + [6])
     assert subset.val_fraction == 0.0
+    small = RunConfig(subset=5_000).resolve(5_000, "digits", [500] * 10)  # keeps all its digits
+    assert small.val_fraction == 0.0
     shapes = RunConfig(dataset="shapes").resolve(6_000, "images", [1_000] * 6)
     assert (shapes.batch_size, shapes.epochs, shapes.augment) == (64, 6, False)
 
