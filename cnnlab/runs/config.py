@@ -116,6 +116,8 @@ class RunConfig:
         layers = self.train_layers
         if layers is None:
             layers = "all" if start == "scratch" else sizing.layers_to_train(per_class, start)
+        if self.augment is None and layers == "head":  # the frozen layers' features once
+            chosen["augment"] = False
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
         lr = self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer]

@@ -146,15 +146,16 @@ def train_run(
         try:
             config.validate()
             folder.refuse_if_used()
+            given = config
+            size = sizing.start_image_size(config.dataset, config.start_from)
+            if config.image_size is None and size is not None:  # the start's own size
+                config = dataclasses.replace(config, image_size=size)
             check_image_size(config)  # before any picture is decoded
             run_data = load_data(config, progress)
             if sizing.is_folder(config.dataset):  # a subset of a named set may miss a class
                 check_classes(run_data)
             counts = run_data.counts()
-            given, config = (
-                config,
-                config.resolve(len(run_data.images), run_data.pictures.kind, counts),
-            )
+            config = config.resolve(len(run_data.images), run_data.pictures.kind, counts)
             plan = sizing.summary(given, config, counts, run_data.pictures.class_names)
             run_data = hold_out(run_data, config)
             model = start_from(config.start_from, run_data.pictures, config)
