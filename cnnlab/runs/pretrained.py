@@ -13,6 +13,24 @@ Its ``meta`` records the input it expects (RGB, ``(pixel / 255 − mean) / std``
 mean and std) and where its weights came from. ``features(model, pictures)`` runs it over
 pictures in batches. It works at any input size; 112×112 is the default, a quarter of the
 computation of the 224×224 it was trained at.
+
+Each published network is also a starting point of a training run (registered in
+:mod:`cnnlab.runs.transfer`): ``cnnlab train --dataset FOLDER --from resnet18-imagenet``
+downloads the file the first time, loads the folder at 112×112 pixels unless ``--image-size``
+says otherwise, and trains a new head on its features (computed once) below 30 pictures a
+class, its last residual block and the head above (:mod:`cnnlab.runs.sizing`). The run's
+model records in ``meta["from"]`` the starting point, its ``weights`` (the pinned URL and what
+they are), their ``licence``, the data set they learnt from and the normalisation its pictures
+keep. Without a network, or when the file is not the published one, the run stops before
+writing anything with one line that offers cnnlab's offline extractor (``--from extractor``).
+Teach offers a network only once its file is in the cache.
+
+Source and licence: the weights are torchvision's, published under torchvision's
+BSD-3-Clause licence (copyright Soumith Chintala, 2016), in the copy the timm project keeps on
+the Hugging Face Hub under the same licence; cnnlab downloads them from there and ships none
+of them. They were learnt from ImageNet-1k, whose pictures come with their own terms of use
+(non-commercial research); whether those reach a network trained on them is for its user to
+judge.
 """
 
 from __future__ import annotations

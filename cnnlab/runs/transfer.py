@@ -41,7 +41,7 @@ from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import model_path
 from cnnlab.runs.model_input import describe_shape
 from cnnlab.runs.pretrain import shipped_extractor
-from cnnlab.runs.pretrained import load_pretrained
+from cnnlab.runs.pretrained import is_cached, load_pretrained
 from cnnlab.runs.sizing import EXTRACTOR, PRETRAINED_STARTS
 
 SCRATCH = "scratch"
@@ -69,6 +69,12 @@ def register_start(name: str, load: Callable[[], Sequential]) -> None:
 def starting_points() -> tuple[str, ...]:
     """The names ``--from`` takes besides a model file or run folder."""
     return (SCRATCH, *sorted(_STARTS))
+
+
+def ready_starts() -> tuple[str, ...]:
+    """The pretrained starting points usable now without a network: the shipped extractor,
+    and each published network whose weights are already in the cache."""
+    return (EXTRACTOR, *(name for name in PRETRAINED_STARTS if is_cached(name)))
 
 
 def load_source(source: str) -> tuple[Sequential, str]:
