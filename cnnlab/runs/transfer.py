@@ -41,7 +41,7 @@ from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import model_path
 from cnnlab.runs.model_input import describe_shape
 from cnnlab.runs.pretrain import shipped_extractor
-from cnnlab.runs.pretrained import is_cached, load_pretrained
+from cnnlab.runs.pretrained import fetch_pretrained, is_cached, load_pretrained
 from cnnlab.runs.sizing import EXTRACTOR, PRETRAINED_STARTS
 
 SCRATCH = "scratch"
@@ -75,6 +75,14 @@ def ready_starts() -> tuple[str, ...]:
     """The pretrained starting points usable now without a network: the shipped extractor,
     and each published network whose weights are already in the cache."""
     return (EXTRACTOR, *(name for name in PRETRAINED_STARTS if is_cached(name)))
+
+
+def fetch_start(source: str | None, progress: bool = True) -> None:
+    """Download the weights of the published network ``source`` names, unless they are in the
+    cache (nothing for any other source): a run calls it before it decodes a picture, so that
+    one without a network stops at once."""
+    if source in PRETRAINED_STARTS:
+        fetch_pretrained(source, progress=progress)
 
 
 def load_source(source: str) -> tuple[Sequential, str]:
