@@ -18,9 +18,12 @@ data (``cnnlab.runs.sizing``): sized for a folder, the recipe's for a named set.
 ``start_from`` is where the weights start: ``"scratch"`` (random), a model file or run folder,
 or a name registered in ``cnnlab.runs.transfer``, such as ``"extractor"`` (the pretrained
 feature extractor shipped in the package, :mod:`cnnlab.runs.pretrain`), where a folder of
-few pictures starts when it names none (``sizing.default_start``); ``train_layers`` says which
-of its layers train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left
-out).
+few pictures starts when it names none (``sizing.default_start``), or ``"resnet18-imagenet"``
+(ResNet-18 trained on ImageNet, downloaded once: :mod:`cnnlab.runs.pretrained`; a folder is
+then read at 112 pixels unless ``image_size`` is given); ``train_layers`` says which of its
+layers train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left out;
+with the head alone, nothing is augmented unless asked, so that the features of the layers
+that stay are computed once).
 """
 
 from __future__ import annotations
