@@ -17,8 +17,10 @@ from resnet_checkpoint import NAME, pin_to, write_checkpoint
 
 import cnnlab as cl
 from cnnlab.cli import main
+from cnnlab.engine.errors import CnnlabError
 from cnnlab.engine.layers import Residual
 from cnnlab.runs import sizing, transfer
+from cnnlab.runs.build import check_image_size
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.pipeline import RunCallback, RunStart, train_run
@@ -60,13 +62,17 @@ class Plan(RunCallback):
         Plan.line = run.plan
 
 
-def test_a_published_network_is_a_starting_point_sized_for_speed() -> None:
+def test_a_published_network_is_a_starting_point_sized_for_speed(pictures: Path) -> None:
     assert NAME in transfer.starting_points()
     assert sizing.layers_to_train(10, NAME) == "head"
     assert sizing.layers_to_train(100, NAME) == sizing.layers_to_train(5000, NAME) == "top"
     assert sizing.start_image_size("my/folder", NAME) == 112
     assert sizing.start_image_size("cifar10", NAME) is None  # a named set keeps its size
     assert sizing.start_image_size("my/folder", "extractor") is None
+    # its own layers are checked at the size asked, not the recipe's preset (vgg)
+    check_image_size(RunConfig(dataset=str(pictures), image_size=300, start_from=NAME))
+    with pytest.raises(CnnlabError, match="too large for the vgg model"):
+        check_image_size(RunConfig(dataset=str(pictures), image_size=300, start_from="scratch"))
 
 
 @pytest.mark.slow  # converts and runs an 11-million-weight network
