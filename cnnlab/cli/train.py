@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_dataset_argument(p, "mnist-sample", "")
     p.add_argument(
         "--image-size", type=positive_int, metavar="N", help="resize a folder's pictures to "
-        "N×N, centre-cropped [32]"
+        "N×N, centre-cropped [32; 112 from resnet18-imagenet]"
     )  # fmt: skip
     p.add_argument("--data-dir", help="folder holding the data set's files")
     p.add_argument("--recipe", choices=sorted(RECIPES), help="[by the data]")
@@ -78,11 +78,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--from", dest="start_from", metavar="MODEL|RUN|NAME", help="start from a trained "
         "model (file or run folder) or a named starting point: its layers that fit are "
         "reused and a new head is made for these classes; 'scratch' starts from random "
-        "weights [scratch]"
+        "weights, 'extractor' from the feature extractor shipped in cnnlab (offline), "
+        "'resnet18-imagenet' from ResNet-18 trained on ImageNet (torchvision's weights, "
+        "BSD-3-Clause; downloaded once into the cache; pictures at 112×112 unless "
+        "--image-size) [extractor for a folder of under 100 pictures a class, else scratch]"
     )  # fmt: skip
     p.add_argument(
         "--train-layers", choices=("head", "top", "all"), help="with --from: train only the "
-        "new head, the last convolution block and the dense layers, or everything [by the data]"
+        "new head, the last convolution (or residual) block and the dense layers, or everything "
+        "[by the data]"
     )  # fmt: skip
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), help="[recipe's]")
     p.add_argument("--lr", type=positive_float, help="peak learning rate [recipe's]")

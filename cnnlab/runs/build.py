@@ -45,8 +45,9 @@ def check_image_size(config: RunConfig) -> None:
     """Refuse, before any picture is decoded, an ``image_size`` the run's preset cannot train
     at: its conv layers over the activation limits, or a batch of their activations over the
     memory budget. Only the conv layers depend on the size; they are taken from the preset
-    built small."""
-    if config.image_size is None:
+    built small. A run started from a trained model (``start_from``) trains that model's
+    layers, not the preset's: they are checked once it is made (:func:`check_loadable`)."""
+    if config.image_size is None or config.start_from not in (None, "scratch"):
         return
     resolved = config.resolve(1, "images")
     if resolved.model.endswith(".json"):

@@ -18,9 +18,12 @@ data (``cnnlab.runs.sizing``): sized for a folder, the recipe's for a named set.
 ``start_from`` is where the weights start: ``"scratch"`` (random), a model file or run folder,
 or a name registered in ``cnnlab.runs.transfer``, such as ``"extractor"`` (the pretrained
 feature extractor shipped in the package, :mod:`cnnlab.runs.pretrain`), where a folder of
-few pictures starts when it names none (``sizing.default_start``); ``train_layers`` says which
-of its layers train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left
-out).
+few pictures starts when it names none (``sizing.default_start``), or ``"resnet18-imagenet"``
+(ResNet-18 trained on ImageNet, downloaded once: :mod:`cnnlab.runs.pretrained`; a folder is
+then read at 112 pixels unless ``image_size`` is given); ``train_layers`` says which of its
+layers train (``"head"``, ``"top"`` or ``"all"``; chosen from the data's size when left out;
+with the head alone, nothing is augmented unless asked, so that the features of the layers
+that stay are computed once).
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ class RunConfig:
         layers = self.train_layers
         if layers is None:
             layers = "all" if start == "scratch" else sizing.layers_to_train(per_class, start)
+        if self.augment is None and layers == "head":  # the frozen layers' features once
+            chosen["augment"] = False
         optimizer = self.optimizer if self.optimizer is not None else recipe.optimizer
         own = optimizer == recipe.optimizer  # a recipe's lr and betas belong to its optimizer
         lr = self.lr if self.lr is not None else recipe.lr if own else DEFAULT_LR[optimizer]

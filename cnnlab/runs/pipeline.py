@@ -44,7 +44,7 @@ from cnnlab.runs.folder import RunFolder
 from cnnlab.runs.model_input import check_fits, data_meta, prepare
 from cnnlab.runs.run_figures import RunFigures
 from cnnlab.runs.sizing import BestEpoch, balanced_indices
-from cnnlab.runs.transfer import frozen_layers, kept_normalisation, start_from
+from cnnlab.runs.transfer import fetch_start, frozen_layers, kept_normalisation, start_from
 
 
 @dataclass
@@ -149,15 +149,17 @@ def train_run(
         try:
             config.validate()
             folder.refuse_if_used()
+            given = config
+            size = sizing.start_image_size(config.dataset, config.start_from)
+            if config.image_size is None and size is not None:  # the start's own size
+                config = dataclasses.replace(config, image_size=size)
             check_image_size(config)  # before any picture is decoded
+            fetch_start(config.start_from, progress)  # and any download
             run_data = load_data(config, progress)
             if sizing.is_folder(config.dataset):  # a subset of a named set may miss a class
                 check_classes(run_data)
             counts = run_data.counts()
-            given, config = (
-                config,
-                config.resolve(len(run_data.images), run_data.pictures.kind, counts),
-            )
+            config = config.resolve(len(run_data.images), run_data.pictures.kind, counts)
             plan = sizing.summary(given, config, counts, run_data.pictures.class_names)
             run_data = hold_out(run_data, config)
             model = start_from(config.start_from, run_data.pictures, config)

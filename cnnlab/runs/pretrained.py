@@ -13,6 +13,24 @@ Its ``meta`` records the input it expects (RGB, ``(pixel / 255 − mean) / std``
 mean and std) and where its weights came from. ``features(model, pictures)`` runs it over
 pictures in batches. It works at any input size; 112×112 is the default, a quarter of the
 computation of the 224×224 it was trained at.
+
+Each published network is also a starting point of a training run (registered in
+:mod:`cnnlab.runs.transfer`): ``cnnlab train --dataset FOLDER --from resnet18-imagenet``
+downloads the file the first time, loads the folder at 112×112 pixels unless ``--image-size``
+says otherwise, and trains a new head on its features (computed once) below 30 pictures a
+class, its last residual block and the head above (:mod:`cnnlab.runs.sizing`). The run's
+model records in ``meta["from"]`` the starting point, its ``weights`` (the pinned URL and what
+they are), their ``licence``, the data set they learnt from and the normalisation its pictures
+keep. Without a network, or when the file is not the published one, the run stops before
+writing anything with one line that offers cnnlab's offline extractor (``--from extractor``).
+Teach offers a network only once its file is in the cache.
+
+Source and licence: the weights are torchvision's, published under torchvision's
+BSD-3-Clause licence (copyright Soumith Chintala, 2016), in the copy the timm project keeps on
+the Hugging Face Hub under the same licence; cnnlab downloads them from there and ships none
+of them. They were learnt from ImageNet-1k, whose pictures come with their own terms of use
+(non-commercial research); whether those reach a network trained on them is for its user to
+judge.
 """
 
 from __future__ import annotations
@@ -39,6 +57,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 FEATURE_SIZE = 112  # pixels a side: the default input of the feature extractor
 MAX_INPUT_SIZE = 512
+OFFLINE_START = "extractor"  # the starting point that needs no download (runs/pretrain.py)
 
 
 @dataclass(frozen=True)
@@ -53,10 +72,12 @@ class PretrainedWeights:
     size: int  # bytes
     licence: str
     description: str
+    dataset: str  # what it was trained on
+    host: str = "https://huggingface.co"  # the Hub (another host serving the same paths)
 
     @property
     def url(self) -> str:
-        return f"https://huggingface.co/{self.repository}/resolve/{self.revision}/{self.filename}"
+        return f"{self.host}/{self.repository}/resolve/{self.revision}/{self.filename}"
 
 
 PRETRAINED: dict[str, PretrainedWeights] = {
@@ -69,6 +90,7 @@ PRETRAINED: dict[str, PretrainedWeights] = {
         size=46_807_446,
         licence="BSD-3-Clause (torchvision's weights)",
         description="ResNet-18 trained on ImageNet-1k: torchvision's IMAGENET1K_V1 weights",
+        dataset="ImageNet-1k",
     )
 }
 
@@ -108,8 +130,9 @@ def fetch_pretrained(
     weights = _known(name)
     target = weights_path(name, cache_dir)
     hint = (
-        "without a network connection, use cnnlab's own offline features instead, or copy "
-        f"the file ({weights.url}, SHA-256 {weights.sha256[:12]}…) to {target}"
+        f"without a network connection, start from cnnlab's own offline features instead "
+        f"(--from {OFFLINE_START}), or copy the file ({weights.url}, SHA-256 "
+        f"{weights.sha256[:12]}…) to {target}"
     )
     return download.fetch_archive(
         name,
@@ -148,12 +171,14 @@ def load_pretrained(
     if digest != weights.sha256:
         raise CnnlabError(
             f"{path}: its SHA-256 is {digest[:12]}…, not the published {weights.sha256[:12]}…; "
-            "delete it and load again to download it afresh"
+            "delete it and load again to download it afresh, or start from cnnlab's own "
+            f"offline features instead (--from {OFFLINE_START})"
         )
     arrays, _ = read_safetensors(path)
     model = resnet18_from_state(arrays, str(path), input_shape=(3, size, size))
     model.meta.update(
         weights=name,
+        dataset=weights.dataset,
         source=f"{weights.url} ({weights.description})",
         licence=weights.licence,
     )

@@ -18,7 +18,15 @@ from the number of training pictures ``n`` and classes ``K``:
   the largest (balanced sampling);
 - **augmentation**: crops and colour changes, and mirror images for colour pictures (a grey
   picture may be a digit or a letter, which a mirror changes), on folders under
-  ``LARGE_FOLDER`` pictures.
+  ``LARGE_FOLDER`` pictures; but not when only the new head of a started model trains: then
+  the features of the layers that stay are computed once for the whole run
+  (``config.RunConfig.resolve``).
+
+A run started from a published network (``PRETRAINED_STARTS``: ResNet-18 trained on ImageNet,
+:mod:`cnnlab.runs.pretrained`) loads a folder's pictures at ``FEATURE_SIZE`` pixels a side when
+it gives no size (:func:`start_image_size`), and trains its new head alone below ``HEAD_ONLY``
+pictures a class, its last residual block and the head above: never the whole network, whose
+11 million weights a few hundred pictures would only unlearn.
 
 Named sets (MNIST, Fashion-MNIST, CIFAR-10, ``shapes``) and folders of ``LARGE_FOLDER``
 pictures or more keep their recipe's batch and epochs. A named set of ``NAMED_VAL_FROM``
@@ -46,6 +54,7 @@ from cnnlab.engine.backend import to_numpy
 from cnnlab.engine.metrics import accuracy
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState
+from cnnlab.runs.pretrained import FEATURE_SIZE, OFFLINE_START, PRETRAINED
 
 if TYPE_CHECKING:
     from cnnlab.runs.config import RunConfig
@@ -77,7 +86,9 @@ UNBALANCED_RATIO = 10  # classes this unequal are named in the summary
 # A model started from another one: below HEAD_ONLY training pictures a class only the new head
 # trains, below TOP_ONLY the last convolution block and the dense layers too, above it all.
 HEAD_ONLY, TOP_ONLY = 30, 300
-EXTRACTOR = "extractor"  # the starting point of a folder that names none (runs/pretrain.py)
+EXTRACTOR = OFFLINE_START  # the starting point of a folder that names none (runs/pretrain.py)
+# Published networks a run may start from by name; each is fine-tuned at FEATURE_SIZE pixels.
+PRETRAINED_STARTS = tuple(PRETRAINED)
 EXTRACTOR_MIN_SIZE = 32  # its three pooling steps and 4×4 average need pictures this large
 # Below this many training pictures a class a folder starts from the extractor; with more, it
 # learns its own features better from scratch, and the smaller vgg preset trains faster (3
@@ -100,10 +111,19 @@ def layers_to_train(per_class: float, start: str = "") -> str:
     data of ``per_class`` training pictures a class. The shipped extractor never trains its
     head alone: its features come from formula-drawn pictures, and its last block must adapt
     to real ones (on 10 digits a class: head 71.2 %, top 81.2 %, all 81.8 %;
-    benchmarks/README.md)."""
+    benchmarks/README.md). A published network never trains whole (the module docstring)."""
     if start == EXTRACTOR:
         return "top" if per_class < TOP_ONLY else "all"
+    if start in PRETRAINED_STARTS:
+        return "head" if per_class < HEAD_ONLY else "top"
     return "head" if per_class < HEAD_ONLY else "top" if per_class < TOP_ONLY else "all"
+
+
+def start_image_size(dataset: str, start: str | None) -> int | None:
+    """The picture size a run on ``dataset`` from ``start`` loads a folder at when it gives
+    none: ``FEATURE_SIZE`` for a published network (a quarter of the work of the 224 pixels it
+    was trained at), else None (the folder's default)."""
+    return FEATURE_SIZE if is_folder(dataset) and start in PRETRAINED_STARTS else None
 
 
 def is_folder(dataset: str) -> bool:
@@ -208,7 +228,9 @@ def summary(
     if config.augment:
         parts.append("augmented")
     if config.start_from not in (None, "scratch"):
-        parts.append(f"from {config.start_from}, training {config.train_layers}")
+        size = config.image_size
+        at = f" at {size}×{size} pixels" if size and config.start_from in PRETRAINED_STARTS else ""
+        parts.append(f"from {config.start_from}{at}, training {config.train_layers}")
     line = ", ".join(parts)
     warnings = []
     if counts and min(counts) < FEW_PICTURES:

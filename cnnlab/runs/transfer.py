@@ -23,6 +23,8 @@ the head), ``"top"`` (all before the last convolution) or ``"all"`` (none). The 
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ import numpy as np
 
 from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.engine.layers import Conv2D, Dense, Flatten, Layer, Softmax
+from cnnlab.engine.layers import Conv2D, Dense, Flatten, Layer, Residual, Softmax
 from cnnlab.engine.rng import resolve_rng
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs.build import check_loadable, make_model, with_probabilities
@@ -39,7 +41,8 @@ from cnnlab.runs.config import RunConfig
 from cnnlab.runs.folder import model_path
 from cnnlab.runs.model_input import describe_shape
 from cnnlab.runs.pretrain import shipped_extractor
-from cnnlab.runs.sizing import EXTRACTOR
+from cnnlab.runs.pretrained import fetch_pretrained, is_cached, load_pretrained
+from cnnlab.runs.sizing import EXTRACTOR, PRETRAINED_STARTS
 
 SCRATCH = "scratch"
 
@@ -66,6 +69,20 @@ def register_start(name: str, load: Callable[[], Sequential]) -> None:
 def starting_points() -> tuple[str, ...]:
     """The names ``--from`` takes besides a model file or run folder."""
     return (SCRATCH, *sorted(_STARTS))
+
+
+def ready_starts() -> tuple[str, ...]:
+    """The pretrained starting points usable now without a network: the shipped extractor,
+    and each published network whose weights are already in the cache."""
+    return (EXTRACTOR, *(name for name in PRETRAINED_STARTS if is_cached(name)))
+
+
+def fetch_start(source: str | None, progress: bool = True) -> None:
+    """Download the weights of the published network ``source`` names, unless they are in the
+    cache (nothing for any other source): a run calls it before it decodes a picture, so that
+    one without a network stops at once."""
+    if source in PRETRAINED_STARTS:
+        fetch_pretrained(source, progress=progress)
 
 
 def load_source(source: str) -> tuple[Sequential, str]:
@@ -106,6 +123,7 @@ def start_from(source: str | Sequential, data: ImageSet, config: RunConfig) -> S
         "trained": config.train_layers,
         "changes": notes,
         **_normalisation(trained, data.input_shape[0]),
+        **_published(trained),
     }
     return model
 
@@ -120,6 +138,14 @@ def _normalisation(trained: Sequential, channels: int) -> dict[str, list[float]]
     if len(mean) != channels:
         mean, std = [float(np.mean(mean))] * channels, [float(np.mean(std))] * channels
     return {"mean": mean, "std": std}
+
+
+def _published(trained: Sequential) -> dict[str, str]:
+    """Where a published network's weights were downloaded from (``weights``: the pinned URL
+    and what they are) and their ``licence``; empty for any other model."""
+    if "licence" not in trained.meta or "source" not in trained.meta:
+        return {}
+    return {"weights": str(trained.meta["source"]), "licence": str(trained.meta["licence"])}
 
 
 def kept_normalisation(model: Sequential) -> dict[str, list[float]]:
@@ -166,11 +192,9 @@ def adapt(
 
 
 def _copy(layer: Layer) -> Layer:
-    """A layer with its own copies of the parameters and buffers (the source stays as it is)."""
-    twin = layer.replica()
-    twin.params = {k: v.copy() for k, v in layer.params.items()}
-    twin.buffers = {k: v.copy() for k, v in layer.buffers.items()}
-    return twin
+    """A layer with its own copies of the parameters and buffers (the source stays as it is),
+    down to the sub-layers of a residual block, whose ``params`` are theirs."""
+    return copy.deepcopy(layer)
 
 
 def _convert_channels(first: Layer, have: int, want: int, name: str) -> Layer:
@@ -218,9 +242,9 @@ def _fit_size(
 
 def frozen_layers(model: Sequential, train_layers: str) -> int:
     """How many leading layers of ``model`` stay as they are when ``train_layers`` train:
-    ``"all"`` 0, ``"top"`` those before the last convolution, ``"head"`` those before the last
-    dense layer (at least the first layer trains)."""
-    kinds = {"head": Dense, "top": Conv2D}
+    ``"all"`` 0, ``"top"`` those before the last convolution or residual block, ``"head"``
+    those before the last dense layer (at least the first layer trains)."""
+    kinds = {"head": Dense, "top": (Conv2D, Residual)}
     if train_layers == "all" or train_layers not in kinds:
         return 0
     last = [i for i, layer in enumerate(model.layers) if isinstance(layer, kinds[train_layers])]
@@ -231,3 +255,6 @@ def frozen_layers(model: Sequential, train_layers: str) -> int:
 
 # The pretrained feature extractor shipped in the package: where a picture folder starts.
 register_start(EXTRACTOR, shipped_extractor)
+# Published networks (ResNet-18 trained on ImageNet): downloaded into the cache the first time.
+for _name in PRETRAINED_STARTS:
+    register_start(_name, functools.partial(load_pretrained, _name))

@@ -14,7 +14,9 @@ Nothing here knows about HTTP.
 Answers come before any training: :meth:`Project.quick_model` is a prototype classifier on the
 shipped feature extractor's features (:mod:`cnnlab.runs.prototype`), made in a fraction of a
 second from the first example of each class and remade whenever an example is added. Training
-(:meth:`Project.run_config`) starts from the same extractor and fine-tunes it.
+(:meth:`Project.run_config`) starts from the same extractor and fine-tunes it, or from a
+published network already in the cache (ResNet-18 trained on ImageNet: Teach never downloads),
+whichever :func:`cnnlab.runs.transfer.ready_starts` offers and the page chooses.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from cnnlab.engine.sequential import Sequential
 from cnnlab.runs import prototype
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.pretrain import SHAPE, features, shipped_extractor
+from cnnlab.runs.sizing import EXTRACTOR
+from cnnlab.runs.transfer import ready_starts
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MAX_EXAMPLES = 200  # per class
@@ -149,6 +153,8 @@ class Project:
             # Where to find it, without the server's own folders: from the lab's runs folder.
             "folder": f"{self.data_dir.relative_to(self.root.parents[1]).as_posix()} in the "
             "lab's runs folder",
+            # What training may start from now (the first is the default).
+            "starts": list(ready_starts()),
         }
 
     def example_file(self, name: str, example: str) -> Path:
@@ -276,19 +282,28 @@ class Project:
             self._quick = (seen, model)
             return model
 
-    def run_config(self, seed: int = 0) -> RunConfig:
-        """The training run of this project's examples; refused while a class is too small."""
+    def run_config(self, seed: int = 0, start_from: str | None = None) -> RunConfig:
+        """The training run of this project's examples, from ``start_from`` (one of
+        ``ready_starts()``; default the shipped extractor); refused while a class is too small."""
         self._refuse_links()
+        offered = ready_starts()
+        start = EXTRACTOR if start_from is None else start_from
+        if start not in offered:
+            raise TeachError(
+                f"Teach cannot start from {start[:40]!r} now; it offers {', '.join(offered)} "
+                "(a published network once `cnnlab train --from` has downloaded it)"
+            )
         counts = {c["name"]: c["examples"] for c in self.state()["classes"]}
         if len(counts) < MIN_CLASSES:
             raise TeachError("create a project with at least 2 classes first")
         short = [name for name, n in counts.items() if n < 2]
         if short:
             raise TeachError(f"give every class at least 2 examples; {short[0]!r} has fewer")
-        # Batch, held-out examples, early stopping and the start (the shipped extractor) are
-        # chosen for the examples as for any folder (cnnlab.runs.sizing); the epochs are few,
-        # so that a trained model follows "Train" within seconds.
+        # Batch, held-out examples, early stopping and which layers train are chosen for the
+        # examples as for any folder (cnnlab.runs.sizing); the epochs are few, so that a
+        # trained model follows "Train" within seconds. A published network reads the
+        # examples at their stored size, a third of the work of its usual 112 pixels.
         return RunConfig(
-            recipe="pictures", dataset=str(self.data_dir), image_size=IMAGE_SIZE, seed=seed,
-            epochs=TEACH_EPOCHS,
+            recipe="pictures", dataset=str(self.data_dir), seed=seed, epochs=TEACH_EPOCHS,
+            image_size=IMAGE_SIZE if start == EXTRACTOR else EXAMPLE_SIDE, start_from=start,
         )  # fmt: skip

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from local_server import Routes, dead_url, serving
+from resnet_checkpoint import NAME, write_checkpoint
 
 from cnnlab.data.imageset import normalise
 from cnnlab.data.safetensors import read_safetensors, write_safetensors
@@ -26,28 +27,14 @@ from cnnlab.runs.pretrained import (
     resnet18_from_state,
     torchvision_arrays,
 )
-from cnnlab.runs.zoo import resnet18
-
-NAME = "resnet18-imagenet"
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict[str, np.ndarray]]:
     """A complete ResNet-18 checkpoint under torchvision's names, random weights and
     statistics, as the bytes of a safetensors file (and its arrays)."""
-    rng = np.random.default_rng(3)
-    model = resnet18(seed=3)
-    arrays = {}
-    for name, value in torchvision_arrays(model).items():
-        if name.endswith(("running_var", "bn1.weight", "bn2.weight")) or ".1.weight" in name:
-            value[...] = rng.uniform(0.5, 1.5, value.shape)
-        elif name.endswith(("running_mean", "bias")):
-            value[...] = rng.uniform(-0.1, 0.1, value.shape)
-        arrays[name] = value.copy()
-        if name.endswith("running_var"):
-            arrays[name[: -len("running_var")] + "num_batches_tracked"] = np.array(9, np.int64)
     path = tmp_path_factory.mktemp("checkpoint") / "model.safetensors"
-    write_safetensors(path, arrays, {"format": "pt"})
+    arrays = write_checkpoint(path)
     return path.read_bytes(), arrays
 
 

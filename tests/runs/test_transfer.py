@@ -91,6 +91,22 @@ def test_frozen_layers_leave_the_head_or_the_top_block_to_train() -> None:
     assert "Conv2D" not in kinds[top + 1 :] and transfer.frozen_layers(model, "all") == 0
 
 
+def test_a_residual_network_trains_its_last_block_and_owns_its_copies() -> None:
+    from cnnlab.engine.layers import Residual
+    from cnnlab.runs.zoo import resnet18
+
+    source = resnet18(seed=1, input_shape=(3, 32, 32), n_classes=None)
+    model, _ = transfer.adapt(source, pictures((3, 32, 32), classes=2), seed=0)
+    blocks = [i for i, layer in enumerate(model.layers) if isinstance(layer, Residual)]
+    assert transfer.frozen_layers(model, "top") == blocks[-1]  # not the first convolution
+    assert transfer.frozen_layers(model, "head") == len(model.layers) - 1
+    mine, theirs = model.layers[blocks[-1]], source.layers[blocks[-1]]
+    for key, value in mine.params.items():  # the block's arrays are its sub-layers', copied
+        np.testing.assert_array_equal(value, theirs.params[key])
+        assert value is not theirs.params[key]
+    assert mine.params["body.0.W"] is mine.body[0].params["W"]
+
+
 def test_bad_starting_points_are_one_line(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.npz"
     damaged.write_bytes(b"PK\x03\x04 not really a zip")

@@ -21,7 +21,7 @@ from cnnlab.web.teach import Project, accuracy_text
 from cnnlab.web.training import TrainingBusyError
 
 router = APIRouter()
-OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on the 32×32 input
+OCCLUSION_PATCH, OCCLUSION_STRIDE = 8, 2  # on a 32×32 input; scaled with a larger one
 TEACH_DIVERGED = (
     "training did not learn from these examples; add more examples to each class, make the "
     "classes look more different from each other, and train again"
@@ -30,6 +30,11 @@ TEACH_DIVERGED = (
 
 class ProjectRequest(BaseModel):
     classes: list[str] = Field(min_length=1, max_length=20)
+
+
+class TrainRequest(BaseModel):
+    # one of the project state's "starts"; None: the first (the shipped extractor)
+    start_from: str | None = Field(default=None, max_length=100)
 
 
 def project_of(request: Request) -> Project:
@@ -86,9 +91,11 @@ def remove_example(request: Request, label: str, example: str) -> dict[str, Any]
 
 
 @router.post("/api/teach/train", tags=["teach"], status_code=202)
-def train(request: Request) -> dict[str, Any]:
-    """Train the project's examples in the background (the Train tab's job); 409 while busy."""
-    request.app.state.trainer.start(project_of(request).run_config())
+def train(request: Request, body: TrainRequest | None = None) -> dict[str, Any]:
+    """Train the project's examples in the background (the Train tab's job), from one of the
+    starting points the project's state offers; 409 while busy."""
+    start = body.start_from if body is not None else None
+    request.app.state.trainer.start(project_of(request).run_config(start_from=start))
     return train_status(request)
 
 
@@ -125,7 +132,10 @@ async def predict(request: Request) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         x = read_picture(model, picture).x[None]  # (1, C, H, W)
         (reading,) = read(model, x)
-        occ = maps.occlusion(model, x, reading.label, OCCLUSION_PATCH, OCCLUSION_STRIDE)
+        scale = max(x.shape[-1] // 32, 1)  # as many patches on a larger input (a ResNet's)
+        occ = maps.occlusion(
+            model, x, reading.label, OCCLUSION_PATCH * scale, OCCLUSION_STRIDE * scale
+        )
         heat = np.clip(occ.base_probability - occ.pixel_map, 0, None)
         return {
             **inference.answer(reading),

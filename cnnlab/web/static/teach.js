@@ -158,6 +158,25 @@
   const uploadIcon =
     '<svg aria-hidden="true" viewBox="0 0 24 24"><path d="M12 16V4"/><path d="m7 9 5-5 5 5"/><path d="M4 20h16"/></svg>';
 
+  // Where training starts: shown only when there is a choice (a published network that
+  // `cnnlab train --from` has downloaded into the cache, beside the shipped extractor).
+  const START_NAMES = {
+    extractor: "cnnlab's own features (offline)",
+    "resnet18-imagenet": "ResNet-18 trained on ImageNet (slower)",
+  };
+  function showStarts(starts) {
+    const select = $("teach-start");
+    const chosen = select.value;
+    select.replaceChildren(...starts.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = START_NAMES[name] || name;
+      return option;
+    }));
+    if (starts.includes(chosen)) select.value = chosen;
+    $("teach-start-field").hidden = starts.length < 2;
+  }
+
   function render(state) {
     classes = state.classes;
     const list = $("teach-list");
@@ -212,6 +231,7 @@
     });
     for (const key of [...thumbs.keys()]) if (!kept.has(key)) thumbs.delete(key);
     list.replaceChildren(...rows);
+    showStarts(state.starts || []);
     $("teach-train").disabled = classes.length < 2;
     $("teach-folder").textContent = classes.length ? `saved in ${state.folder}` : "";
   }
@@ -308,10 +328,11 @@
   $("teach-train").addEventListener("click", async () => {
     $("teach-train").disabled = true;
     try {
+      const field = $("teach-start-field");
       await call("/api/teach/train", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: "{}",
+        body: JSON.stringify(field.hidden ? {} : { start_from: $("teach-start").value }),
       });
       say("Training in the background…");
       const job = await follow();
