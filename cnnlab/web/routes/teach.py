@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from cnnlab.explain import maps
 from cnnlab.runs.pictures import PICTURE_SLOTS
 from cnnlab.web import inference
+from cnnlab.web.routes.models import registry_of
 from cnnlab.web.routes.predict import MODEL_THREADS
 from cnnlab.web.teach import Project, accuracy_text
 from cnnlab.web.training import TrainingBusyError
@@ -122,7 +123,7 @@ async def predict(request: Request) -> dict[str, Any]:
     covering the picture lowers the answer's probability). 503 until every class has an
     example."""
     picture = await request.body()
-    project, active = project_of(request), request.app.state.registry.active()
+    project, active = project_of(request), registry_of(request).active()
 
     def work() -> dict[str, Any]:
         found = project.answer(picture, active)
