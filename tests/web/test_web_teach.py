@@ -224,13 +224,12 @@ def test_teach_says_none_of_these_for_another_kind_and_keeps_its_examples(
         assert (body["source"], body["examples"]) == ("examples", 30)
         return (body["class_name"] if body["known"] else None), body["class_name"]
 
-    for k, name in enumerate(CLASSES):  # every example is its own class, and one of them
-        for shown in examples[k]["pictures"][:3]:
-            picture = client.get(f"/api/teach/examples/{name}/{shown['id']}").content
-            assert answer(picture)[0] == name
-        assert answer(drawing(name, rng))[0] == name  # and a new drawing of it
-    for kind in ("square", "triangle", "zigzag", "plus", "dot"):
-        assert answer(drawing(kind, rng))[0] is None, kind
+    for k, name in enumerate(CLASSES):  # an example is its own class, and a new drawing too
+        shown = examples[k]["pictures"][0]
+        assert answer(client.get(f"/api/teach/examples/{name}/{shown['id']}").content)[0] == name
+        assert answer(drawing(name, rng))[0] == name
+    # Another kind of drawing is none of these (tests/web/test_teach_quick.py: more kinds).
+    assert answer(drawing("square", rng))[0] is None
 
 
 @pytest.mark.parametrize(
