@@ -4,7 +4,8 @@ Three drawn classes (circle, cross, line: the tests' drawings, ``tests/web/test_
 of 10 examples each, added to a Teach project as the page adds them; for each seed:
 
 - the time from an empty project to the first answer (one example a class; in a fresh process
-  the first answer also loads the shipped extractor), and of an answer with 30 examples;
+  the first answer also loads the shipped extractor), to it with its occlusion map (as the page
+  shows it), and of an answer with 30 examples;
 - how many of the examples, and of 30 new drawings a class, are read as their class and not
   "none of these";
 - how many of 30 drawings of each other kind are "none of these": the tune kinds (square,
@@ -35,8 +36,10 @@ sys.path[:0] = [str(p) for p in (ROOT, ROOT / "benchmarks", ROOT / "tests", ROOT
 from test_web_teach import CLASSES, HELD_OUT_KINDS, TUNE_KINDS, drawing  # noqa: E402
 from user_machine import HOST_BLAS_PINS, child_env  # noqa: E402
 
+from cnnlab.explain import maps  # noqa: E402
 from cnnlab.runs import prototype, unknowns  # noqa: E402
 from cnnlab.runs.pictures import read_picture  # noqa: E402
+from cnnlab.web.routes.teach import OCCLUSION_PATCH, OCCLUSION_STRIDE  # noqa: E402
 from cnnlab.web.teach import Project  # noqa: E402
 
 EXAMPLES, NEW = 10, 30
@@ -60,6 +63,8 @@ def measure(seed: int, margins: list[float], trained: bool) -> dict[str, float]:
             project.add_example(name, drawing(name, rng))
         first = project.answer(drawing("circle", rng), None)
         out["first answer s"] = time.perf_counter() - start
+        maps.occlusion(first.model, first.x, first.reading.label, OCCLUSION_PATCH, OCCLUSION_STRIDE)
+        out["with its occlusion map s"] = time.perf_counter() - start
         out["first answer right"] = float(first.reading.class_name == "circle")
         for _ in range(EXAMPLES - 1):
             for name in CLASSES:
