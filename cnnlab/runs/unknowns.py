@@ -17,6 +17,9 @@ both fitted after training on held-in validation pictures and kept in the model'
   Mahalanobis distance of the penultimate features to the nearest class mean, with one
   covariance shared by the classes (Lee et al., NeurIPS 2018). The threshold keeps ``keep`` of
   the validation pictures. benchmarks/README.md compares them on generated non-digits.
+  A fourth, ``"cosine"``, the largest cosine of the penultimate features to a class mean, is
+  the score of a prototype model (``cnnlab.runs.prototype``), whose class means are its
+  prototypes and whose threshold comes from its own examples, left out one at a time.
 
 ``calibrate`` fits both and returns the ``meta`` entries; ``assess`` answers a batch with them.
 A model without those entries behaves as before: its softmax, and every picture known.
@@ -35,13 +38,14 @@ from cnnlab.engine.losses import OutlierExposureLoss
 from cnnlab.engine.sequential import Sequential
 
 BINS = 15  # confidence bins of the calibration error, as Guo et al. use
-SCORES = ("msp", "energy", "mahalanobis")
+SCORES = ("msp", "energy", "mahalanobis", "cosine")
 METHOD = "energy"  # the score training calibrates (benchmarks/README.md)
 MIN_HELD = 50  # validation pictures below which no threshold is set (see calibrate)
 KEEP = 0.99  # share of held-in validation pictures the threshold keeps as known
 T_RANGE = (0.05, 20.0)  # temperatures searched, and accepted from a model file
 PRIOR_SD = 0.5  # of log T: T within a factor e^±1 of 1 at two standard deviations
-# meta keys written by ``calibrate`` (the two Mahalanobis ones only for that score)
+# meta keys written by ``calibrate`` (the two Mahalanobis ones only for that score; "cosine"
+# uses class_means alone)
 META_KEYS = ("temperature", "unknown_score", "unknown_below", "class_means", "feature_precision")
 
 
@@ -220,6 +224,16 @@ def mahalanobis(features: np.ndarray, means: np.ndarray, precision: np.ndarray) 
     return -np.maximum(distance, 0).min(axis=1)
 
 
+def cosine(features: np.ndarray, means: np.ndarray) -> np.ndarray:
+    """The largest cosine ``(N,)`` of each row of ``features (N, D)`` to a class mean ``(K, D)``:
+    1 when a picture's features point exactly the way of some class's, lower further away."""
+    features = np.asarray(features, np.float64)
+    means = np.asarray(means, np.float64)
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    centre = means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
+    return (unit @ centre.T).max(axis=1)
+
+
 def scores(
     method: str,
     logits: np.ndarray,
@@ -235,6 +249,8 @@ def scores(
         return energy(logits, temperature)
     if method == "mahalanobis":
         return mahalanobis(features, means, precision)
+    if method == "cosine":
+        return cosine(features, means)
     raise CnnlabError(f"unknown score {method!r}; use one of {', '.join(SCORES)}")
 
 
@@ -252,7 +268,8 @@ def calibrate(
     fitted on held-in validation inputs ``x_val (N, *input_shape)`` and labels ``y_val (N,)``:
     ``temperature``, ``unknown_score`` (``method``), ``unknown_below`` (the score under which
     a picture is unknown: the ``1 − keep`` quantile of the validation pictures' scores) and, for
-    ``"mahalanobis"``, ``class_means`` and ``feature_precision`` (from the same pictures).
+    ``"mahalanobis"``, ``class_means`` and ``feature_precision`` (from the same pictures; for
+    ``"cosine"`` the class means alone).
 
     Under ``MIN_HELD`` pictures only the temperature is fitted: the lowest of a handful of
     scores is no threshold (three drawn classes of 20 pictures, 9 held out: a third of new
@@ -270,11 +287,12 @@ def calibrate(
         return meta
     meta["unknown_score"] = method
     means = precision = None
-    if method == "mahalanobis":
+    if method in ("mahalanobis", "cosine"):
         means, precision = class_means(features, labels, logits.shape[1])
         meta["class_means"] = means.astype(np.float32).tolist()
-        meta["feature_precision"] = precision.astype(np.float32).tolist()
-        means, precision = _mahalanobis_meta(meta, logits.shape[1], features.shape[1])
+        if method == "mahalanobis":
+            meta["feature_precision"] = precision.astype(np.float32).tolist()
+        means, precision = _class_meta(meta, logits.shape[1], features.shape[1], method)
     score = scores(method, logits, features, temperature, means, precision)
     meta["unknown_below"] = float(np.quantile(score, 1 - keep))
     return meta
@@ -294,8 +312,8 @@ def assess(model: Sequential, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if method is None:  # calibrated on too few pictures to set a threshold
         return probabilities, np.ones(len(probabilities), bool)
     means = precision = None
-    if method == "mahalanobis":
-        means, precision = _mahalanobis_meta(meta, logits.shape[1], features.shape[1])
+    if method in ("mahalanobis", "cosine"):
+        means, precision = _class_meta(meta, logits.shape[1], features.shape[1], method)
     known = scores(method, logits, features, temperature, means, precision) >= below
     return probabilities, known
 
@@ -319,10 +337,18 @@ def _checked_meta(meta: dict[str, Any]) -> tuple[float, str | None, float]:
     return float(temperature), method, float(below) if below is not None else 0.0
 
 
-def _mahalanobis_meta(meta: dict[str, Any], k: int, d: int) -> tuple[np.ndarray, np.ndarray]:
+def _class_meta(
+    meta: dict[str, Any], k: int, d: int, method: str
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The class means ``(K, D)`` and, for ``"mahalanobis"``, the precision ``(D, D)`` in
+    ``meta``, checked (``"cosine"`` needs no precision: None)."""
     try:
         means = np.asarray(meta.get("class_means"), np.float64)
-        precision = np.asarray(meta.get("feature_precision"), np.float64)
+        precision = (
+            np.asarray(meta.get("feature_precision"), np.float64)
+            if method == "mahalanobis"
+            else np.eye(d)
+        )
     except (TypeError, ValueError):
         means = precision = np.empty(0)
     if (
@@ -334,7 +360,7 @@ def _mahalanobis_meta(meta: dict[str, Any], k: int, d: int) -> tuple[np.ndarray,
             f"the model's meta class_means and feature_precision must be finite ({k}, {d}) and "
             f"({d}, {d}) arrays, got {means.shape} and {precision.shape}; train it again"
         )
-    return means, precision
+    return means, precision if method == "mahalanobis" else None
 
 
 def with_nondigits(

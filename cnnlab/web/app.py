@@ -115,7 +115,12 @@ def create_app(
     )
     app.state.registry = registry
     app.state.token = token or new_token()
-    app.state.trainer = TrainingManager(runs_dir, on_finished=registry.activate)
+
+    def finished(run: str, model_file: Path) -> None:
+        registry.activate(run, model_file)
+        teach_project.trained(run, app.state.trainer.config)  # a Teach run answers for them
+
+    app.state.trainer = TrainingManager(runs_dir, on_finished=finished)
     app.state.data_dir = data_dir
     app.state.teach = teach_project
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)

@@ -16,7 +16,11 @@ shipped feature extractor's features (:mod:`cnnlab.runs.prototype`), made in a f
 second from the first example of each class and remade whenever an example is added. Training
 (:meth:`Project.run_config`) starts from the same extractor and fine-tunes it, or from a
 published network already in the cache (ResNet-18 trained on ImageNet: Teach never downloads),
-whichever :func:`cnnlab.runs.transfer.ready_starts` offers and the page chooses.
+whichever :func:`cnnlab.runs.transfer.ready_starts` offers and the page chooses; its model
+answers (:meth:`Project.answer`) while it is the lab's active model and the examples are the
+ones it trained, and the quick model again as soon as an example is added or removed. Whether
+a picture is none of the classes is always the quick model's verdict: its threshold comes from
+the examples themselves, where a trained model has too few held-out ones to set one.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 import shutil
 import threading
 import uuid
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +50,8 @@ from cnnlab.engine.metrics import describe_accuracy
 from cnnlab.engine.sequential import Sequential
 from cnnlab.runs import prototype
 from cnnlab.runs.config import RunConfig
+from cnnlab.runs.pictures import read_picture
+from cnnlab.runs.predict import Reading, read
 from cnnlab.runs.pretrain import SHAPE, features, shipped_extractor
 from cnnlab.runs.sizing import EXTRACTOR
 from cnnlab.runs.transfer import ready_starts
@@ -79,6 +86,30 @@ class ExampleNotFoundError(TeachError):
     http_status = 404
 
 
+class NoAnswerYetError(TeachError):
+    """Nothing can answer yet: a class has no example."""
+
+    http_status = 503
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A Teach answer: the ``reading``, the ``model`` that gave it with its input ``x``
+    ``(1, C, H, W)`` (for an occlusion map), and where it comes from: ``source`` "examples"
+    (the quick model of ``examples`` examples, before training) or "trained" (the model
+    trained on those ``examples``)."""
+
+    reading: Reading
+    model: Sequential
+    x: np.ndarray
+    source: str
+    examples: int
+
+
+# (class, ((file, write time ns, size), …)): what the examples are
+Files = tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...]
+
+
 class Project:
     """The one Teach project of a lab server (thread-safe: the page may send examples fast)."""
 
@@ -87,7 +118,10 @@ class Project:
         self._lock = threading.Lock()
         self._generation = 0  # counts create(): a new project's examples are other pictures
         self._quick: tuple[Any, Sequential | None] = (None, None)  # (examples it saw, model)
-        self._features: dict[Path, np.ndarray] = {}  # each example's, by its file
+        self._features: dict[tuple[str, int, int], np.ndarray] = {}  # each example's (Files)
+        # The latest run_configs with the examples each saw (one may be refused as busy).
+        self._training: list[tuple[RunConfig, Any]] = []
+        self._trained: tuple[str, Any] | None = None  # the run that trained them, examples
 
     @property
     def data_dir(self) -> Path:
@@ -185,7 +219,8 @@ class Project:
         with self._lock:
             path = self.example_file(name, example)
             path.unlink(missing_ok=True)
-            self._features.pop(path, None)  # a later example may take its number
+            for key in [k for k in self._features if k[0] == str(path)]:
+                del self._features[key]  # a later example may take its number
         return self.state()
 
     def create(self, names: list[str]) -> dict[str, Any]:
@@ -205,6 +240,7 @@ class Project:
             self._clear()
             self._generation += 1
             self._features.clear()
+            self._trained = None
             for name in names:
                 (self.data_dir / name).mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.order_file, json.dumps(names))
@@ -256,31 +292,89 @@ class Project:
                 handle.write(buffer.getvalue())
         return self.state()
 
+    def _files(self) -> Files:
+        """Each class's example files with their write times and sizes, in the order typed:
+        what the examples are now (an example removed and another added under its number
+        differ)."""
+        files = []
+        for name in self.classes():
+            found = []
+            for path in sorted((self.data_dir / name).glob("*.png")):
+                try:
+                    stat = path.stat()
+                    found.append((str(path), stat.st_mtime_ns, stat.st_size))
+                except OSError:  # removed while listing
+                    continue
+            files.append((name, tuple(found)))
+        return tuple(files)
+
     def quick_model(self) -> Sequential | None:
         """A model that answers at once: class prototypes of every example on the shipped
-        extractor's features (its input and meta as any picture model's), or None until
-        every class (two at least) has an example. Remade only when the examples changed;
-        each example's features are computed once."""
+        extractor's features (its input and meta as any picture model's, with the threshold
+        of "none of these" from the examples), or None until every class (two at least) has
+        an example. Remade only when the examples changed; each example's features are
+        computed once."""
         with self._lock:
-            files = {name: sorted((self.data_dir / name).glob("*.png")) for name in self.classes()}
-            seen = (self._generation, tuple((n, tuple(map(str, f))) for n, f in files.items()))
+            files = self._files()
+            seen = (self._generation, files)
             if self._quick[0] == seen:
                 return self._quick[1]
             model = None
-            if len(files) >= MIN_CLASSES and all(files.values()):
+            if len(files) >= MIN_CLASSES and all(group for _, group in files):
                 extractor = shipped_extractor()
-                new = [p for group in files.values() for p in group if p not in self._features]
+                keys = [(k, key) for k, (_, group) in enumerate(files) for key in group]
+                new = [key for _, key in keys if key not in self._features]
                 if new:
-                    pixels = np.stack([read_pixels(path, SHAPE[1])[0] for path in new])
+                    pixels = np.stack([read_pixels(Path(key[0]), SHAPE[1])[0] for key in new])
                     found = features(extractor, pixels.transpose(0, 3, 1, 2))
                     self._features.update(zip(new, found, strict=True))
-                paths = [(k, p) for k, group in enumerate(files.values()) for p in group]
                 model = prototype.model_of_features(
-                    extractor, np.stack([self._features[p] for _, p in paths]),
-                    np.array([k for k, _ in paths]), list(files),
+                    extractor, np.stack([self._features[key] for _, key in keys]),
+                    np.array([k for k, _ in keys]), [name for name, _ in files],
                 )  # fmt: skip
             self._quick = (seen, model)
             return model
+
+    def trained(self, run: str, config: RunConfig | None) -> None:
+        """Note that run ``run`` finished training ``config``: when that is one of this
+        project's :meth:`run_config`, the run's model answers for the examples as they were
+        then (:meth:`answer`), until one is added or removed."""
+        with self._lock:
+            for made, seen in self._training:
+                if made is config:
+                    self._trained = (run, seen)
+
+    def answer(self, picture: bytes, active: tuple[str, Sequential] | None) -> Answer:
+        """The answer for ``picture`` (a PNG, JPEG, … file's bytes): from the lab's ``active``
+        (name, model) when that is the run that trained the examples as they are now, else
+        from the quick model; whether the picture is one of the classes at all is the quick
+        model's verdict either way. ``NoAnswerYetError`` until every class has an example."""
+        quick = self.quick_model()
+        if quick is None:
+            raise NoAnswerYetError(self._why_no_answer())
+        with self._lock:
+            now = (self._generation, self._files())
+            trained = self._trained is not None and self._trained[1] == now
+            name = self._trained[0] if trained else None
+        model = quick
+        if active is not None and active[0] == name:
+            model = active[1]
+        x = read_picture(model, picture).x[None]
+        (reading,) = read(model, x)
+        if model is not quick:
+            (verdict,) = read(quick, read_picture(quick, picture).x[None])
+            reading = replace(reading, known=verdict.known)
+        source = "examples" if model is quick else "trained"
+        return Answer(reading, model, x, source, int(quick.meta["n_examples"]))
+
+    def _why_no_answer(self) -> str:
+        counts = {c["name"]: c["examples"] for c in self.state()["classes"]}
+        if len(counts) < MIN_CLASSES:
+            return "create a project with at least 2 classes first"
+        empty = next((name for name, n in counts.items() if not n), None)
+        if empty is None:  # changed since: the page asks again
+            return "the examples changed while answering; try again"
+        return f"give every class an example first; {empty!r} has none"
 
     def run_config(self, seed: int = 0, start_from: str | None = None) -> RunConfig:
         """The training run of this project's examples, from ``start_from`` (one of
@@ -303,7 +397,10 @@ class Project:
         # examples as for any folder (cnnlab.runs.sizing); the epochs are few, so that a
         # trained model follows "Train" within seconds. A published network reads the
         # examples at their stored size, a third of the work of its usual 112 pixels.
-        return RunConfig(
+        config = RunConfig(
             recipe="pictures", dataset=str(self.data_dir), seed=seed, epochs=TEACH_EPOCHS,
             image_size=IMAGE_SIZE if start == EXTRACTOR else EXAMPLE_SIDE, start_from=start,
         )  # fmt: skip
+        with self._lock:  # what the run will train, for trained()
+            self._training = [*self._training[-3:], (config, (self._generation, self._files()))]
+        return config

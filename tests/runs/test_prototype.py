@@ -28,6 +28,22 @@ def test_the_head_is_a_dense_layer_whose_answer_is_the_nearest_prototype() -> No
     assert np.allclose(head.forward(np.array([[0.0, 1.0]], np.float32)), [[0.0, 5.0]])
 
 
+def test_the_threshold_of_none_of_these_leaves_each_example_out_by_hand() -> None:
+    features = np.array([[1.0, 0], [2, 0], [0, 1], [1, 1]])
+    labels = np.array([0, 0, 1, 1])
+    # Class 0 without either example is the other, (1, 0): cosine 1. Class 1 without (0, 1)
+    # is (1, 1)/√2, without (1, 1) is (0, 1): cosine 1/√2 both, as (1, 1) to class 0's (1, 0).
+    # The farthest is 1 − 1/√2 from 1; the threshold a margin times that.
+    far = 1 - 1 / np.sqrt(2)
+    assert prototype.cosine_below(features, labels, 2, 1.0) == pytest.approx(1 - far)
+    assert prototype.cosine_below(features, labels, 2, 2.0) == pytest.approx(1 - 2 * far)
+    # A class of one example cannot leave it out: only the others count, and none when no class
+    # has two.
+    three = np.array([[1.0, 0], [2, 0], [0, 1]])
+    assert prototype.cosine_below(three, np.array([0, 0, 1]), 2, 1.0) == pytest.approx(1.0)
+    assert prototype.cosine_below(three[1:], np.array([0, 1]), 2) is None
+
+
 def test_a_class_without_examples_is_a_one_line_error() -> None:
     with pytest.raises(CnnlabError, match="class 1 has none"):
         prototype.prototypes(np.ones((2, 3)), np.array([0, 2]), 3)
@@ -53,6 +69,10 @@ def test_a_prototype_model_reads_grey_and_colour_and_keeps_the_extractors_input(
     assert model.meta["class_names"] == ["light", "dark"]
     assert model.meta["head"] == "prototype" and model.meta["mean"] == tiny_extractor.meta["mean"]
     assert model.input_shape == (3, 32, 32)
+    # "none of these" as a calibrated model says it: the cosine to the prototypes, a threshold
+    # from the examples left out in turn.
+    assert model.meta["unknown_score"] == "cosine" and model.meta["temperature"] == 1.0
+    assert np.array(model.meta["class_means"]).shape == (2, 128)
     from cnnlab.runs.pretrain import extractor_input
 
     probs = np.asarray(model.predict_proba(extractor_input(tiny_extractor, images)))

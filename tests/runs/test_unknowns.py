@@ -87,6 +87,13 @@ def test_mahalanobis_by_hand() -> None:
     assert np.allclose(precision, np.diag([6 / 5, 6]), rtol=1e-5)
 
 
+def test_cosine_by_hand() -> None:
+    means = np.array([[2.0, 0], [0, 3]])  # directions (1, 0) and (0, 1); lengths do not count
+    features = np.array([[5.0, 0], [1, 1], [3, 4], [0, 0]])
+    # (5, 0) along class 0; (1, 1) 45° from both: 1/√2; (3, 4)/5 · (0, 1) = 0.8; none: 0.
+    assert np.allclose(unknowns.cosine(features, means), [1, 1 / np.sqrt(2), 0.8, 0])
+
+
 def _model(softmax: bool = False) -> Sequential:
     rng = np.random.default_rng(1)
     layers = [Flatten(), Dense(12, 6, rng=rng), ReLU(), Dense(6, 3, rng=rng)]
@@ -125,7 +132,8 @@ def test_calibrate_keeps_the_asked_share_of_validation_pictures(method: str) -> 
     meta = unknowns.calibrate(model, x, y, method, keep=0.9)
     assert meta["unknown_score"] == method
     assert unknowns.T_RANGE[0] < meta["temperature"] < unknowns.T_RANGE[1]
-    assert ("class_means" in meta) == (method == "mahalanobis")
+    assert ("class_means" in meta) == (method in ("mahalanobis", "cosine"))
+    assert ("feature_precision" in meta) == (method == "mahalanobis")
     model.meta.update(meta)
     p, known = unknowns.assess(model, x)
     assert known.mean() == pytest.approx(0.9, abs=0.01)
@@ -157,6 +165,9 @@ def test_a_damaged_calibration_is_refused_in_one_line() -> None:
     with pytest.raises(CnnlabError, match="train it again"):
         unknowns.assess(model, x)
     model.meta.update(temperature=1.0, unknown_score="mahalanobis", class_means=[[1, 2]])
+    with pytest.raises(CnnlabError, match=r"\(3, 6\)"):
+        unknowns.assess(model, x)
+    model.meta.update(unknown_score="cosine", class_means=[[1, 2]])
     with pytest.raises(CnnlabError, match=r"\(3, 6\)"):
         unknowns.assess(model, x)
     with pytest.raises(CnnlabError, match="unknown score"):

@@ -54,3 +54,63 @@ def test_a_removed_example_leaves_the_quick_model(tmp_path: Path) -> None:
     assert ours.keys() == theirs.keys()
     for key, value in ours.items():
         np.testing.assert_array_equal(theirs[key], value, err_msg=key)
+
+
+def test_the_trained_model_answers_only_for_the_examples_it_trained(tmp_path: Path) -> None:
+    from cnnlab.engine.sequential import Sequential
+    from cnnlab.runs.config import RunConfig
+    from cnnlab.runs.pretrain import SHAPE
+
+    project = Project(tmp_path)
+    project.create(["circle", "cross"])
+    rng = np.random.default_rng(2)
+    for name in ("circle", "cross") * 2:
+        project.add_example(name, drawing(name, rng))
+    picture = drawing("cross", rng)
+    # Any picture model of the classes stands for the trained one here: what counts is its name.
+    model = project.quick_model()
+    trained = ("run-1", Sequential(list(model.layers), input_shape=SHAPE, meta=dict(model.meta)))
+    config = project.run_config()
+    project.trained("run-1", RunConfig(dataset=str(project.data_dir)))  # not this project's
+    assert project.answer(picture, trained).source == "examples"
+    project.trained("run-1", config)
+    found = project.answer(picture, trained)
+    assert (found.source, found.examples, found.model) == ("trained", 4, trained[1])
+    assert found.reading.class_name == "cross" and found.x.shape == (1, 3, 32, 32)
+    assert project.answer(picture, ("run-2", trained[1])).source == "examples"  # another run
+    assert project.answer(picture, None).source == "examples"  # no model active
+    # An example removed and another added under its number: not what was trained.
+    project.remove_example("cross", "0001")
+    project.add_example("cross", drawing("cross", rng))
+    assert project.answer(picture, trained).source == "examples"
+    assert project.quick_model().meta["n_examples"] == 4
+
+
+def test_none_of_these_for_other_kinds_while_the_examples_stay_right(tmp_path: Path) -> None:
+    from test_web_teach import CLASSES, HELD_OUT_KINDS, TUNE_KINDS
+
+    project = Project(tmp_path)
+    project.create(CLASSES)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        for name in CLASSES:
+            project.add_example(name, drawing(name, rng))
+
+    def answer(picture: bytes) -> str | None:
+        found = project.answer(picture, None)
+        assert (found.source, found.examples) == ("examples", 30)
+        return found.reading.class_name if found.reading.known else None
+
+    new = []
+    for name in CLASSES:
+        for path in sorted((project.data_dir / name).glob("*.png")):
+            assert answer(path.read_bytes()) == name, path.name  # every example its own class
+        new += [(name, answer(drawing(name, rng))) for _ in range(5)]
+    # New drawings of the classes: never another class; "none of these" seldom (1.3 % of them
+    # in benchmarks/README.md).
+    assert {found for name, found in new if found != name} <= {None}
+    assert sum(found == name for name, found in new) >= 14
+    # The wave, a thin stroke like a line, is the hardest kind (benchmarks/README.md): most.
+    for kind in TUNE_KINDS + HELD_OUT_KINDS:
+        unknown = sum(answer(drawing(kind, rng)) is None for _ in range(5))
+        assert unknown >= (3 if kind == "wave" else 5), kind

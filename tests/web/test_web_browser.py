@@ -384,6 +384,14 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
             page.click(f"#teach-list button[data-class='{name}']")
             count = f"{round_ + 1} example{'' if round_ == 0 else 's'}"
             page.wait_for_selector(f"#teach-list [data-count='{name}']:has-text('{count}')")
+    # The examples answer at once, before any training, and the page says so.
+    page.click("#teach-clear")
+    shown = int(page.get_attribute("#teach-bars", "data-count") or 0)
+    draw_on_teach_pad(page, teach_strokes("circle", rng))
+    page.wait_for_selector(f"#teach-bars[data-count='{shown + 1}']")
+    assert page.inner_text("#teach-answer") == "circle"
+    note = page.inner_text("#teach-source-note")
+    assert note == "answered from 30 examples, before training"
     training = time.monotonic()
     page.click("#teach-train")
     page.wait_for_selector("#teach-status:has-text('Trained')", timeout=180_000)
@@ -401,6 +409,8 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
             print(f"first example to a trained model answering: {now - started:.1f} s "
                   f"(of which Train to the answer {now - training:.1f} s)")  # fmt: skip
     assert answers == list(TEACH_CLASSES)
+    note = page.inner_text("#teach-source-note")
+    assert note == "answered by the model trained on these 30 examples"
     bars = page.locator("#teach-bars li")
     assert bars.count() == 3
     assert page.is_visible("#teach-occlusion")

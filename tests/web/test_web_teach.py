@@ -24,8 +24,15 @@ from cnnlab.web.app import create_app
 CLASSES = ["circle", "cross", "line"]
 
 
+# Kinds of drawing that are none of CLASSES, for "none of these": the tune kinds chose how
+# Teach sets its threshold (benchmarks/teach_unknowns.py); the held-out ones only measure it.
+TUNE_KINDS = ("square", "triangle", "wave")
+HELD_OUT_KINDS = ("zigzag", "plus", "dot")
+
+
 def drawing(kind: str, rng: np.random.Generator, size: int = 224) -> bytes:
-    """A PNG of dark ink on white, as the Teach pad sends: a circle, a cross or a line."""
+    """A PNG of dark ink on white, as the Teach pad sends: a circle, a cross or a line, or one
+    of the other kinds above."""
     image = Image.new("RGBA", (size, size), (255, 255, 255, 255))
     pen = ImageDraw.Draw(image)
     cx, cy = rng.uniform(0.35, 0.65, 2) * size
@@ -36,10 +43,30 @@ def drawing(kind: str, rng: np.random.Generator, size: int = 224) -> bytes:
     elif kind == "cross":
         pen.line((cx - r, cy - r, cx + r, cy + r), fill=ink, width=14)
         pen.line((cx - r, cy + r, cx + r, cy - r), fill=ink, width=14)
-    else:
+    elif kind == "line":
         angle = rng.uniform(-0.3, 0.3)
         dx, dy = r * np.cos(angle), r * np.sin(angle)
         pen.line((cx - dx, cy - dy, cx + dx, cy + dy), fill=ink, width=14)
+    elif kind in ("square", "triangle"):
+        corners = 4 if kind == "square" else 3
+        turn = np.pi / corners + rng.uniform(-0.2, 0.2)
+        angle = turn + 2 * np.pi * np.arange(corners + 1) / corners
+        points = np.stack([cx + r * np.sin(angle), cy - r * np.cos(angle)], 1)
+        pen.line([tuple(p) for p in points], fill=ink, width=14, joint="curve")
+    elif kind in ("wave", "zigzag"):
+        t = np.linspace(-1, 1, 40 if kind == "wave" else 6)
+        height = rng.uniform(0.3, 0.5) * r * (1 if kind == "wave" else (-1) ** np.arange(6))
+        y = np.sin(3 * t + rng.uniform(0, np.pi)) if kind == "wave" else np.ones(6)
+        pen.line(list(zip(cx + r * t, cy + height * y, strict=True)), fill=ink, width=14,
+                 joint="curve")  # fmt: skip
+    elif kind == "plus":
+        pen.line((cx - r, cy, cx + r, cy), fill=ink, width=14)
+        pen.line((cx, cy - r, cx, cy + r), fill=ink, width=14)
+    elif kind == "dot":
+        r *= rng.uniform(0.3, 0.5)
+        pen.ellipse((cx - r, cy - r, cx + r, cy + r), fill=ink)
+    else:
+        raise ValueError(f"no drawing of kind {kind!r}")
     out = io.BytesIO()
     image.save(out, "PNG")
     return out.getvalue()
@@ -86,6 +113,8 @@ def test_three_drawn_classes_train_and_answer(
             response = send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
             assert response.status_code == 200, response.text
     assert [c["examples"] for c in response.json()["classes"]] == [10, 10, 10]
+    before = send(client, "/api/teach/predict", drawing("cross", rng)).json()
+    assert (before["source"], before["examples"], before["class_name"]) == ("examples", 30, "cross")
     trained_from = time.monotonic()
     assert client.post("/api/teach/train", json={}).status_code == 202
     status = wait_for_training(client)
@@ -104,11 +133,19 @@ def test_three_drawn_classes_train_and_answer(
         assert len(result["occlusion"]) > 100
         drop = np.asarray(result["occlusion_drop"])  # the same map as numbers, for the overlay
         assert drop.shape == (32, 32) and 0 <= drop.min() <= drop.max() <= 1
+        assert (result["source"], result["examples"], result["known"]) == ("trained", 30, True)
         answers.append(result["class_name"])
     now = time.monotonic()
     print(f"first example to a trained model answering: {now - started:.1f} s "
           f"(of which training and three answers {now - trained_from:.1f} s)")  # fmt: skip
     assert answers == CLASSES
+    # Another kind of drawing is none of these for the trained model too (the examples' verdict).
+    other = send(client, "/api/teach/predict", drawing("triangle", rng)).json()
+    assert (other["source"], other["known"]) == ("trained", False)
+    # A new example: the trained model has not seen it, the examples answer again.
+    send(client, "/api/teach/examples?label=line", drawing("line", rng))
+    after = send(client, "/api/teach/predict", drawing("line", rng)).json()
+    assert (after["source"], after["examples"], after["class_name"]) == ("examples", 31, "line")
     # The Draw tab reads digits: with the Teach model active it says so instead of guessing.
     refused = send(client, "/api/predict", drawing("line", rng))
     assert refused.status_code == 409 and "Teach tab" in refused.json()["detail"]
@@ -133,32 +170,66 @@ def _answers_share_the_model_threads(client: TestClient, monkeypatch: pytest.Mon
     assert most == 1
 
 
-def test_teach_answers_are_worded_as_the_draw_tabs(
+def test_teach_answers_from_its_first_examples_worded_as_the_draw_tabs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from cnnlab.runs import predict
 
-    # A picture model that ignores its input: every class 1/3, so always unsure.
+    # An active picture model that did not learn these examples never answers for them.
     model = cnnlab.Sequential(
         [cnnlab.Flatten(), cnnlab.Dense(3 * 32 * 32, 3)], input_shape=(3, 32, 32)
     )
-    for array in model.layers[1].params.values():
-        array[...] = 0
     model.meta.update(kind="images", class_names=CLASSES, mean=[0.5] * 3, std=[0.25] * 3)
     model.save(tmp_path / "shapes.npz")
     app = create_app(str(tmp_path / "shapes.npz"), runs_dir=str(tmp_path / "runs"))
-    picture = drawing("circle", np.random.default_rng(0))
+    rng = np.random.default_rng(0)
     with lab_client(app) as client:
-        body = send(client, "/api/teach/predict", picture).json()
+        client.post("/api/teach/project", json={"classes": CLASSES})
+        for name in CLASSES[:2]:
+            send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
+        early = send(client, "/api/teach/predict", drawing("circle", rng))
+        assert early.status_code == 503
+        assert early.json()["detail"] == "give every class an example first; 'line' has none"
+        send(client, "/api/teach/examples?label=line", drawing("line", rng))
+        for name in CLASSES:  # one example a class is enough to answer
+            body = send(client, "/api/teach/predict", drawing(name, rng)).json()
+            assert (body["source"], body["examples"]) == ("examples", 3)
+            assert (body["class_name"], body["known"]) == (name, True)
+            assert np.asarray(body["occlusion_drop"]).shape == (32, 32)
+        real = predict.assess
+        even = np.full((1, 3), 1 / 3)  # every class 1/3: unsure, the runner-up the second
+        monkeypatch.setattr(predict, "assess", lambda m, x: (even, real(m, x)[1]))
+        body = send(client, "/api/teach/predict", drawing("circle", rng)).json()
         assert (body["class_name"], body["unsure"], body["runner_up"]) == (
             CLASSES[0],
             True,
             CLASSES[1],
         )
-        assert body["known"] is True
-        real = predict.assess
-        monkeypatch.setattr(predict, "assess", lambda m, x: (real(m, x)[0], np.zeros(len(x), bool)))
-        assert send(client, "/api/teach/predict", picture).json()["known"] is False
+        monkeypatch.setattr(predict, "assess", lambda m, x: (even, np.zeros(len(x), bool)))
+        assert send(client, "/api/teach/predict", drawing("circle", rng)).json()["known"] is False
+
+
+def test_teach_says_none_of_these_for_another_kind_and_keeps_its_examples(
+    client: TestClient,
+) -> None:
+    rng = np.random.default_rng(4)
+    client.post("/api/teach/project", json={"classes": CLASSES})
+    for _ in range(10):
+        for name in CLASSES:
+            send(client, f"/api/teach/examples?label={name}", drawing(name, rng))
+    examples = client.get("/api/teach/project").json()["classes"]
+
+    def answer(picture: bytes) -> tuple[str | None, str]:
+        body = send(client, "/api/teach/predict", picture).json()
+        assert (body["source"], body["examples"]) == ("examples", 30)
+        return (body["class_name"] if body["known"] else None), body["class_name"]
+
+    for k, name in enumerate(CLASSES):  # an example is its own class, and a new drawing too
+        shown = examples[k]["pictures"][0]
+        assert answer(client.get(f"/api/teach/examples/{name}/{shown['id']}").content)[0] == name
+        assert answer(drawing(name, rng))[0] == name
+    # Another kind of drawing is none of these (tests/web/test_teach_quick.py: more kinds).
+    assert answer(drawing("square", rng))[0] is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Routes of the Teach tab: the project's classes and examples, training them through the lab's
-one training job, and predictions with an occlusion map from the model it trained."""
+one training job, and predictions with an occlusion map, from the examples at once and from
+the model trained on them once it is."""
 
 from __future__ import annotations
 
@@ -12,10 +13,9 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from cnnlab.explain import maps
-from cnnlab.runs.pictures import PICTURE_SLOTS, read_picture
-from cnnlab.runs.predict import read
+from cnnlab.runs.pictures import PICTURE_SLOTS
 from cnnlab.web import inference
-from cnnlab.web.routes.models import current_model
+from cnnlab.web.routes.models import registry_of
 from cnnlab.web.routes.predict import MODEL_THREADS
 from cnnlab.web.teach import Project, accuracy_text
 from cnnlab.web.training import TrainingBusyError
@@ -123,22 +123,25 @@ def train_status(request: Request) -> dict[str, Any]:
 
 @router.post("/api/teach/predict", tags=["teach"])
 async def predict(request: Request) -> dict[str, Any]:
-    """The active picture model's answer for the picture in the body, as ``/api/predict``
-    words it (class, unsure and runner-up, known, probabilities), and an occlusion map (base64
-    PNG; bright where covering the picture lowers the answer's probability)."""
+    """The answer for the picture in the body, as ``/api/predict`` words it (class, unsure and
+    runner-up, known, probabilities), with where it comes from (``source``: "examples", the
+    quick model of the ``examples`` so far, or "trained", the model trained on them while it
+    is the active one and they are unchanged), and an occlusion map (base64 PNG; bright where
+    covering the picture lowers the answer's probability). 503 until every class has an
+    example."""
     picture = await request.body()
-    _, model = current_model(request, "images")
+    project, active = project_of(request), registry_of(request).active()
 
     def work() -> dict[str, Any]:
-        x = read_picture(model, picture).x[None]  # (1, C, H, W)
-        (reading,) = read(model, x)
+        found = project.answer(picture, active)
+        model, x, label = found.model, found.x, found.reading.label
         scale = max(x.shape[-1] // 32, 1)  # as many patches on a larger input (a ResNet's)
-        occ = maps.occlusion(
-            model, x, reading.label, OCCLUSION_PATCH * scale, OCCLUSION_STRIDE * scale
-        )
+        occ = maps.occlusion(model, x, label, OCCLUSION_PATCH * scale, OCCLUSION_STRIDE * scale)
         heat = np.clip(occ.base_probability - occ.pixel_map, 0, None)
         return {
-            **inference.answer(reading),
+            **inference.answer(found.reading),
+            "source": found.source,
+            "examples": found.examples,
             "occlusion": inference.png_base64(heat, 0.0, max(float(heat.max()), 1e-6), True),
             # The same map as numbers (H rows of W), for the page to lay over the picture.
             "occlusion_drop": heat.round(4).tolist(),

@@ -1,6 +1,7 @@
 // cnnlab lab, Teach tab: name your own classes, add examples by drawing, uploading or from the
-// webcam, train in the background through the lab's one training job, then watch live
-// predictions with probability bars and an occlusion map. Plain JavaScript, no build step.
+// webcam, and watch live predictions with probability bars and an occlusion map: from the
+// examples as soon as every class has one, and from a model trained on them (in the background,
+// through the lab's one training job) once it is. Plain JavaScript, no build step.
 "use strict";
 
 (() => {
@@ -292,7 +293,7 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ classes: names }),
       }));
-      say("Classes ready: draw, upload or snap examples of each, then train.");
+      say("Classes ready: draw, upload or snap examples of each; answers start with one each.");
     } catch (err) {
       say(err.message, true);
     }
@@ -300,7 +301,8 @@
 
   // -- training ---------------------------------------------------------------------------------
 
-  let trained = false;
+  // The lab answers once every class has an example: from the examples, before any training.
+  const ready = () => classes.length >= 2 && classes.every((c) => c.examples > 0);
 
   async function follow() {
     for (;;) {
@@ -337,7 +339,6 @@
       say("Training in the background…");
       const job = await follow();
       if (job.state !== "finished") throw new Error(job.error || `training ${job.state}`);
-      trained = true;
       say(`${trainedText(job)} Draw or show something!`);
       predictSoon();
     } catch (err) {
@@ -355,7 +356,7 @@
     // Never mid-stroke: a timer set before the pen went down (the one after training) would read
     // a half-drawn picture — the likely cause of the browser test reading "line" for a circle
     // once, under load; pen-up asks again.
-    if (!trained || busy || (last && source() === "pad")) return;
+    if (!ready() || busy || (source() === "pad" && (last || !drawn))) return;
     busy = true;
     try {
       const picture = await currentPicture();
@@ -378,7 +379,7 @@
     timer = setTimeout(predict, 150);
   }
   setInterval(() => {
-    if (trained && source() === "camera" && $("teach-live").checked) predict();
+    if (ready() && source() === "camera" && $("teach-live").checked) predict();
   }, 700);
 
   // The occlusion map over the picture: clear where covering the picture changes nothing, then
@@ -439,6 +440,12 @@
     if (!result.known) $("teach-conf").textContent = `none of these (closest: ${result.class_name}, ${top})`;
     else if (result.unsure) $("teach-conf").textContent = `unsure: ${top} for ${result.class_name}, maybe ${result.runner_up}`;
     else $("teach-conf").textContent = `${top} sure it is ${result.class_name}`;
+    // Where the answer comes from: the examples alone, or the model trained on them.
+    const plural = result.examples === 1 ? "" : "s";
+    $("teach-source-note").textContent =
+      result.source === "trained"
+        ? `answered by the model trained on these ${result.examples} examples`
+        : `answered from ${result.examples} example${plural}, before training`;
     const bars = $("teach-bars");
     bars.replaceChildren();
     bars.dataset.count = String(++shown);
