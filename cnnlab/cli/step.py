@@ -39,7 +39,7 @@ the updated model.
 
 examples:
   cnnlab step runs/20250101-120000 mnist-sample:test:61 --label 8
-  cnnlab step runs/20250101-120000 mnist-sample:test:61 --label 8 --lr 5   # overshoots
+  cnnlab step runs/20250101-120000 mnist-sample:test:61 --label 3 --lr 5   # a large η
 """
 
 

@@ -107,7 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--augment", action=argparse.BooleanOptionalAction, help="digits: distort half of each "
         "training batch as other writers might (shift, rotation, scale, slant, elastic strokes, "
-        "stroke thickness, blur); other pictures: random crops and horizontal flips [recipe's]"
+        "stroke thickness, blur); other pictures: random crops, brightness, contrast and "
+        "saturation changes, and mirror images of colour pictures [recipe's, or by the data]"
     )  # fmt: skip
     p.add_argument("--subset", type=positive_int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0, help="of the weights, shuffling and augmenting")
@@ -179,8 +180,10 @@ class ConsoleProgress(RunCallback):
             )
             more = f" (and {len(pictures.skipped) - 5} more)" if len(pictures.skipped) > 5 else ""
             print(f"skipped {len(pictures.skipped)} files: {shown}{more}", flush=True)
+        from_model = c.start_from not in (None, "scratch")  # the source's network, not the preset
+        what = f"the network of {c.start_from}" if from_model else c.model
         print(
-            f"training {c.model} on {c.dataset} ({run.n_train:,} images, test {run.n_test:,}) "
+            f"training {what} on {c.dataset} ({run.n_train:,} images, test {run.n_test:,}) "
             f"for {c.epochs} epochs: {c.optimizer} lr {c.lr:g}, batch {c.batch_size}, loss "
             f"{c.loss}, seed {c.seed}",
             flush=True,
@@ -188,13 +191,13 @@ class ConsoleProgress(RunCallback):
         if run.plan:
             print(run.plan, flush=True)
         if run.per_epoch > run.n_train:
-            reasons = {
-                "smaller classes repeated": c.balance,
+            added = {
+                "repeats of the smaller classes": c.balance,
                 "generated non-digits": c.outlier_exposure,
             }
             print(
-                f"each epoch goes through {run.per_epoch:,} pictures "
-                f"({' and '.join(k for k, v in reasons.items() if v)})",
+                f"each epoch goes through {run.per_epoch:,} pictures: the {run.n_train:,} and "
+                f"{run.per_epoch - run.n_train:,} {' and '.join(k for k, v in added.items() if v)}",
                 flush=True,
             )
 

@@ -16,13 +16,13 @@ from cnnlab.explain.maps import (
     TopPatches,
     activation_maps,
     occlusion,
-    predict_one,
     saliency,
     top_patches,
 )
 from cnnlab.explain.report import Section, write_report
 from cnnlab.figures.plots import plot_filters
 from cnnlab.runs.pictures import Picture
+from cnnlab.runs.predict import assess, none_of_these
 from cnnlab.runs.run_figures import first_layer_filters
 
 
@@ -30,13 +30,15 @@ from cnnlab.runs.run_figures import first_layer_filters
 class Explanation:
     """The numbers behind one explained prediction."""
 
-    probabilities: np.ndarray  # (K,)
+    probabilities: np.ndarray  # (K,), as ``cnnlab predict`` gives them (calibrated)
     target: int  # the class explained: the true label when known, else the prediction
     layers: list[LayerMaps]
     filters: np.ndarray  # (C, kH, kW)
     occlusion: Occlusion
     saliency: np.ndarray  # (H, W)
     top: TopPatches | None
+    known: bool = True  # False: the model says the picture is none of its classes
+    none_of_these: str = "none of these"  # how such an answer is said ("not a digit")
     files: dict[str, Path] = field(default_factory=dict)
 
     def top_k(self, k: int = 3) -> list[tuple[int, float]]:
@@ -68,7 +70,8 @@ def explain_prediction(
             f"model takes {w}×{h} {_kind(c)} pictures; give it the kind of picture it was "
             "trained on"
         )
-    probs = predict_one(model, x)
+    probabilities, known = assess(model, x)
+    probs = probabilities[0]
     target = item.label if item.label is not None else int(np.argmax(probs))
     names = class_names or [str(i) for i in range(len(probs))]
     result = Explanation(
@@ -79,6 +82,8 @@ def explain_prediction(
         occlusion=occlusion(model, x, target, patch=occlusion_patch),
         saliency=saliency(model, x, target),
         top=top_patches(model, patch_images) if patch_images is not None else None,
+        known=bool(known[0]),
+        none_of_these=none_of_these(model),
     )
     if out_dir is not None:
         result.files = _write(result, item, names, Path(out_dir), patch_source)
@@ -195,9 +200,15 @@ def _write(
         )
     files["report"] = write_report(
         out / "report.html",
-        f"Why did the network answer {names[int(np.argmax(result.probabilities))]}?",
+        _title(result, names[int(np.argmax(result.probabilities))]),
         sections,
         intro=f"Image: {item.source}. Conv layers: "
         + ", ".join(conv_label(n, layer) for n, layer in enumerate(result.layers, start=1)),
     )
     return files
+
+
+def _title(result: Explanation, best: str) -> str:
+    if result.known:
+        return f"Why did the network answer {best}?"
+    return f"Why is this {result.none_of_these}? (closest: {best})"

@@ -108,9 +108,15 @@ class StepResult:
                 "batch of pictures, so that no one picture pulls the weights far."
             )
         judged = f", and the {others} are read at least as well ({accuracy})" if accuracy else ""
+        if self.loss_after == self.loss:
+            return (
+                f"No change (η = {self.lr:g}): the loss on this picture stayed at {self.loss:.4g}"
+                f"{judged}. The model already gives the label (nearly) all its probability, so "
+                "the gradient, and the step, are (nearly) zero: try another label."
+            )
         return (
-            f"A small step (η = {self.lr:g}): the loss on this picture fell ({loss}){judged}. "
-            "Training is many such steps over every picture."
+            f"A step that helped (η = {self.lr:g}): the loss on this picture fell ({loss})"
+            f"{judged}. Training is many such steps over every picture."
         )
 
 

@@ -138,6 +138,15 @@ def _metadata(model: Sequential, output_name: str) -> dict[str, str]:
     for key in ("mean", "std"):
         if isinstance(model.meta.get(key), list):
             meta[key] = json.dumps([float(v) for v in model.meta[key]])
+    # Its calibration: probabilities = softmax(logits / temperature); a picture whose score
+    # (unknown_score of the logits: msp, energy, ...) is below unknown_below is none of the
+    # classes ("not a digit"), as cnnlab.runs.unknowns.assess judges it.
+    for key in ("temperature", "unknown_below"):
+        value = model.meta.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            meta[key] = repr(float(value))
+    if isinstance(model.meta.get("unknown_score"), str):
+        meta["unknown_score"] = model.meta["unknown_score"]
     return meta
 
 

@@ -295,7 +295,7 @@ def _fit(
         index = balanced_indices(run_data.labels, len(run_data.pictures.class_names), config.seed)
         x, y = x[xp.asarray(index)], y[xp.asarray(index)]
     if config.outlier_exposure:  # generated non-digits join the training pictures
-        x, y = unknowns.with_nondigits(x, y, config.seed)
+        x, y = unknowns.with_nondigits(x, y, config.seed, sizing.NONDIGIT_SHARE)
     augment = make_augment(config, run_data.pictures.kind, run_data.pictures.input_shape[0])
     x_val = to_device(prepare(model, run_data.val_images), config.device)
     if prefix is not None:  # the fitted net's inputs are the frozen prefix's outputs

@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     from cnnlab.runs.recipes import Recipe
 
 FOLDER_VAL_FRACTION = 0.15
+# Outlier exposure (digits): generated non-digits mixed in, this many per training digit.
+NONDIGIT_SHARE = 0.25
 NAMED_VAL_FRACTION = 1 / 60
 # A named set holds some out only beyond this many training pictures. The bundled sample's
 # 10,000 lost 0.05 (default recipe) and 0.2 points (fast) of test accuracy with 166 of them
@@ -206,7 +208,10 @@ def summary(
     held = held_out(counts, config.val_fraction)
     held_each = _held_per_class(counts, config.val_fraction)
     kept = [c - h for c, h in zip(counts, held_each, strict=True)]
-    steps = math.ceil(epoch_size(kept, config.balance) / config.batch_size) * config.epochs
+    per_epoch = epoch_size(kept, config.balance)
+    if config.outlier_exposure:
+        per_epoch += int(NONDIGIT_SHARE * per_epoch)
+    steps = math.ceil(per_epoch / config.batch_size) * config.epochs
 
     def mark(field: str) -> str:
         return " (given)" if getattr(given, field) is not None else ""
@@ -222,7 +227,9 @@ def summary(
     if held and config.patience:
         parts.append(f"{held} held out for early stopping (patience {config.patience})")
     elif held:
-        parts.append(f"{held} held out to measure")
+        parts.append(f"{held} held out to measure and calibrate on")
+    elif config.outlier_exposure:
+        parts.append("nothing held out to calibrate on: it can say 'unsure', never 'not a digit'")
     if config.balance:
         parts.append("classes balanced")
     if config.augment:

@@ -122,6 +122,7 @@ def start_from(source: str | Sequential, data: ImageSet, config: RunConfig) -> S
         "classes": trained.meta.get("class_names"),
         "trained": config.train_layers,
         "changes": notes,
+        "new_from": model.meta.pop("new_from"),
         **_normalisation(trained, data.input_shape[0]),
         **_published(trained),
     }
@@ -181,6 +182,8 @@ def adapt(
     while body and isinstance(body[-1], Softmax):
         body.pop()
     body = _fit_size(body, want, name, rng, notes)
+    reused = {id(layer) for layer in layers}
+    fresh = [i for i, layer in enumerate(body) if id(layer) not in reused]  # made new just now
     shape = Sequential(body, want).output_shape(want) if body else want
     if len(shape) != 1:
         body.append(Flatten(dtype=trained.dtype))
@@ -188,6 +191,9 @@ def adapt(
     head = Dense(features, len(data.class_names), init="glorot", rng=rng, dtype=trained.dtype)
     notes.append(f"new head: {features} features → {len(data.class_names)} classes")
     kept = {k: v for k, v in trained.meta.items() if k == "preset"}  # the rest was the source's
+    # The first layer made new (a dense layer that no longer fits, else the head): it and
+    # every layer after it train, whatever ``train_layers`` says (``frozen_layers``).
+    kept["new_from"] = fresh[0] if fresh else len(body)
     return Sequential([*body, head], want, kept), notes
 
 
@@ -243,14 +249,21 @@ def _fit_size(
 def frozen_layers(model: Sequential, train_layers: str) -> int:
     """How many leading layers of ``model`` stay as they are when ``train_layers`` train:
     ``"all"`` 0, ``"top"`` those before the last convolution or residual block, ``"head"``
-    those before the last dense layer (at least the first layer trains)."""
+    those before the last dense layer (at least the first layer trains); never a layer that
+    was made new when the model was started (``meta["from"]["new_from"]``), which has
+    nothing to keep."""
     kinds = {"head": Dense, "top": (Conv2D, Residual)}
     if train_layers == "all" or train_layers not in kinds:
         return 0
     last = [i for i, layer in enumerate(model.layers) if isinstance(layer, kinds[train_layers])]
     if not last and train_layers == "top":
         return frozen_layers(model, "head")
-    return last[-1] if last else 0
+    frozen = last[-1] if last else 0
+    source = model.meta.get("from")
+    new_from = source.get("new_from") if isinstance(source, dict) else None
+    if isinstance(new_from, int) and not isinstance(new_from, bool) and new_from >= 0:
+        frozen = min(frozen, new_from)
+    return frozen
 
 
 # The pretrained feature extractor shipped in the package: where a picture folder starts.

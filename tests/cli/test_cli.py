@@ -626,5 +626,7 @@ def test_the_progress_counts_the_generated_non_digits_an_epoch_goes_through(
     assert main(["train", *args, "--out", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     # 256 digits and the 64 generated non-digits the digit recipe mixes in (one per four).
-    assert "each epoch goes through 320 pictures (generated non-digits)" in captured.out
+    assert (
+        "each epoch goes through 320 pictures: the 256 and 64 generated non-digits" in captured.out
+    )
     assert "320/320" in captured.err + captured.out and "/256" not in captured.err

@@ -190,7 +190,7 @@ def test_step_takes_the_runs_own_rate_and_judges_the_step_on_a_probe(model_file,
     before_after = re.search(r"accuracy on 200 other test pictures ([\d.]+) % → ([\d.]+) %", out)
     assert float(before_after[1]) == round(100 * accuracy, 1)
     assert float(before_after[2]) >= float(before_after[1])
-    assert "A small step (η = 0.002)" in out and "Overshoot" not in out
+    assert "A step that helped (η = 0.002)" in out and "Overshoot" not in out
     out = run(capsys, *args, "--lr", "50")
     assert "η = 50 (--lr; the model's run trained with 0.002)" in out
     before_after = re.search(r"accuracy on 200 other test pictures ([\d.]+) % → ([\d.]+) %", out)

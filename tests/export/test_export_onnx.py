@@ -158,6 +158,16 @@ def test_the_metadata_names_a_folder_data_set_without_its_path(trained: dict) ->
     assert not any("/tmp" in value for value in props.values())
 
 
+def test_the_metadata_carries_the_calibration(trained: dict) -> None:
+    model = copy.deepcopy(trained["lenet5"])
+    model.meta.update(temperature=0.54, unknown_score="energy", unknown_below=-7.25)
+    props = {p.key: p.value for p in to_onnx(model).metadata_props}
+    assert float(props["temperature"]) == 0.54 and float(props["unknown_below"]) == -7.25
+    assert props["unknown_score"] == "energy"
+    plain = {p.key for p in to_onnx(trained["lenet5"]).metadata_props}
+    assert not {"temperature", "unknown_score", "unknown_below"} & plain
+
+
 def test_probabilities_flag_appends_softmax(trained: dict, test_digits: np.ndarray) -> None:
     model = trained["simple"]
     runtime = session(model, probabilities=True)

@@ -91,6 +91,26 @@ def test_frozen_layers_leave_the_head_or_the_top_block_to_train() -> None:
     assert "Conv2D" not in kinds[top + 1 :] and transfer.frozen_layers(model, "all") == 0
 
 
+def test_a_dense_layer_made_new_trains_even_when_only_the_head_would() -> None:
+    # A digit model on 16×16 colour pictures: its hidden dense layer no longer fits and is
+    # made new; frozen, it would keep its random weights for ever.
+    source = build("default", seed=1, input_shape=(1, 28, 28), n_classes=10)
+    config = RunConfig(train_layers="head")
+    model = transfer.start_from(source, pictures((3, 16, 16)), config)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    new = kinds.index("Dense")  # the hidden dense layer, made new
+    assert any("made new" in change for change in model.meta["from"]["changes"])
+    assert model.meta["from"]["new_from"] == new
+    assert transfer.frozen_layers(model, "head") == new < len(kinds) - 1
+    assert transfer.frozen_layers(model, "top") == kinds.index("Conv2D", 1)
+    # Where nothing is made new but the head, "head" leaves only the head to train.
+    same = transfer.start_from(source, pictures((1, 28, 28)), config)
+    assert transfer.frozen_layers(same, "head") == same.meta["from"]["new_from"]
+    assert [type(layer).__name__ for layer in same.layers][same.meta["from"]["new_from"] :] == [
+        "Dense"
+    ]
+
+
 def test_a_residual_network_trains_its_last_block_and_owns_its_copies() -> None:
     from cnnlab.engine.layers import Residual
     from cnnlab.runs.zoo import resnet18
