@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     item = read_picture(model, args.image, data_dir=args.data_dir, original=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(args.image).name)
     out = Path(args.out) if args.out else Path("runs") / "explain" / slug
+    earlier = (out / "report.html").exists()  # a picture of the same name explained before
     patch_images = None
     if kind_of(model) == "digits":
         patch_images, _ = digits(args.patches, "test", args.patch_dataset, args.data_dir)
@@ -113,5 +114,6 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
     header = ["conv layer", "model layer", "maps", "size", "strongest filter", "its peak"]
     print("\n" + table(header, rows))
-    print(f"\nwrote {len(result.files)} files to {out}/; open {result.files['report']}")
+    again = " (replacing the earlier explanation there; --out DIR keeps both)" if earlier else ""
+    print(f"\nwrote {len(result.files)} files to {out}/{again}; open {result.files['report']}")
     return 0

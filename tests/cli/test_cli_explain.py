@@ -66,6 +66,9 @@ def test_explain_prints_top3_and_writes_a_self_contained_report(model_file, tmp_
     page = (tmp_path / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 8
     assert not re.search(r'src="(?!data:)', page)  # nothing loaded from outside the page
+    assert "replacing the earlier explanation" not in out
+    again = run(capsys, "explain", str(model_file), "mnist-sample:test:3", "--out", str(tmp_path))
+    assert "(replacing the earlier explanation there; --out DIR keeps both)" in again
 
 
 @pytest.mark.slow
