@@ -89,7 +89,7 @@ def take(out: Path) -> None:
         )
         try:
             line = server.stdout.readline()
-            match = re.search(r"http://[\w.\[\]:]+/", line)
+            match = re.search(r"http://\S+", line)  # with its ?token=, which opens the lab
             if not match:
                 raise ScreenshotError(f"cnnlab serve did not start: {line.strip()}")
             with sync_playwright() as playwright:
