@@ -285,9 +285,10 @@ class Project:
         short = [name for name, n in counts.items() if n < 2]
         if short:
             raise TeachError(f"give every class at least 2 examples; {short[0]!r} has fewer")
-        # Batch, held-out examples, early stopping and the start (the shipped extractor) are
-        # chosen for the examples as for any folder (cnnlab.runs.sizing); the epochs are few,
-        # so that a trained model follows "Train" within seconds.
+        # Batch, held-out examples (none for a project of fewer than 200 a class), early
+        # stopping and the start (the shipped extractor) are chosen for the examples as for
+        # any folder (cnnlab.runs.sizing); the epochs are few, so that a trained model
+        # follows "Train" within seconds.
         return RunConfig(
             recipe="pictures", dataset=str(self.data_dir), image_size=IMAGE_SIZE, seed=seed,
             epochs=TEACH_EPOCHS,
