@@ -88,7 +88,9 @@ EXTRACTOR_MIN_SIZE = 32  # its three pooling steps and 4×4 average need picture
 # Below this many training pictures a class a folder starts from the extractor; with more, it
 # learns its own features better from scratch, and the smaller vgg preset trains faster (3
 # classes of coloured shapes, 150 a class: 85.3 % from scratch, 74.0 % from the extractor;
-# 10 digits a class: 78.4 and 81.2 %; 40 symbols a class: 48.9 and 57.8 %; benchmarks/README.md).
+# 10 digits a class: 78.4 and 81.2 %; 40 symbols a class: 48.9 and 57.8 %; measured again with
+# none held out: the shapes 96.0 and 75.3 %, their first 50 a class 52.7 and 59.3 %;
+# benchmarks/README.md).
 EXTRACTOR_BELOW = 100
 FINE_TUNE_LR = 0.2  # the recipe's learning rate is scaled by this when started layers train
 
