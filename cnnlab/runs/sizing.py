@@ -56,8 +56,8 @@ if TYPE_CHECKING:
 FOLDER_VAL_FRACTION = 0.15
 # A folder holds pictures out only from this many training pictures a class. Below it, the
 # pictures held out were too few to choose an epoch well and were missed in training (the tune
-# folders of benchmarks/few_examples.py: 10 digits a class 81.2 → 86.0 %, 40 drawn symbols
-# 57.8 → 67.8 %, 150 coloured shapes 85.3 → 96.0 % with none held out).
+# folders of benchmarks/few_examples.py, with the 5-epoch extractor: 10 digits a class 81.2 →
+# 86.0 %, 40 drawn symbols 57.8 → 67.8 %, 150 coloured shapes 85.3 → 96.0 % with none held out).
 VAL_FROM = 200
 NAMED_VAL_FRACTION = 1 / 60
 # A named set holds some out only beyond this many training pictures: the bundled sample's
