@@ -393,10 +393,11 @@ class Project:
         short = [name for name, n in counts.items() if n < 2]
         if short:
             raise TeachError(f"give every class at least 2 examples; {short[0]!r} has fewer")
-        # Batch, held-out examples, early stopping and which layers train are chosen for the
-        # examples as for any folder (cnnlab.runs.sizing); the epochs are few, so that a
-        # trained model follows "Train" within seconds. A published network reads the
-        # examples at their stored size, a third of the work of its usual 112 pixels.
+        # Batch, held-out examples (none for a project of fewer than 200 a class), early
+        # stopping and which layers train are chosen for the examples as for any folder
+        # (cnnlab.runs.sizing); the epochs are few, so that a trained model follows "Train"
+        # within seconds. A published network reads the examples at their stored size, a third
+        # of the work of its usual 112 pixels.
         config = RunConfig(
             recipe="pictures", dataset=str(self.data_dir), seed=seed, epochs=TEACH_EPOCHS,
             image_size=IMAGE_SIZE if start == EXTRACTOR else EXAMPLE_SIDE, start_from=start,

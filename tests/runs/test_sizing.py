@@ -48,13 +48,25 @@ def test_the_split_holds_out_a_share_of_every_class_and_keeps_one_of_each() -> N
 
 
 def test_a_small_folder_gets_small_batches_many_epochs_a_held_out_share_and_augmentation() -> None:
-    config = RunConfig(dataset=FOLDER).resolve(450, "images", [150, 150, 150])
-    # 3 × 150 pictures: 22 of each held out, 384 train in batches of 16 → 24 steps an epoch
+    config = RunConfig(dataset=FOLDER).resolve(900, "images", [300, 300, 300])
+    # 3 × 300 pictures: 45 of each held out, 765 train in batches of 32 → 24 steps an epoch
     assert config.val_fraction == sizing.FOLDER_VAL_FRACTION
-    assert config.batch_size == 16 and config.epochs == 100 and sizing.TARGET_STEPS <= 100 * 24
+    assert config.batch_size == 32 and config.epochs == 100 and sizing.TARGET_STEPS <= 100 * 24
     assert config.patience == 25 and config.augment is True and config.balance is False
     tiny = RunConfig(dataset=FOLDER).resolve(30, "images", [10, 10, 10])
     assert tiny.batch_size == sizing.MIN_BATCH and tiny.epochs == sizing.MAX_EPOCHS
+
+
+def test_a_folder_of_few_pictures_a_class_trains_on_all_of_them_to_the_end() -> None:
+    few = sizing.VAL_FROM - 1
+    config = RunConfig(dataset=FOLDER).resolve(3 * few, "images", [few] * 3)
+    assert config.val_fraction == 0 and config.patience == 0
+    # 3 × 199 pictures, none held out, in batches of 32 → 19 steps an epoch, 127 epochs capped
+    assert config.batch_size == 32 and config.epochs == sizing.MAX_EPOCHS
+    enough = RunConfig(dataset=FOLDER).resolve(3 * sizing.VAL_FROM, "images", [200] * 3)
+    assert enough.val_fraction == sizing.FOLDER_VAL_FRACTION and enough.patience > 0
+    given = RunConfig(dataset=FOLDER, val_fraction=0.2).resolve(30, "images", [10, 10, 10])
+    assert given.val_fraction == 0.2 and given.patience == sizing.MAX_EPOCHS // 4
 
 
 def test_named_sets_keep_their_recipe_and_hold_out_a_small_share_only_when_large() -> None:
@@ -98,11 +110,17 @@ def test_unequal_classes_are_balanced_by_repeating_the_smaller_ones() -> None:
 
 def test_the_summary_says_what_was_chosen_and_why_in_one_line() -> None:
     given = RunConfig(dataset=FOLDER, epochs=40)
-    config = given.resolve(450, "images", [150, 150, 150])
-    line = sizing.summary(given, config, [150, 150, 150], ["a", "b", "c"])
+    config = given.resolve(900, "images", [300, 300, 300])
+    line = sizing.summary(given, config, [300, 300, 300], ["a", "b", "c"])
     assert line == (
-        "450 pictures, 3 classes (sized to the data): batch 16, up to 40 epochs (given) "
-        "(≈ 960 steps), 66 held out for early stopping (patience 10), augmented"
+        "900 pictures, 3 classes (sized to the data): batch 32, up to 40 epochs (given) "
+        "(≈ 960 steps), 135 held out for early stopping (patience 10), augmented"
+    )
+    small = given.resolve(450, "images", [150, 150, 150])
+    line = sizing.summary(given, small, [150, 150, 150], ["a", "b", "c"])
+    assert line == (
+        "450 pictures, 3 classes (sized to the data): batch 16, 40 epochs (given) "
+        "(≈ 1,160 steps), augmented"
     )
     unequal = RunConfig(dataset=FOLDER).resolve(330, "images", [300, 27, 3])
     line = sizing.summary(RunConfig(dataset=FOLDER), unequal, [300, 27, 3], "abc")
@@ -159,7 +177,7 @@ def test_a_folder_run_holds_out_pictures_records_its_choices_and_keeps_the_best_
 ) -> None:
     folder = write_picture_folder(tmp_path / "pictures", per_class=10)
     recorder = Recorder()
-    config = RunConfig(dataset=str(folder), image_size=12, epochs=4, patience=1)
+    config = RunConfig(dataset=str(folder), image_size=12, epochs=4, patience=1, val_fraction=0.15)
     result = train_run(config, RunFolder.create(tmp_path / "run"), [recorder], progress=False)
     # 10 a class: 2 tested, 8 trained on, of which 1 held out
     assert len(result.data.val_labels) == 3 and len(result.data.images) == 21

