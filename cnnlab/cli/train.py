@@ -181,7 +181,7 @@ class ConsoleProgress(RunCallback):
             more = f" (and {len(pictures.skipped) - 5} more)" if len(pictures.skipped) > 5 else ""
             print(f"skipped {len(pictures.skipped)} files: {shown}{more}", flush=True)
         from_model = c.start_from not in (None, "scratch")  # the source's network, not the preset
-        what = f"the network of {c.start_from}" if from_model else c.model
+        what = f"a network started from {c.start_from}" if from_model else c.model
         print(
             f"training {what} on {c.dataset} ({run.n_train:,} images, test {run.n_test:,}) "
             f"for {c.epochs} epochs: {c.optimizer} lr {c.lr:g}, batch {c.batch_size}, loss "
