@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,10 @@ def drawing(kind: str, rng: np.random.Generator, size: int = 224) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> TestClient:
-    # One BLAS thread, as `cnnlab serve` runs (cnnlab/cli/main.py): many threads on tiny
-    # batches made this training 30x slower on a busy 2-core machine.
+def teach_lab(tmp_path: Path) -> Iterator[TestClient]:
+    """A lab on ``tmp_path / "runs"``, its training job stopped afterwards. One BLAS thread, as
+    `cnnlab serve` runs (cnnlab/cli/main.py): many threads on tiny batches made this training
+    30x slower on a busy 2-core machine."""
     with (
         threadpool_limits(1, user_api="blas"),
         lab_client(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
@@ -83,6 +84,11 @@ def client(tmp_path: Path) -> TestClient:
         yield test_client
         test_client.app.state.trainer.stop()
         test_client.app.state.trainer.join(60)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    yield from teach_lab(tmp_path)
 
 
 def send(client: TestClient, path: str, picture: bytes, **headers: str):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,26 +16,18 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 from PIL import Image
 from resnet_checkpoint import NAME, pin_to, write_checkpoint
-from threadpoolctl import threadpool_limits
-from web_helpers import lab_client
+from test_web_teach import teach_lab
 
 import cnnlab as cl
 from cnnlab.runs.pretrained import weights_path
-from cnnlab.web.app import create_app
 
 CLASSES = ["warm", "cold"]
 
 
 @pytest.fixture
-def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestClient:
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    with (
-        threadpool_limits(1, user_api="blas"),
-        lab_client(create_app(None, runs_dir=str(tmp_path / "runs"))) as test_client,
-    ):
-        yield test_client
-        test_client.app.state.trainer.stop()
-        test_client.app.state.trainer.join(60)
+    yield from teach_lab(tmp_path)
 
 
 def cache_the_weights(monkeypatch: pytest.MonkeyPatch) -> None:
