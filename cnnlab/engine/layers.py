@@ -353,7 +353,7 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: Any) -> Any:
         self._start(x)
         two_by_two = self.kernel_size == (2, 2) and self.stride == 2 and not self.padding
-        if two_by_two and compiled.use(x, self.training):  # 3-8× faster (benchmarks/README.md)
+        if two_by_two and compiled.use(x, self.training):  # 2.6-18× faster (benchmarks/README.md)
             out, self._winners = compiled.max_pool_2x2(x)
             return out
         if self.padding:
@@ -365,7 +365,7 @@ class MaxPool2D(_Pool2D):
     def backward(self, grad_out: Any) -> Any:
         """dL/dy ``(N, C, H', W')`` → dL/dx ``(N, C, H, W)``."""
         if len(self._winners) == 2 and not self.padding and compiled.use(grad_out, self.training):
-            return compiled.max_pool_2x2_backward(  # 3-10× faster (benchmarks/README.md)
+            return compiled.max_pool_2x2_backward(  # 2-4× faster (benchmarks/README.md)
                 grad_out, self._winners, self._input_shape
             )
         n, c, h, w = self._input_shape
@@ -418,7 +418,7 @@ class ReLU(_Elementwise):
     """max(0, x). Its gradient is 1 where the input was positive, else 0: no vanishing."""
 
     function, derivative = F.relu, F.relu_backward
-    kernels = (compiled.relu, compiled.relu_backward)  # 1.5-3× faster on large maps
+    kernels = (compiled.relu, compiled.relu_backward)  # 2-3× faster
 
     def active(self) -> Any:
         """Where the last forward pass was on (output > 0): which side of its kink each unit is."""
