@@ -21,7 +21,10 @@ while choosing the extractor's recipe) and a ``holdout`` set (measured once, at 
 ``--measure SET`` trains every folder of SET with ``cnnlab train --dataset FOLDER`` and no other
 option (``--from scratch`` too with ``--scratch``), each in a child process as on a user's
 machine, and prints its test accuracy and wall time; and the accuracy of the prototype
-classifier on the shipped extractor's features from the first 1 and 5 training pictures a class.
+classifier on the shipped extractor's features from the first 1 and 5 training pictures a class;
+and how its model says "none of these": the share of the test pictures it reads right that it
+keeps as one of its classes, and the share of the set's other folders' test pictures (none of
+its classes) that it turns away.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.user_machine import child_env
 from cnnlab.data import datasets
+from cnnlab.engine.sequential import Sequential
 
 FORMATS = (("PNG", ".png"), ("JPEG", ".jpg"), ("BMP", ".bmp"), ("WEBP", ".webp"))
 SHAPE_CLASSES = {"tune": ("circle", "square", "triangle"), "holdout": ("star", "cross", "diamond")}
@@ -260,8 +264,9 @@ def prototype_accuracy(folder: Path, shots: int) -> float:
     return float((guess == pictures.y_test).mean())
 
 
-def train(folder: Path, extra: list[str]) -> tuple[float, float]:
-    """``cnnlab train --dataset folder`` in a child process: test accuracy and wall seconds."""
+def train(folder: Path, extra: list[str]) -> tuple[float, float, Sequential]:
+    """``cnnlab train --dataset folder`` in a child process: test accuracy, wall seconds and
+    the model it saved."""
     with tempfile.TemporaryDirectory() as out:
         command = [sys.executable, "-m", "cnnlab", "train", "--dataset", str(folder), *extra]
         started = time.perf_counter()
@@ -269,25 +274,52 @@ def train(folder: Path, extra: list[str]) -> tuple[float, float]:
             [*command, "--out", f"{out}/run"], env=child_env(), capture_output=True, text=True
         )
         seconds = time.perf_counter() - started
-    found = re.search(r"test accuracy ([0-9.]+)%", done.stdout)
-    if done.returncode or not found:
-        raise SystemExit(f"{folder}: {done.stderr.strip()[-300:]}")
-    return float(found.group(1)), seconds
+        found = re.search(r"test accuracy ([0-9.]+)%", done.stdout)
+        if done.returncode or not found:
+            raise SystemExit(f"{folder}: {done.stderr.strip()[-300:]}")
+        return float(found.group(1)), seconds, Sequential.load(f"{out}/run/model.npz")
+
+
+def _test_inputs(model: Sequential, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A folder's test pictures as ``model``'s inputs (grey made colour or the other way)."""
+    from cnnlab.data.pictures import load_image_set
+    from cnnlab.runs.model_input import prepare
+
+    channels, size = model.input_shape[0], model.input_shape[1]
+    pictures = load_image_set(folder, size, progress=False)
+    x = pictures.x_test
+    if x.shape[1] != channels:
+        x = np.repeat(x, channels, 1) if x.shape[1] == 1 else x.mean(1, keepdims=True)
+    return prepare(model, x.astype(np.uint8)), pictures.y_test
+
+
+def none_of_these(model: Sequential, folder: Path, others: list[Path]) -> tuple[float, float]:
+    """Of ``folder``'s test pictures the model reads right, the share it keeps as one of its
+    classes; of the ``others``' test pictures (no class of its), the share it turns away."""
+    from cnnlab.runs import predict
+
+    x, y = _test_inputs(model, folder)
+    probabilities, known = predict.assess(model, x)
+    right = probabilities.argmax(1) == y
+    away = [~predict.assess(model, _test_inputs(model, other)[0])[1] for other in others]
+    return float(known[right].mean()), float(np.concatenate(away).mean())
 
 
 def measure(root: Path, which: str, scratch: bool) -> None:
-    print(f"{'folder':8} {'pictures':>8}  {'default':>16}  {'prototype 1 / 5':>16}"
-          + (f"  {'scratch':>16}" if scratch else ""))  # fmt: skip
-    for folder in sorted((root / which).iterdir()):
+    print(f"{'folder':8} {'pictures':>8}  {'default':>16}  {'prototype 1 / 5':>16}  "
+          f"{'kept / turned away':>18}" + (f"  {'scratch':>16}" if scratch else ""))  # fmt: skip
+    folders = sorted((root / which).iterdir())
+    for folder in folders:
         n = sum(1 for _ in (folder / "train").rglob("*.*"))
-        accuracy, seconds = train(folder, [])
+        accuracy, seconds, model = train(folder, [])
         shots = [100 * prototype_accuracy(folder, k) for k in (1, 5)]
+        kept, away = none_of_these(model, folder, [f for f in folders if f != folder])
         line = (
             f"{folder.name:8} {n:8}  {accuracy:6.1f} % {seconds:5.0f} s  "
-            f"{shots[0]:6.1f} / {shots[1]:5.1f} %"
+            f"{shots[0]:6.1f} / {shots[1]:5.1f} %  {100 * kept:7.1f} / {100 * away:5.1f} %"
         )
         if scratch:
-            accuracy, seconds = train(folder, ["--from", "scratch"])
+            accuracy, seconds, _ = train(folder, ["--from", "scratch"])
             line += f"  {accuracy:6.1f} % {seconds:5.0f} s"
         print(line, flush=True)
 

@@ -30,7 +30,7 @@ from cnnlab.engine.errors import CnnlabError, TrainingDivergedError
 from cnnlab.engine.optim import Optimizer
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.train import Callback, TrainState, fit
-from cnnlab.runs import sizing, unknowns
+from cnnlab.runs import prototype, sizing, unknowns
 from cnnlab.runs.build import (
     check_image_size,
     make_augment,
@@ -361,6 +361,9 @@ def _fit(
     if len(run_data.val_labels if run_data.val_labels is not None else ()):
         x_held = to_device(prepare(model, run_data.val_images), config.device)
         model.meta.update(unknowns.calibrate(model, x_held, run_data.val_labels))
+    elif run_data.pictures.kind != "digits":  # "none of these" from the training pictures
+        x_own = to_device(prepare(model, run_data.images), config.device)
+        model.meta.update(prototype.own_threshold(model, x_own, run_data.labels))
     model.save(folder.model_file)
     folder.write_metrics(state.history)
     if not stopped:

@@ -10,7 +10,8 @@ from the number of training pictures ``n`` and classes ``K``:
   early and to calibrate the answers; a smaller folder holds none out and trains on all its
   pictures for the whole schedule (a few pictures a class judge an epoch badly, and every
   picture counts: 10 digits a class read 86.0 % of the test digits so, 81.2 % with 2 of them
-  held out; benchmarks/README.md);
+  held out; benchmarks/README.md), and its "none of these" comes from the training pictures
+  (:func:`cnnlab.runs.prototype.own_threshold`);
 - **batch**: a power of two near ``n / PICTURES_PER_BATCH`` between ``MIN_BATCH`` and the
   recipe's batch, so a small folder still takes many steps;
 - **epochs**: enough to reach ``TARGET_STEPS`` steps, between the recipe's epochs and

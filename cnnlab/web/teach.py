@@ -19,8 +19,9 @@ published network already in the cache (ResNet-18 trained on ImageNet: Teach nev
 whichever :func:`cnnlab.runs.transfer.ready_starts` offers and the page chooses; its model
 answers (:meth:`Project.answer`) while it is the lab's active model and the examples are the
 ones it trained, and the quick model again as soon as an example is added or removed. Whether
-a picture is none of the classes is always the quick model's verdict: its threshold comes from
-the examples themselves, where a trained model has too few held-out ones to set one.
+a picture is none of the classes is always the quick model's verdict, whose threshold comes
+from the examples on the extractor's untouched features (chosen on drawings of Teach's kind;
+benchmarks/README.md), not from features the training fitted to them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs import prototype
+from cnnlab.engine.layers import Dense
+from cnnlab.engine.sequential import Sequential
+from cnnlab.runs import predict, prototype
 from cnnlab.runs.pretrain import PretrainRecipe, pretrain
 
 
@@ -42,6 +44,39 @@ def test_the_threshold_of_none_of_these_leaves_each_example_out_by_hand() -> Non
     three = np.array([[1.0, 0], [2, 0], [0, 1]])
     assert prototype.cosine_below(three, np.array([0, 0, 1]), 2, 1.0) == pytest.approx(1.0)
     assert prototype.cosine_below(three[1:], np.array([0, 1]), 2) is None
+
+
+def test_a_quantile_of_the_left_out_cosines_sets_the_threshold_by_hand() -> None:
+    features = np.array([[1.0, 0], [2, 0], [0, 1], [1, 1]])
+    labels = np.array([0, 0, 1, 1])
+    # Each example's largest cosine, left out of its own class: 1, 1, 1/√2, 1/√2 (as above).
+    # Their median is (1 + 1/√2) / 2; the lowest (quantile 0) is 1/√2.
+    median = (1 + 1 / np.sqrt(2)) / 2
+    assert prototype.cosine_below(features, labels, 2, 1.0, 0.5) == pytest.approx(median)
+    assert prototype.cosine_below(features, labels, 2, 2.0, 0.5) == pytest.approx(
+        1 - 2 * (1 - median)
+    )
+    assert prototype.cosine_below(features, labels, 2, 1.0, 0.0) == pytest.approx(1 / np.sqrt(2))
+
+
+def test_a_network_without_held_out_pictures_says_none_of_these_from_its_own() -> None:
+    # One Dense layer: its penultimate features are its inputs, so the threshold is the one
+    # worked out by hand above, at the quantile and margin of a network's own pictures.
+    features = np.array([[1.0, 0], [2, 0], [0, 1], [1, 1]], np.float32)
+    labels = np.array([0, 0, 1, 1])
+    model = Sequential([Dense(2, 2)], input_shape=(2,))
+    meta = prototype.own_threshold(model, features, labels)
+    low = 1 / np.sqrt(2)  # the lowest left-out cosine; quantile 0.02 of four lies on it
+    assert meta["unknown_score"] == "cosine" and meta["temperature"] == 1.0
+    expected = 1 - prototype.OWN_MARGIN * (1 - low)
+    assert meta["unknown_below"] == pytest.approx(expected)
+    assert np.allclose(meta["class_means"], prototype.prototypes(features, labels, 2))
+    model.meta.update(meta, class_names=["a", "b"])
+    # (1, 0.1) lies near class a; (−1, 0) points away from both prototypes.
+    _, known = predict.assess(model, np.array([[1.0, 0.1], [-1.0, 0.0]], np.float32))
+    assert known.tolist() == [True, False]
+    # No class with two pictures: nothing to leave out, no threshold.
+    assert prototype.own_threshold(model, features[1:3], np.array([0, 1])) == {}
 
 
 def test_a_class_without_examples_is_a_one_line_error() -> None:

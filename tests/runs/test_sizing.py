@@ -192,6 +192,20 @@ def test_a_folder_run_holds_out_pictures_records_its_choices_and_keeps_the_best_
     assert not result.stopped and 1 <= result.model.meta["best_epoch"] <= len(history)
 
 
+def test_a_folder_run_with_nothing_held_out_can_still_say_none_of_these(tmp_path: Path) -> None:
+    folder = write_picture_folder(tmp_path / "pictures", per_class=8)
+    result = train_run(
+        RunConfig(dataset=str(folder), image_size=12, epochs=1), RunFolder.create(tmp_path / "run"),
+        progress=False,
+    )  # fmt: skip
+    meta = cl.Sequential.load(result.folder.model_file).meta
+    assert result.data.val_labels is None or not len(result.data.val_labels)
+    assert meta["unknown_score"] == "cosine" and meta["temperature"] == 1.0
+    features = result.model.layers[-1].params["W"].shape[1]
+    assert np.asarray(meta["class_means"]).shape == (3, features)
+    assert -1 <= meta["unknown_below"] < 1
+
+
 def test_a_class_without_a_picture_to_test_on_is_refused_in_one_line(tmp_path: Path) -> None:
     folder = write_picture_folder(tmp_path / "pictures", per_class=6)
     for extra in sorted((folder / "sea").iterdir())[1:]:
