@@ -43,10 +43,11 @@ MARGIN = 1.25
 # A network trained on a small folder has seen its training pictures: their left-out cosines sit
 # closer to their classes than a new picture's, and one odd picture among a hundred sets the
 # farthest. Its threshold starts from the QUANTILE of those cosines instead of the lowest. Chosen
-# on three small folders (10 digits, 40 clip-art symbols and 150 coloured shapes a class; from
-# the extractor; benchmarks/README.md): at 0.02 and 1.25 every model kept 99.3-100 % of the test
-# pictures it read right and turned away 97-100 %, 24-34 % and 0-18 % of the other folders'
-# pictures; at 0.05 it kept 96.5 % on one; the lowest cosine (0.0) turned away 0-7 % of them.
+# on three small folders (10 digits and 40 clip-art symbols a class from the extractor, 150
+# coloured shapes a class from scratch; benchmarks/README.md): at 0.02 and 1.25 every model
+# kept 99.3-100 % of the test pictures it read right and turned away 97-100 %, 24-34 % and
+# 0-18 % of the other folders' pictures; at 0.05 it kept 96.5 % on one; from the lowest cosine
+# (0.0) the symbols' and the shapes' models turned away 0-7 % of them.
 OWN_QUANTILE, OWN_MARGIN = 0.02, 1.25
 
 
