@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ import digits_wild  # noqa: E402
 import wild_digits  # noqa: E402
 
 from cnnlab.cli._common import load_model  # noqa: E402
-from cnnlab.data import load  # noqa: E402
+from cnnlab.data import load, nondigits  # noqa: E402
 from cnnlab.data.nondigits import draw_nondigits, nondigit_inputs  # noqa: E402
 from cnnlab.data.preprocess import NoInkError, preprocess_file  # noqa: E402
 from cnnlab.engine.train import to_input  # noqa: E402
@@ -71,8 +72,10 @@ def _photographed_nondigits(n: int, seed: int, group: str) -> np.ndarray:
 
 
 def prepared(group: str, n: int, per_class: int, cache: Path) -> dict[str, np.ndarray]:
-    """The group's digits (per wild source and MNIST test) and non-digits, cached."""
-    path = cache / f"unknowns-{group}-{n}-{per_class}.npz"
+    """The group's digits (per wild source and MNIST test) and non-digits, cached under the
+    drawing code's hash, so that a change of the kinds draws them again."""
+    drawn = hashlib.sha256(Path(nondigits.__file__).read_bytes()).hexdigest()[:8]
+    path = cache / f"unknowns-{group}-{n}-{per_class}-{drawn}.npz"
     if path.exists():
         with np.load(path) as stored:
             return dict(stored)

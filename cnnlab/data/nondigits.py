@@ -1,12 +1,17 @@
 """Pictures that are not digits, generated: what a digit model should answer "not a digit" to.
 
 A digit model's softmax names a digit for every picture. To measure, and to train, how it
-answers pictures of no class, cnnlab draws its own: zigzag strokes, scribbles, shapes (hearts,
-stars, squares, triangles, arrows, spirals, smileys, crosses) and letters that share no shape
-with a digit, printed in fonts or in handwriting fonts. They come in two groups kept apart on
-purpose, as ``benchmarks/wild_digits.py`` keeps its digits: the ``tune`` group may be looked
-at and trained on (outlier exposure), the ``heldout`` group holds other shape kinds and other
-font families, read once to see whether what was tuned carries over.
+answers pictures of no class, cnnlab draws its own: zigzag strokes, scribbles, shapes and
+letters that share no shape with a digit, printed in fonts or in handwriting fonts. They come
+in two groups kept apart on purpose, as ``benchmarks/wild_digits.py`` keeps its digits:
+
+* ``tune`` may be looked at and trained on (outlier exposure): strokes, scribbles, hearts,
+  squares, arrows, smileys, crosses, stars (4 to 8 points: outlines, one-stroke stars,
+  asterisks), triangles of any shape and spirals (either way round, tight or loose, open or
+  closed), and letters in some fonts and hands;
+* ``heldout`` holds shape kinds never trained on — crescent moons, lightning bolts, houses,
+  flowers — and letters in other font families and hands, read once to see whether what was
+  tuned carries over to kinds nobody tuned for.
 
 ``draw_nondigits`` renders the ink, bright on dark, on a ``CANVAS``-pixel square as a pen on the
 lab's canvas would: every picture of a shape kind at once, as the distance of each pixel to the
@@ -29,8 +34,11 @@ CANVAS = 56  # side of the drawing, in pixels
 # Letters drawn nothing like a digit (no O/o, I/l, S/s, Z/z, B, G, g, q, b, T, A-like 4s kept).
 LETTERS = "AEFHKMNRWXYehkmnrwx"
 SHAPES = {
-    "tune": ("strokes", "scribbles", "hearts", "squares", "arrows", "smileys", "crosses"),
-    "heldout": ("stars", "triangles", "spirals"),
+    "tune": (
+        *("strokes", "scribbles", "hearts", "squares", "arrows", "smileys", "crosses"),
+        *("stars", "triangles", "spirals"),
+    ),
+    "heldout": ("moons", "bolts", "houses", "flowers"),
 }
 KINDS = {group: (*shapes, "printed letters", "hand letters") for group, shapes in SHAPES.items()}
 # Printed fonts: matplotlib's bundled ones; handwriting fonts: Debian packages (fonts-…), the
@@ -69,60 +77,226 @@ def _circle(n: int, steps: int, centre=(0.0, 0.0), radius=1.0, start=0.0, end=2 
     return np.broadcast_to(points, (n, steps, 2))
 
 
-def _segments(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` shapes of ``kind`` as line segments ``(n, S, 2, 2)`` (x right, y down), before the
-    per-picture turn, stretch and wobble, roughly within [-1, 1]²."""
-    if kind == "strokes":  # three or four straight strokes in one line (two can make a 7)
-        corners = rng.uniform(-1, 1, (n, 5, 2))
-        used = np.arange(5) <= rng.integers(3, 5, n)[:, None]
-        last = corners[np.arange(n), used.sum(1) - 1][:, None]
-        return _polyline(np.where(used[..., None], corners, last))
-    if kind == "scribbles":  # a pen wandering with a smoothly changing heading
-        heading = np.cumsum(rng.normal(0, 0.7, (n, 24)), axis=1) + rng.uniform(0, 7, (n, 1))
-        walk = np.cumsum(np.stack([np.cos(heading), np.sin(heading)], -1), axis=1)
-        walk -= walk.mean(axis=1, keepdims=True)
-        return _polyline(walk / np.abs(walk).max(axis=(1, 2), keepdims=True))
-    if kind == "hearts":
-        t = np.linspace(0, 2 * np.pi, 41)
-        x = 16 * np.sin(t) ** 3
-        y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
-        return _polyline(np.broadcast_to(np.stack([x, y + 2.5], -1) / 16.5, (n, 41, 2)))
-    if kind == "squares":
-        corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
-        return _closed(corners * rng.uniform(0.6, 1, (n, 1, 2)))
-    if kind == "triangles":
-        angles = np.deg2rad([90, 210, 330]) + rng.normal(0, 0.15, (n, 3))
-        return _closed(np.stack([np.cos(angles), -np.sin(angles)], -1))
-    if kind == "stars":
-        points = int(rng.integers(5, 7))
-        angles = np.pi / 2 + np.arange(2 * points) * np.pi / points
-        radius = np.where(np.arange(2 * points) % 2, rng.uniform(0.3, 0.5, (n, 1)), 1.0)
-        return _closed(np.stack([np.cos(angles) * radius, -np.sin(angles) * radius], -1))
-    if kind == "arrows":
-        head = rng.uniform(0.3, 0.6, (n, 1))
-        ends = np.zeros((n, 3, 2, 2))
-        ends[:, :, 1, 0] = 1.0  # every segment ends at the tip (1, 0)
-        ends[:, 0, 0, 0] = -1.0  # the shaft starts at (-1, 0)
-        ends[:, 1, 0] = np.concatenate([1 - head, head], axis=1)
-        ends[:, 2, 0] = np.concatenate([1 - head, -head], axis=1)
-        return ends
-    if kind == "spirals":
-        turns = rng.uniform(1.5, 3.0, (n, 1))
-        t = np.linspace(0, 1, 60) * turns * 2 * np.pi
-        r = t / t[:, -1:]
-        return _polyline(np.stack([r * np.cos(t), r * np.sin(t)], -1))
-    if kind == "smileys":
-        face = _polyline(_circle(n, 33))
-        mouth = _polyline(_circle(n, 9, (0, 0.05), 0.55, 0.2 * np.pi, 0.8 * np.pi))
-        eyes = np.array([[[-0.35, -0.35], [-0.35, -0.25]], [[0.35, -0.35], [0.35, -0.25]]])
-        return np.concatenate([face, mouth, np.broadcast_to(eyes, (n, 2, 2, 2))], axis=1)
-    if kind == "crosses":  # a plus (an X once turned), arms of unequal length
-        arms = rng.uniform(0.6, 1.0, (n, 4))
-        ends = np.zeros((n, 2, 2, 2))
-        ends[:, 0, 0, 0], ends[:, 0, 1, 0] = -arms[:, 0], arms[:, 1]
-        ends[:, 1, 0, 1], ends[:, 1, 1, 1] = -arms[:, 2], arms[:, 3]
-        return ends
-    raise CnnlabError(f"unknown non-digit shape {kind!r}; use one of {SHAPES}")
+def _padded(parts: list[np.ndarray], n: int, rows: list[np.ndarray]) -> np.ndarray:
+    """Segment arrays ``(len(rows[i]), S_i, 2, 2)`` for the pictures ``rows[i]`` → one
+    ``(n, max S_i, 2, 2)`` array, the shorter ones padded by repeating their last segment."""
+    most = max(part.shape[1] for part in parts)
+    out = np.zeros((n, most, 2, 2))
+    for part, row in zip(parts, rows, strict=True):
+        out[row] = np.concatenate([part, np.repeat(part[:, -1:], most - part.shape[1], 1)], 1)
+    return out
+
+
+def _strokes(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Three or four straight strokes in one line (two can make a 7)."""
+    corners = rng.uniform(-1, 1, (n, 5, 2))
+    used = np.arange(5) <= rng.integers(3, 5, n)[:, None]
+    last = corners[np.arange(n), used.sum(1) - 1][:, None]
+    return _polyline(np.where(used[..., None], corners, last))
+
+
+def _scribbles(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A pen wandering with a smoothly changing heading."""
+    heading = np.cumsum(rng.normal(0, 0.7, (n, 24)), axis=1) + rng.uniform(0, 7, (n, 1))
+    walk = np.cumsum(np.stack([np.cos(heading), np.sin(heading)], -1), axis=1)
+    walk -= walk.mean(axis=1, keepdims=True)
+    return _polyline(walk / np.abs(walk).max(axis=(1, 2), keepdims=True))
+
+
+def _hearts(n: int, rng: np.random.Generator) -> np.ndarray:
+    t = np.linspace(0, 2 * np.pi, 41)
+    x = 16 * np.sin(t) ** 3
+    y = -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t))
+    return _polyline(np.broadcast_to(np.stack([x, y + 2.5], -1) / 16.5, (n, 41, 2)))
+
+
+def _squares(n: int, rng: np.random.Generator) -> np.ndarray:
+    corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+    return _closed(corners * rng.uniform(0.6, 1, (n, 1, 2)))
+
+
+def _triangles(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Triangles of any shape: angles drawn at random, none under 30° (a thinner one is a 1),
+    the pen overshooting the first corner by up to a fifth of the last side."""
+    angles = np.deg2rad(30 + 90 * rng.dirichlet((2, 2, 2), n))  # (n, 3), sum 180°
+    b = np.sin(angles[:, 1]) / np.sin(angles[:, 2])  # side from corner 0 to 2 (law of sines)
+    corners = np.zeros((n, 4, 2))
+    corners[:, 1, 0] = 1.0
+    corners[:, 2] = b[:, None] * np.stack([np.cos(angles[:, 0]), -np.sin(angles[:, 0])], -1)
+    overshoot = rng.uniform(0, 0.2, (n, 1))
+    corners[:, 3] = corners[:, 2] + (1 + overshoot) * (corners[:, 0] - corners[:, 2])
+    corners -= corners[:, :3].mean(axis=1, keepdims=True)
+    return _polyline(corners)
+
+
+def _stars(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Stars of 4 to 8 points, drawn as a pen draws them: the outline around the points, in
+    one stroke across the middle (a pentagram and its kin; two triangles for 6 points), or
+    as an asterisk of 3 or 4 crossing lines."""
+    points = rng.integers(4, 9, n)
+    style = rng.integers(0, 3, n)
+    style[(style == 1) & (points == 4)] = 0  # a four-point star in one stroke is a square
+    parts, rows = [], []
+    for p in range(4, 9):
+        row = np.flatnonzero((points == p) & (style == 0))
+        if len(row):  # the outline: 2p corners, the inner ones at 25-60 % of the radius
+            angles = np.pi / 2 + np.arange(2 * p) * np.pi / p + rng.normal(0, 0.04, (len(row), 1))
+            radius = np.where(np.arange(2 * p) % 2, rng.uniform(0.25, 0.6, (len(row), 1)), 1.0)
+            parts.append(
+                _closed(np.stack([np.cos(angles), -np.sin(angles)], -1) * radius[..., None])
+            )
+            rows.append(row)
+        row = np.flatnonzero((points == p) & (style == 1))
+        if len(row):  # one stroke from every point to the one `skip` points on
+            skip = {5: 2, 6: 2, 7: 3, 8: 3}[p]
+            order = (np.arange(p + 1) * skip) % p
+            if p == 6:  # {6/2} is two triangles: the pen lifts once
+                order = np.array([0, 2, 4, 0, 1, 3, 5, 1])
+            corners = np.pi / 2 + order * 2 * np.pi / p
+            line = _polyline(np.stack([np.cos(corners), -np.sin(corners)], -1)[None])
+            if p == 6:
+                line = np.delete(line, 3, axis=1)  # the pen's move between the triangles
+            parts.append(np.broadcast_to(line, (len(row), *line.shape[1:])))
+            rows.append(row)
+    for lines in (3, 4):
+        row = np.flatnonzero((style == 2) & (points % 2 == lines % 2))
+        if len(row):  # an asterisk: lines through the centre, evenly turned
+            angles = np.arange(lines) * np.pi / lines + rng.normal(0, 0.05, (len(row), lines))
+            tip = np.stack([np.cos(angles), np.sin(angles)], -1)
+            parts.append(np.stack([-tip, tip], axis=2))
+            rows.append(row)
+    return _padded(parts, n, rows)
+
+
+def _arrows(n: int, rng: np.random.Generator) -> np.ndarray:
+    head = rng.uniform(0.3, 0.6, (n, 1))
+    ends = np.zeros((n, 3, 2, 2))
+    ends[:, :, 1, 0] = 1.0  # every segment ends at the tip (1, 0)
+    ends[:, 0, 0, 0] = -1.0  # the shaft starts at (-1, 0)
+    ends[:, 1, 0] = np.concatenate([1 - head, head], axis=1)
+    ends[:, 2, 0] = np.concatenate([1 - head, -head], axis=1)
+    return ends
+
+
+def _spirals(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Spirals of 1.5 to 4 turns either way round, tight or loose in the middle (the radius
+    grows as the angle to a power from 0.6 to 1.6), from the centre or from a small open
+    middle; a third closed by a last full turn at the outer radius."""
+    turns = rng.uniform(1.5, 4.0, (n, 1))
+    s = np.linspace(0, 1, 96)
+    t = s * turns * 2 * np.pi
+    inner = np.where(rng.random((n, 1)) < 0.5, 0.0, rng.uniform(0.05, 0.3, (n, 1)))
+    r = inner + (1 - inner) * s ** rng.uniform(0.6, 1.6, (n, 1))
+    closed = rng.random(n) < 1 / 3
+    ring = np.linspace(0, 2 * np.pi, 25)[1:]
+    t = np.concatenate([t, t[:, -1:] + ring], axis=1)
+    r = np.concatenate([r, np.where(closed[:, None], 1.0, np.nan) * np.ones((n, 24))], axis=1)
+    r[~closed, 96:] = 1.0  # open ones: the extra points repeat the last one
+    t[~closed, 96:] = t[~closed, 95:96]
+    way = np.where(rng.random((n, 1)) < 0.5, 1.0, -1.0)
+    return _polyline(np.stack([way * r * np.cos(t), r * np.sin(t)], -1))
+
+
+def _smileys(n: int, rng: np.random.Generator) -> np.ndarray:
+    face = _polyline(_circle(n, 33))
+    mouth = _polyline(_circle(n, 9, (0, 0.05), 0.55, 0.2 * np.pi, 0.8 * np.pi))
+    eyes = np.array([[[-0.35, -0.35], [-0.35, -0.25]], [[0.35, -0.35], [0.35, -0.25]]])
+    return np.concatenate([face, mouth, np.broadcast_to(eyes, (n, 2, 2, 2))], axis=1)
+
+
+def _crosses(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A plus (an X once turned), arms of unequal length."""
+    arms = rng.uniform(0.6, 1.0, (n, 4))
+    ends = np.zeros((n, 2, 2, 2))
+    ends[:, 0, 0, 0], ends[:, 0, 1, 0] = -arms[:, 0], arms[:, 1]
+    ends[:, 1, 0, 1], ends[:, 1, 1, 1] = -arms[:, 2], arms[:, 3]
+    return ends
+
+
+def _moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Crescents: the unit circle's arc outside a second circle of radius ``R`` centred at
+    ``(d, 0)``, closed by that circle's arc inside it."""
+    d = rng.uniform(0.35, 0.65, (n, 1))
+    big = rng.uniform(0.8, 1.0, (n, 1))
+    x = (1 - big**2 + d**2) / (2 * d)  # where the circles cross, at (x, ±y)
+    y = np.sqrt(np.clip(1 - x**2, 0, 1))
+    s = np.linspace(0, 1, 24)
+    outer = np.arctan2(y, x) + s * 2 * (np.pi - np.arctan2(y, x))  # through π, top to bottom
+    inner_top = np.arctan2(y, x - d)
+    inner = -inner_top - s * 2 * (np.pi - inner_top)  # bottom back to top, through π
+    points = np.concatenate(
+        [
+            np.stack([np.cos(outer), -np.sin(outer)], -1),
+            np.stack([d + big * np.cos(inner), -big * np.sin(inner)], -1),
+        ],
+        axis=1,
+    )
+    return _closed(points)
+
+
+def _bolts(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Lightning bolts: the outline of a zigzag band from a wide top to a point."""
+    top = [[0.1, -1], [0.7, -1], [0.25, -0.15], [0.6, -0.15]]
+    bottom = [[-0.5, 1], [-0.05, 0.15], [-0.45, 0.15]]
+    return _closed(np.array(top + bottom) + rng.normal(0, 0.05, (n, 7, 2)))
+
+
+def _xy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Coordinates ``(n, 1)`` each → points ``(n, 2)``."""
+    return np.concatenate([x, y], axis=1)
+
+
+def _houses(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A child's house: a box, a roof over it, a door and, half the time, a window."""
+    wide, roof = rng.uniform(0.7, 1.0, (n, 1)), rng.uniform(0.4, 0.8, (n, 1))
+    eaves = rng.uniform(0, 0.15, (n, 1))
+    zero, one, tall = np.zeros((n, 1)), np.ones((n, 1)), rng.uniform(0.9, 1.4, (n, 1))
+    box = np.stack([_xy(-wide, tall), _xy(-wide, zero), _xy(wide, zero), _xy(wide, tall)], 1)
+    low = eaves * roof / wide  # the roof's lines carried on past the walls
+    roof_line = np.stack([_xy(-wide - eaves, low), _xy(zero, -roof), _xy(wide + eaves, low)], 1)
+    left = rng.uniform(-0.6, -0.05, (n, 1)) * wide  # the door stays left of the window
+    right = left + rng.uniform(0.2, 0.35, (n, 1)) * wide
+    top = tall * rng.uniform(0.35, 0.55, (n, 1))
+    door = np.stack([_xy(left, tall), _xy(left, top), _xy(right, top), _xy(right, tall)], 1)
+    pane = np.array([[0.35, 0.25], [0.65, 0.25], [0.65, 0.55], [0.35, 0.55]])
+    window = _closed(pane * _xy(wide, one)[:, None])
+    none = rng.random(n) < 0.5
+    window[none] = window[none, :1]  # no window: its first side, drawn 4 times
+    return np.concatenate([_closed(box), _polyline(roof_line), _polyline(door), window], 1)
+
+
+def _flowers(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A round heart and a ring of 5 to 8 rounded petals around it, as one scalloped line."""
+    petals = rng.integers(5, 9, (n, 1))
+    t = np.linspace(0, 2 * np.pi, 97)
+    heart = rng.uniform(0.2, 0.35, (n, 1))
+    r = 0.5 + 0.5 * np.abs(np.sin(petals * t / 2))
+    scallop = np.stack([r * np.cos(t), r * np.sin(t)], -1)
+    centre = np.stack([heart * np.cos(t[::4]), heart * np.sin(t[::4])], -1)
+    return np.concatenate([_polyline(scallop), _polyline(centre)], axis=1)
+
+
+# Each kind's shapes as line segments ``(n, S, 2, 2)`` (x right, y down), before the
+# per-picture turn, stretch and wobble, roughly within [-1, 1]².
+_SHAPES = {
+    "strokes": _strokes,
+    "scribbles": _scribbles,
+    "hearts": _hearts,
+    "squares": _squares,
+    "triangles": _triangles,
+    "stars": _stars,
+    "arrows": _arrows,
+    "spirals": _spirals,
+    "smileys": _smileys,
+    "crosses": _crosses,
+    "moons": _moons,
+    "bolts": _bolts,
+    "houses": _houses,
+    "flowers": _flowers,
+}
+# Kinds that look right turned any way; the others lean by a few degrees only.
+_ANY_TURN = ("strokes", "scribbles", "arrows", "crosses", "triangles", "stars", "spirals",
+             "moons", "flowers")  # fmt: skip
 
 
 def _render(segments: np.ndarray, width: np.ndarray) -> np.ndarray:
@@ -147,9 +321,10 @@ def _render(segments: np.ndarray, width: np.ndarray) -> np.ndarray:
 
 def _draw_shapes(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` pictures of one shape kind, each turned, stretched, wobbled and placed at random."""
-    segments = _segments(kind, n, rng).astype(np.float64)
-    free = kind in ("strokes", "scribbles", "arrows", "crosses")  # any direction looks right
-    turn = rng.uniform(-np.pi, np.pi, n) if free else rng.normal(0, 0.25, n)
+    if kind not in _SHAPES:
+        raise CnnlabError(f"unknown non-digit shape {kind!r}; use one of {', '.join(_SHAPES)}")
+    segments = _SHAPES[kind](n, rng).astype(np.float64)
+    turn = rng.uniform(-np.pi, np.pi, n) if kind in _ANY_TURN else rng.normal(0, 0.25, n)
     cos, sin = np.cos(turn), np.sin(turn)
     rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)  # (n, 2, 2)
     stretch = rng.uniform(0.75, 1.25, (n, 1, 1, 2))
