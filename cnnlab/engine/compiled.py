@@ -1,20 +1,32 @@
-"""Compiled kernels for the memory-bound layers: the same maths as ``functional``, as loops.
+"""Compiled kernels for the memory-bound steps: the same maths as ``functional``, as loops.
 
 ``functional`` stays the definition: vectorised NumPy, one screen per layer. NumPy runs each of
 its operations as a separate pass over memory: its 2×2 max-pool is a tournament of four
-elementwise passes over strided slices, its ReLU backward a comparison and a multiplication.
-Written as one loop over the windows (or values) that reads each input once and writes each
-result once, Numba compiles them to a single pass. When Numba is installed (``pip install
-"cnnlab[fast]"``), ``MaxPool2D`` (2×2 windows, stride 2) and ``ReLU`` run these kernels on
-float NumPy batches while training; the tests hold them to ``functional``, which they equal bit
-for bit (a maximum and a selection involve no rounding). Without Numba nothing here is compiled
-and the NumPy path runs as before; ``set_compiled(False)``, or ``CNNLAB_COMPILED=0`` in the
-environment, chooses it by hand.
+elementwise passes over strided slices, its ReLU backward a comparison and a multiplication, a
+convolution's patches a padded copy then a strided copy in short rows, and the way back of its
+input gradient a transposed copy, k² strided additions and another transposed copy. Written as
+one loop that reads each input once and writes each result once, Numba compiles them to a
+single pass. When Numba is installed (``pip install "cnnlab[fast]"``), these layers run the
+kernels on float NumPy batches while training:
 
-What stays on NumPy, measured (``benchmarks/README.md``): convolutions, whose matrix products
-the BLAS runs faster than direct loops over the filter compiled here (1.2-4× slower on every
-preset's layers), and Adam, whose ten whole-array operations per parameter beat a compiled loop
-on these small parameters (Numba's call overhead per parameter is larger than the work).
+- ``MaxPool2D`` (2×2 windows, stride 2) and ``ReLU``, equal to ``functional`` bit for bit (a
+  maximum and a selection involve no rounding);
+- ``Conv2D`` (``conv2d``, ``conv2d_backward``): the patches (im2col) copied straight from the
+  input with the padding's zeros written in the same pass, the bias added in place, and the
+  input gradient's patch gradients, one product per sample, added back onto the pixels
+  (col2im, im2col's adjoint) straight into NCHW. The matrix products stay the BLAS's, and the
+  weight and bias gradients are ``functional``'s. The patches equal the NumPy path's bit for
+  bit; the input gradient sums the same products in another order, so outputs and gradients
+  agree to float32 rounding (float64 within 1e-12, as the tests check).
+
+Without Numba nothing here is compiled and the NumPy path runs as before;
+``set_compiled(False)``, or ``CNNLAB_COMPILED=0`` in the environment, chooses it by hand.
+
+What stays on NumPy, measured (``benchmarks/README.md``): the convolutions' matrix products,
+which the BLAS runs faster than direct loops over the filter compiled here (1.2-4× slower on
+every preset's layers), and Adam, whose ten whole-array operations per parameter beat a
+compiled loop on these small parameters (Numba's call overhead per parameter is larger than the
+work).
 
 The kernels run on the calling thread and release the GIL: ``cnnlab.engine.parallel`` already
 splits each batch over one thread per core, and each thread's slice runs its own kernels. (A
