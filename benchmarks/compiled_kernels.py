@@ -4,7 +4,9 @@
 
 Each figure is the fastest of ``--repeats`` calls (the least disturbed by other processes), in
 milliseconds, for a batch of 128 as ``fit`` runs it on one thread: max-pooling forward and
-backward, ReLU forward and backward. It runs in
+backward, ReLU forward and backward, and each convolution layer's forward and backward (the
+whole ``Conv2D`` step: patches, products, bias; the first layer's backward without dL/dx, as in
+``fit``). It runs in
 this process with the host BLAS pins removed from its environment first (``user_machine``) and
 loads the kernels before timing them. Needs Numba (``pip install -e ".[fast]"``).
 """
@@ -27,6 +29,13 @@ SHAPES = [
     ("lenet5", "pool 2", (128, 16, 10, 10)),
     ("simple", "pool 1", (128, 32, 26, 26)),
     ("simple", "pool 2", (128, 64, 11, 11)),
+]
+# The convolutions: (preset, layer, (C_in, C_out, kernel, padding, input size), first layer).
+CONVS = [
+    ("lenet5", "conv 1", (1, 6, 5, 2, 28), True),
+    ("lenet5", "conv 2", (6, 16, 5, 0, 14), False),
+    ("simple", "conv 1", (1, 32, 3, 0, 28), True),
+    ("simple", "conv 2", (32, 64, 3, 0, 13), False),
 ]
 
 
@@ -51,6 +60,7 @@ def main() -> int:
     import numpy as np
     from threadpoolctl import threadpool_limits
 
+    import cnnlab as cl
     from cnnlab.engine import compiled, functional
 
     if not compiled.available():
@@ -90,6 +100,29 @@ def main() -> int:
                 lambda o=out, g=g, y=y: functional.relu_backward(g, functional.relu(o)),
                 lambda o=out, g=g, y=y: compiled.relu_backward(g, compiled.relu(o)),
             )
+        for preset, layer, (c_in, c_out, k, padding, size), first in CONVS:
+            conv = cl.Conv2D(c_in, c_out, k, padding=padding, rng=0)
+            conv.set_input_grad(not first)
+            x = rng.standard_normal((128, c_in, size, size)).astype(np.float32)
+            g = rng.standard_normal((128, *conv.output_shape(x.shape[1:]))).astype(np.float32)
+            # The two paths alternate call by call (the same layer and scratch arrays), so a
+            # burst of load on the machine reaches both; each keeps its fastest call.
+            figures = {use: [float("inf"), float("inf")] for use in (False, True)}
+            for _ in range(opts.repeats + 1):
+                for use in (False, True):
+                    previous = cl.set_compiled(use)
+                    try:
+                        for index, call in enumerate((conv.forward, conv.backward)):
+                            started = time.perf_counter()
+                            call(x if index == 0 else g)
+                            took = 1000 * (time.perf_counter() - started)
+                            figures[use][index] = min(figures[use][index], took)
+                    finally:
+                        cl.set_compiled(previous)
+            backward = "backward without dL/dx (the first layer)" if first else "backward"
+            for index, what in enumerate((f"{layer} {(c_in, size, size)} forward", backward)):
+                a, b = figures[False][index], figures[True][index]
+                rows.append(f"| `{preset}` | {what} | {a:.3f} ms | {b:.3f} ms | {a / b:.1f}× |")
     print("\n".join(rows))
     return 0
 

@@ -120,6 +120,9 @@ def _load_kernels() -> float:
     out, winners = compiled.max_pool_2x2(x)
     compiled.max_pool_2x2_backward(out, winners, x.shape)
     compiled.relu_backward(compiled.relu(x), x)
+    w = np.ones((1, 1, 2, 2), np.float32)
+    y, cols, padded = compiled.conv2d(x, w, np.zeros(1, np.float32), 1, 1)
+    compiled.conv2d_backward(y, cols, w, padded, 1, 1)
     return time.perf_counter() - started
 
 

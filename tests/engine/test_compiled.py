@@ -89,23 +89,111 @@ def test_gradcheck_of_the_dispatched_layers(layer, use_compiled, rng) -> None:
     assert not check_layer(layer(), x, rng)  # distinct values, none at a ReLU kink
 
 
+# (N, C_in, H, W), (C_out, kH, kW), stride, padding: odd sizes, strides that skip the last
+# rows, padding wider than the reach of some taps, a 1×1 kernel, a kernel as big as the input.
+CONV_CASES = [
+    ((2, 3, 7, 9), (4, 3, 3), 1, 0),
+    ((3, 2, 8, 8), (5, 3, 2), 2, 1),
+    ((2, 1, 5, 5), (2, 5, 5), 1, 2),
+    ((4, 3, 10, 7), (2, 3, 3), 3, 2),
+    ((2, 2, 4, 4), (3, 1, 1), 1, 0),
+    ((2, 1, 3, 3), (1, 3, 3), 1, 3),
+    ((3, 4, 9, 6), (6, 4, 2), 2, 0),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, F64])
+def test_conv_equals_the_reference(case, dtype, rng) -> None:
+    (n, c, h, w), (c_out, kh, kw), stride, padding = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weights = rng.standard_normal((c_out, c, kh, kw)).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    expected, expected_cols, expected_padded = functional.conv2d(x, weights, bias, stride, padding)
+    out, cols, padded = compiled.conv2d(x, weights, bias, stride, padding)
+    assert out.dtype == dtype and padded == expected_padded
+    np.testing.assert_array_equal(cols, expected_cols)  # patches are copies: exact
+    # Float32: the products may sum in another order; float64 within 1e-12.
+    close = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 0, "atol": 1e-12}
+    np.testing.assert_allclose(out, expected, **close)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    reference = functional.conv2d_backward(g, cols, weights, padded, stride, padding)
+    mine = compiled.conv2d_backward(g, cols, weights, padded, stride, padding)
+    assert mine[0].shape == x.shape
+    for a, b in zip(mine, reference, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **close)
+    no_dx = compiled.conv2d_backward(g, cols, weights, padded, stride, padding, input_grad=False)
+    assert no_dx[0] is None
+    np.testing.assert_array_equal(no_dx[1], mine[1])
+
+
+def test_conv_hand_computed() -> None:
+    # A 2×2 picture 1 2 / 3 4, padding 1, a 2×2 kernel of ones, stride 2: the four windows each
+    # hold one pixel and three zeros of the padding, so the output is the picture plus the bias.
+    x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]] * 2, dtype=np.float32)
+    weights = np.ones((1, 1, 2, 2), np.float32)
+    out, cols, padded = compiled.conv2d(x, weights, np.array([0.5], np.float32), 2, 1)
+    assert padded == (2, 1, 4, 4)
+    assert out[0, 0].tolist() == [[1.5, 2.5], [3.5, 4.5]]
+    # Backward: each output's gradient goes back to the one pixel its window held.
+    g = np.array([[[[10.0, 20.0], [30.0, 40.0]]]] * 2, dtype=np.float32)
+    dx, d_weights, d_bias = compiled.conv2d_backward(g, cols, weights, padded, 2, 1)
+    assert dx[0, 0].tolist() == [[10.0, 20.0], [30.0, 40.0]]
+    assert d_bias.tolist() == [200.0]  # two samples of 10 + 20 + 30 + 40
+    # Each tap saw one pixel: tap (1, 1) the top-left window's 1 (gradient 10), tap (1, 0) the
+    # top right's 2 (20), tap (0, 1) 3 (30), tap (0, 0) 4 (40); two samples of each.
+    assert d_weights[0, 0].tolist() == [[2 * 160.0, 2 * 90.0], [2 * 40.0, 2 * 10.0]]
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:4], ids=str)
+def test_col2im_is_the_adjoint_of_im2col(case, rng) -> None:
+    # <im2col(x), c> = <x, col2im(c)> for any x and c: col2im adds each entry back exactly
+    # where im2col copied it from, and drops what came from the padding. Checked on the plain
+    # Python kernels too, which run where Numba is not installed.
+    (n, c, h, w), (_, kh, kw), stride, padding = case
+    x = rng.standard_normal((n, c, h, w))
+    h_out = (h + 2 * padding - kh) // stride + 1
+    w_out = (w + 2 * padding - kw) // stride + 1
+    for kernels in (compiled._kernels(), compiled._PYTHON_KERNELS):
+        cols = np.full((n, c, kh, kw, h_out, w_out), np.nan)
+        kernels["im2col"](x, stride, padding, cols)
+        np.testing.assert_array_equal(
+            cols, functional.im2col(functional.pad(x, padding), (kh, kw), stride)
+        )
+        c_in = rng.standard_normal(cols.shape)
+        dx = np.full(x.shape, np.nan)
+        kernels["col2im"](c_in, stride, padding, dx)
+        assert abs(np.sum(cols * c_in) - np.sum(x * dx)) < 1e-12 * np.abs(cols * c_in).sum()
+
+
+@pytest.mark.parametrize("use_compiled", [True, False])
+@pytest.mark.parametrize("stride, padding", [(1, 0), (2, 1), (1, 2)])
+def test_gradcheck_of_the_convolution(use_compiled, stride, padding, rng) -> None:
+    cl.set_compiled(use_compiled)
+    layer = cl.Conv2D(2, 3, 3, stride=stride, padding=padding, rng=0, dtype=F64)
+    x = rng.standard_normal((3, 2, 6, 7))
+    assert not check_layer(layer, x, rng)
+
+
 def test_layers_use_the_kernels_only_where_numba_is(rng, monkeypatch) -> None:
     calls: list[str] = []
-    for name in ("max_pool_2x2", "max_pool_2x2_backward", "relu", "relu_backward"):
+    names = ("max_pool_2x2", "max_pool_2x2_backward", "relu", "relu_backward", "conv2d")
+    for name in (*names, "conv2d_backward"):
         original = getattr(compiled, name)
         monkeypatch.setattr(
             compiled, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a)
         )
     monkeypatch.setattr(cl.ReLU, "kernels", (compiled.relu, compiled.relu_backward))
-    model = cl.Sequential([cl.MaxPool2D(2), cl.ReLU()])
+    model = cl.Sequential([cl.Conv2D(2, 3, 3, padding=1, rng=0), cl.MaxPool2D(2), cl.ReLU()])
     x = rng.standard_normal((4, 2, 6, 6)).astype(np.float32)
     fast = model.forward(x)
     fast_dx = model.backward(np.ones_like(fast))
-    expected = 4 if compiled.available() else 0
+    expected = 6 if compiled.available() else 0
     assert len(calls) == expected
     cl.set_compiled(False)
-    np.testing.assert_array_equal(model.forward(x), fast)
-    np.testing.assert_array_equal(model.backward(np.ones_like(fast)), fast_dx)
+    np.testing.assert_allclose(model.forward(x), fast, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(model.backward(np.ones_like(fast)), fast_dx, rtol=1e-6, atol=1e-6)
     model.forward(x[:1])  # one row: the NumPy path either way
     assert len(calls) == expected
 
