@@ -94,8 +94,9 @@ STOP_FROM = 0.6
 BALANCE_RATIO = 1.5
 FEW_PICTURES = 5  # a class with fewer training pictures than this is named in the summary
 UNBALANCED_RATIO = 10  # classes this unequal are named in the summary
-# A model started from another one: below HEAD_ONLY training pictures a class only the new head
-# trains, below TOP_ONLY the last convolution block and the dense layers too, above it all.
+# A model started from another one (but the shipped extractor, which trains whole): below
+# HEAD_ONLY training pictures a class only the new head trains, below TOP_ONLY the last
+# convolution block and the dense layers too, above it all.
 HEAD_ONLY, TOP_ONLY = 30, 300
 EXTRACTOR = OFFLINE_START  # the starting point of a folder that names none (runs/pretrain.py)
 # Published networks a run may start from by name; each is fine-tuned at FEATURE_SIZE pixels.
@@ -121,12 +122,15 @@ def default_start(dataset: str, kind: str, image_size: int | None, per_class: fl
 
 def layers_to_train(per_class: float, start: str = "") -> str:
     """``"head"``, ``"top"`` or ``"all"``: how much of a model started from ``start`` trains on
-    data of ``per_class`` training pictures a class. The shipped extractor never trains its
-    head alone: its features come from formula-drawn pictures, and its last block must adapt
-    to real ones (on 10 digits a class: head 71.2 %, top 81.2 %, all 81.8 %;
-    benchmarks/README.md). A published network never trains whole (the module docstring)."""
+    data of ``per_class`` training pictures a class. The shipped extractor trains whole: its
+    features come from formula-drawn pictures, and real ones need more than its last block to
+    adapt (on 10 digits a class: head 71.2 %, top 81.2 %, all 81.8 %; with colour made less
+    telling, ``recipes.FOLDER_COLOUR_AUGMENT``, 40 photographed symbols a class: top 42.2 %,
+    all 47.8 %; benchmarks/README.md). It costs about 1.7 times the time of training its top
+    (10 digits a class: 41 s against 24 s on two shared cores). A published network never
+    trains whole (the module docstring)."""
     if start == EXTRACTOR:
-        return "top" if per_class < TOP_ONLY else "all"
+        return "all"
     if start in PRETRAINED_STARTS:
         return "head" if per_class < HEAD_ONLY else "top"
     return "head" if per_class < HEAD_ONLY else "top" if per_class < TOP_ONLY else "all"

@@ -225,12 +225,15 @@ def test_no_run_stops_early_before_its_share_of_the_epochs() -> None:
         assert state.stop is (epoch == 4)
 
 
-def test_the_extractor_never_trains_its_head_alone() -> None:
+def test_the_extractor_trains_whole() -> None:
     assert sizing.layers_to_train(10) == "head"
-    assert sizing.layers_to_train(10, sizing.EXTRACTOR) == "top"
+    assert sizing.layers_to_train(10, sizing.EXTRACTOR) == "all"
     assert sizing.layers_to_train(sizing.TOP_ONLY, sizing.EXTRACTOR) == "all"
     few = RunConfig(dataset=FOLDER).resolve(30, "images", [10, 10, 10])
-    assert (few.start_from, few.train_layers) == ("extractor", "top")
+    assert (few.start_from, few.train_layers) == ("extractor", "all")
+    assert RunConfig(dataset=FOLDER, train_layers="top").resolve(30, "images").train_layers == (
+        "top"
+    )  # given, it wins
     small = RunConfig(dataset=FOLDER, image_size=16).resolve(30, "images", [10, 10, 10])
     assert small.start_from == "scratch"  # the extractor needs 32 pixels
     many = RunConfig(dataset=FOLDER).resolve(300, "images", [100, 100, 100])
