@@ -321,9 +321,10 @@ def _fit(
     # Before the saver: a diverged epoch never replaces the last good checkpoint.
     usual = DEFAULT_LR[config.optimizer]  # the usual lr, or lower; far below it, the usual
     advice = usual if config.lr < usual / 1000 else min(config.lr / 10, usual)
+    classes = len(model.meta["class_names"])
     watch = DivergenceWatch(
-        len(model.meta["class_names"]), advice, used=config.lr,
-        total_steps=config.epochs * steps_per_epoch,
+        classes, advice, used=config.lr, total_steps=config.epochs * steps_per_epoch,
+        guess_loss=math.log(classes) if config.loss == "cross-entropy" else None,
     )  # fmt: skip
     best = BestEpoch(
         net, make_loss(config), x_val, run_data.val_labels, config.patience,
