@@ -296,7 +296,10 @@ def _fit(
         x, y = x[xp.asarray(index)], y[xp.asarray(index)]
     if config.outlier_exposure:  # generated non-digits join the training pictures
         x, y = unknowns.with_nondigits(x, y, config.seed, sizing.NONDIGIT_SHARE)
-    augment = make_augment(config, run_data.pictures.kind, run_data.pictures.input_shape[0])
+    augment = make_augment(
+        config, run_data.pictures.kind, run_data.pictures.input_shape[0],
+        colour_tells=bool(config.augment) and sizing.colour_tells(run_data.images, run_data.labels),
+    )  # fmt: skip
     x_val = to_device(prepare(model, run_data.val_images), config.device)
     if prefix is not None:  # the fitted net's inputs are the frozen prefix's outputs
         x_test, x_val = prefix.outputs(x_test), prefix.outputs(x_val)

@@ -78,9 +78,10 @@ PICTURE_AUGMENT = {"padding": 4, "jitter": 0.2}
 # benchmarks/few_examples.py, with the whole extractor training (``sizing.layers_to_train``),
 # 40 photographed symbols a class read 46.7-47.8 % of the test pictures (seeds 0 and 1) against
 # 38.9-41.1 % without; drawn symbols and 150 coloured shapes a class stayed within a test
-# picture or two (benchmarks/README.md, "Colour made a less telling cue"). The cost falls on a
-# folder whose classes differ by colour alone: 3 classes of red, green and blue shapes read
-# 73.3 % of their test pictures with it, 100 % without.
+# picture or two (benchmarks/README.md, "Colour made a less telling cue"). A folder whose classes
+# differ by colour would pay (3 classes of red, green and blue shapes: 73.3 % of their test
+# pictures with it, 100 % without): one whose mean colours alone tell its pictures apart keeps
+# its colours (``sizing.colour_tells``).
 FOLDER_COLOUR_AUGMENT = {"permute": 0.5, "grey": 0.2}
 
 # pictures: the recipe for every data set that is not digits (colour sets, image folders).

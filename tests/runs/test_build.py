@@ -84,6 +84,8 @@ def test_a_folders_colour_pictures_also_get_other_channel_orders_and_grey_copies
     assert colour.keywords == {**PICTURE_AUGMENT, **FOLDER_COLOUR_AUGMENT, "flip": True}
     assert FOLDER_COLOUR_AUGMENT == {"permute": 0.5, "grey": 0.2}
     assert grey.keywords == {**PICTURE_AUGMENT, "flip": False}  # nothing to reorder
+    told = build.make_augment(config, "images", 3, colour_tells=True)
+    assert told.keywords == {**PICTURE_AUGMENT, "flip": True}  # colours kept: they tell
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo", "big"])
