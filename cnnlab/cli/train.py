@@ -108,7 +108,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--augment", action=argparse.BooleanOptionalAction, help="digits: distort half of each "
         "training batch as other writers might (shift, rotation, scale, slant, elastic strokes, "
         "stroke thickness, blur); other pictures: random crops, brightness, contrast and "
-        "saturation changes, and mirror images of colour pictures [recipe's, or by the data]"
+        "saturation changes, and mirror images of colour pictures; a folder's colour pictures "
+        "also in other channel orders and grey, unless colour alone tells its classes apart "
+        "[recipe's, or by the data]"
     )  # fmt: skip
     p.add_argument("--subset", type=positive_int, help="use only the first N training images")
     p.add_argument("--seed", type=int, default=0, help="of the weights, shuffling and augmenting")

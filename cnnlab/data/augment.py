@@ -8,7 +8,9 @@ outside the image are 0.
 thickness and blur.
 
 Other pictures get what works for photos (:func:`random_crop_flip`): a random crop of the
-zero-padded picture (a shift of up to ``padding`` pixels) and a horizontal flip half the time.
+zero-padded picture (a shift of up to ``padding`` pixels) and a horizontal flip half the time;
+colour jitter (:func:`random_colour_jitter`); and, to make colour a less telling cue than shape,
+channel orders and grey copies (:func:`random_channels`).
 """
 
 from __future__ import annotations
@@ -352,17 +354,56 @@ def random_colour_jitter(
     return out
 
 
+# The five orders of three channels other than their own (RGB → RBG, GRB, GBR, BRG, BGR).
+_OTHER_ORDERS = np.array([[0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+
+
+def random_channels(
+    images: np.ndarray, rng: np.random.Generator, permute: float = 0.5, grey: float = 0.2
+) -> np.ndarray:
+    """Make colour a less telling cue in a float ``(N, 3, H, W)`` batch of colour pictures.
+
+    Per picture, independently: with chance ``permute`` its channels are put in one of the five
+    other orders (drawn uniformly: a red symbol on green becomes a green one on blue, and so
+    on), and with chance ``grey`` every channel is replaced by their mean. Grey pictures
+    ``(N, 1, H, W)`` come back unchanged. Returns float32 of the input's shape; with both
+    chances 0 it equals the input.
+    """
+    validate.number("random_channels", "permute", permute, 0.0, 1.0)
+    validate.number("random_channels", "grey", grey, 0.0, 1.0)
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4:
+        raise CnnlabError(
+            f"channel changes need images shaped (N, C, H, W), got {images.shape}; "
+            "reshape the batch"
+        )
+    n, c = images.shape[:2]
+    if c != 3:
+        return images
+    order = np.where(
+        (rng.random(n) < permute)[:, None], _OTHER_ORDERS[rng.integers(0, 5, n)], [0, 1, 2]
+    )
+    out = images[np.arange(n)[:, None], order]  # (N, 3, H, W)
+    greyed = (rng.random(n) < grey)[:, None, None, None]
+    return np.where(greyed, out.mean(axis=1, keepdims=True), out)
+
+
 def random_picture(
     images: np.ndarray,
     rng: np.random.Generator,
     padding: int = 4,
     flip: bool = True,
     jitter: float = 0.2,
+    permute: float = 0.0,
+    grey: float = 0.0,
 ) -> np.ndarray:
     """Crop-and-flip (:func:`random_crop_flip`), then colour jitter of up to ``jitter`` in
-    brightness, contrast and saturation (:func:`random_colour_jitter`), for a float
-    ``(N, C, H, W)`` batch of pictures."""
+    brightness, contrast and saturation (:func:`random_colour_jitter`), then, for colour
+    pictures, other channel orders with chance ``permute`` and grey copies with chance ``grey``
+    (:func:`random_channels`), for a float ``(N, C, H, W)`` batch of pictures."""
     out = random_crop_flip(images, rng, padding=padding, flip=flip)
     if jitter > 0:
         out = random_colour_jitter(out, rng, jitter, jitter, min(jitter, 1.0))
+    if permute > 0 or grey > 0:
+        out = random_channels(out, rng, permute, grey)
     return out

@@ -21,7 +21,7 @@ from cnnlab.engine.optim import OPTIMIZERS, CosineLR, OneCycleLR, Optimizer
 from cnnlab.engine.rng import manual_seed
 from cnnlab.engine.sequential import Sequential
 from cnnlab.engine.serialize import model_from_config
-from cnnlab.runs import recipes
+from cnnlab.runs import recipes, sizing
 from cnnlab.runs.config import RunConfig
 from cnnlab.runs.model_input import check_fits
 from cnnlab.runs.zoo import build
@@ -140,13 +140,20 @@ def make_schedule(config: RunConfig, steps_per_epoch: int) -> Any:
     return None
 
 
-def make_augment(config: RunConfig, kind: str, channels: int = 3) -> Any:
+def make_augment(
+    config: RunConfig, kind: str, channels: int = 3, colour_tells: bool = False
+) -> Any:
     """When the run augments: for digits (never mirrored) ``random_handwriting`` with
     ``recipes.AUGMENT``'s settings; for other pictures crops and colour jitter, and mirror
     images for colour ones only (a grey picture may be a letter or digit, which a mirror
-    changes); else None."""
+    changes), with, for a folder's colour pictures, channel orders and grey copies
+    (``recipes.FOLDER_COLOUR_AUGMENT``) unless ``colour_tells`` (their colours alone tell the
+    classes apart: ``sizing.colour_tells``); else None."""
     if not config.augment:
         return None
     if kind == "digits":
         return partial(random_handwriting, **recipes.AUGMENT)
-    return partial(random_picture, flip=channels == 3, **recipes.PICTURE_AUGMENT)
+    settings = dict(recipes.PICTURE_AUGMENT)
+    if channels == 3 and sizing.is_folder(config.dataset) and not colour_tells:
+        settings.update(recipes.FOLDER_COLOUR_AUGMENT)
+    return partial(random_picture, flip=channels == 3, **settings)

@@ -11,7 +11,10 @@ its loss no lower than at the start (sigmoid, MSE). ``DivergenceWatch`` raises
   loss, before any update: with ``--lr 100`` the second is already in the thousands;
 - at the end of an epoch once at least ``JUDGE_STEPS`` steps and ``JUDGE_SHARE`` of the planned
   steps have passed, when the accuracy (test, else train) is within ``CHANCE_MARGIN`` × chance
-  and the epoch's loss is no lower than at the start.
+  and the epoch's loss is no lower than at the start, nor, when it is known, than the loss of an
+  equal guess over the classes (ln K for the cross-entropy): one batch's first loss is a noisy
+  start (a new head on 8 photographed symbols of 3 classes: 0.85, against ln 3 = 1.10), and a
+  run whose loss is below a guess's is learning, however its test pictures read so far.
 
 A short run (a few steps on a tiny subset) is never judged at chance: it had no time to learn;
 nor is a long run of a small data set in its first epochs, which are few steps each and, with a
@@ -37,12 +40,19 @@ CHANCE_MARGIN = 1.5  # 15 % for 10 classes
 class DivergenceWatch(Callback):
     """A ``fit`` callback that raises ``TrainingDivergedError`` for a run that stopped
     learning; ``classes`` sets the chance level, ``lr`` is the learning rate to advise, ``used``
-    the one the run had (the advice says "higher" when ``lr`` is above it) and ``total_steps``
-    the steps the run plans (0: unknown, only ``JUDGE_STEPS`` counts)."""
+    the one the run had (the advice says "higher" when ``lr`` is above it), ``total_steps``
+    the steps the run plans (0: unknown, only ``JUDGE_STEPS`` counts) and ``guess_loss`` the loss
+    of equal probabilities for every class (None: unknown)."""
 
     def __init__(
-        self, classes: int, lr: float, used: float | None = None, total_steps: int = 0
+        self,
+        classes: int,
+        lr: float,
+        used: float | None = None,
+        total_steps: int = 0,
+        guess_loss: float | None = None,
     ) -> None:
+        self.guess_loss = guess_loss
         self.chance = 1.0 / classes
         self.lr = lr
         self.direction = "higher" if used is not None and lr > used else "lower"
@@ -75,10 +85,11 @@ class DivergenceWatch(Callback):
         accuracy = float(logs.get("test_accuracy", logs["train_accuracy"]))
         if self.steps < self.judge_from or accuracy > CHANCE_MARGIN * self.chance:
             return
-        if logs["train_loss"] >= self.start:
+        start = self.start if self.guess_loss is None else max(self.start, self.guess_loss)
+        if logs["train_loss"] >= start:
             raise self._diverged(
                 state,
                 state.epoch,  # the epoch that just ended
                 f"accuracy {100 * accuracy:.1f}% is chance level and the loss did not fall "
-                f"({self.start:.3g} at the start, {logs['train_loss']:.3g} over the epoch)",
+                f"({start:.3g} at the start, {logs['train_loss']:.3g} over the epoch)",
             )

@@ -296,7 +296,10 @@ def _fit(
         x, y = x[xp.asarray(index)], y[xp.asarray(index)]
     if config.outlier_exposure:  # generated non-digits join the training pictures
         x, y = unknowns.with_nondigits(x, y, config.seed, sizing.NONDIGIT_SHARE)
-    augment = make_augment(config, run_data.pictures.kind, run_data.pictures.input_shape[0])
+    augment = make_augment(
+        config, run_data.pictures.kind, run_data.pictures.input_shape[0],
+        colour_tells=bool(config.augment) and sizing.colour_tells(run_data.images, run_data.labels),
+    )  # fmt: skip
     x_val = to_device(prepare(model, run_data.val_images), config.device)
     if prefix is not None:  # the fitted net's inputs are the frozen prefix's outputs
         x_test, x_val = prefix.outputs(x_test), prefix.outputs(x_val)
@@ -321,9 +324,10 @@ def _fit(
     # Before the saver: a diverged epoch never replaces the last good checkpoint.
     usual = DEFAULT_LR[config.optimizer]  # the usual lr, or lower; far below it, the usual
     advice = usual if config.lr < usual / 1000 else min(config.lr / 10, usual)
+    classes = len(model.meta["class_names"])
     watch = DivergenceWatch(
-        len(model.meta["class_names"]), advice, used=config.lr,
-        total_steps=config.epochs * steps_per_epoch,
+        classes, advice, used=config.lr, total_steps=config.epochs * steps_per_epoch,
+        guess_loss=math.log(classes) if config.loss == "cross-entropy" else None,
     )  # fmt: skip
     best = BestEpoch(
         net, make_loss(config), x_val, run_data.val_labels, config.patience,

@@ -71,6 +71,18 @@ AUGMENT = {
 # (``cnnlab.data.augment.random_picture``): a shift of up to ``padding`` pixels, brightness,
 # contrast and saturation changes of up to ``jitter``, and mirror images of colour pictures.
 PICTURE_AUGMENT = {"padding": 4, "jitter": 0.2}
+# And for a folder of one's own colour pictures, colour made a less telling cue than shape: half
+# the pictures get their channels in another order, a fifth become grey
+# (``cnnlab.data.augment.random_channels``). A few dozen pictures a class often share colours
+# or backgrounds by chance, which a network learns before the shapes. On the tune folders of
+# benchmarks/few_examples.py, with the whole extractor training (``sizing.layers_to_train``),
+# 40 photographed symbols a class read 46.7-47.8 % of the test pictures (seeds 0 and 1) against
+# 38.9-41.1 % without; drawn symbols and 150 coloured shapes a class stayed within a test
+# picture or two (benchmarks/README.md, "Colour made a less telling cue"). A folder whose classes
+# differ by colour would pay (3 classes of red, green and blue shapes: 73.3 % of their test
+# pictures with it, 100 % without): one whose mean colours alone tell its pictures apart keeps
+# its colours (``sizing.colour_tells``).
+FOLDER_COLOUR_AUGMENT = {"permute": 0.5, "grey": 0.2}
 
 # pictures: the recipe for every data set that is not digits (colour sets, image folders).
 # On ``shapes`` (seed 0, 6 epochs of the ``vgg`` preset): lr 5e-3 reached 89.9% (87.6% once

@@ -22,7 +22,9 @@ from the number of training pictures ``n`` and classes ``K``:
   smallest, each epoch repeats the smaller classes' pictures until every class is as large as
   the largest (balanced sampling);
 - **augmentation**: crops and colour changes, and mirror images for colour pictures (a grey
-  picture may be a digit or a letter, which a mirror changes), on folders under
+  picture may be a digit or a letter, which a mirror changes), other channel orders and grey
+  copies of colour pictures unless their colours alone tell the classes apart
+  (:func:`colour_tells`), on folders under
   ``LARGE_FOLDER`` pictures; but not when only the new head of a started model trains: then
   the features of the layers that stay are computed once for the whole run
   (``config.RunConfig.resolve``).
@@ -95,8 +97,9 @@ STOP_FROM = 0.6
 BALANCE_RATIO = 1.5
 FEW_PICTURES = 5  # a class with fewer training pictures than this is named in the summary
 UNBALANCED_RATIO = 10  # classes this unequal are named in the summary
-# A model started from another one: below HEAD_ONLY training pictures a class only the new head
-# trains, below TOP_ONLY the last convolution block and the dense layers too, above it all.
+# A model started from another one (but the shipped extractor, which trains whole): below
+# HEAD_ONLY training pictures a class only the new head trains, below TOP_ONLY the last
+# convolution block and the dense layers too, above it all.
 HEAD_ONLY, TOP_ONLY = 30, 300
 EXTRACTOR = OFFLINE_START  # the starting point of a folder that names none (runs/pretrain.py)
 # Published networks a run may start from by name; each is fine-tuned at FEATURE_SIZE pixels.
@@ -110,6 +113,12 @@ EXTRACTOR_MIN_SIZE = 32  # its three pooling steps and 4×4 average need picture
 # benchmarks/README.md).
 EXTRACTOR_BELOW = 100
 FINE_TUNE_LR = 0.2  # the recipe's learning rate is scaled by this when started layers train
+# A folder whose pictures' mean colours alone tell this share of them apart (colour_tells) keeps
+# its colours: no channel orders or grey copies (recipes.FOLDER_COLOUR_AUGMENT), which cost a
+# folder of red, green and blue shapes 100 → 73.3 % of its test pictures. Measured on the tune
+# folders of benchmarks/few_examples.py: that folder 77 %; photographed symbols 23 %, drawn
+# symbols 40 %, coloured shapes 37 % (chance 33 %).
+COLOUR_TELLS = 0.6
 
 
 def default_start(dataset: str, kind: str, image_size: int | None, per_class: float) -> str:
@@ -122,12 +131,15 @@ def default_start(dataset: str, kind: str, image_size: int | None, per_class: fl
 
 def layers_to_train(per_class: float, start: str = "") -> str:
     """``"head"``, ``"top"`` or ``"all"``: how much of a model started from ``start`` trains on
-    data of ``per_class`` training pictures a class. The shipped extractor never trains its
-    head alone: its features come from formula-drawn pictures, and its last block must adapt
-    to real ones (on 10 digits a class: head 71.2 %, top 81.2 %, all 81.8 %;
-    benchmarks/README.md). A published network never trains whole (the module docstring)."""
+    data of ``per_class`` training pictures a class. The shipped extractor trains whole: its
+    features come from formula-drawn pictures, and real ones need more than its last block to
+    adapt (on 10 digits a class: head 71.2 %, top 81.2 %, all 81.8 %; with colour made less
+    telling, ``recipes.FOLDER_COLOUR_AUGMENT``, 40 photographed symbols a class: top 42.2 %,
+    all 47.8 %; benchmarks/README.md). It costs about 1.7 times the time of training its top
+    (10 digits a class: 41 s against 24 s on two shared cores). A published network never
+    trains whole (the module docstring)."""
     if start == EXTRACTOR:
-        return "top" if per_class < TOP_ONLY else "all"
+        return "all"
     if start in PRETRAINED_STARTS:
         return "head" if per_class < HEAD_ONLY else "top"
     return "head" if per_class < HEAD_ONLY else "top" if per_class < TOP_ONLY else "all"
@@ -264,6 +276,28 @@ def summary(
             "expect it to be read worse; add pictures of it"
         )
     return "; ".join([line, *warnings])
+
+
+def colour_tells(images: np.ndarray, labels: np.ndarray) -> bool:
+    """Whether the mean colour of each picture alone tells its class, for uint8 or float
+    pictures ``(N, C, H, W)`` and their labels ``(N,)``: each picture's mean colour, scaled by
+    the spread of all of them, is nearest the mean of its own class (itself left out) for at
+    least ``COLOUR_TELLS`` of the pictures. Grey pictures never do."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or images.shape[1] != 3 or len(labels) < 2:
+        return False
+    colour = images.mean(axis=(2, 3), dtype=np.float64)  # (N, 3)
+    colour /= colour.std(axis=0) + 1e-9
+    classes = int(labels.max()) + 1
+    own = np.eye(classes, dtype=bool)[labels]  # (N, K): each picture's class
+    sums = np.zeros((classes, 3))
+    np.add.at(sums, labels, colour)
+    counts = np.bincount(labels, minlength=classes).astype(np.float64)
+    # Each class's mean without the picture itself when it is of that class: (N, K, 3).
+    left = counts[None, :] - own
+    means = (sums[None] - own[..., None] * colour[:, None]) / np.maximum(left, 1)[..., None]
+    distance = np.where(left > 0, ((colour[:, None] - means) ** 2).sum(-1), np.inf)
+    return bool(np.mean(distance.argmin(axis=1) == labels) >= COLOUR_TELLS)
 
 
 def balanced_indices(labels: np.ndarray, n_classes: int, seed: int) -> np.ndarray:

@@ -246,3 +246,56 @@ def test_random_picture_crops_and_never_mirrors_without_flip() -> None:
     np.testing.assert_array_equal(out, images)
     flipped = random_picture(images, np.random.default_rng(0), padding=0, flip=True, jitter=0)
     assert (flipped[:, 0, 0, -1] == 1).any()
+
+
+def test_channel_orders_and_grey_by_hand() -> None:
+    from cnnlab.data.augment import random_channels
+
+    x = np.array([1, 2, 6], np.float32).reshape(1, 3, 1, 1)
+    # rng 0 draws 0.637 (< 1: reordered), then order 2 of the five others, (1, 2, 0): G, B, R
+    reordered = random_channels(x, np.random.default_rng(0), permute=1, grey=0)
+    np.testing.assert_array_equal(reordered.ravel(), [2, 6, 1])
+    greyed = random_channels(x, np.random.default_rng(0), permute=1, grey=1)
+    np.testing.assert_array_equal(greyed.ravel(), [3, 3, 3])  # (1 + 2 + 6) / 3
+
+
+def test_channel_changes_are_seeded_shares_of_the_batch_and_keep_the_shape() -> None:
+    from cnnlab.data.augment import random_channels
+
+    x = np.random.default_rng(1).random((400, 3, 2, 2)).astype(np.float32)
+    out = random_channels(x, np.random.default_rng(2), permute=0.5, grey=0.0)
+    assert out.shape == x.shape and out.dtype == np.float32
+    np.testing.assert_array_equal(out, random_channels(x, np.random.default_rng(2), 0.5, 0.0))
+    changed = (out != x).any(axis=(1, 2, 3))
+    assert 160 < changed.sum() < 240  # about half
+    # a reordered picture holds its own channels, in another order
+    np.testing.assert_array_equal(np.sort(out, axis=1), np.sort(x, axis=1))
+    orders = {tuple(np.argsort(x[i, :, 0, 0])[np.argsort(np.argsort(out[i, :, 0, 0]))]) for i in
+              np.flatnonzero(changed)}  # fmt: skip
+    assert len(orders) == 5 and (0, 1, 2) not in orders
+    grey = random_channels(x, np.random.default_rng(2), permute=0.0, grey=0.25)
+    flat = (grey == grey[:, :1]).all(axis=(1, 2, 3))
+    assert 70 < flat.sum() < 130  # about a quarter
+    np.testing.assert_allclose(grey[flat], x[flat].mean(axis=1, keepdims=True).repeat(3, 1))
+    np.testing.assert_array_equal(grey[~flat], x[~flat])
+
+
+def test_channel_changes_leave_grey_pictures_and_zero_chances_alone() -> None:
+    from cnnlab.data.augment import random_channels, random_picture
+
+    x = np.random.default_rng(1).random((6, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(random_channels(x, np.random.default_rng(0), 0, 0), x)
+    one = x[:, :1]
+    np.testing.assert_array_equal(random_channels(one, np.random.default_rng(0), 1, 1), one)
+    plain = random_picture(x, np.random.default_rng(0), padding=0, flip=False, jitter=0, grey=1)
+    np.testing.assert_allclose(plain, x.mean(axis=1, keepdims=True).repeat(3, 1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("option", ["permute", "grey"])
+def test_channel_changes_refuse_bad_chances(option: str) -> None:
+    from cnnlab.data.augment import random_channels
+
+    with pytest.raises(CnnlabError, match=option):
+        random_channels(np.zeros((1, 3, 2, 2)), np.random.default_rng(0), **{option: 1.5})
+    with pytest.raises(CnnlabError, match=r"\(N, C, H, W\)"):
+        random_channels(np.zeros((3, 2, 2)), np.random.default_rng(0))

@@ -74,6 +74,20 @@ def test_pictures_other_than_digits_are_cropped_and_jittered_and_only_colour_one
     assert grey.keywords == {**PICTURE_AUGMENT, "flip": False}
 
 
+def test_a_folders_colour_pictures_also_get_other_channel_orders_and_grey_copies(
+    tmp_path: Path,
+) -> None:
+    from cnnlab.runs.recipes import FOLDER_COLOUR_AUGMENT, PICTURE_AUGMENT
+
+    config = RunConfig(dataset=str(tmp_path), augment=True).resolve(100, "images")
+    colour, grey = build.make_augment(config, "images", 3), build.make_augment(config, "images", 1)
+    assert colour.keywords == {**PICTURE_AUGMENT, **FOLDER_COLOUR_AUGMENT, "flip": True}
+    assert FOLDER_COLOUR_AUGMENT == {"permute": 0.5, "grey": 0.2}
+    assert grey.keywords == {**PICTURE_AUGMENT, "flip": False}  # nothing to reorder
+    told = build.make_augment(config, "images", 3, colour_tells=True)
+    assert told.keywords == {**PICTURE_AUGMENT, "flip": True}  # colours kept: they tell
+
+
 @pytest.mark.parametrize("kind", ["device", "fifo", "big"])
 def test_an_architecture_file_that_is_no_small_regular_file_is_one_line(
     tmp_path: Path, kind: str

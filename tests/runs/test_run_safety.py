@@ -93,6 +93,23 @@ def test_chance_accuracy_with_a_loss_that_did_not_fall_is_caught_at_epoch_end() 
         watch.on_epoch_end(state, logs)
 
 
+def test_a_run_whose_loss_fell_below_an_equal_guess_is_learning_whatever_its_first_batch() -> None:
+    guess = float(np.log(3))  # the cross-entropy of equal probabilities for 3 classes
+    learning = DivergenceWatch(3, lr=1e-3, guess_loss=guess)
+    state = losses(learning, [0.85] + [1.1] * 29)  # a lucky first batch
+    state.epoch = 2
+    logs = {"train_loss": 0.95, "train_accuracy": 0.45, "test_accuracy": 0.33}
+    learning.on_epoch_end(state, logs)  # below ln 3: not stopped
+    stuck = DivergenceWatch(3, lr=1e-3, guess_loss=guess)
+    losses(stuck, [0.85] + [1.1] * 29)
+    with pytest.raises(TrainingDivergedError, match=r"\(1\.1 at the start, 1\.12 over"):
+        stuck.on_epoch_end(state, {**logs, "train_loss": 1.12})
+    unknown = DivergenceWatch(3, lr=1e-3)  # without the guess's loss, the first batch's
+    losses(unknown, [0.85] + [1.1] * 29)
+    with pytest.raises(TrainingDivergedError, match=r"\(0\.85 at the start, 0\.95 over"):
+        unknown.on_epoch_end(state, logs)
+
+
 def test_a_run_far_below_the_usual_rate_is_advised_a_higher_one() -> None:
     watch = DivergenceWatch(10, lr=1e-3, used=1e-300)
     state = losses(watch, [2.3] * 30)

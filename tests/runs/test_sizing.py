@@ -239,13 +239,36 @@ def test_no_run_stops_early_before_its_share_of_the_epochs() -> None:
         assert state.stop is (epoch == 4)
 
 
-def test_the_extractor_never_trains_its_head_alone() -> None:
+def test_the_extractor_trains_whole() -> None:
     assert sizing.layers_to_train(10) == "head"
-    assert sizing.layers_to_train(10, sizing.EXTRACTOR) == "top"
+    assert sizing.layers_to_train(10, sizing.EXTRACTOR) == "all"
     assert sizing.layers_to_train(sizing.TOP_ONLY, sizing.EXTRACTOR) == "all"
     few = RunConfig(dataset=FOLDER).resolve(30, "images", [10, 10, 10])
-    assert (few.start_from, few.train_layers) == ("extractor", "top")
+    assert (few.start_from, few.train_layers) == ("extractor", "all")
+    assert RunConfig(dataset=FOLDER, train_layers="top").resolve(30, "images").train_layers == (
+        "top"
+    )  # given, it wins
     small = RunConfig(dataset=FOLDER, image_size=16).resolve(30, "images", [10, 10, 10])
     assert small.start_from == "scratch"  # the extractor needs 32 pixels
     many = RunConfig(dataset=FOLDER).resolve(300, "images", [100, 100, 100])
     assert many.start_from == "scratch"  # enough pictures to learn their own features
+
+
+def test_colour_tells_a_folder_whose_mean_colours_alone_tell_its_classes() -> None:
+    labels = np.array([0, 0, 1, 1])
+    red_green = np.zeros((4, 3, 2, 2), np.uint8)
+    red_green[:2, 0], red_green[2:, 1] = 200, 200  # two red pictures, two green
+    red_green[[0, 2], 2] = 50  # a little blue in one of each
+    assert sizing.colour_tells(red_green, labels)
+    # By hand: scaled mean colours (channel spreads 100, 100, 25) are (2, 0, 2), (2, 0, 0),
+    # (0, 2, 2), (0, 2, 0); left out, the first picture's own class mean is (2, 0, 0), at 4,
+    # the other's (0, 2, 1), at 9: right, and so are the three others.
+    swapped = red_green[[0, 2, 1, 3]]  # each class one red and one green picture
+    assert not sizing.colour_tells(swapped, labels)
+    assert not sizing.colour_tells(red_green[:, :1], labels)  # grey
+    alone = np.array([0, 0, 0, 1])  # a class of one picture has no mean without it
+    assert not sizing.colour_tells(red_green, alone)
+
+
+def test_the_tune_shares_of_colour_tells_are_between_chance_and_the_colour_folder() -> None:
+    assert 1 / 3 < sizing.COLOUR_TELLS < 0.77
