@@ -11,6 +11,7 @@ import argparse
 import difflib
 import importlib
 import sys
+from typing import NoReturn
 
 import numpy as np
 
@@ -35,9 +36,18 @@ COMMANDS = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose mistakes are one line, naming the option and where the options are
+    listed (argparse's own error prints the whole usage above it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (options: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every command module's sub-parser."""
-    parser = argparse.ArgumentParser(
+    """The top-level parser with every command module's sub-parser (``add_subparsers`` makes
+    them of the top level's class)."""
+    parser = OneLineParser(
         prog="cnnlab",
         description="Train, inspect and serve a convolutional network for handwritten digits.",
         allow_abbrev=False,

@@ -154,6 +154,11 @@ def _probe(model, args: argparse.Namespace) -> tuple[tuple | None, str | None]:
     if args.probe == 0:
         return None, None
     name = model.meta.get("dataset") or "mnist-sample"
+    if name not in data.PICTURE_DATASETS:  # a folder: the model's meta never names one to read
+        return None, (
+            "no probe of other pictures: the model was trained on a folder of pictures, which "
+            "step does not read; cnnlab evaluate MODEL --dataset FOLDER measures it"
+        )
     if name in data.DATASETS and not data.available(name, args.data_dir):
         why = f"{name} is not on this machine (step never downloads it; cnnlab train does)"
         return None, f"no probe of other pictures: {why}"

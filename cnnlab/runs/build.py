@@ -146,14 +146,16 @@ def make_augment(
     """When the run augments: for digits (never mirrored) ``random_handwriting`` with
     ``recipes.AUGMENT``'s settings; for other pictures crops and colour jitter, and mirror
     images for colour ones only (a grey picture may be a letter or digit, which a mirror
-    changes), with, for a folder's colour pictures, channel orders and grey copies
-    (``recipes.FOLDER_COLOUR_AUGMENT``) unless ``colour_tells`` (their colours alone tell the
-    classes apart: ``sizing.colour_tells``); else None."""
+    changes), with, for a folder's colour pictures and a network started from pretrained
+    features, channel orders and grey copies (``recipes.FOLDER_COLOUR_AUGMENT``) unless
+    ``colour_tells`` (their colours alone tell the classes apart: ``sizing.colour_tells``);
+    else None."""
     if not config.augment:
         return None
     if kind == "digits":
         return partial(random_handwriting, **recipes.AUGMENT)
     settings = dict(recipes.PICTURE_AUGMENT)
-    if channels == 3 and sizing.is_folder(config.dataset) and not colour_tells:
+    started = config.start_from not in (None, "scratch")
+    if channels == 3 and sizing.is_folder(config.dataset) and started and not colour_tells:
         settings.update(recipes.FOLDER_COLOUR_AUGMENT)
     return partial(random_picture, flip=channels == 3, **settings)

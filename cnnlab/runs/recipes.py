@@ -81,7 +81,10 @@ PICTURE_AUGMENT = {"padding": 4, "jitter": 0.2}
 # picture or two (benchmarks/README.md, "Colour made a less telling cue"). A folder whose classes
 # differ by colour would pay (3 classes of red, green and blue shapes: 73.3 % of their test
 # pictures with it, 100 % without): one whose mean colours alone tell its pictures apart keeps
-# its colours (``sizing.colour_tells``).
+# its colours (``sizing.colour_tells``). Only a network started from pretrained features gets
+# them: trained from scratch, 150 coloured stars, crosses and diamonds a class (a fresh folder of
+# benchmarks/few_examples.py's held-out kind) read 60.7 % with them and 73.3 % without; circles,
+# squares and triangles 92.0 and 92.7 %.
 FOLDER_COLOUR_AUGMENT = {"permute": 0.5, "grey": 0.2}
 
 # pictures: the recipe for every data set that is not digits (colour sets, image folders).

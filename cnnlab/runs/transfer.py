@@ -100,7 +100,7 @@ def load_source(source: str) -> tuple[Sequential, str]:
     try:
         return Sequential.load(file), str(file.resolve())
     except CnnlabError as err:
-        raise TransferError(f"--from {source}: not a cnnlab model file ({err})") from None
+        raise TransferError(f"--from {source}: {err}") from None
 
 
 def start_from(source: str | Sequential, data: ImageSet, config: RunConfig) -> Sequential:

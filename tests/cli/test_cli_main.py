@@ -25,18 +25,33 @@ def test_help_states_each_default_once(command: str) -> None:
         assert option.count("(default") <= 1, option
 
 
-def test_a_mistyped_option_gets_a_suggestion_and_the_commands_usage(
-    capsys: pytest.CaptureFixture,
-) -> None:
+def test_a_mistyped_option_gets_a_suggestion_in_one_line(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--epohcs", "3", "--batch_size=8"])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("usage: cnnlab train ")
-    assert err.strip().splitlines()[-1] == (
+    assert capsys.readouterr().err.splitlines() == [
         "cnnlab train: error: unrecognized arguments: --epohcs 3 --batch_size=8; "
-        "--epohcs: did you mean --epochs?; --batch_size: did you mean --batch-size?"
-    )
+        "--epohcs: did you mean --epochs?; --batch_size: did you mean --batch-size? "
+        "(options: cnnlab train --help)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["train", "--epochs", "0"], "cnnlab train: error: argument --epochs: must be >= 1, got 0"),
+        (["export", "m.npz", "--format", "tflite"], "cnnlab export: error: argument --format: "),
+        (["predict", "--top-k"], "cnnlab predict: error: argument --top-k: expected one argument"),
+    ],
+)
+def test_a_bad_option_value_is_one_line_without_the_usage(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith(line) and err.endswith(f"(options: cnnlab {argv[0]} --help)")
 
 
 @pytest.mark.parametrize(

@@ -249,7 +249,20 @@ def test_training_from_a_run_says_what_it_chose_and_refuses_a_damaged_model_in_o
     assert main(args) == 2
     error = capsys.readouterr().err.strip()
     assert "not a cnnlab model file" in error and "\n" not in error
+    assert error.count("not a cnnlab model file") == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_step_on_a_folder_model_says_how_to_measure_it_instead_of_probing(
+    trained: tuple[Path, Path], capsys: pytest.CaptureFixture
+) -> None:
+    pictures, run = trained
+    picture = next((pictures / CLASSES[0]).iterdir())
+    assert main(["step", str(run), str(picture), "--label", CLASSES[1]]) == 0
+    out = capsys.readouterr()
+    said = out.out + out.err
+    assert "step does not read; cnnlab evaluate MODEL --dataset FOLDER measures it" in said
+    assert "with --dataset" not in said
 
 
 def test_too_few_or_unequal_pictures_are_one_line_each(

@@ -79,13 +79,18 @@ def test_a_folders_colour_pictures_also_get_other_channel_orders_and_grey_copies
 ) -> None:
     from cnnlab.runs.recipes import FOLDER_COLOUR_AUGMENT, PICTURE_AUGMENT
 
-    config = RunConfig(dataset=str(tmp_path), augment=True).resolve(100, "images")
+    config = RunConfig(dataset=str(tmp_path), augment=True, start_from="extractor").resolve(
+        100, "images"
+    )
     colour, grey = build.make_augment(config, "images", 3), build.make_augment(config, "images", 1)
     assert colour.keywords == {**PICTURE_AUGMENT, **FOLDER_COLOUR_AUGMENT, "flip": True}
     assert FOLDER_COLOUR_AUGMENT == {"permute": 0.5, "grey": 0.2}
     assert grey.keywords == {**PICTURE_AUGMENT, "flip": False}  # nothing to reorder
     told = build.make_augment(config, "images", 3, colour_tells=True)
     assert told.keywords == {**PICTURE_AUGMENT, "flip": True}  # colours kept: they tell
+    scratch = RunConfig(dataset=str(tmp_path), augment=True, start_from="scratch")
+    from_scratch = build.make_augment(scratch.resolve(100, "images"), "images", 3)
+    assert from_scratch.keywords == {**PICTURE_AUGMENT, "flip": True}  # only started networks
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo", "big"])
