@@ -122,9 +122,12 @@ def check_fits(model: Sequential, data: ImageSet) -> None:
     """Refuse, in one line, a model whose input or classes do not match ``data``."""
     wanted = model.input_shape or DIGIT_SHAPE
     if tuple(wanted) != data.input_shape:
+        takes, has = describe_shape(wanted), describe_shape(data.input_shape)
+        if tuple(wanted[1:]) == data.input_shape[1:]:  # a folder is read at the model's size
+            takes, has = takes.split()[-1], has.split()[-1]
         raise CnnlabError(
-            f"the model takes {describe_shape(wanted)} pictures, but {data.name} has "
-            f"{describe_shape(data.input_shape)} ones; give it the kind of pictures it takes"
+            f"the model takes {takes} pictures, but {data.name} has {has} ones; give it the "
+            "kind of pictures it takes"
         )
     outputs = model.output_shape(tuple(wanted))[-1]
     if outputs != len(data.class_names):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import cnnlab as cl
+from cnnlab.data.imageset import ImageSet
 from cnnlab.engine.errors import CnnlabError
-from cnnlab.runs.model_input import class_index, class_names, prepare, reads_digits
+from cnnlab.runs.model_input import check_fits, class_index, class_names, prepare, reads_digits
 
 
 def picture_model(**meta: object) -> cl.Sequential:
@@ -84,3 +85,15 @@ def test_reads_digits_means_the_ten_digits_from_28x28_grey_pictures() -> None:
     four = cl.build("lenet5", n_classes=4)
     assert reads_digits(cl.build("lenet5")) and reads_digits(named)
     assert not any(reads_digits(m) for m in (clothes, grey, colour, four))
+
+
+def test_pictures_of_the_models_size_but_other_channels_are_named_by_colour_alone() -> None:
+    grey = np.zeros((3, 1, 8, 8), np.uint8)
+    folder = ImageSet("my-folder", ("cat", "dog", "owl"), grey, np.arange(3), grey, np.arange(3))
+    with pytest.raises(CnnlabError) as err:
+        check_fits(picture_model(), folder)
+    assert str(err.value).startswith("the model takes colour pictures, but my-folder has grey ")
+    small = ImageSet("small", ("cat", "dog", "owl"), grey[..., :4, :4], np.arange(3),
+                     grey[..., :4, :4], np.arange(3))  # fmt: skip
+    with pytest.raises(CnnlabError, match="takes 8x8 colour pictures, but small has 4x4 grey"):
+        check_fits(picture_model(), small)
