@@ -100,7 +100,10 @@ def load_source(source: str) -> tuple[Sequential, str]:
     try:
         return Sequential.load(file), str(file.resolve())
     except CnnlabError as err:
-        raise TransferError(f"--from {source}: {err}") from None
+        said = str(err)  # the loader's line names the file already
+        raise TransferError(
+            f"--from {said if said.startswith(str(file)) else f'{file}: {said}'}"
+        ) from None
 
 
 def start_from(source: str | Sequential, data: ImageSet, config: RunConfig) -> Sequential:

@@ -135,8 +135,8 @@ def test_bad_starting_points_are_one_line(tmp_path: Path) -> None:
     data = pictures((3, 8, 8))
     config = RunConfig(dataset="shapes").resolve(8, "images", [2] * 4)
     for source, words in [
-        (str(damaged), "not a cnnlab model file"),
-        (str(foreign), "not a cnnlab model file"),
+        (str(damaged), f"--from {damaged}: damaged or truncated model file"),
+        (str(foreign), f"--from {foreign}: not a cnnlab model file"),
         (str(tmp_path / "missing.npz"), "no such model file or run folder"),
         ("no-such-name", "use one of scratch"),
     ]:
