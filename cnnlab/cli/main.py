@@ -17,7 +17,7 @@ import numpy as np
 
 from cnnlab import __version__
 from cnnlab.cli._common import NeutralisedStream, command_parsers, positive_int
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, InvalidArgumentError
 from cnnlab.engine.parallel import one_blas_thread, set_threads
 
 COMMANDS = (
@@ -107,6 +107,21 @@ def unknown_command(argv: list[str], parser: argparse.ArgumentParser) -> str | N
     return None
 
 
+def in_options(err: CnnlabError, parser: argparse.ArgumentParser, command: str) -> str:
+    """The error as the command line says it: a run setting out of range is named by the
+    option that gave it (``argument --image-size: must be an integer >= 8, got 2``, as argparse
+    words its own checks); any other error as it is."""
+    from cnnlab.runs.config import WHO  # imported here: only a failed command needs it
+
+    if isinstance(err, InvalidArgumentError) and err.who == WHO:
+        actions = command_parsers(parser).get(command, parser)._actions
+        for action in actions:
+            if action.dest == err.name and action.option_strings:
+                option = action.option_strings[-1]
+                return f"argument {option}: must be {err.requirement}, got {err.received}"
+    return str(err)
+
+
 def print_completion(args: argparse.Namespace) -> int:
     """``--print-completion SHELL``: the completion script on stdout."""
     from cnnlab.cli.completion import bash_completion
@@ -149,7 +164,10 @@ def _main(argv: list[str] | None) -> int:
         with one_blas_thread(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             return int(args.func(args) or 0)
     except CnnlabError as err:
-        print(f"cnnlab {args.command}: error: {err}", file=sys.stderr)
+        print(
+            f"cnnlab {args.command}: error: {in_options(err, parser, args.command)}",
+            file=sys.stderr,
+        )
         return 2
     except MemoryError:  # past every bound cnnlab checks: the machine's memory ran out
         print(

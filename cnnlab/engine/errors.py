@@ -16,6 +16,17 @@ class CnnlabError(ValueError):
     http_status = 422
 
 
+class InvalidArgumentError(CnnlabError):
+    """An argument out of its range or choices: ``"{who}: {name} must be {requirement}, got
+    {received}"``. A front end may say the same in its own words, naming the option or field
+    that set ``name`` (the command line: ``argument --image-size: must be …``)."""
+
+    def __init__(self, who: str, name: str, requirement: str, received: object) -> None:
+        self.who, self.name, self.requirement = who, name, requirement
+        self.received = repr(received)
+        super().__init__(f"{who}: {name} must be {requirement}, got {self.received}")
+
+
 class NonFiniteError(CnnlabError):
     """An array that must be finite holds NaN or inf (an input, or a network's output)."""
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.engine.errors import CnnlabError
+from cnnlab.engine.errors import CnnlabError, InvalidArgumentError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -19,7 +19,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def integer(who: str, name: str, value: Any, minimum: int) -> int:
     """An int (not a bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise CnnlabError(f"{who}: {name} must be an integer >= {minimum}, got {value!r}")
+        raise InvalidArgumentError(who, name, f"an integer >= {minimum}", value)
     return int(value)
 
 
@@ -27,7 +27,7 @@ def pair(who: str, name: str, value: Any, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints, each at least ``minimum``, as a pair (a kernel or window size)."""
     if isinstance(value, tuple | list):
         if len(value) != 2:
-            raise CnnlabError(f"{who}: {name} must be an int or a pair of ints, got {value!r}")
+            raise InvalidArgumentError(who, name, "an int or a pair of ints", value)
         return (integer(who, name, value[0], minimum), integer(who, name, value[1], minimum))
     size = integer(who, name, value, minimum)
     return (size, size)
@@ -59,16 +59,14 @@ def number(
             bound = f"a finite number {'>' if low_open else '>='} {low:g}"
         else:
             bound = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-        raise CnnlabError(f"{who}: {name} must be {bound}, got {value!r}")
+        raise InvalidArgumentError(who, name, bound, value)
     return float(value)
 
 
 def choice(who: str, name: str, value: Any, options: tuple[str, ...]) -> str:
     """One of ``options``."""
     if value not in options:
-        raise CnnlabError(
-            f"{who}: {name} must be one of {', '.join(map(repr, options))}, got {value!r}"
-        )
+        raise InvalidArgumentError(who, name, f"one of {', '.join(map(repr, options))}", value)
     return value
 
 

@@ -317,7 +317,7 @@ def other_model(path: Path) -> None:
         ("run-exists", "already holds a run"),
         ("bad-lr", "must be a finite number > 0"),
         ("smoothing-with-mse", "label smoothing applies to the cross-entropy loss"),
-        ("smoothing-out-of-range", "label_smoothing must be in [0, 1), got 1.5"),
+        ("smoothing-out-of-range", "argument --label-smoothing: must be in [0, 1), got 1.5"),
     ],
 )
 def test_bad_input_gives_one_line_error(

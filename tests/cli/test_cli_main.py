@@ -139,3 +139,18 @@ def test_every_train_option_with_a_default_shows_it_in_help() -> None:
     for action in train._actions:
         if action.option_strings and action.option_strings[0] in shown:
             assert f"(default: {action.default})" in text, action.option_strings[0]
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--image-size", "2"], "argument --image-size: must be an integer >= 8, got 2"),
+        (["--val-fraction", "1.5"], "argument --val-fraction: must be in [0, 0.5], got 1.5"),
+    ],
+)
+def test_a_run_setting_out_of_range_is_named_by_its_option(
+    argv: list[str], line: str, tmp_path, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["train", *argv, "--out", str(tmp_path / "never")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"cnnlab train: error: {line}"]
+    assert not (tmp_path / "never").exists()
