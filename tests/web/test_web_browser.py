@@ -104,11 +104,18 @@ class Page:
         self.page.mouse.up()
 
     def wait_for_prediction(self, after: int = 0) -> dict:
-        """Wait until more than ``after`` predictions have been shown; return label and bars."""
+        """Wait until more than ``after`` predictions have been shown; return label and bars,
+        read in one turn of the page's script (a prediction made while the stroke was still
+        being drawn can arrive between two separate reads and mix two answers' bars)."""
         self.page.wait_for_selector(f"#bars[data-count='{after + 1}']")
-        bars = self.page.locator("#bars li")
-        probs = [float(bars.nth(i).get_attribute("data-p")) for i in range(bars.count())]
-        return {"label": self.page.inner_text("#pred-label"), "probabilities": probs}
+        return self.page.evaluate(
+            """() => ({
+                label: document.getElementById("pred-label").innerText,
+                probabilities: Array.from(
+                    document.querySelectorAll("#bars li"), (bar) => parseFloat(bar.dataset.p)
+                ),
+            })"""
+        )
 
     def screenshot(self, name: str) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
