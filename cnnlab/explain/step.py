@@ -46,6 +46,7 @@ class WeightChange:
 PROBE_SIZE = 200  # other test pictures a step is judged on
 PROBE_SEED = 0  # which ones: the same for every step of a data set
 DEFAULT_STEP_LR = RECIPES["default"].lr  # η for a model whose run records none
+SURE = 0.9  # a model this sure of another class than the label is contradicted by it
 
 
 def probe_set(
@@ -98,6 +99,17 @@ class StepResult:
                 f"Overshoot: η = {self.lr:g} is too large. The step followed the slope of the loss "
                 f"at the old weights so far that it jumped past the low ground it pointed to: "
                 f"the loss on this picture rose ({loss}). A smaller η descends."
+            )
+        read = int(np.argmax(self.before))
+        if self.overshot and read != self.label and self.before[read] >= SURE:
+            return (
+                f"Overshoot: this picture's label is not what the model reads (it was "
+                f"{self.before[read]:.0%} sure of another class), so the loss ({self.loss:.4g}) "
+                f"and its gradient are large and η = {self.lr:g} took a long step: the loss fell "
+                f"({loss}), but the model now gets fewer of the {others} right ({accuracy}). "
+                "Learnt alone, a label that contradicts a confident model pulls every weight "
+                "far; in training it is one picture of a batch, outvoted by the others. A smaller "
+                "η, or the label the picture shows, takes a small step."
             )
         if self.overshot:
             return (

@@ -81,3 +81,12 @@ def test_the_probe_is_the_same_pictures_every_time_and_judges_the_step() -> None
     assert huge.probe_after < huge.probe_before - 0.3  # ... and the others are lost
     assert huge.overshot and huge.lesson().startswith("Overshoot: η = 50 is too large")
     assert f"right ({100 * accuracy:.1f} % → {100 * huge.probe_after:.1f} %)" in huge.lesson()
+    # A label against the model's confident answer: the overshoot is the label's, said so.
+    sure_of_another = np.full(10, 0.005)
+    sure_of_another[(small.label + 1) % 10] = 0.955
+    told = dataclasses.replace(small, before=sure_of_another, probe_after=small.probe_before - 0.01)
+    assert told.overshot and told.lesson().startswith(
+        "Overshoot: this picture's label is not what the model reads (it was 96% sure of another"
+    )
+    unsure = dataclasses.replace(told, before=np.full(10, 0.1))
+    assert unsure.lesson().startswith("Overshoot: η = ")
