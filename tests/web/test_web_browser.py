@@ -489,6 +489,29 @@ def test_teach_drawn_classes_then_the_camera_adds_and_predicts(teach_page) -> No
     page.click("#teach-camera")  # stop it
 
 
+def test_a_slow_first_answer_does_not_undo_a_project_made_meanwhile(teach_page) -> None:
+    page = teach_page.context.new_page()
+    held: list[tuple[sync_api.Route, sync_api.APIResponse]] = []
+
+    def hold_the_first_look(route: sync_api.Route) -> None:
+        if route.request.method == "GET" and not held:  # the server answers now, with no
+            held.append((route, route.fetch()))  # project; the page gets it only later
+        else:
+            route.continue_()
+
+    page.route("**/api/teach/project", hold_the_first_look)
+    page.goto(teach_page.url.split("#")[0] + "#teach")
+    page.wait_for_selector("#teach-create")
+    page.fill("#teach-names", "sun, moon")
+    page.click("#teach-create")
+    page.wait_for_selector("#teach-list button[data-class='moon']")
+    with page.expect_response(lambda r: r.request.method == "GET" and "teach/project" in r.url):
+        held[0][0].fulfill(response=held[0][1])
+    page.wait_for_timeout(300)  # the page's handler of that answer has run
+    assert page.locator("#teach-list .teach-class-name").all_inner_texts() == ["sun", "moon"]
+    page.close()
+
+
 def test_teach_lists_classes_as_typed_with_thumbnails_a_click_removes(teach_page, tmp_path):
     page = teach_page
     page.check("input[name='teach-source'][value='pad']")  # drawings, whatever came before

@@ -178,7 +178,9 @@
     $("teach-start-field").hidden = starts.length < 2;
   }
 
+  let rendered = false; // a newer state has been shown: the page's first request is stale
   function render(state) {
+    rendered = true;
     classes = state.classes;
     const list = $("teach-list");
     const kept = new Set();
@@ -478,9 +480,11 @@
     if (picture) showOcclusion(result, picture);
   }
 
-  // A project kept from before: its classes in the names field, in their order.
+  // A project kept from before: its classes in the names field, in their order (unless the
+  // page has already shown a newer state, e.g. a project created while this answer was slow).
   call("/api/teach/project")
     .then((state) => {
+      if (rendered) return;
       if (state.classes.length) $("teach-names").value = state.classes.map((c) => c.name).join(", ");
       render(state);
     })
