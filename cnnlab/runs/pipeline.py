@@ -287,7 +287,7 @@ def _fit(
         optimizer.load_state_arrays(
             [xp.asarray(a) for a in checkpoint.optimizer_arrays], checkpoint.optimizer_steps
         )
-    x = to_device(prepare(model, run_data.images), config.device)
+    x = x_pictures = to_device(prepare(model, run_data.images), config.device)
     y = to_device(run_data.labels, config.device)
     x_test = to_device(prepare(model, run_data.test_images), config.device)
     n_train = len(x)
@@ -366,8 +366,7 @@ def _fit(
         x_held = to_device(prepare(model, run_data.val_images), config.device)
         model.meta.update(unknowns.calibrate(model, x_held, run_data.val_labels))
     elif run_data.pictures.kind != "digits":  # "none of these" from the training pictures
-        x_own = to_device(prepare(model, run_data.images), config.device)
-        model.meta.update(prototype.own_threshold(model, x_own, run_data.labels))
+        model.meta.update(prototype.own_threshold(model, x_pictures, run_data.labels))
     model.save(folder.model_file)
     folder.write_metrics(state.history)
     if not stopped:

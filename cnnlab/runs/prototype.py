@@ -51,6 +51,11 @@ MARGIN = 1.25
 OWN_QUANTILE, OWN_MARGIN = 0.02, 1.25
 
 
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Each row ``(N, D)`` scaled to length 1 (a zero row stays zero)."""
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
 def prototypes(features: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Class prototypes float32 ``(n_classes, D)``: the mean of each class's length-normalised
     features ``(N, D)``, normalised to length 1. Every class needs an example."""
@@ -68,17 +73,9 @@ def prototypes(features: np.ndarray, labels: np.ndarray, n_classes: int) -> np.n
             f"every class needs at least one example; class {int(empty[0]) if len(empty) else '?'}"
             " has none"
         )
-    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
     sums = np.zeros((n_classes, features.shape[1]))
-    np.add.at(sums, labels, unit)
-    means = sums / counts[:, None]
-    return (means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)).astype(
-        np.float32
-    )
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    np.add.at(sums, labels, _unit(features))
+    return _unit(sums / counts[:, None]).astype(np.float32)
 
 
 def cosine_below(

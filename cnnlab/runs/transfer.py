@@ -100,10 +100,10 @@ def load_source(source: str) -> tuple[Sequential, str]:
     try:
         return Sequential.load(file), str(file.resolve())
     except CnnlabError as err:
-        said = str(err)  # the loader's line names the file already
-        raise TransferError(
-            f"--from {said if said.startswith(str(file)) else f'{file}: {said}'}"
-        ) from None
+        said = str(err)  # the loader's line names the file, as a rule
+        if not said.startswith(str(file)):
+            said = f"{file}: {said}"
+        raise TransferError(f"--from {said}") from None
 
 
 def start_from(source: str | Sequential, data: ImageSet, config: RunConfig) -> Sequential:
